@@ -1,0 +1,476 @@
+"""The build command: an ordered list of plainly named, resumable steps.
+
+    stage_and_inspect  copy/download each source into h5ads/, preflight it, plan its cells, genes, chunks
+    plan_axes          assign soma_joinids (datasets, cells, genes) and create the empty release structure
+    write_matrices     X["raw"] and X["normalized"], one dask task per (dataset, row chunk)
+    write_tables       obs (a task per dataset), var, presence matrix, census_info
+    finalize_release   consolidate + vacuum, root metadata, move the release into place
+
+Each step records its completion under ``.build/stages``; a re-run skips finished steps (and, inside the
+matrix and obs steps, finished tasks). The release appears at ``DIR/VERSION/soma`` only when complete.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from census_builder import __version__, faults, soma_io
+from census_builder.cluster import dask_client, run_tasks
+from census_builder.errors import BuildStateError, InputError, PreflightError, ReleaseExistsError
+from census_builder.manifest import Manifest, ManifestEntry, load_manifest
+from census_builder.matrix import ChunkSummary, ChunkTask, process_chunk, result_exists
+from census_builder.plan import DatasetPlan, PlanFiles, inspect_dataset, unreadable
+from census_builder.progress import Progress
+from census_builder.schema import CensusSchema, load_schema
+from census_builder.sources import source_size, stage_source
+from census_builder.state import BuildPaths, StageRecord, build_lock, read_json, write_json_atomic
+from census_builder.tables import (
+    CellCounts,
+    ObsTask,
+    PresenceReducer,
+    summary_table,
+    write_census_info_table,
+    write_obs,
+    write_presence,
+    write_var,
+)
+
+logger = logging.getLogger(__name__)
+
+STAGES = ("stage_and_inspect", "plan_axes", "write_matrices", "write_tables", "finalize_release")
+
+
+@dataclass(frozen=True)
+class BuildConfig:
+    """What to build (frozen; run state lives in :class:`BuildRun`)."""
+
+    version: str
+    manifest: Path
+    workdir: Path = Path("census-build")
+    workers: int | None = None
+    scheduler: str | None = None
+    chunk_nnz: int = 4_000_000  # stored entries read per matrix task: bounds worker memory
+    exclude_invalid: bool = False
+    schema_version: str = "1.3.0"
+    build_date: str | None = None  # ISO date; default: today (UTC) when the build first started
+    memory_limit: str | None = None  # per local dask worker
+
+
+@dataclass
+class BuildRun:
+    """Mutable state of one run of the build command."""
+
+    config: BuildConfig
+    schema: CensusSchema
+    manifest: Manifest
+    paths: BuildPaths
+    stages: StageRecord
+    client: Any = None
+    build_date: str = ""  # fixed when the build first starts; a resumed build keeps it
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def report(self, status: str, **extra: Any) -> None:
+        previous = read_json(self.paths.report) if self.paths.report.is_file() else {}
+        timings = {**previous.get("stage_seconds", {}), **self.timings}
+        write_json_atomic(self.paths.report, {
+            **previous, "version": self.config.version, "status": status, "manifest": str(self.config.manifest),
+            "manifest_sha256": self.manifest.sha256, "census_schema_version": self.schema.version,
+            "census_builder_version": __version__, "stage_seconds": timings,
+            "stages_done": [s for s in STAGES if self.stages.done(s)], "updated": time.time(), **extra,
+        })
+
+
+def build(config: BuildConfig, *, validate: Callable[[BuildPaths, Manifest], bool] | None = None) -> BuildPaths:
+    """Build (or resume building) ``config.version``; returns its paths once complete."""
+    schema = load_schema(config.schema_version)
+    manifest = load_manifest(config.manifest)
+    paths = BuildPaths.for_version(config.workdir, config.version)
+    if paths.is_complete():
+        raise ReleaseExistsError(
+            f"release {config.version} at {paths.root} is complete and immutable; build another version "
+            "(or use --force-rebuild with a new --workdir)")
+    paths.root.mkdir(parents=True, exist_ok=True)
+    with build_lock(paths):
+        run = BuildRun(config, schema, manifest, paths, StageRecord(paths))
+        _check_same_inputs(run)
+        run.report("running")
+        try:
+            with dask_client(workers=config.workers, scheduler=config.scheduler,
+                             memory_limit=config.memory_limit) as client:
+                run.client = client
+                for name, step in STEPS:
+                    if run.stages.done(name):
+                        logger.info("[%s] already done; skipping", name)
+                        continue
+                    logger.info("[%s] starting", name)
+                    t0 = time.perf_counter()
+                    outputs = step(run)
+                    run.timings[name] = round(time.perf_counter() - t0, 3)
+                    run.stages.mark(name, outputs)
+                    faults.point(f"after:{name}")
+                    run.report("running")
+        except BaseException as e:
+            run.report("failed", error=f"{type(e).__name__}: {e}")
+            raise
+        run.report("complete", completed=time.time())
+    logger.info("release %s complete: %s", config.version, paths.soma)
+    return paths
+
+
+def _check_same_inputs(run: BuildRun) -> None:
+    """A resumed build must use the same manifest, schema and options that shape the release."""
+    key = {"manifest_sha256": run.manifest.sha256, "schema": run.schema.version,
+           "chunk_nnz": run.config.chunk_nnz, "exclude_invalid": run.config.exclude_invalid}
+    path = run.paths.state / "inputs.json"
+    if path.is_file():
+        recorded = read_json(path)
+        diff = {k: (recorded.get(k), v) for k, v in key.items() if k != "build_date" and recorded.get(k) != v}
+        if diff:
+            raise BuildStateError(
+                f"{run.paths.root} holds an unfinished build with other inputs {diff} (recorded, now); "
+                "resume it with the same manifest and options, or use another --workdir/--version")
+        run_date = recorded["build_date"]
+    else:
+        run_date = run.config.build_date or dt.datetime.now(dt.UTC).date().isoformat()
+        write_json_atomic(path, {**key, "build_date": run_date})
+    run.build_date = run_date
+
+
+# -- step 1 ------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class InspectTask:
+    entry: ManifestEntry
+    manifest: Manifest
+    dest: str
+    plan_dir: str
+    schema_version: str
+    chunk_nnz: int
+
+
+def _stage_and_inspect_one(task: InspectTask) -> DatasetPlan | InputError:
+    """Worker: stage one source and preflight it. Input problems come back as values, to be reported together."""
+    ds = task.entry.dataset_id
+    try:
+        local = stage_source(task.manifest, task.entry, Path(task.dest))
+        return inspect_dataset(ds, str(local), load_schema(task.schema_version), task.chunk_nnz, task.plan_dir)
+    except InputError as e:
+        return e
+    except OSError as e:
+        if e.errno in (28, 122):  # ENOSPC, EDQUOT: not the dataset's fault; fail the build, resumable
+            raise
+        return unreadable(ds, task.entry.h5ad_uri, e)
+    except Exception as e:  # a malformed file can make h5py/anndata raise anything
+        return unreadable(ds, task.entry.h5ad_uri, e)
+
+
+def stage_and_inspect(run: BuildRun) -> dict[str, Any]:
+    entries = run.manifest.entries
+    # Missing sources are found with a cheap look before anything is copied, and reported together.
+    problems: list[InputError] = []
+    for e in entries:
+        try:
+            source_size(run.manifest, e)
+        except InputError as err:
+            problems.append(err)
+    bad = {p.dataset_id for p in problems}
+    tasks = [InspectTask(e, run.manifest, str(run.paths.h5ad(e.dataset_id)), str(run.paths.plans),
+                         run.schema.version, run.config.chunk_nnz) for e in entries if e.dataset_id not in bad]
+    progress = Progress("stage_and_inspect", len(tasks), "datasets")
+    done: dict[str, DatasetPlan] = {}
+
+    def on_result(task: InspectTask, res: DatasetPlan | InputError) -> None:
+        if isinstance(res, InputError):
+            problems.append(res)
+        else:
+            done[task.entry.dataset_id] = res
+        progress.update(1, res.n_cells if isinstance(res, DatasetPlan) else 0)
+
+    run_tasks(run.client, _stage_and_inspect_one, tasks, on_result=on_result)
+    order = {e.dataset_id: i for i, e in enumerate(entries)}
+    problems.sort(key=lambda p: order.get(p.dataset_id, -1))
+    if problems and not run.config.exclude_invalid:
+        raise PreflightError(problems)
+    for p in problems:
+        logger.warning("excluding invalid dataset: %s", p)
+        run.paths.h5ad(p.dataset_id).unlink(missing_ok=True)
+    plans = [done[e.dataset_id] for e in entries if e.dataset_id in done]
+    for p in plans:
+        if p.organism is None:
+            logger.info("dataset %s contributes no cells: %s", p.dataset_id, p.excluded_reason)
+    return {"datasets": [p.dataset_id for p in plans], "invalid": [p.to_json() for p in problems]}
+
+
+# -- step 2 ------------------------------------------------------------------------------------------------
+
+def _plans(run: BuildRun) -> list[DatasetPlan]:
+    return [PlanFiles(run.paths.plans, ds).load() for ds in run.stages.get("stage_and_inspect")["outputs"]["datasets"]]
+
+
+def _axes(run: BuildRun) -> dict[str, Any]:
+    out: dict[str, Any] = run.stages.get("plan_axes")["outputs"]
+    return out
+
+
+def plan_axes(run: BuildRun) -> dict[str, Any]:
+    plans = _plans(run)
+    contributing = [p for p in plans if p.organism is not None]
+    datasets: list[dict[str, Any]] = []
+    organisms: dict[str, dict[str, int]] = {}
+    offsets: dict[str, int] = {}
+    for joinid, p in enumerate(contributing):
+        org_name = str(p.organism)
+        off = offsets.get(org_name, 0)
+        datasets.append({"dataset_id": p.dataset_id, "organism": org_name, "joinid": joinid,
+                         "obs_offset": off, "n_cells": p.n_cells})
+        offsets[org_name] = off + p.n_cells
+    axes_dir = run.paths.state / "axes"
+    axes_dir.mkdir(parents=True, exist_ok=True)
+    for org in run.schema.organisms:
+        members = [p for p in contributing if p.organism == org.name]
+        if not members:
+            logger.warning("no cells for %s: its experiment is left out of the release", org.name)
+            continue
+        var = _union_var(run, members)
+        var.to_parquet(axes_dir / f"{org.name}.var.parquet", index=False)
+        organisms[org.name] = {"n_obs": offsets[org.name], "n_var": len(var)}
+        position = pd.Series(np.arange(len(var), dtype=np.int64), index=var["feature_id"].to_numpy())
+        col_length = var["feature_length"].to_numpy(dtype=np.float64)
+        for p in members:
+            files = PlanFiles(run.paths.plans, p.dataset_id)
+            arrays = files.load_arrays()
+            genes = pd.read_parquet(files.genes)
+            col_map = np.full(p.n_source_var, -1, dtype=np.int64)
+            col_map[arrays["gene_cols"]] = position.loc[genes["feature_id"].to_numpy()].to_numpy()
+            np.savez(axes_dir / f"{p.dataset_id}.npz", kept_rows=arrays["kept_rows"], smart=arrays["smart"],
+                     col_map=col_map, col_length=col_length)
+    if not organisms:
+        raise InputError("*", "no dataset contributes any cell to the Census; nothing to build")
+    if run.paths.partial.exists():
+        shutil.rmtree(run.paths.partial)  # a structure half-created by an interrupted run
+    shapes = {k: soma_io.ExperimentShape(v["n_obs"], v["n_var"]) for k, v in organisms.items()}
+    soma_io.create_release(str(run.paths.partial), run.schema, shapes, n_datasets=len(contributing))
+    return {"datasets": datasets, "organisms": organisms,
+            "excluded": [{"dataset_id": p.dataset_id, "reason": p.excluded_reason} for p in plans if p.organism is None]}
+
+
+def _union_var(run: BuildRun, members: list[DatasetPlan]) -> pd.DataFrame:
+    """The organism's genes: the union over its datasets, sorted by feature_id (independent of manifest order)."""
+    frames = [pd.read_parquet(PlanFiles(run.paths.plans, p.dataset_id).genes) for p in members]
+    allg = pd.concat(frames, ignore_index=True)
+    first = allg.drop_duplicates("feature_id", keep="first")
+    lengths = allg[allg["feature_length"] > 0].groupby("feature_id")["feature_length"].agg(["min", "max"])
+    conflicting = lengths.index[lengths["min"] != lengths["max"]]
+    if len(conflicting):
+        logger.warning("%d genes have different feature_length across datasets (e.g. %s); the first seen is used",
+                       len(conflicting), conflicting[0])
+    known = allg[allg["feature_length"] > 0].drop_duplicates("feature_id", keep="first").set_index("feature_id")
+    var = first.set_index("feature_id")
+    var["feature_length"] = known["feature_length"].reindex(var.index).fillna(0).astype(np.int64)
+    return var.sort_index().reset_index()[["feature_id", "feature_name", "feature_length"]]
+
+
+# -- step 3 ------------------------------------------------------------------------------------------------
+
+def chunk_tasks(run: BuildRun) -> list[ChunkTask]:
+    axes = _axes(run)
+    plans = {p.dataset_id: p for p in _plans(run)}
+    part = run.paths.partial
+    tasks: list[ChunkTask] = []
+    for d in axes["datasets"]:
+        p = plans[d["dataset_id"]]
+        org = d["organism"]
+        x = part / "census_data" / org / "ms" / run.schema.measurement / "X"
+        offset = d["obs_offset"]
+        for i, ((a, b), n) in enumerate(zip(p.chunks, p.chunk_cells, strict=True)):
+            tasks.append(ChunkTask(
+                dataset_id=p.dataset_id, chunk=i, h5ad_path=p.h5ad_path, counts_matrix=p.counts_matrix,
+                row_start=a, row_stop=b, obs_offset=offset, n_cells=n, n_var=axes["organisms"][org]["n_var"],
+                axes_file=str(run.paths.state / "axes" / f"{p.dataset_id}.npz"),
+                raw_uri=str(x / "raw"), normalized_uri=str(x / "normalized"),
+                result_path=str(run.paths.chunks / p.dataset_id / f"{i:06d}.npz"),
+            ))
+            offset += n
+    return tasks
+
+
+def _process_chunk_with_faults(task: ChunkTask) -> ChunkSummary:
+    faults.point(f"chunk:{task.key}")
+    return process_chunk(task)
+
+
+def write_matrices(run: BuildRun) -> dict[str, Any]:
+    tasks = chunk_tasks(run)
+    todo = [t for t in tasks if not result_exists(t)]
+    total_cells = sum(t.n_cells for t in todo)
+    logger.info("[write_matrices] %d chunk task(s), %d already done", len(tasks), len(tasks) - len(todo))
+    progress = Progress("write_matrices", len(todo), "chunks", total_cells=total_cells)
+    nnz = 0
+
+    def on_result(task: ChunkTask, res: ChunkSummary) -> None:
+        nonlocal nnz
+        nnz += res.nnz
+        progress.update(1, res.n_cells, note=f"{nnz / max(time.monotonic() - progress.start, 1e-9):,.0f} nnz/s")
+
+    run_tasks(run.client, _process_chunk_with_faults, todo, on_result=on_result)
+    return {"chunks": len(tasks), "written_this_run": len(todo)}
+
+
+# -- step 4 ------------------------------------------------------------------------------------------------
+
+def write_tables(run: BuildRun) -> dict[str, Any]:
+    axes = _axes(run)
+    plans = {p.dataset_id: p for p in _plans(run)}
+    tasks_by_ds: dict[str, list[ChunkTask]] = {}
+    for t in chunk_tasks(run):
+        tasks_by_ds.setdefault(t.dataset_id, []).append(t)
+    part = str(run.paths.partial)
+    reducers = {org: PresenceReducer(v["n_var"]) for org, v in axes["organisms"].items()}
+    for d in axes["datasets"]:
+        for t in tasks_by_ds.get(d["dataset_id"], []):
+            reducers[d["organism"]].add(d["dataset_id"], t.result_path)
+
+    obs_tasks = [
+        ObsTask(dataset_id=d["dataset_id"], obs_uri=os.path.join(part, "census_data", d["organism"], "obs"),
+                obs_offset=d["obs_offset"], n_cells=d["n_cells"],
+                plan_obs_path=str(PlanFiles(run.paths.plans, d["dataset_id"]).obs),
+                result_paths=tuple(t.result_path for t in tasks_by_ds.get(d["dataset_id"], [])),
+                n_measured_vars=reducers[d["organism"]].n_measured_vars(d["dataset_id"]),
+                marker_path=str(run.paths.state / "obs" / f"{d['dataset_id']}.done"),
+                schema_version=run.schema.version)
+        for d in axes["datasets"]
+    ]
+    todo = [t for t in obs_tasks if not Path(t.marker_path).is_file()]
+    progress = Progress("write_tables:obs", len(todo), "datasets", total_cells=sum(t.n_cells for t in todo))
+    run_tasks(run.client, write_obs, todo, on_result=lambda t, n: progress.update(1, n))
+
+    figures: dict[str, Any] = {}
+    joinids = {d["dataset_id"]: d["joinid"] for d in axes["datasets"]}
+    counts = CellCounts(run.schema)
+    for org in run.schema.organisms:
+        if org.name not in axes["organisms"]:
+            continue
+        red = reducers[org.name]
+        members = [d for d in axes["datasets"] if d["organism"] == org.name]
+        cells = {d["dataset_id"]: d["n_cells"] for d in members}
+        rna = os.path.join(part, "census_data", org.name, "ms", run.schema.measurement)
+        var = pd.read_parquet(run.paths.state / "axes" / f"{org.name}.var.parquet")
+        write_var(os.path.join(rna, "var"), run.schema, var, red.var_nnz, red.n_measured_obs(cells))
+        n_true = write_presence(os.path.join(rna, run.schema.presence_matrix), joinids, red.present)
+        for d in members:
+            obs = pd.read_parquet(PlanFiles(run.paths.plans, d["dataset_id"]).obs,
+                                  columns=list(_count_columns(run.schema)))
+            counts.add(org.label, org.name, d["dataset_id"], obs)
+        figures[org.name] = {"cells": sum(cells.values()), "genes": len(var), "nnz": int(red.var_nnz.sum()),
+                             "presence_true": n_true, "datasets": len(members)}
+
+    datasets_rows = _datasets_table(run, axes, plans)
+    write_census_info_table(part, "datasets", run.schema.datasets_columns, datasets_rows)
+    write_census_info_table(part, "summary_cell_counts", run.schema.summary_cell_counts_columns, counts.table())
+    total = sum(d["n_cells"] for d in axes["datasets"])
+    unique = sum(plans[d["dataset_id"]].n_primary for d in axes["datasets"])
+    donors = {k: len(v) for k, v in counts.donors.items()}
+    summary = summary_table(run.schema, run.build_date, total, unique, donors)
+    write_census_info_table(part, "summary", run.schema.summary_columns, summary)
+    return {"organisms": figures, "total_cell_count": total, "unique_cell_count": unique, "donors": donors}
+
+
+def _count_columns(schema: CensusSchema) -> set[str]:
+    cols = {"is_primary_data", "donor_id"}
+    for c in schema.summary_categories:
+        cols.update(x for x in (c.label_column, c.ontology_column) if x)
+    return cols
+
+
+def _datasets_table(run: BuildRun, axes: dict[str, Any], plans: dict[str, DatasetPlan]) -> dict[str, list[Any]]:
+    entries = {e.dataset_id: e for e in run.manifest.entries}
+    rows: dict[str, list[Any]] = {c.name: [] for c in run.schema.datasets_columns}
+    for d in axes["datasets"]:
+        e, p = entries[d["dataset_id"]], plans[d["dataset_id"]]
+        values = {
+            "soma_joinid": d["joinid"], "citation": p.citation, "collection_id": e.collection_id,
+            "collection_name": e.collection_name, "collection_doi": e.collection_doi, "dataset_id": e.dataset_id,
+            "dataset_version_id": e.dataset_version_id, "dataset_title": e.dataset_title or p.title,
+            "dataset_h5ad_path": run.paths.h5ad_relative(e.dataset_id), "dataset_total_cell_count": p.n_cells,
+        }
+        for c in run.schema.datasets_columns:
+            rows[c.name].append(values[c.name])
+    return rows
+
+
+# -- step 5 ------------------------------------------------------------------------------------------------
+
+def finalize_release(run: BuildRun) -> dict[str, Any]:
+    import tiledbsoma as soma
+
+    paths = run.paths
+    if not paths.partial.exists() and paths.soma.is_dir():
+        return {"note": "release was moved into place by an interrupted run"}
+    uris = list(soma_io.array_uris(paths.partial))
+    progress = Progress("finalize_release", len(uris), "arrays consolidated")
+    run_tasks(run.client, soma_io.consolidate_and_vacuum, uris, on_result=lambda u, _: progress.update(1))
+    _check_nnz(run)
+    tables = run.stages.get("write_tables")["outputs"]
+    meta = {
+        "census_schema_version": run.schema.version,
+        "dataset_schema_version": run.schema.dataset_schema_version,
+        "census_build_date": run.build_date,
+        "census_version": run.config.version,
+        "manifest_sha256": run.manifest.sha256,
+        "census_builder_version": __version__,
+        "tiledbsoma_version": soma.__version__,
+        "anndata_version": _version("anndata"),
+        "git_commit": os.environ.get("CENSUS_BUILDER_GIT_COMMIT", ""),
+    }
+    with soma.Collection.open(str(paths.partial), "w", context=soma_io.context()) as root:
+        for k, v in meta.items():
+            root.metadata[k] = v
+    faults.point("before:move_release")
+    os.replace(paths.partial, paths.soma)
+    return {"metadata": meta, "totals": tables}
+
+
+def _check_nnz(run: BuildRun) -> None:
+    """X["raw"], X["normalized"] and the sum of chunk nnz must agree before the release is moved into place."""
+    import tiledbsoma as soma
+
+    figures = run.stages.get("write_tables")["outputs"]["organisms"]
+    for org, f in figures.items():
+        x = paths_x(run, org)
+        for layer in run.schema.x_layers:
+            with soma.SparseNDArray.open(str(x / layer), context=soma_io.context()) as arr:
+                if arr.nnz != f["nnz"]:
+                    raise BuildStateError(f"{org} X[{layer!r}] holds {arr.nnz} values, chunk results say {f['nnz']}")
+
+
+def paths_x(run: BuildRun, organism: str) -> Path:
+    return run.paths.partial / "census_data" / organism / "ms" / run.schema.measurement / "X"
+
+
+def _version(pkg: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(pkg)
+    except PackageNotFoundError:
+        return ""
+
+
+STEPS: tuple[tuple[str, Callable[[BuildRun], dict[str, Any]]], ...] = (
+    ("stage_and_inspect", stage_and_inspect),
+    ("plan_axes", plan_axes),
+    ("write_matrices", write_matrices),
+    ("write_tables", write_tables),
+    ("finalize_release", finalize_release),
+)

@@ -1,0 +1,103 @@
+"""Command line: ``python -m census_builder {build,validate,example} ...``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+logger = logging.getLogger("census_builder")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="census_builder", description=__doc__)
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    b = sub.add_parser("build", help="build (or resume) a Census release from a manifest")
+    b.add_argument("--version", required=True, help="release version, e.g. 2026-11-22")
+    b.add_argument("--manifest", required=True, type=Path, help="CSV with header dataset_id,h5ad_uri[,...]")
+    b.add_argument("--workdir", type=Path, default=Path("census-build"), help="build root (default ./census-build)")
+    b.add_argument("--workers", type=int, default=None, help="local dask worker processes (default: one per core)")
+    b.add_argument("--scheduler", default=None, help="address of an existing dask scheduler to use instead")
+    b.add_argument("--chunk-nnz", type=int, default=4_000_000,
+                   help="stored entries per matrix task; bounds each worker's memory (default 4,000,000)")
+    b.add_argument("--memory-limit", default=None, help="per local worker, e.g. 3GiB (default: auto)")
+    b.add_argument("--exclude-invalid", action="store_true",
+                   help="build without datasets that fail preflight, recording them in the report")
+    b.add_argument("--build-date", default=None, help="ISO date recorded as census_build_date (default: today, UTC)")
+
+    e = sub.add_parser("example", help="write the small example corpus (H5ADs + manifest.csv)")
+    e.add_argument("--out", type=Path, default=Path("example-corpus"))
+    return p
+
+
+def _configure_logging(verbose: bool) -> None:
+    level = logging.DEBUG if verbose else logging.INFO
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(message)s", "%H:%M:%S"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.WARNING)
+    logging.getLogger("census_builder").setLevel(level)
+    for noisy in ("distributed", "dask", "tornado", "asyncio"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _log_to_file(path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fh = logging.FileHandler(path, encoding="utf-8")
+    fh.setLevel(logging.DEBUG)
+    fh.setFormatter(logging.Formatter("%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s"))
+    logging.getLogger().addHandler(fh)
+    # The file gets debug detail; stderr keeps the level the user chose.
+    for h in logging.getLogger().handlers:
+        if type(h) is logging.StreamHandler:
+            h.setLevel(logging.getLogger("census_builder").level)
+    logging.getLogger("census_builder").setLevel(logging.DEBUG)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    _configure_logging(args.verbose)
+    from census_builder.errors import CensusBuilderError
+
+    try:
+        if args.command == "build":
+            return _build(args)
+        if args.command == "example":
+            return _example(args)
+    except CensusBuilderError as e:
+        logger.error("%s", e)
+        return 1
+    except KeyboardInterrupt:
+        logger.error("interrupted; re-run the same command to resume")
+        return 130
+    return 2
+
+
+def _build(args: argparse.Namespace) -> int:
+    from census_builder.build import BuildConfig, build
+    from census_builder.state import BuildPaths
+
+    paths = BuildPaths.for_version(args.workdir, args.version)
+    if not paths.is_complete():
+        _log_to_file(paths.log)
+    config = BuildConfig(
+        version=args.version, manifest=args.manifest, workdir=args.workdir, workers=args.workers,
+        scheduler=args.scheduler, chunk_nnz=args.chunk_nnz, exclude_invalid=args.exclude_invalid,
+        build_date=args.build_date, memory_limit=args.memory_limit,
+    )
+    out = build(config)
+    logger.info("release written to %s (report: %s)", out.soma, out.report)
+    return 0
+
+
+def _example(args: argparse.Namespace) -> int:
+    from census_builder.synthetic import example_specs, write_corpus
+
+    manifest = write_corpus(args.out, example_specs())
+    logger.info("example corpus written; manifest: %s", manifest)
+    return 0

@@ -1,0 +1,87 @@
+"""The dask.distributed client a build runs on: a local cluster by default, or an existing scheduler."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+@contextmanager
+def dask_client(*, workers: int | None = None, scheduler: str | None = None,
+                memory_limit: str | None = None) -> Iterator[Any]:
+    """Yield a ``distributed.Client``. Local workers are separate spawned processes, one thread each
+    (TileDB's threads do not survive a fork)."""
+    import dask
+    from distributed import Client, LocalCluster
+
+    dask.config.set({"distributed.worker.multiprocessing-method": "spawn",
+                     "distributed.scheduler.allowed-failures": 2,
+                     "distributed.worker.daemon": False})
+    for name in list(logging.root.manager.loggerDict):
+        if name.split(".")[0] in ("distributed", "dask"):
+            logging.getLogger(name).setLevel(logging.WARNING)
+    if scheduler:
+        logger.info("connecting to dask scheduler %s", scheduler)
+        with Client(scheduler) as client:
+            yield client
+        return
+    n = workers or os.cpu_count() or 1
+    logger.info("starting a local dask cluster: %d worker process(es)", n)
+    with LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
+                      memory_limit=memory_limit or "auto", silence_logs=logging.WARNING) as cluster, \
+            Client(cluster) as client:
+        yield client
+
+
+def run_tasks(
+    client: Any, fn: Callable[[T], R], items: Sequence[T], *, on_result: Callable[[T, R], None] | None = None,
+    on_error: Callable[[T, BaseException], None] | None = None, priority: Callable[[T], int] | None = None,
+) -> list[R]:
+    """Run ``fn`` over ``items`` on the cluster, calling ``on_result`` as each finishes (in completion order).
+
+    A task's exception is re-raised in the driver (after cancelling the rest) unless ``on_error`` takes it.
+    Results are returned in ``items`` order.
+    """
+    from distributed import as_completed
+
+    if not items:
+        return []
+    futures = [client.submit(fn, it, pure=False, priority=priority(it) if priority else 0) for it in items]
+    index = {f.key: i for i, f in enumerate(futures)}
+    results: list[Any] = [None] * len(items)
+    try:
+        for fut in as_completed(futures):
+            i = index[fut.key]
+            try:
+                res = fut.result()
+            except Exception as e:
+                if on_error is None:
+                    raise
+                on_error(items[i], e)
+                continue
+            results[i] = res
+            if on_result is not None:
+                on_result(items[i], res)
+    except BaseException:
+        client.cancel(futures)
+        raise
+    return results
+
+
+def chunked(seq: Iterable[T], n: int) -> Iterator[list[T]]:
+    batch: list[T] = []
+    for x in seq:
+        batch.append(x)
+        if len(batch) == n:
+            yield batch
+            batch = []
+    if batch:
+        yield batch

@@ -1,0 +1,294 @@
+"""Chunked, read-only access to CELLxGENE H5AD files through h5py and anndata's element reader.
+
+Never loads a whole matrix: the counts are read one row range at a time, whatever the on-disk layout
+(CSR, CSC or dense). Dataframes (obs/var) are read column by column, only the columns asked for.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import h5py
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+import scipy.sparse as sp
+from anndata.io import read_elem
+
+from census_builder.errors import InputError
+
+logger = logging.getLogger(__name__)
+
+MatrixFormat = Literal["csr", "csc", "dense"]
+# Bound on the number of stored entries read at once while scanning a CSC matrix for a row range.
+_CSC_SCAN_BLOCK = 8_000_000
+
+
+@dataclass(frozen=True)
+class CountsLocation:
+    """Where the counts live: ``raw/X`` with ``raw/var`` when the file has a raw layer, else ``X`` with ``var``."""
+
+    matrix: str  # "raw/X" or "X"
+    var: str  # "raw/var" or "var"
+
+
+class H5AD:
+    """An open H5AD file. Use as a context manager; every failure raises InputError naming the dataset."""
+
+    def __init__(self, path: str | Path, dataset_id: str) -> None:
+        self.path = Path(path)
+        self.dataset_id = dataset_id
+        self._file: h5py.File | None = None
+
+    def __enter__(self) -> H5AD:
+        try:
+            self._file = h5py.File(self.path, "r")
+        except FileNotFoundError as e:
+            raise self.error("file not found") from e
+        except OSError as e:
+            raise self.error(f"not a readable HDF5/H5AD file ({e})") from e
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    @property
+    def file(self) -> h5py.File:
+        if self._file is None:
+            raise RuntimeError("H5AD used outside its context manager")
+        return self._file
+
+    def error(self, reason: str, field: str = "") -> InputError:
+        return InputError(self.dataset_id, reason, uri=str(self.path), field=field)
+
+    # -- uns -------------------------------------------------------------------------------------------
+    def uns_string(self, key: str, default: str | None = None) -> str:
+        uns = self.file.get("uns")
+        if uns is None or key not in uns:
+            if default is not None:
+                return default
+            raise self.error("missing from uns", field=f"uns/{key}")
+        value = self._read(uns[key], f"uns/{key}")
+        if isinstance(value, bytes):
+            value = value.decode()
+        if isinstance(value, np.ndarray) and value.size == 1:
+            value = value.item()
+        return str(value)
+
+    # -- dataframes ------------------------------------------------------------------------------------
+    def counts_location(self) -> CountsLocation:
+        f = self.file
+        if "raw" in f and "X" in f["raw"]:
+            return CountsLocation(matrix="raw/X", var="raw/var")
+        if "X" not in f:
+            raise self.error("has neither raw.X nor X", field="X")
+        return CountsLocation(matrix="X", var="var")
+
+    def dataframe_index(self, key: str) -> pd.Index:
+        group = self._group(key)
+        index_col = group.attrs.get("_index", "_index")
+        if isinstance(index_col, bytes):
+            index_col = index_col.decode()
+        if index_col not in group:
+            raise self.error("has no index", field=key)
+        values = self._read(group[index_col], f"{key}/{index_col}")
+        return pd.Index(np.asarray(values).astype(str))
+
+    def dataframe_columns(self, key: str) -> list[str]:
+        group = self._group(key)
+        index_col = group.attrs.get("_index", "_index")
+        return [c for c in group if c != index_col]
+
+    def read_dataframe(self, key: str, columns: Sequence[str], *, required: bool = True) -> pd.DataFrame:
+        """Read ``columns`` of the dataframe at ``key`` (e.g. "obs", "raw/var"). Missing required columns raise
+        one error listing all of them; missing optional ones are left out."""
+        group = self._group(key)
+        index = self.dataframe_index(key)
+        missing = [c for c in columns if c not in group]
+        if missing and required:
+            raise self.error(f"required column(s) missing: {', '.join(missing)}", field=f"{key}/{missing[0]}")
+        data: dict[str, Any] = {}
+        for c in columns:
+            if c in group:
+                values = self._read(group[c], f"{key}/{c}")
+                if len(values) != len(index):
+                    raise self.error(f"has {len(values)} values for {len(index)} rows", field=f"{key}/{c}")
+                data[c] = values
+        return pd.DataFrame(data, index=index)
+
+    # -- counts ----------------------------------------------------------------------------------------
+    def counts(self, location: CountsLocation | None = None) -> CountsMatrix:
+        loc = location or self.counts_location()
+        return CountsMatrix(self, self.file[loc.matrix], loc.matrix)
+
+    # -- helpers ---------------------------------------------------------------------------------------
+    def _group(self, key: str) -> h5py.Group:
+        if key not in self.file:
+            raise self.error("missing", field=key)
+        node = self.file[key]
+        if not isinstance(node, h5py.Group):
+            raise self.error("is not an AnnData dataframe group", field=key)
+        return node
+
+    def _read(self, node: Any, field: str) -> Any:
+        try:
+            return read_elem(node)
+        except Exception as e:  # anndata raises many types for malformed elements
+            raise self.error(f"cannot be read ({type(e).__name__}: {e})", field=field) from e
+
+
+class CountsMatrix:
+    """Row-range reads of a counts matrix stored as CSR, CSC or dense in an open H5AD."""
+
+    def __init__(self, h5: H5AD, node: h5py.Group | h5py.Dataset, key: str) -> None:
+        self.h5 = h5
+        self.key = key
+        self.node = node
+        self._indptr: npt.NDArray[np.int64] | None = None
+        if isinstance(node, h5py.Dataset):
+            self.format: MatrixFormat = "dense"
+            if node.ndim != 2:
+                raise h5.error(f"dense matrix has {node.ndim} dimensions", field=key)
+            self.shape: tuple[int, int] = (int(node.shape[0]), int(node.shape[1]))
+            self.dtype = node.dtype
+            return
+        enc = node.attrs.get("encoding-type", "")
+        enc = enc.decode() if isinstance(enc, bytes) else str(enc)
+        if enc not in ("csr_matrix", "csc_matrix") or not {"data", "indices", "indptr"} <= set(node):
+            raise h5.error(f"unsupported matrix encoding {enc!r}", field=key)
+        self.format = "csr" if enc == "csr_matrix" else "csc"
+        shape = node.attrs.get("shape")
+        if shape is None or len(shape) != 2:
+            raise h5.error("sparse matrix has no 2-D shape attribute", field=key)
+        self.shape = (int(shape[0]), int(shape[1]))
+        self.dtype = node["data"].dtype
+        major = self.shape[0] if self.format == "csr" else self.shape[1]
+        if node["indptr"].shape[0] != major + 1:
+            raise h5.error(f"indptr has {node['indptr'].shape[0]} entries for {major} rows/columns", field=key)
+
+    @property
+    def indptr(self) -> npt.NDArray[np.int64]:
+        if self._indptr is None:
+            self._indptr = np.asarray(self.node["indptr"][...], dtype=np.int64)
+            if self._indptr[0] != 0 or np.any(np.diff(self._indptr) < 0):
+                raise self.h5.error("indptr is not non-decreasing from 0", field=f"{self.key}/indptr")
+            if self._indptr[-1] != self.node["data"].shape[0] or self.node["indices"].shape[0] != self._indptr[-1]:
+                raise self.h5.error("indptr, indices and data lengths disagree", field=self.key)
+        return self._indptr
+
+    def row_costs(self) -> npt.NDArray[np.int64]:
+        """Stored entries per row (dense: the number of columns), used to size row chunks."""
+        n_obs, n_var = self.shape
+        if self.format == "dense":
+            return np.full(n_obs, n_var, dtype=np.int64)
+        if self.format == "csr":
+            return np.diff(self.indptr)
+        counts = np.zeros(n_obs, dtype=np.int64)
+        for lo, hi in _blocks(int(self.indptr[-1]), _CSC_SCAN_BLOCK):
+            idx = self._indices(lo, hi)
+            counts += np.bincount(idx, minlength=n_obs)[:n_obs]
+        return counts
+
+    def check_values(self, block: int = _CSC_SCAN_BLOCK) -> None:
+        """Counts must be finite, non-negative integers: raise InputError naming the first offender."""
+        if self.format == "dense":
+            rows = max(1, block // max(1, self.shape[1]))
+            blocks = ((np.asarray(self.node[lo:hi, :]).ravel(), lo) for lo, hi in _blocks(self.shape[0], rows))
+        else:
+            total = int(self.indptr[-1])
+            blocks = ((np.asarray(self.node["data"][lo:hi]), lo) for lo, hi in _blocks(total, block))
+        for values, _ in blocks:
+            check_counts(values, self.h5, self.key)
+
+    def read_rows(self, start: int, stop: int) -> sp.csr_matrix:
+        """Rows [start, stop) with all columns, as stored (duplicates and explicit zeros kept)."""
+        n_var = self.shape[1]
+        n = stop - start
+        if self.format == "dense":
+            block = np.asarray(self.node[start:stop, :])
+            return sp.csr_matrix(block)
+        if self.format == "csr":
+            lo, hi = int(self.indptr[start]), int(self.indptr[stop])
+            indptr = self.indptr[start : stop + 1] - lo
+            data = np.asarray(self.node["data"][lo:hi])
+            indices = self._indices(lo, hi)
+            return sp.csr_matrix((data, indices, indptr), shape=(n, n_var))
+        # CSC: scan the stored entries in bounded blocks and keep those in [start, stop).
+        rows: list[npt.NDArray[np.int64]] = []
+        cols: list[npt.NDArray[np.int64]] = []
+        vals: list[npt.NDArray[Any]] = []
+        indptr = self.indptr
+        for lo, hi in _blocks(int(indptr[-1]), _CSC_SCAN_BLOCK):
+            idx = self._indices(lo, hi).astype(np.int64)
+            keep = (idx >= start) & (idx < stop)
+            if not keep.any():
+                continue
+            pos = np.nonzero(keep)[0]
+            col_of = np.searchsorted(indptr, lo + pos, side="right") - 1
+            rows.append(idx[pos] - start)
+            cols.append(col_of)
+            vals.append(np.asarray(self.node["data"][lo:hi])[pos])
+        if not rows:
+            return sp.csr_matrix((n, n_var), dtype=self.dtype)
+        coo = sp.coo_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(n, n_var))
+        return coo.tocsr()  # sums duplicates, like CSR input after canonicalisation
+
+    def _indices(self, lo: int, hi: int) -> npt.NDArray[np.int64]:
+        idx = np.asarray(self.node["indices"][lo:hi])
+        minor = self.shape[1] if self.format == "csr" else self.shape[0]
+        if idx.size and (idx.min() < 0 or idx.max() >= minor):
+            raise self.h5.error(f"index out of range [0, {minor})", field=f"{self.key}/indices")
+        return idx
+
+
+def check_counts(values: npt.NDArray[Any], h5: H5AD, key: str) -> None:
+    """Raise InputError unless every value is a finite, non-negative integer."""
+    if values.size == 0:
+        return
+    if values.dtype.kind in "iu":
+        if values.dtype.kind == "i" and values.min() < 0:
+            raise h5.error(f"negative count {values.min()}", field=key)
+        return
+    if values.dtype.kind != "f":
+        raise h5.error(f"counts have non-numeric dtype {values.dtype}", field=key)
+    finite = np.isfinite(values)
+    if not finite.all():
+        raise h5.error(f"non-finite count {values[~finite][0]} (NaN or infinite)", field=key)
+    if values.min() < 0:
+        raise h5.error(f"negative count {values.min()}", field=key)
+    frac = values != np.floor(values)
+    if frac.any():
+        raise h5.error(f"non-integer count {values[frac][0]!r}: counts must be integers (raw counts, not normalized)",
+                       field=key)
+
+
+def _blocks(total: int, size: int) -> Iterator[tuple[int, int]]:
+    for lo in range(0, total, size):
+        yield lo, min(total, lo + size)
+
+
+@contextmanager
+def open_h5ad(path: str | Path, dataset_id: str) -> Iterator[H5AD]:
+    with H5AD(path, dataset_id) as h5:
+        yield h5
+
+
+def plan_row_chunks(row_costs: npt.NDArray[np.int64], target: int) -> list[tuple[int, int]]:
+    """Split rows into contiguous ranges of about ``target`` stored entries each (at least one row each)."""
+    n = len(row_costs)
+    if n == 0:
+        return []
+    cum = np.concatenate([[0], np.cumsum(row_costs, dtype=np.int64)])
+    bounds = [0]
+    while bounds[-1] < n:
+        start = bounds[-1]
+        stop = int(np.searchsorted(cum, cum[start] + max(target, 1), side="right")) - 1
+        bounds.append(min(n, max(stop, start + 1)))
+    return list(zip(bounds[:-1], bounds[1:], strict=True))

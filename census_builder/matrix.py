@@ -1,0 +1,108 @@
+"""The matrix stage: one dask task per (dataset, row chunk).
+
+Each task reads its source rows, keeps the Census cells and genes, writes X["raw"] and X["normalized"]
+fragments at precomputed soma_joinid offsets, and records its statistics in a result file that the
+driver reduces. Writing a chunk is idempotent (the arrays do not allow duplicate coordinates and a
+rewritten chunk holds identical values), and a chunk counts only once its result file exists, so a
+chunk half-written by a killed process is rewritten on resume, never counted twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
+import scipy.sparse as sp
+
+from census_builder import soma_io
+from census_builder.h5ad import H5AD, check_counts
+from census_builder.stats import canonical, column_nnz, normalize, row_stats
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ChunkTask:
+    dataset_id: str
+    chunk: int
+    h5ad_path: str
+    counts_matrix: str  # "raw/X" or "X"
+    row_start: int  # source rows [row_start, row_stop)
+    row_stop: int
+    obs_offset: int  # soma_joinid of the chunk's first kept cell
+    n_cells: int  # kept cells in the chunk
+    n_var: int  # the organism's var length
+    axes_file: str  # per-dataset arrays: kept_rows, smart, col_map, col_length
+    raw_uri: str
+    normalized_uri: str
+    result_path: str
+
+    @property
+    def key(self) -> str:
+        return f"{self.dataset_id}#{self.chunk}"
+
+
+@dataclass(frozen=True)
+class ChunkSummary:
+    key: str
+    n_cells: int
+    nnz: int
+    seconds: float
+
+
+def result_exists(task: ChunkTask) -> bool:
+    return Path(task.result_path).is_file()
+
+
+def chunk_matrix(task: ChunkTask, axes: dict[str, npt.NDArray[Any]]) -> tuple[sp.csr_matrix, npt.NDArray[np.bool_]]:
+    """The chunk's kept cells x the organism's var, canonical (duplicates summed, zeros dropped)."""
+    kept_rows = axes["kept_rows"]
+    lo, hi = np.searchsorted(kept_rows, [task.row_start, task.row_stop])
+    local = kept_rows[lo:hi] - task.row_start
+    with H5AD(task.h5ad_path, task.dataset_id) as h5:
+        block = h5.counts().read_rows(task.row_start, task.row_stop)
+        check_counts(block.data, h5, task.counts_matrix)
+    block = block[local]
+    coo = block.tocoo()
+    col_map = axes["col_map"]
+    var_cols = col_map[coo.col]
+    keep = var_cols >= 0
+    m = sp.csr_matrix((coo.data[keep], (coo.row[keep], var_cols[keep])), shape=(local.size, task.n_var))
+    return canonical(m), axes["smart"][lo:hi]
+
+
+def process_chunk(task: ChunkTask) -> ChunkSummary:
+    """Read, filter, compute and write one chunk; then record its result file (atomically, last)."""
+    t0 = time.perf_counter()
+    with np.load(task.axes_file) as z:
+        axes = {k: z[k] for k in z.files}
+    m, smart = chunk_matrix(task, axes)
+    stats = row_stats(m)
+    norm = normalize(m, stats.raw_sum, smart, axes["col_length"])
+    coo_rows = np.repeat(np.arange(m.shape[0], dtype=np.int64), np.diff(m.indptr)) + task.obs_offset
+    cols = m.indices.astype(np.int64)
+    if m.nnz:
+        soma_io.write_coo(task.raw_uri, soma_io.coo_table(coo_rows, cols, m.data.astype(np.float32), pa.float32()))
+        soma_io.write_coo(task.normalized_uri, soma_io.coo_table(coo_rows, cols, norm, pa.float32()))
+    col_ids, col_counts = column_nnz(m)
+    out = Path(task.result_path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp.npz")
+    np.savez(
+        tmp, nnz=stats.nnz, raw_sum=stats.raw_sum, raw_mean_nnz=stats.raw_mean_nnz,
+        raw_variance_nnz=stats.raw_variance_nnz, col_ids=col_ids, col_nnz=col_counts,
+    )
+    os.replace(tmp, out)
+    return ChunkSummary(task.key, int(m.shape[0]), int(m.nnz), time.perf_counter() - t0)
+
+
+def load_result(path: str | Path) -> dict[str, npt.NDArray[Any]]:
+    with np.load(path) as z:
+        return {k: z[k] for k in z.files}

@@ -1,0 +1,153 @@
+"""Frozen, typed view of the Census schema data file (``schema/census_schema_<version>.yaml``).
+
+Nothing in the pipeline hard-codes an assay, an organism or a column: it asks a :class:`CensusSchema`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import cache
+from typing import Any, Literal
+
+import pyarrow as pa
+
+import census_schema
+from census_builder.errors import SchemaError
+
+Encoding = Literal["string", "bool", "int64", "float32"]
+ColumnSource = Literal["source", "derived", "statistic"]
+
+_ARROW: dict[str, pa.DataType] = {
+    "string": pa.large_string(),
+    "bool": pa.bool_(),
+    "int64": pa.int64(),
+    "float32": pa.float32(),
+}
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    encoding: Encoding
+    origin: ColumnSource = "derived"
+
+    @property
+    def arrow_type(self) -> pa.DataType:
+        return _ARROW[self.encoding]
+
+
+@dataclass(frozen=True)
+class Organism:
+    name: str  # census_data key, e.g. "homo_sapiens"
+    label: str  # NCBITaxon label, e.g. "Homo sapiens"
+    ontology_term_id: str  # e.g. "NCBITaxon:9606"
+
+
+@dataclass(frozen=True)
+class ExcludedAssay:
+    label: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class SummaryCategory:
+    name: str
+    label_column: str | None
+    ontology_column: str | None
+
+
+@dataclass(frozen=True)
+class CensusSchema:
+    version: str
+    dataset_schema_version: str
+    organisms: tuple[Organism, ...]
+    included_assays: Mapping[str, str]
+    excluded_assays: Mapping[str, ExcludedAssay]
+    feature_length_assays: frozenset[str]
+    tissue_type_vocabulary: tuple[str, ...]
+    tissue_type_kept: frozenset[str]
+    feature_biotype_kept: str
+    source_obs_columns: tuple[str, ...]
+    source_var_columns: tuple[str, ...]
+    uns_schema_version_key: str
+    obs: tuple[Column, ...]
+    var: tuple[Column, ...]
+    summary_columns: tuple[Column, ...]
+    summary_rows: tuple[str, ...]
+    datasets_columns: tuple[Column, ...]
+    summary_cell_counts_columns: tuple[Column, ...]
+    summary_categories: tuple[SummaryCategory, ...]
+    measurement: str
+    x_layers: tuple[str, ...]
+    presence_matrix: str
+
+    def organism_by_term(self, term_id: str) -> Organism | None:
+        return next((o for o in self.organisms if o.ontology_term_id == term_id), None)
+
+    @property
+    def organism_terms(self) -> frozenset[str]:
+        return frozenset(o.ontology_term_id for o in self.organisms)
+
+    @property
+    def obs_source_columns(self) -> tuple[str, ...]:
+        """obs columns copied verbatim from the source H5AD."""
+        return tuple(c.name for c in self.obs if c.origin == "source")
+
+    @staticmethod
+    def arrow_schema(columns: tuple[Column, ...]) -> pa.Schema:
+        return pa.schema([pa.field(c.name, c.arrow_type, nullable=False) for c in columns])
+
+
+def _columns(items: list[dict[str, Any]]) -> tuple[Column, ...]:
+    return tuple(Column(name=i["name"], encoding=i["encoding"], origin=i.get("from", "derived")) for i in items)
+
+
+@cache
+def load_schema(version: str = census_schema.DEFAULT_VERSION) -> CensusSchema:
+    """Load and check the schema data file for ``version``."""
+    try:
+        doc = census_schema.load_document(version)
+        assays = doc["assays"]
+        info = doc["census_info"]
+        exp = doc["experiment"]
+        spec = CensusSchema(
+            version=str(doc["census_schema_version"]),
+            dataset_schema_version=str(doc["dataset_schema_version"]),
+            organisms=tuple(
+                Organism(name=o["name"], label=o["label"], ontology_term_id=o["ontology_term_id"])
+                for o in doc["organisms"]
+            ),
+            included_assays=dict(assays["included"]),
+            excluded_assays={k: ExcludedAssay(v["label"], v["reason"]) for k, v in assays["excluded"].items()},
+            feature_length_assays=frozenset(assays["feature_length_normalized"]),
+            tissue_type_vocabulary=tuple(doc["cells"]["tissue_type_vocabulary"]),
+            tissue_type_kept=frozenset(doc["cells"]["tissue_type_kept"]),
+            feature_biotype_kept=str(doc["features"]["feature_biotype_kept"]),
+            source_obs_columns=tuple(doc["source"]["obs_columns"]),
+            source_var_columns=tuple(doc["source"]["var_columns"]),
+            uns_schema_version_key=str(doc["source"]["uns_schema_version_key"]),
+            obs=_columns(doc["obs"]),
+            var=_columns(doc["var"]),
+            summary_columns=_columns(info["summary"]["columns"]),
+            summary_rows=tuple(info["summary"]["rows"]),
+            datasets_columns=_columns(info["datasets"]["columns"]),
+            summary_cell_counts_columns=_columns(info["summary_cell_counts"]["columns"]),
+            summary_categories=tuple(
+                SummaryCategory(name=k, label_column=v["label"], ontology_column=v["ontology_term_id"])
+                for k, v in info["summary_cell_counts"]["categories"].items()
+            ),
+            measurement=str(exp["measurement"]),
+            x_layers=tuple(exp["x_layers"]),
+            presence_matrix=str(exp["presence_matrix"]["name"]),
+        )
+    except (KeyError, TypeError, FileNotFoundError) as e:
+        raise SchemaError(f"Census schema data for version {version!r} is malformed or missing: {e!r}") from e
+    if spec.version != version:
+        raise SchemaError(f"schema file for {version!r} declares version {spec.version!r}")
+    overlap = set(spec.included_assays) & set(spec.excluded_assays)
+    if overlap:
+        raise SchemaError(f"assays both included and excluded: {sorted(overlap)}")
+    if not spec.feature_length_assays <= set(spec.included_assays):
+        raise SchemaError("feature_length_normalized assays must be included assays")
+    return spec

@@ -1,0 +1,130 @@
+"""Creating and writing the release's TileDB-SOMA objects: structure, platform configs, consolidation."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import tiledbsoma as soma
+
+from census_builder.schema import CensusSchema, Column
+
+logger = logging.getLogger(__name__)
+
+_ZSTD = {"_type": "ZstdFilter", "level": 3}
+X_PLATFORM_CONFIG: dict[str, Any] = {
+    "tiledb": {
+        "create": {
+            "capacity": 2**17,
+            "dims": {
+                "soma_dim_0": {"tile": 2048, "filters": ["DoubleDeltaFilter", _ZSTD]},
+                "soma_dim_1": {"tile": 2048, "filters": ["ByteShuffleFilter", _ZSTD]},
+            },
+            "attrs": {"soma_data": {"filters": ["ByteShuffleFilter", _ZSTD]}},
+            "cell_order": "row-major",
+            "tile_order": "row-major",
+        }
+    }
+}
+DATAFRAME_PLATFORM_CONFIG: dict[str, Any] = {
+    "tiledb": {"create": {"capacity": 2**16, "offsets_filters": ["DoubleDeltaFilter", _ZSTD],
+                          "dims": {"soma_joinid": {"filters": ["DoubleDeltaFilter", _ZSTD]}},
+                          "attrs": {}, "cell_order": "row-major", "tile_order": "row-major"}}
+}
+# TileDB settings for every open: moderate memory per worker, and do not oversubscribe the cores.
+TILEDB_CONFIG: dict[str, str | float] = {
+    "sm.mem.total_budget": str(2 * 1024**3),
+    "sm.compute_concurrency_level": "2",
+    "sm.io_concurrency_level": "2",
+}
+
+
+def context() -> soma.SOMATileDBContext:
+    return soma.SOMATileDBContext(tiledb_config=dict(TILEDB_CONFIG))
+
+
+@dataclass(frozen=True)
+class ExperimentShape:
+    n_obs: int
+    n_var: int
+
+
+def create_release(
+    uri: str, schema: CensusSchema, shapes: Mapping[str, ExperimentShape], n_datasets: int
+) -> None:
+    """Create the whole, empty release structure (census_info tables are written later, in full)."""
+    ctx = context()
+    with soma.Collection.create(uri, context=ctx) as root:
+        root.add_new_collection("census_info")
+        data = root.add_new_collection("census_data")
+        for organism, shape in shapes.items():
+            exp = data.add_new_collection(organism, soma.Experiment)
+            exp.add_new_dataframe(
+                "obs", schema=CensusSchema.arrow_schema(schema.obs), index_column_names=["soma_joinid"],
+                domain=[(0, max(shape.n_obs, 1) - 1)], platform_config=DATAFRAME_PLATFORM_CONFIG,
+            )
+            ms = exp.add_new_collection("ms")
+            rna = ms.add_new_collection(schema.measurement, soma.Measurement)
+            rna.add_new_dataframe(
+                "var", schema=CensusSchema.arrow_schema(schema.var), index_column_names=["soma_joinid"],
+                domain=[(0, max(shape.n_var, 1) - 1)], platform_config=DATAFRAME_PLATFORM_CONFIG,
+            )
+            x = rna.add_new_collection("X")
+            for layer in schema.x_layers:
+                x.add_new_sparse_ndarray(layer, type=pa.float32(), shape=(shape.n_obs, shape.n_var),
+                                         platform_config=X_PLATFORM_CONFIG)
+            rna.add_new_sparse_ndarray(schema.presence_matrix, type=pa.bool_(), shape=(n_datasets, shape.n_var))
+
+
+def arrow_table(columns: tuple[Column, ...], data: Mapping[str, Any]) -> pa.Table:
+    """``data`` (column name -> values) as an Arrow table with the schema's encodings."""
+    return pa.Table.from_pydict({c.name: pa.array(data[c.name], type=c.arrow_type) for c in columns},
+                                schema=CensusSchema.arrow_schema(columns))
+
+
+def write_dataframe(uri: str, columns: tuple[Column, ...], data: Mapping[str, Any]) -> None:
+    with soma.DataFrame.open(uri, "w", context=context()) as df:
+        df.write(arrow_table(columns, data))
+
+
+def write_coo(uri: str, table: pa.Table) -> None:
+    with soma.SparseNDArray.open(uri, "w", context=context()) as arr:
+        arr.write(table)
+
+
+def coo_table(rows: Any, cols: Any, values: Any, value_type: pa.DataType) -> pa.Table:
+    return pa.table({
+        "soma_dim_0": pa.array(rows, type=pa.int64()),
+        "soma_dim_1": pa.array(cols, type=pa.int64()),
+        "soma_data": pa.array(values, type=value_type),
+    })
+
+
+def array_uris(root: str | Path) -> Iterator[str]:
+    """Every TileDB array under a local release directory."""
+    for schema_dir in sorted(Path(root).rglob("__schema")):
+        yield str(schema_dir.parent)
+
+
+def consolidate_and_vacuum(uri: str) -> None:
+    """Merge an array's fragments (and their metadata) into few, then drop the superseded files."""
+    import tiledb
+
+    cfg = tiledb.Config({"sm.consolidation.step_min_frags": "2", "sm.consolidation.step_max_frags": "10000"})
+    ctx = tiledb.Ctx(cfg)
+    for mode in ("fragments", "fragment_meta", "commits", "array_meta"):
+        cfg["sm.consolidation.mode"] = mode
+        cfg["sm.vacuum.mode"] = mode
+        tiledb.consolidate(uri, ctx=ctx, config=cfg)
+        tiledb.vacuum(uri, ctx=ctx, config=cfg)
+    logger.debug("consolidated %s", uri)
+
+
+def fragment_count(uri: str) -> int:
+    import tiledb
+
+    return len(tiledb.array_fragments(uri))
