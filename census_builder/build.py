@@ -322,6 +322,7 @@ def write_matrices(run: BuildRun) -> dict[str, Any]:
         nonlocal nnz
         nnz += res.nnz
         progress.update(1, res.n_cells, note=f"{nnz / max(time.monotonic() - progress.start, 1e-9):,.0f} nnz/s")
+        faults.point(f"matrix:after_chunks:{progress.done}")
 
     run_tasks(run.client, _process_chunk_with_faults, todo, on_result=on_result)
     return {"chunks": len(tasks), "written_this_run": len(todo)}

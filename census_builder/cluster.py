@@ -23,8 +23,7 @@ def dask_client(*, workers: int | None = None, scheduler: str | None = None,
     from distributed import Client, LocalCluster
 
     dask.config.set({"distributed.worker.multiprocessing-method": "spawn",
-                     "distributed.scheduler.allowed-failures": 2,
-                     "distributed.worker.daemon": False})
+                     "distributed.scheduler.allowed-failures": 2})
     for name in list(logging.root.manager.loggerDict):
         if name.split(".")[0] in ("distributed", "dask"):
             logging.getLogger(name).setLevel(logging.WARNING)

@@ -71,3 +71,11 @@ class SchemaError(CensusBuilderError):
 
 class StorageError(CensusBuilderError):
     """Reading or writing local or S3 storage failed after retries."""
+
+
+class PublishRefusedError(CensusBuilderError):
+    """The build is not publishable: incomplete, not validated, or failed validation."""
+
+
+class ReleaseDirectoryError(CensusBuilderError):
+    """release.json is malformed, or a change to it breaks a rule (alias target, retraction, names)."""

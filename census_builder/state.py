@@ -26,6 +26,8 @@ from census_builder.errors import BuildLockedError
 
 logger = logging.getLogger(__name__)
 
+FINAL_STAGE = "finalize_release"
+
 
 @dataclass(frozen=True)
 class BuildPaths:
@@ -82,7 +84,8 @@ class BuildPaths:
         return f"h5ads/{dataset_id}.h5ad"
 
     def is_complete(self) -> bool:
-        return self.soma.is_dir() and (self.stages / "finalize.json").is_file()
+        """The release is in place and its last step is recorded."""
+        return self.soma.is_dir() and (self.stages / f"{FINAL_STAGE}.json").is_file()
 
 
 def write_json_atomic(path: Path, data: Any) -> None:

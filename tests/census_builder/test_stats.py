@@ -1,0 +1,126 @@
+"""Property tests: chunked reading + statistics equal the one-shot numpy answer, for any layout and chunking."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import h5py
+import numpy as np
+import numpy.typing as npt
+import pytest
+import scipy.sparse as sp
+from anndata.io import write_elem
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from census_builder.h5ad import H5AD, plan_row_chunks
+from census_builder.stats import F32_TINY, canonical, column_nnz, normalize, row_stats
+
+
+@st.composite
+def count_matrices(draw: st.DrawFn) -> tuple[npt.NDArray[np.float64], list[tuple[int, int, float]]]:
+    """A dense integer count matrix plus extra stored entries (duplicates that sum in, explicit zeros)."""
+    n = draw(st.integers(1, 12))
+    m = draw(st.integers(1, 9))
+    values = draw(st.lists(st.sampled_from([0, 0, 0, 1, 2, 3, 7, 250, 65_000]), min_size=n * m, max_size=n * m))
+    dense = np.array(values, dtype=np.float64).reshape(n, m)
+    extras = draw(st.lists(st.tuples(st.integers(0, n - 1), st.integers(0, m - 1), st.sampled_from([0.0, 1.0, 5.0])),
+                           max_size=6))
+    return dense, extras
+
+
+def _stored(dense: npt.NDArray[np.float64], extras: list[tuple[int, int, float]]) -> sp.coo_matrix:
+    coo = sp.coo_matrix(dense)
+    rows = np.concatenate([coo.row, [e[0] for e in extras]]).astype(np.int64)
+    cols = np.concatenate([coo.col, [e[1] for e in extras]]).astype(np.int64)
+    vals = np.concatenate([coo.data, [e[2] for e in extras]]).astype(np.float32)
+    return sp.coo_matrix((vals, (rows, cols)), shape=dense.shape)
+
+
+def _truth(dense: npt.NDArray[np.float64], extras: list[tuple[int, int, float]]) -> npt.NDArray[np.float64]:
+    out = dense.copy()
+    for r, c, v in extras:
+        out[r, c] += v
+    return out
+
+
+def _write(path: Path, stored: sp.coo_matrix, layout: str) -> None:
+    with h5py.File(path, "w") as f:
+        if layout == "dense":
+            write_elem(f, "X", stored.toarray().astype(np.float32))
+            return
+        if layout == "csr":
+            order = np.lexsort((stored.col, stored.row))
+            major, minor, n_major = stored.row[order], stored.col[order], stored.shape[0]
+        else:
+            order = np.lexsort((stored.row, stored.col))
+            major, minor, n_major = stored.col[order], stored.row[order], stored.shape[1]
+        indptr = np.concatenate([[0], np.cumsum(np.bincount(major, minlength=n_major))])
+        g = f.create_group("X")
+        g.attrs["encoding-type"] = f"{layout}_matrix"
+        g.attrs["encoding-version"] = "0.1.0"
+        g.attrs["shape"] = stored.shape
+        g.create_dataset("data", data=stored.data[order])
+        g.create_dataset("indices", data=minor.astype(np.int32))
+        g.create_dataset("indptr", data=indptr.astype(np.int64))
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=count_matrices(), layout=st.sampled_from(["csr", "csc", "dense"]), target=st.integers(1, 40))
+def test_chunked_stats_equal_one_shot(tmp_path: Path, data: tuple, layout: str, target: int) -> None:  # type: ignore[type-arg]
+    dense, extras = data
+    if layout == "dense":
+        extras = []  # a dense matrix has one value per cell
+    truth = _truth(dense, extras)
+    path = tmp_path / f"m-{layout}.h5"
+    _write(path, _stored(dense, extras), layout)
+
+    nnz_rows, sums, means, variances = [], [], [], []
+    col_nnz = np.zeros(truth.shape[1], dtype=np.int64)
+    with H5AD(path, "prop") as h5:
+        counts = h5.counts()
+        assert counts.format == layout
+        chunks = plan_row_chunks(counts.row_costs(), target)
+        assert chunks[0][0] == 0 and chunks[-1][1] == truth.shape[0]
+        assert all(a < b for a, b in chunks) and all(b == c for (_, b), (c, _) in zip(chunks, chunks[1:]))
+        for a, b in chunks:
+            m = canonical(counts.read_rows(a, b))
+            np.testing.assert_array_equal(m.toarray(), truth[a:b])
+            assert (m.data != 0).all()
+            s = row_stats(m)
+            nnz_rows.append(s.nnz)
+            sums.append(s.raw_sum)
+            means.append(s.raw_mean_nnz)
+            variances.append(s.raw_variance_nnz)
+            ids, cnt = column_nnz(m)
+            col_nnz[ids] += cnt
+
+    nz = truth != 0
+    np.testing.assert_array_equal(np.concatenate(nnz_rows), nz.sum(axis=1))
+    np.testing.assert_array_equal(np.concatenate(sums), truth.sum(axis=1))
+    want_mean = [r[r != 0].mean() if (r != 0).any() else 0.0 for r in truth]
+    want_var = [r[r != 0].var(ddof=1) if (r != 0).sum() > 1 else 0.0 for r in truth]
+    np.testing.assert_allclose(np.concatenate(means), want_mean, rtol=1e-12)
+    np.testing.assert_allclose(np.concatenate(variances), want_var, rtol=1e-9, atol=1e-9)
+    np.testing.assert_array_equal(col_nnz, nz.sum(axis=0))
+
+
+@settings(max_examples=60, deadline=None)
+@given(data=count_matrices(), smart=st.lists(st.booleans(), min_size=12, max_size=12))
+def test_normalize_matches_formula(data: tuple, smart: list[bool]) -> None:  # type: ignore[type-arg]
+    dense, _ = data
+    m = canonical(sp.csr_matrix(dense))
+    rows = np.array(smart[: dense.shape[0]])
+    length = np.arange(1, dense.shape[1] + 1, dtype=np.float64) * 137.0
+    got = sp.csr_matrix((normalize(m, row_stats(m).raw_sum, rows, length), m.indices, m.indptr), shape=m.shape)
+    for i, r in enumerate(dense):
+        v = r / length if rows[i] else r
+        want = v / v.sum() if v.sum() else v
+        np.testing.assert_allclose(got[i].toarray().ravel(), want.astype(np.float32), rtol=1e-6)
+    assert (got.data > 0).all()
+
+
+def test_normalize_never_stores_zero() -> None:
+    m = canonical(sp.csr_matrix(np.array([[1.0, 1e50]])))
+    out = normalize(m, row_stats(m).raw_sum, np.array([False]), np.ones(2))
+    assert out[0] == F32_TINY and out[1] == pytest.approx(1.0)

@@ -1,0 +1,40 @@
+"""Shared fixtures: the example corpus and one release built from it (session-scoped: built once)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from census_builder.build import BuildConfig, build
+from census_builder.state import BuildPaths
+from census_builder.synthetic import example_specs, write_corpus
+
+
+@dataclass(frozen=True)
+class BuiltRelease:
+    paths: BuildPaths
+    manifest: Path
+    corpus: Path
+
+    @property
+    def soma_uri(self) -> str:
+        return str(self.paths.soma)
+
+
+@pytest.fixture(scope="session")
+def example_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The example corpus's manifest (H5ADs beside it). Treat as read-only."""
+    return write_corpus(tmp_path_factory.mktemp("corpus"), example_specs())
+
+
+@pytest.fixture(scope="session")
+def example_release(tmp_path_factory: pytest.TempPathFactory, example_corpus: Path) -> Iterator[BuiltRelease]:
+    """A complete release built from the example corpus with two local dask workers. Treat as read-only:
+    copy it (shutil.copytree) before changing anything."""
+    workdir = tmp_path_factory.mktemp("build")
+    paths = build(BuildConfig(version="example", manifest=example_corpus, workdir=workdir, workers=2,
+                              build_date="2026-11-22"))
+    yield BuiltRelease(paths=paths, manifest=example_corpus, corpus=example_corpus.parent)
