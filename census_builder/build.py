@@ -83,12 +83,22 @@ class BuildRun:
     def report(self, status: str, **extra: Any) -> None:
         previous = read_json(self.paths.report) if self.paths.report.is_file() else {}
         timings = {**previous.get("stage_seconds", {}), **self.timings}
-        write_json_atomic(self.paths.report, {
-            **previous, "version": self.config.version, "status": status, "manifest": str(self.config.manifest),
-            "manifest_sha256": self.manifest.sha256, "census_schema_version": self.schema.version,
-            "census_builder_version": __version__, "stage_seconds": timings,
-            "stages_done": [s for s in STAGES if self.stages.done(s)], "updated": time.time(), **extra,
-        })
+        write_json_atomic(
+            self.paths.report,
+            {
+                **previous,
+                "version": self.config.version,
+                "status": status,
+                "manifest": str(self.config.manifest),
+                "manifest_sha256": self.manifest.sha256,
+                "census_schema_version": self.schema.version,
+                "census_builder_version": __version__,
+                "stage_seconds": timings,
+                "stages_done": [s for s in STAGES if self.stages.done(s)],
+                "updated": time.time(),
+                **extra,
+            },
+        )
 
 
 def build(config: BuildConfig, *, validate: Callable[[BuildPaths, Manifest], bool] | None = None) -> BuildPaths:
@@ -99,15 +109,17 @@ def build(config: BuildConfig, *, validate: Callable[[BuildPaths, Manifest], boo
     if paths.is_complete():
         raise ReleaseExistsError(
             f"release {config.version} at {paths.root} is complete and immutable; build another version "
-            "(or use --force-rebuild with a new --workdir)")
+            "(or use --force-rebuild with a new --workdir)"
+        )
     paths.root.mkdir(parents=True, exist_ok=True)
     with build_lock(paths):
         run = BuildRun(config, schema, manifest, paths, StageRecord(paths))
         _check_same_inputs(run)
         run.report("running")
         try:
-            with dask_client(workers=config.workers, scheduler=config.scheduler,
-                             memory_limit=config.memory_limit) as client:
+            with dask_client(
+                workers=config.workers, scheduler=config.scheduler, memory_limit=config.memory_limit
+            ) as client:
                 run.client = client
                 for name, step in STEPS:
                     if run.stages.done(name):
@@ -130,8 +142,12 @@ def build(config: BuildConfig, *, validate: Callable[[BuildPaths, Manifest], boo
 
 def _check_same_inputs(run: BuildRun) -> None:
     """A resumed build must use the same manifest, schema and options that shape the release."""
-    key = {"manifest_sha256": run.manifest.sha256, "schema": run.schema.version,
-           "chunk_nnz": run.config.chunk_nnz, "exclude_invalid": run.config.exclude_invalid}
+    key = {
+        "manifest_sha256": run.manifest.sha256,
+        "schema": run.schema.version,
+        "chunk_nnz": run.config.chunk_nnz,
+        "exclude_invalid": run.config.exclude_invalid,
+    }
     path = run.paths.state / "inputs.json"
     if path.is_file():
         recorded = read_json(path)
@@ -139,7 +155,8 @@ def _check_same_inputs(run: BuildRun) -> None:
         if diff:
             raise BuildStateError(
                 f"{run.paths.root} holds an unfinished build with other inputs {diff} (recorded, now); "
-                "resume it with the same manifest and options, or use another --workdir/--version")
+                "resume it with the same manifest and options, or use another --workdir/--version"
+            )
         run_date = recorded["build_date"]
     else:
         run_date = run.config.build_date or dt.datetime.now(dt.UTC).date().isoformat()
@@ -148,6 +165,7 @@ def _check_same_inputs(run: BuildRun) -> None:
 
 
 # -- step 1 ------------------------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class InspectTask:
@@ -185,8 +203,18 @@ def stage_and_inspect(run: BuildRun) -> dict[str, Any]:
         except InputError as err:
             problems.append(err)
     bad = {p.dataset_id for p in problems}
-    tasks = [InspectTask(e, run.manifest, str(run.paths.h5ad(e.dataset_id)), str(run.paths.plans),
-                         run.schema.version, run.config.chunk_nnz) for e in entries if e.dataset_id not in bad]
+    tasks = [
+        InspectTask(
+            e,
+            run.manifest,
+            str(run.paths.h5ad(e.dataset_id)),
+            str(run.paths.plans),
+            run.schema.version,
+            run.config.chunk_nnz,
+        )
+        for e in entries
+        if e.dataset_id not in bad
+    ]
     progress = Progress("stage_and_inspect", len(tasks), "datasets")
     done: dict[str, DatasetPlan] = {}
 
@@ -202,17 +230,18 @@ def stage_and_inspect(run: BuildRun) -> dict[str, Any]:
     problems.sort(key=lambda p: order.get(p.dataset_id, -1))
     if problems and not run.config.exclude_invalid:
         raise PreflightError(problems)
-    for p in problems:
-        logger.warning("excluding invalid dataset: %s", p)
-        run.paths.h5ad(p.dataset_id).unlink(missing_ok=True)
+    for bad_input in problems:
+        logger.warning("excluding invalid dataset: %s", bad_input)
+        run.paths.h5ad(bad_input.dataset_id).unlink(missing_ok=True)
     plans = [done[e.dataset_id] for e in entries if e.dataset_id in done]
-    for p in plans:
-        if p.organism is None:
-            logger.info("dataset %s contributes no cells: %s", p.dataset_id, p.excluded_reason)
+    for plan in plans:
+        if plan.organism is None:
+            logger.info("dataset %s contributes no cells: %s", plan.dataset_id, plan.excluded_reason)
     return {"datasets": [p.dataset_id for p in plans], "invalid": [p.to_json() for p in problems]}
 
 
 # -- step 2 ------------------------------------------------------------------------------------------------
+
 
 def _plans(run: BuildRun) -> list[DatasetPlan]:
     return [PlanFiles(run.paths.plans, ds).load() for ds in run.stages.get("stage_and_inspect")["outputs"]["datasets"]]
@@ -232,8 +261,15 @@ def plan_axes(run: BuildRun) -> dict[str, Any]:
     for joinid, p in enumerate(contributing):
         org_name = str(p.organism)
         off = offsets.get(org_name, 0)
-        datasets.append({"dataset_id": p.dataset_id, "organism": org_name, "joinid": joinid,
-                         "obs_offset": off, "n_cells": p.n_cells})
+        datasets.append(
+            {
+                "dataset_id": p.dataset_id,
+                "organism": org_name,
+                "joinid": joinid,
+                "obs_offset": off,
+                "n_cells": p.n_cells,
+            }
+        )
         offsets[org_name] = off + p.n_cells
     axes_dir = run.paths.state / "axes"
     axes_dir.mkdir(parents=True, exist_ok=True)
@@ -253,16 +289,24 @@ def plan_axes(run: BuildRun) -> dict[str, Any]:
             genes = pd.read_parquet(files.genes)
             col_map = np.full(p.n_source_var, -1, dtype=np.int64)
             col_map[arrays["gene_cols"]] = position.loc[genes["feature_id"].to_numpy()].to_numpy()
-            np.savez(axes_dir / f"{p.dataset_id}.npz", kept_rows=arrays["kept_rows"], smart=arrays["smart"],
-                     col_map=col_map, col_length=col_length)
+            np.savez(
+                axes_dir / f"{p.dataset_id}.npz",
+                kept_rows=arrays["kept_rows"],
+                smart=arrays["smart"],
+                col_map=col_map,
+                col_length=col_length,
+            )
     if not organisms:
         raise InputError("*", "no dataset contributes any cell to the Census; nothing to build")
     if run.paths.partial.exists():
         shutil.rmtree(run.paths.partial)  # a structure half-created by an interrupted run
     shapes = {k: soma_io.ExperimentShape(v["n_obs"], v["n_var"]) for k, v in organisms.items()}
     soma_io.create_release(str(run.paths.partial), run.schema, shapes, n_datasets=len(contributing))
-    return {"datasets": datasets, "organisms": organisms,
-            "excluded": [{"dataset_id": p.dataset_id, "reason": p.excluded_reason} for p in plans if p.organism is None]}
+    return {
+        "datasets": datasets,
+        "organisms": organisms,
+        "excluded": [{"dataset_id": p.dataset_id, "reason": p.excluded_reason} for p in plans if p.organism is None],
+    }
 
 
 def _union_var(run: BuildRun, members: list[DatasetPlan]) -> pd.DataFrame:
@@ -273,8 +317,11 @@ def _union_var(run: BuildRun, members: list[DatasetPlan]) -> pd.DataFrame:
     lengths = allg[allg["feature_length"] > 0].groupby("feature_id")["feature_length"].agg(["min", "max"])
     conflicting = lengths.index[lengths["min"] != lengths["max"]]
     if len(conflicting):
-        logger.warning("%d genes have different feature_length across datasets (e.g. %s); the first seen is used",
-                       len(conflicting), conflicting[0])
+        logger.warning(
+            "%d genes have different feature_length across datasets (e.g. %s); the first seen is used",
+            len(conflicting),
+            conflicting[0],
+        )
     known = allg[allg["feature_length"] > 0].drop_duplicates("feature_id", keep="first").set_index("feature_id")
     var = first.set_index("feature_id")
     var["feature_length"] = known["feature_length"].reindex(var.index).fillna(0).astype(np.int64)
@@ -282,6 +329,7 @@ def _union_var(run: BuildRun, members: list[DatasetPlan]) -> pd.DataFrame:
 
 
 # -- step 3 ------------------------------------------------------------------------------------------------
+
 
 def chunk_tasks(run: BuildRun) -> list[ChunkTask]:
     axes = _axes(run)
@@ -294,13 +342,23 @@ def chunk_tasks(run: BuildRun) -> list[ChunkTask]:
         x = part / "census_data" / org / "ms" / run.schema.measurement / "X"
         offset = d["obs_offset"]
         for i, ((a, b), n) in enumerate(zip(p.chunks, p.chunk_cells, strict=True)):
-            tasks.append(ChunkTask(
-                dataset_id=p.dataset_id, chunk=i, h5ad_path=p.h5ad_path, counts_matrix=p.counts_matrix,
-                row_start=a, row_stop=b, obs_offset=offset, n_cells=n, n_var=axes["organisms"][org]["n_var"],
-                axes_file=str(run.paths.state / "axes" / f"{p.dataset_id}.npz"),
-                raw_uri=str(x / "raw"), normalized_uri=str(x / "normalized"),
-                result_path=str(run.paths.chunks / p.dataset_id / f"{i:06d}.npz"),
-            ))
+            tasks.append(
+                ChunkTask(
+                    dataset_id=p.dataset_id,
+                    chunk=i,
+                    h5ad_path=p.h5ad_path,
+                    counts_matrix=p.counts_matrix,
+                    row_start=a,
+                    row_stop=b,
+                    obs_offset=offset,
+                    n_cells=n,
+                    n_var=axes["organisms"][org]["n_var"],
+                    axes_file=str(run.paths.state / "axes" / f"{p.dataset_id}.npz"),
+                    raw_uri=str(x / "raw"),
+                    normalized_uri=str(x / "normalized"),
+                    result_path=str(run.paths.chunks / p.dataset_id / f"{i:06d}.npz"),
+                )
+            )
             offset += n
     return tasks
 
@@ -330,6 +388,7 @@ def write_matrices(run: BuildRun) -> dict[str, Any]:
 
 # -- step 4 ------------------------------------------------------------------------------------------------
 
+
 def write_tables(run: BuildRun) -> dict[str, Any]:
     axes = _axes(run)
     plans = {p.dataset_id: p for p in _plans(run)}
@@ -343,13 +402,17 @@ def write_tables(run: BuildRun) -> dict[str, Any]:
             reducers[d["organism"]].add(d["dataset_id"], t.result_path)
 
     obs_tasks = [
-        ObsTask(dataset_id=d["dataset_id"], obs_uri=os.path.join(part, "census_data", d["organism"], "obs"),
-                obs_offset=d["obs_offset"], n_cells=d["n_cells"],
-                plan_obs_path=str(PlanFiles(run.paths.plans, d["dataset_id"]).obs),
-                result_paths=tuple(t.result_path for t in tasks_by_ds.get(d["dataset_id"], [])),
-                n_measured_vars=reducers[d["organism"]].n_measured_vars(d["dataset_id"]),
-                marker_path=str(run.paths.state / "obs" / f"{d['dataset_id']}.done"),
-                schema_version=run.schema.version)
+        ObsTask(
+            dataset_id=d["dataset_id"],
+            obs_uri=os.path.join(part, "census_data", d["organism"], "obs"),
+            obs_offset=d["obs_offset"],
+            n_cells=d["n_cells"],
+            plan_obs_path=str(PlanFiles(run.paths.plans, d["dataset_id"]).obs),
+            result_paths=tuple(t.result_path for t in tasks_by_ds.get(d["dataset_id"], [])),
+            n_measured_vars=reducers[d["organism"]].n_measured_vars(d["dataset_id"]),
+            marker_path=str(run.paths.state / "obs" / f"{d['dataset_id']}.done"),
+            schema_version=run.schema.version,
+        )
         for d in axes["datasets"]
     ]
     todo = [t for t in obs_tasks if not Path(t.marker_path).is_file()]
@@ -370,11 +433,17 @@ def write_tables(run: BuildRun) -> dict[str, Any]:
         write_var(os.path.join(rna, "var"), run.schema, var, red.var_nnz, red.n_measured_obs(cells))
         n_true = write_presence(os.path.join(rna, run.schema.presence_matrix), joinids, red.present)
         for d in members:
-            obs = pd.read_parquet(PlanFiles(run.paths.plans, d["dataset_id"]).obs,
-                                  columns=list(_count_columns(run.schema)))
+            obs = pd.read_parquet(
+                PlanFiles(run.paths.plans, d["dataset_id"]).obs, columns=list(_count_columns(run.schema))
+            )
             counts.add(org.label, org.name, d["dataset_id"], obs)
-        figures[org.name] = {"cells": sum(cells.values()), "genes": len(var), "nnz": int(red.var_nnz.sum()),
-                             "presence_true": n_true, "datasets": len(members)}
+        figures[org.name] = {
+            "cells": sum(cells.values()),
+            "genes": len(var),
+            "nnz": int(red.var_nnz.sum()),
+            "presence_true": n_true,
+            "datasets": len(members),
+        }
 
     datasets_rows = _datasets_table(run, axes, plans)
     write_census_info_table(part, "datasets", run.schema.datasets_columns, datasets_rows)
@@ -400,10 +469,16 @@ def _datasets_table(run: BuildRun, axes: dict[str, Any], plans: dict[str, Datase
     for d in axes["datasets"]:
         e, p = entries[d["dataset_id"]], plans[d["dataset_id"]]
         values = {
-            "soma_joinid": d["joinid"], "citation": p.citation, "collection_id": e.collection_id,
-            "collection_name": e.collection_name, "collection_doi": e.collection_doi, "dataset_id": e.dataset_id,
-            "dataset_version_id": e.dataset_version_id, "dataset_title": e.dataset_title or p.title,
-            "dataset_h5ad_path": run.paths.h5ad_relative(e.dataset_id), "dataset_total_cell_count": p.n_cells,
+            "soma_joinid": d["joinid"],
+            "citation": p.citation,
+            "collection_id": e.collection_id,
+            "collection_name": e.collection_name,
+            "collection_doi": e.collection_doi,
+            "dataset_id": e.dataset_id,
+            "dataset_version_id": e.dataset_version_id,
+            "dataset_title": e.dataset_title or p.title,
+            "dataset_h5ad_path": run.paths.h5ad_relative(e.dataset_id),
+            "dataset_total_cell_count": p.n_cells,
         }
         for c in run.schema.datasets_columns:
             rows[c.name].append(values[c.name])
@@ -411,6 +486,7 @@ def _datasets_table(run: BuildRun, axes: dict[str, Any], plans: dict[str, Datase
 
 
 # -- step 5 ------------------------------------------------------------------------------------------------
+
 
 def finalize_release(run: BuildRun) -> dict[str, Any]:
     import tiledbsoma as soma
@@ -434,7 +510,7 @@ def finalize_release(run: BuildRun) -> dict[str, Any]:
         "anndata_version": _version("anndata"),
         "git_commit": os.environ.get("CENSUS_BUILDER_GIT_COMMIT", ""),
     }
-    with soma.Collection.open(str(paths.partial), "w", context=soma_io.context()) as root:
+    with soma.Collection.open(str(paths.partial), "w", context=soma_io.context()) as root:  # type: ignore[var-annotated]
         for k, v in meta.items():
             root.metadata[k] = v
     faults.point("before:move_release")

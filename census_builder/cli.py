@@ -22,15 +22,25 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--workdir", type=Path, default=Path("census-build"), help="build root (default ./census-build)")
     b.add_argument("--workers", type=int, default=None, help="local dask worker processes (default: one per core)")
     b.add_argument("--scheduler", default=None, help="address of an existing dask scheduler to use instead")
-    b.add_argument("--chunk-nnz", type=int, default=4_000_000,
-                   help="stored entries per matrix task; bounds each worker's memory (default 4,000,000)")
+    b.add_argument(
+        "--chunk-nnz",
+        type=int,
+        default=4_000_000,
+        help="stored entries per matrix task; bounds each worker's memory (default 4,000,000)",
+    )
     b.add_argument("--memory-limit", default=None, help="per local worker, e.g. 3GiB (default: auto)")
-    b.add_argument("--exclude-invalid", action="store_true",
-                   help="build without datasets that fail preflight, recording them in the report")
+    b.add_argument(
+        "--exclude-invalid",
+        action="store_true",
+        help="build without datasets that fail preflight, recording them in the report",
+    )
     b.add_argument("--build-date", default=None, help="ISO date recorded as census_build_date (default: today, UTC)")
 
     e = sub.add_parser("example", help="write the small example corpus (H5ADs + manifest.csv)")
     e.add_argument("--out", type=Path, default=Path("example-corpus"))
+    from census_builder.release_cli import register_release_commands  # publish, release, notes
+
+    register_release_commands(sub)
     return p
 
 
@@ -65,6 +75,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from census_builder.errors import CensusBuilderError
 
     try:
+        if hasattr(args, "handler"):
+            return int(args.handler(args))
         if args.command == "build":
             return _build(args)
         if args.command == "example":
@@ -86,9 +98,15 @@ def _build(args: argparse.Namespace) -> int:
     if not paths.is_complete():
         _log_to_file(paths.log)
     config = BuildConfig(
-        version=args.version, manifest=args.manifest, workdir=args.workdir, workers=args.workers,
-        scheduler=args.scheduler, chunk_nnz=args.chunk_nnz, exclude_invalid=args.exclude_invalid,
-        build_date=args.build_date, memory_limit=args.memory_limit,
+        version=args.version,
+        manifest=args.manifest,
+        workdir=args.workdir,
+        workers=args.workers,
+        scheduler=args.scheduler,
+        chunk_nnz=args.chunk_nnz,
+        exclude_invalid=args.exclude_invalid,
+        build_date=args.build_date,
+        memory_limit=args.memory_limit,
     )
     out = build(config)
     logger.info("release written to %s (report: %s)", out.soma, out.report)

@@ -15,34 +15,47 @@ R = TypeVar("R")
 
 
 @contextmanager
-def dask_client(*, workers: int | None = None, scheduler: str | None = None,
-                memory_limit: str | None = None) -> Iterator[Any]:
+def dask_client(
+    *, workers: int | None = None, scheduler: str | None = None, memory_limit: str | None = None
+) -> Iterator[Any]:
     """Yield a ``distributed.Client``. Local workers are separate spawned processes, one thread each
     (TileDB's threads do not survive a fork)."""
     import dask
     from distributed import Client, LocalCluster
 
-    dask.config.set({"distributed.worker.multiprocessing-method": "spawn",
-                     "distributed.scheduler.allowed-failures": 2})
+    dask.config.set({"distributed.worker.multiprocessing-method": "spawn", "distributed.scheduler.allowed-failures": 2})
     for name in list(logging.root.manager.loggerDict):
         if name.split(".")[0] in ("distributed", "dask"):
             logging.getLogger(name).setLevel(logging.WARNING)
     if scheduler:
         logger.info("connecting to dask scheduler %s", scheduler)
-        with Client(scheduler) as client:
+        with Client(scheduler) as client:  # type: ignore[no-untyped-call]
             yield client
         return
     n = workers or os.cpu_count() or 1
     logger.info("starting a local dask cluster: %d worker process(es)", n)
-    with LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
-                      memory_limit=memory_limit or "auto", silence_logs=logging.WARNING) as cluster, \
-            Client(cluster) as client:
+    with (
+        LocalCluster(  # type: ignore[no-untyped-call]
+            n_workers=n,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
+            memory_limit=memory_limit or "auto",
+            silence_logs=logging.WARNING,
+        ) as cluster,
+        Client(cluster) as client,  # type: ignore[no-untyped-call]
+    ):
         yield client
 
 
 def run_tasks(
-    client: Any, fn: Callable[[T], R], items: Sequence[T], *, on_result: Callable[[T, R], None] | None = None,
-    on_error: Callable[[T, BaseException], None] | None = None, priority: Callable[[T], int] | None = None,
+    client: Any,
+    fn: Callable[[T], R],
+    items: Sequence[T],
+    *,
+    on_result: Callable[[T, R], None] | None = None,
+    on_error: Callable[[T, BaseException], None] | None = None,
+    priority: Callable[[T], int] | None = None,
 ) -> list[R]:
     """Run ``fn`` over ``items`` on the cluster, calling ``on_result`` as each finishes (in completion order).
 
@@ -57,7 +70,7 @@ def run_tasks(
     index = {f.key: i for i, f in enumerate(futures)}
     results: list[Any] = [None] * len(items)
     try:
-        for fut in as_completed(futures):
+        for fut in as_completed(futures):  # type: ignore[no-untyped-call]
             i = index[fut.key]
             try:
                 res = fut.result()

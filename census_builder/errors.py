@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class CensusBuilderError(Exception):
     """Root of every error census_builder raises on purpose."""
@@ -31,8 +33,8 @@ class InputError(CensusBuilderError):
         # Travels between dask workers and the driver intact.
         return (InputError, (self.dataset_id, self.reason), {"uri": self.uri, "field": self.field})
 
-    def __setstate__(self, state: dict[str, str]) -> None:
-        self.__init__(self.dataset_id, self.reason, **state)  # type: ignore[misc]
+    def __setstate__(self, state: dict[str, Any] | None) -> None:
+        self.__init__(self.dataset_id, self.reason, **(state or {}))  # type: ignore[misc]
 
     def to_json(self) -> dict[str, str]:
         return {"dataset_id": self.dataset_id, "uri": self.uri, "field": self.field, "reason": self.reason}

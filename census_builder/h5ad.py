@@ -6,6 +6,7 @@ Never loads a whole matrix: the counts are read one row range at a time, whateve
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -99,7 +100,8 @@ class H5AD:
         if index_col not in group:
             raise self.error("has no index", field=key)
         values = self._read(group[index_col], f"{key}/{index_col}")
-        return pd.Index(np.asarray(values).astype(str))
+        index: pd.Index = pd.Index(np.asarray(values).astype(str))
+        return index
 
     def dataframe_columns(self, key: str) -> list[str]:
         group = self._group(key)
@@ -265,8 +267,9 @@ def check_counts(values: npt.NDArray[Any], h5: H5AD, key: str) -> None:
         raise h5.error(f"negative count {values.min()}", field=key)
     frac = values != np.floor(values)
     if frac.any():
-        raise h5.error(f"non-integer count {values[frac][0]!r}: counts must be integers (raw counts, not normalized)",
-                       field=key)
+        raise h5.error(
+            f"non-integer count {values[frac][0]!r}: counts must be integers (raw counts, not normalized)", field=key
+        )
 
 
 def _blocks(total: int, size: int) -> Iterator[tuple[int, int]]:
@@ -291,4 +294,4 @@ def plan_row_chunks(row_costs: npt.NDArray[np.int64], target: int) -> list[tuple
         start = bounds[-1]
         stop = int(np.searchsorted(cum, cum[start] + max(target, 1), side="right")) - 1
         bounds.append(min(n, max(stop, start + 1)))
-    return list(zip(bounds[:-1], bounds[1:], strict=True))
+    return list(itertools.pairwise(bounds))

@@ -108,8 +108,9 @@ def parse_manifest(raw: bytes, *, source: str = "<manifest>", base_dir: str = ".
             )
         )
     if problems:
-        raise ManifestError(f"manifest {source} has {len(problems)} problem(s):\n" + "\n".join(f"  - {p}" for p in problems))
+        raise ManifestError(
+            f"manifest {source} has {len(problems)} problem(s):\n" + "\n".join(f"  - {p}" for p in problems)
+        )
     if not entries:
         raise ManifestError(f"manifest {source} lists no datasets")
     return Manifest(entries=tuple(entries), sha256=hashlib.sha256(raw).hexdigest(), base_dir=base_dir)
-

@@ -96,8 +96,13 @@ def process_chunk(task: ChunkTask) -> ChunkSummary:
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp.npz")
     np.savez(
-        tmp, nnz=stats.nnz, raw_sum=stats.raw_sum, raw_mean_nnz=stats.raw_mean_nnz,
-        raw_variance_nnz=stats.raw_variance_nnz, col_ids=col_ids, col_nnz=col_counts,
+        tmp,
+        nnz=stats.nnz,
+        raw_sum=stats.raw_sum,
+        raw_mean_nnz=stats.raw_mean_nnz,
+        raw_variance_nnz=stats.raw_variance_nnz,
+        col_ids=col_ids,
+        col_nnz=col_counts,
     )
     os.replace(tmp, out)
     return ChunkSummary(task.key, int(m.shape[0]), int(m.nnz), time.perf_counter() - t0)

@@ -109,7 +109,7 @@ def inspect_dataset(
     files.dir.mkdir(parents=True, exist_ok=True)
     obs.to_parquet(files.obs, index=False)
     genes.to_parquet(files.genes, index=False)
-    np.savez(files.arrays, **arrays)
+    np.savez(files.arrays, **arrays)  # type: ignore[arg-type]
     files.meta.write_text(json.dumps(plan.to_json(), indent=1), encoding="utf-8")  # written last: marks the plan done
     return plan
 
@@ -121,7 +121,9 @@ def _inspect(
     if version != schema.dataset_schema_version:
         raise h5.error(
             f"dataset schema version is {version!r}; Census schema {schema.version} requires "
-            f"{schema.dataset_schema_version!r}", field=f"uns/{schema.uns_schema_version_key}")
+            f"{schema.dataset_schema_version!r}",
+            field=f"uns/{schema.uns_schema_version_key}",
+        )
     title = h5.uns_string("title", default="")
     citation = h5.uns_string("citation", default="")
 
@@ -142,15 +144,17 @@ def _inspect(
 
     matrix = h5.counts(loc)
     if matrix.shape != (len(obs), len(var)):
-        raise h5.error(f"matrix shape {matrix.shape} does not match obs x var ({len(obs)}, {len(var)})",
-                       field=loc.matrix)
+        raise h5.error(
+            f"matrix shape {matrix.shape} does not match obs x var ({len(obs)}, {len(var)})", field=loc.matrix
+        )
     matrix.check_values()
 
     # Genes: biotype "gene" from a Census organism. The multi-species rule keeps only the cells of the one
     # organism the genes come from; genes from several organisms mean no cells at all.
     refs = var["feature_reference"].astype(str).to_numpy()
     is_gene = (var["feature_biotype"].astype(str).to_numpy() == schema.feature_biotype_kept) & np.isin(
-        refs, list(schema.organism_terms))
+        refs, list(schema.organism_terms)
+    )
     gene_orgs = sorted(set(refs[is_gene]))
     warnings: list[str] = []
     organism = None
@@ -180,11 +184,13 @@ def _inspect(
 
     kept_obs = obs.iloc[kept_rows]
     smart = kept_obs["assay_ontology_term_id"].astype(str).isin(schema.feature_length_assays).to_numpy()
-    genes = pd.DataFrame({
-        "feature_id": var.index[gene_cols].astype(str),
-        "feature_name": var["feature_name"].astype(str).to_numpy()[gene_cols],
-        "feature_length": _feature_lengths(h5, var, gene_cols, var_key, required=bool(smart.any())),
-    })
+    genes = pd.DataFrame(
+        {
+            "feature_id": var.index[gene_cols].astype(str),
+            "feature_name": var["feature_name"].astype(str).to_numpy()[gene_cols],
+            "feature_length": _feature_lengths(h5, var, gene_cols, var_key, required=bool(smart.any())),
+        }
+    )
 
     out_obs = pd.DataFrame({c: _as_output(kept_obs[c]) for c in schema.obs_source_columns})
     tg_ids, tg_labels = _tissue_general(out_obs, warnings)
@@ -230,8 +236,10 @@ def _check_obs(h5: H5AD, obs: pd.DataFrame, schema: CensusSchema) -> None:
     tt = obs["tissue_type"].astype(str)
     bad = sorted(set(tt) - set(schema.tissue_type_vocabulary))
     if bad:
-        raise h5.error(f"values {bad} are not in the dataset schema vocabulary {list(schema.tissue_type_vocabulary)}",
-                       field="obs/tissue_type")
+        raise h5.error(
+            f"values {bad} are not in the dataset schema vocabulary {list(schema.tissue_type_vocabulary)}",
+            field="obs/tissue_type",
+        )
     oj = obs["observation_joinid"].astype(str)
     if not oj.is_unique:
         raise h5.error(f"duplicate observation_joinid {oj[oj.duplicated()].iloc[0]!r}", field="obs/observation_joinid")
@@ -245,14 +253,17 @@ def _feature_lengths(
 ) -> npt.NDArray[np.int64]:
     if "feature_length" not in var.columns:
         if required:
-            raise h5.error("missing, but the dataset has Smart-seq cells, whose normalization needs it",
-                           field=f"{var_key}/feature_length")
+            raise h5.error(
+                "missing, but the dataset has Smart-seq cells, whose normalization needs it",
+                field=f"{var_key}/feature_length",
+            )
         return np.zeros(cols.size, dtype=np.int64)
     fl = pd.to_numeric(var["feature_length"], errors="coerce").to_numpy()[cols]
     if required and (np.isnan(fl).any() or (fl <= 0).any()):
-        raise h5.error("must be a positive integer for every gene of a Smart-seq dataset",
-                       field=f"{var_key}/feature_length")
-    return np.nan_to_num(fl).astype(np.int64)
+        raise h5.error(
+            "must be a positive integer for every gene of a Smart-seq dataset", field=f"{var_key}/feature_length"
+        )
+    return np.asarray(np.nan_to_num(fl), dtype=np.int64)
 
 
 def _as_output(col: pd.Series) -> npt.NDArray[Any]:

@@ -10,9 +10,9 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any, Literal
 
+import census_schema
 import pyarrow as pa
 
-import census_schema
 from census_builder.errors import SchemaError
 
 Encoding = Literal["string", "bool", "int64", "float32"]

@@ -31,9 +31,16 @@ X_PLATFORM_CONFIG: dict[str, Any] = {
     }
 }
 DATAFRAME_PLATFORM_CONFIG: dict[str, Any] = {
-    "tiledb": {"create": {"capacity": 2**16, "offsets_filters": ["DoubleDeltaFilter", _ZSTD],
-                          "dims": {"soma_joinid": {"filters": ["DoubleDeltaFilter", _ZSTD]}},
-                          "attrs": {}, "cell_order": "row-major", "tile_order": "row-major"}}
+    "tiledb": {
+        "create": {
+            "capacity": 2**16,
+            "offsets_filters": ["DoubleDeltaFilter", _ZSTD],
+            "dims": {"soma_joinid": {"filters": ["DoubleDeltaFilter", _ZSTD]}},
+            "attrs": {},
+            "cell_order": "row-major",
+            "tile_order": "row-major",
+        }
+    }
 }
 # TileDB settings for every open: moderate memory per worker, and do not oversubscribe the cores.
 TILEDB_CONFIG: dict[str, str | float] = {
@@ -53,37 +60,43 @@ class ExperimentShape:
     n_var: int
 
 
-def create_release(
-    uri: str, schema: CensusSchema, shapes: Mapping[str, ExperimentShape], n_datasets: int
-) -> None:
+def create_release(uri: str, schema: CensusSchema, shapes: Mapping[str, ExperimentShape], n_datasets: int) -> None:
     """Create the whole, empty release structure (census_info tables are written later, in full)."""
     ctx = context()
-    with soma.Collection.create(uri, context=ctx) as root:
+    with soma.Collection.create(uri, context=ctx) as root:  # type: ignore[var-annotated]
         root.add_new_collection("census_info")
         data = root.add_new_collection("census_data")
         for organism, shape in shapes.items():
             exp = data.add_new_collection(organism, soma.Experiment)
             exp.add_new_dataframe(
-                "obs", schema=CensusSchema.arrow_schema(schema.obs), index_column_names=["soma_joinid"],
-                domain=[(0, max(shape.n_obs, 1) - 1)], platform_config=DATAFRAME_PLATFORM_CONFIG,
+                "obs",
+                schema=CensusSchema.arrow_schema(schema.obs),
+                index_column_names=["soma_joinid"],
+                domain=[(0, max(shape.n_obs, 1) - 1)],
+                platform_config=DATAFRAME_PLATFORM_CONFIG,
             )
             ms = exp.add_new_collection("ms")
             rna = ms.add_new_collection(schema.measurement, soma.Measurement)
             rna.add_new_dataframe(
-                "var", schema=CensusSchema.arrow_schema(schema.var), index_column_names=["soma_joinid"],
-                domain=[(0, max(shape.n_var, 1) - 1)], platform_config=DATAFRAME_PLATFORM_CONFIG,
+                "var",
+                schema=CensusSchema.arrow_schema(schema.var),
+                index_column_names=["soma_joinid"],
+                domain=[(0, max(shape.n_var, 1) - 1)],
+                platform_config=DATAFRAME_PLATFORM_CONFIG,
             )
             x = rna.add_new_collection("X")
             for layer in schema.x_layers:
-                x.add_new_sparse_ndarray(layer, type=pa.float32(), shape=(shape.n_obs, shape.n_var),
-                                         platform_config=X_PLATFORM_CONFIG)
+                x.add_new_sparse_ndarray(
+                    layer, type=pa.float32(), shape=(shape.n_obs, shape.n_var), platform_config=X_PLATFORM_CONFIG
+                )
             rna.add_new_sparse_ndarray(schema.presence_matrix, type=pa.bool_(), shape=(n_datasets, shape.n_var))
 
 
 def arrow_table(columns: tuple[Column, ...], data: Mapping[str, Any]) -> pa.Table:
     """``data`` (column name -> values) as an Arrow table with the schema's encodings."""
-    return pa.Table.from_pydict({c.name: pa.array(data[c.name], type=c.arrow_type) for c in columns},
-                                schema=CensusSchema.arrow_schema(columns))
+    return pa.Table.from_pydict(
+        {c.name: pa.array(data[c.name], type=c.arrow_type) for c in columns}, schema=CensusSchema.arrow_schema(columns)
+    )
 
 
 def write_dataframe(uri: str, columns: tuple[Column, ...], data: Mapping[str, Any]) -> None:
@@ -97,11 +110,13 @@ def write_coo(uri: str, table: pa.Table) -> None:
 
 
 def coo_table(rows: Any, cols: Any, values: Any, value_type: pa.DataType) -> pa.Table:
-    return pa.table({
-        "soma_dim_0": pa.array(rows, type=pa.int64()),
-        "soma_dim_1": pa.array(cols, type=pa.int64()),
-        "soma_data": pa.array(values, type=value_type),
-    })
+    return pa.table(
+        {
+            "soma_dim_0": pa.array(rows, type=pa.int64()),
+            "soma_dim_1": pa.array(cols, type=pa.int64()),
+            "soma_data": pa.array(values, type=value_type),
+        }
+    )
 
 
 def array_uris(root: str | Path) -> Iterator[str]:

@@ -83,7 +83,9 @@ def stage_source(manifest: Manifest, entry: ManifestEntry, dest: Path, client: A
         else:
             shutil.copyfile(manifest.local_path(entry), tmp)
         if tmp.stat().st_size != size:
-            raise InputError(entry.dataset_id, f"copy has {tmp.stat().st_size} bytes, source {size}", uri=entry.h5ad_uri)
+            raise InputError(
+                entry.dataset_id, f"copy has {tmp.stat().st_size} bytes, source {size}", uri=entry.h5ad_uri
+            )
         os.replace(tmp, dest)
     finally:
         tmp.unlink(missing_ok=True)

@@ -1,12 +1,12 @@
 """The build directory: where a version's release, sources, state and report live, and the build lock.
 
-    DIR/VERSION/
-      soma/                the release (root SOMACollection); appears only when the build is complete
-      h5ads/<id>.h5ad      the source files, as the datasets table names them
-      build_report.json    machine-readable report (status, stages, datasets, warnings, figures)
-      build.log            the build's debug log
-      .build/              run state: stage records, per-dataset plans, per-chunk results, the lock,
-                           and soma.partial/ (the release while it is written)
+DIR/VERSION/
+  soma/                the release (root SOMACollection); appears only when the build is complete
+  h5ads/<id>.h5ad      the source files, as the datasets table names them
+  build_report.json    machine-readable report (status, stages, datasets, warnings, figures)
+  build.log            the build's debug log
+  .build/              run state: stage records, per-dataset plans, per-chunk results, the lock,
+                       and soma.partial/ (the release while it is written)
 """
 
 from __future__ import annotations
@@ -143,7 +143,11 @@ def build_lock(paths: BuildPaths) -> Iterator[None]:
                 holder = read_json(paths.lock)
             except (OSError, ValueError):
                 holder = {}
-            if holder.get("host") == me["host"] and isinstance(holder.get("pid"), int) and not _pid_alive(holder["pid"]):
+            if (
+                holder.get("host") == me["host"]
+                and isinstance(holder.get("pid"), int)
+                and not _pid_alive(holder["pid"])
+            ):
                 logger.warning("taking over stale build lock of dead process %s", holder["pid"])
                 with contextlib.suppress(FileNotFoundError):
                     paths.lock.unlink()
@@ -152,7 +156,7 @@ def build_lock(paths: BuildPaths) -> Iterator[None]:
                 time.sleep(0.2)
                 with contextlib.suppress(OSError, ValueError):
                     holder = read_json(paths.lock)
-            raise BuildLockedError(
+            raise BuildLockedError(  # noqa: B904 - the FileExistsError is the expected signal, not a cause
                 f"{paths.root} is locked by a running build (pid {holder.get('pid')} on {holder.get('host')}); "
                 f"wait for it to finish. If that process is gone for good, remove {paths.lock}."
             )

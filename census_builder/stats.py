@@ -41,10 +41,10 @@ def row_stats(m: sp.csr_matrix) -> RowStats:
     nnz = np.diff(m.indptr).astype(np.int64)
     data = np.asarray(m.data, dtype=np.float64)
     rows = np.repeat(np.arange(m.shape[0]), nnz)
-    sums = np.bincount(rows, weights=data, minlength=m.shape[0]) if data.size else np.zeros(m.shape[0])
+    sums = _row_sums(rows, data, m.shape[0])
     mean = np.divide(sums, nnz, out=np.zeros_like(sums), where=nnz > 0)
     dev2 = (data - mean[rows]) ** 2
-    m2 = np.bincount(rows, weights=dev2, minlength=m.shape[0]) if data.size else np.zeros(m.shape[0])
+    m2 = _row_sums(rows, dev2, m.shape[0])
     var = np.divide(m2, nnz - 1, out=np.zeros_like(m2), where=nnz > 1)
     return RowStats(nnz=nnz, raw_sum=sums, raw_mean_nnz=mean, raw_variance_nnz=var)
 
@@ -57,7 +57,9 @@ def column_nnz(m: sp.csr_matrix) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.
 
 
 def normalize(
-    m: sp.csr_matrix, row_sums: npt.NDArray[np.float64], length_rows: npt.NDArray[np.bool_],
+    m: sp.csr_matrix,
+    row_sums: npt.NDArray[np.float64],
+    length_rows: npt.NDArray[np.bool_],
     feature_length: npt.NDArray[np.float64],
 ) -> npt.NDArray[np.float32]:
     """X["normalized"] values for the stored entries of canonical ``m`` (same order as ``m.data``).
@@ -74,10 +76,13 @@ def normalize(
         by_len = data / feature_length[m.indices]
         on = length_rows[rows]
         data = np.where(on, by_len, data)
-        sums = np.bincount(rows, weights=data, minlength=m.shape[0])
-        sums = np.where(length_rows, sums, row_sums)
+        sums = np.where(length_rows, _row_sums(rows, data, m.shape[0]), row_sums)
     else:
         sums = row_sums
-    out = (data / sums[rows]).astype(np.float32)
+    out: npt.NDArray[np.float32] = (data / sums[rows]).astype(np.float32)
     np.maximum(out, F32_TINY, out=out)
     return out
+
+
+def _row_sums(rows: npt.NDArray[np.int64], values: npt.NDArray[np.float64], n: int) -> npt.NDArray[np.float64]:
+    return np.bincount(rows, weights=values, minlength=n).astype(np.float64, copy=False)

@@ -13,7 +13,7 @@ import csv
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import h5py
 import numpy as np
@@ -144,7 +144,10 @@ def _obs_frame(spec: DatasetSpec, rng: np.random.Generator) -> pd.DataFrame:
     cols["is_primary_data"] = rng.random(n) < spec.primary_fraction
     cols["organism_ontology_term_id"] = list(organisms)
     cols["organism"] = ["Homo sapiens" if o == HUMAN else "Mus musculus" for o in organisms]
-    eth = [ETHNICITY.get(o, ETHNICITY[HUMAN])[k % len(ETHNICITY.get(o, ETHNICITY[HUMAN]))] for o, k in zip(organisms, r[3], strict=True)]
+    eth = [
+        ETHNICITY.get(o, ETHNICITY[HUMAN])[k % len(ETHNICITY.get(o, ETHNICITY[HUMAN]))]
+        for o, k in zip(organisms, r[3], strict=True)
+    ]
     cols["self_reported_ethnicity_ontology_term_id"] = [e[0] for e in eth]
     cols["self_reported_ethnicity"] = [e[1] for e in eth]
     cols["sex_ontology_term_id"], cols["sex"] = pick(SEXES, r[4])
@@ -154,7 +157,7 @@ def _obs_frame(spec: DatasetSpec, rng: np.random.Generator) -> pd.DataFrame:
     cols["observation_joinid"] = [f"{spec.dataset_id[:4]}{k:09d}_{i}" for i, k in zip(idx, r[7], strict=True)]
     obs = pd.DataFrame(cols, index=pd.Index([f"{spec.dataset_id}-cell{i}" for i in idx]))
     for c in obs.columns:
-        if c != "is_primary_data" and c != "observation_joinid":
+        if c not in {"is_primary_data", "observation_joinid"}:
             obs[c] = pd.Categorical(obs[c])
     return obs
 
@@ -164,7 +167,9 @@ def _excluded_rows(spec: DatasetSpec, obs: pd.DataFrame) -> npt.NDArray[np.bool_
     from census_builder.schema import load_schema  # local: the generator must not need the schema to import
 
     s = load_schema()
-    return ~(obs["tissue_type"].isin(s.tissue_type_kept) & obs["assay_ontology_term_id"].isin(s.included_assays)).to_numpy()
+    return ~(
+        obs["tissue_type"].isin(s.tissue_type_kept) & obs["assay_ontology_term_id"].isin(s.included_assays)
+    ).to_numpy()
 
 
 def _count_rows(
@@ -187,9 +192,9 @@ def _count_rows(
             cols[pos : pos + k] = np.sort(rng.choice(n_var - 1, size=k, replace=False, p=_renorm(weights[:-1])))
         pos += k
         del i
-    vals = (rng.geometric(0.35, size=rows.size) + (rng.random(rows.size) < 0.02) * rng.integers(20, 400, rows.size)).astype(
-        np.float32
-    )
+    vals = (
+        rng.geometric(0.35, size=rows.size) + (rng.random(rows.size) < 0.02) * rng.integers(20, 400, rows.size)
+    ).astype(np.float32)
     m = sp.csr_matrix((vals, (rows, cols)), shape=(n, n_var))
     if spec.excluded_only_gene:
         ex = np.nonzero(excluded[start:stop])[0]
@@ -200,8 +205,8 @@ def _count_rows(
     return m
 
 
-def _renorm(w: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
-    return w / w.sum()
+def _renorm(w: npt.NDArray[np.floating[Any]]) -> npt.NDArray[np.float64]:
+    return np.asarray(w / w.sum(), dtype=np.float64)
 
 
 def _noncanonical(m: sp.csr_matrix, spec: DatasetSpec, rng: np.random.Generator) -> sp.csr_matrix:
@@ -243,8 +248,12 @@ def write_h5ad(path: str | Path, spec: DatasetSpec) -> Path:
     obs = _obs_frame(spec, rng)
     excluded = _excluded_rows(spec, obs)
     n_obs, n_var = len(obs), len(var)
-    uns = {"schema_version": spec.schema_version, "title": spec.title or f"Synthetic dataset {spec.dataset_id}",
-           "citation": spec.citation or f"Publication: synthetic; Dataset Version: {spec.dataset_id}", **spec.extra_uns}
+    uns = {
+        "schema_version": spec.schema_version,
+        "title": spec.title or f"Synthetic dataset {spec.dataset_id}",
+        "citation": spec.citation or f"Publication: synthetic; Dataset Version: {spec.dataset_id}",
+        **spec.extra_uns,
+    }
     with h5py.File(path, "w") as f:
         f.attrs["encoding-type"] = "anndata"
         f.attrs["encoding-version"] = "0.1.0"
@@ -267,7 +276,12 @@ def write_h5ad(path: str | Path, spec: DatasetSpec) -> Path:
 
 
 def _write_counts(
-    f: h5py.File, key: str, spec: DatasetSpec, rng: np.random.Generator, n_obs: int, n_var: int,
+    f: h5py.File,
+    key: str,
+    spec: DatasetSpec,
+    rng: np.random.Generator,
+    n_obs: int,
+    n_var: int,
     excluded: npt.NDArray[np.bool_],
 ) -> None:
     chunks = [(s, min(n_obs, s + spec.chunk_cells)) for s in range(0, n_obs, spec.chunk_cells)] or [(0, 0)]
@@ -276,7 +290,9 @@ def _write_counts(
         write_elem(f, key, sp.csc_matrix(m.tocsc()) if not spec.duplicates else _to_noncanonical_csc(m))
         return
     if spec.layout == "dense":
-        ds = f.create_dataset(key, shape=(n_obs, n_var), dtype=np.float32, chunks=(max(1, min(n_obs, 1024)), n_var) if n_obs else None)
+        ds = f.create_dataset(
+            key, shape=(n_obs, n_var), dtype=np.float32, chunks=(max(1, min(n_obs, 1024)), n_var) if n_obs else None
+        )
         ds.attrs["encoding-type"] = "array"
         ds.attrs["encoding-version"] = "0.2.0"
         for a, b in chunks:
@@ -311,7 +327,9 @@ def _to_noncanonical_csc(m: sp.csr_matrix) -> sp.csc_matrix:
     return sp.csc_matrix((vals, rows, indptr), shape=m.shape)
 
 
-def _write_normalized_x(f: h5py.File, counts: h5py.Group | h5py.Dataset, layout: Layout, n_obs: int, n_var: int) -> None:
+def _write_normalized_x(
+    f: h5py.File, counts: h5py.Group | h5py.Dataset, layout: Layout, n_obs: int, n_var: int
+) -> None:
     if layout == "dense":
         ds = f.create_dataset("X", data=np.log1p(np.asarray(counts[...])).astype(np.float32))
         ds.attrs["encoding-type"] = "array"
@@ -327,20 +345,51 @@ def _write_normalized_x(f: h5py.File, counts: h5py.Group | h5py.Dataset, layout:
 
 # -- corpora -----------------------------------------------------------------------------------------------
 
+
 def example_specs() -> list[DatasetSpec]:
     """The small example corpus: both organisms and every edge case, built in seconds."""
     return [
-        DatasetSpec("human-lung-10x", n_cells=600, assays=("EFO:0009922", "EFO:0009899"), seed=1,
-                    tissue_types=("tissue", "tissue", "tissue", "organoid"), explicit_zeros=True),
-        DatasetSpec("human-smartseq", n_cells=150, assays=("EFO:0008931", "EFO:0700016"), layout="dense", use_raw=True,
-                    seed=2, density=0.2),
-        DatasetSpec("mouse-brain-csc", n_cells=300, cell_organisms=(MOUSE,), gene_organisms=(MOUSE,), layout="csc",
-                    assays=("EFO:0009922", "EFO:0030059"), seed=3, duplicates=True),
-        DatasetSpec("mouse-blood-raw", n_cells=400, cell_organisms=(MOUSE,), gene_organisms=(MOUSE,), use_raw=True,
-                    duplicates=True, tissue_types=("tissue", "cell culture"), seed=4),
+        DatasetSpec(
+            "human-lung-10x",
+            n_cells=600,
+            assays=("EFO:0009922", "EFO:0009899"),
+            seed=1,
+            tissue_types=("tissue", "tissue", "tissue", "organoid"),
+            explicit_zeros=True,
+        ),
+        DatasetSpec(
+            "human-smartseq",
+            n_cells=150,
+            assays=("EFO:0008931", "EFO:0700016"),
+            layout="dense",
+            use_raw=True,
+            seed=2,
+            density=0.2,
+        ),
+        DatasetSpec(
+            "mouse-brain-csc",
+            n_cells=300,
+            cell_organisms=(MOUSE,),
+            gene_organisms=(MOUSE,),
+            layout="csc",
+            assays=("EFO:0009922", "EFO:0030059"),
+            seed=3,
+            duplicates=True,
+        ),
+        DatasetSpec(
+            "mouse-blood-raw",
+            n_cells=400,
+            cell_organisms=(MOUSE,),
+            gene_organisms=(MOUSE,),
+            use_raw=True,
+            duplicates=True,
+            tissue_types=("tissue", "cell culture"),
+            seed=4,
+        ),
         DatasetSpec("mixed-cells-human-genes", n_cells=240, cell_organisms=(HUMAN, MOUSE), seed=5),
-        DatasetSpec("mixed-cells-mixed-genes", n_cells=120, cell_organisms=(HUMAN, MOUSE),
-                    gene_organisms=(HUMAN, MOUSE), seed=6),
+        DatasetSpec(
+            "mixed-cells-mixed-genes", n_cells=120, cell_organisms=(HUMAN, MOUSE), gene_organisms=(HUMAN, MOUSE), seed=6
+        ),
         DatasetSpec("human-all-filtered", n_cells=50, assays=("EFO:0008992",), seed=7),
     ]
 
@@ -352,9 +401,19 @@ def write_corpus(out_dir: str | Path, specs: Sequence[DatasetSpec], *, manifest_
     manifest = out / manifest_name
     with manifest.open("w", newline="", encoding="utf-8") as fh:
         w = csv.writer(fh)
-        w.writerow(["dataset_id", "h5ad_uri", "dataset_version_id", "collection_id", "collection_name", "collection_doi"])
+        w.writerow(
+            ["dataset_id", "h5ad_uri", "dataset_version_id", "collection_id", "collection_name", "collection_doi"]
+        )
         for i, s in enumerate(specs):
             p = write_h5ad(out / f"{s.dataset_id}.h5ad", s)
-            w.writerow([s.dataset_id, p.name, f"{s.dataset_id}-v1", f"collection-{i % 2}",
-                        f"Synthetic collection {i % 2}", f"10.0000/synthetic.{i % 2}"])
+            w.writerow(
+                [
+                    s.dataset_id,
+                    p.name,
+                    f"{s.dataset_id}-v1",
+                    f"collection-{i % 2}",
+                    f"Synthetic collection {i % 2}",
+                    f"10.0000/synthetic.{i % 2}",
+                ]
+            )
     return manifest

@@ -45,11 +45,14 @@ def write_obs(task: ObsTask) -> int:
     schema = load_schema(task.schema_version)
     meta = pd.read_parquet(task.plan_obs_path)
     results = [load_result(p) for p in task.result_paths]
-    stats = {k: np.concatenate([r[k] for r in results]) if results else np.zeros(0)
-             for k in ("nnz", "raw_sum", "raw_mean_nnz", "raw_variance_nnz")}
+    stats = {
+        k: np.concatenate([r[k] for r in results]) if results else np.zeros(0)
+        for k in ("nnz", "raw_sum", "raw_mean_nnz", "raw_variance_nnz")
+    }
     if len(meta) != task.n_cells or stats["nnz"].size != task.n_cells:
-        raise RuntimeError(f"{task.dataset_id}: plan has {len(meta)} cells, chunk results {stats['nnz'].size}, "
-                           f"expected {task.n_cells}")
+        raise RuntimeError(
+            f"{task.dataset_id}: plan has {len(meta)} cells, chunk results {stats['nnz'].size}, expected {task.n_cells}"
+        )
     data: dict[str, Any] = {c: meta[c].to_numpy() for c in meta.columns}
     data["soma_joinid"] = np.arange(task.obs_offset, task.obs_offset + task.n_cells, dtype=np.int64)
     data["dataset_id"] = np.full(task.n_cells, task.dataset_id, dtype=object)
@@ -90,8 +93,9 @@ class PresenceReducer:
         return out
 
 
-def write_var(uri: str, schema: CensusSchema, var: pd.DataFrame, nnz: npt.NDArray[np.int64],
-              n_measured_obs: npt.NDArray[np.int64]) -> None:
+def write_var(
+    uri: str, schema: CensusSchema, var: pd.DataFrame, nnz: npt.NDArray[np.int64], n_measured_obs: npt.NDArray[np.int64]
+) -> None:
     data = {
         "soma_joinid": np.arange(len(var), dtype=np.int64),
         "feature_id": var["feature_id"].to_numpy(),
@@ -131,11 +135,15 @@ class CellCounts:
         primary = obs["is_primary_data"].to_numpy(dtype=bool)
         for cat in self.schema.summary_categories:
             n = len(obs)
-            frame = pd.DataFrame({
-                "term": obs[cat.ontology_column].astype(str).to_numpy() if cat.ontology_column else np.full(n, "na"),
-                "label": obs[cat.label_column].astype(str).to_numpy() if cat.label_column else np.full(n, "na"),
-                "primary": primary.astype(np.int64),
-            })
+            frame = pd.DataFrame(
+                {
+                    "term": obs[cat.ontology_column].astype(str).to_numpy()
+                    if cat.ontology_column
+                    else np.full(n, "na"),
+                    "label": obs[cat.label_column].astype(str).to_numpy() if cat.label_column else np.full(n, "na"),
+                    "primary": primary.astype(np.int64),
+                }
+            )
             grouped = frame.groupby(["term", "label"], sort=False)["primary"].agg(["size", "sum"])
             for (term, label), total, unique in zip(grouped.index, grouped["size"], grouped["sum"], strict=True):
                 acc = self.counts.setdefault((organism_label, cat.name, str(term), str(label)), [0, 0])
@@ -157,8 +165,9 @@ class CellCounts:
         }
 
 
-def summary_table(schema: CensusSchema, build_date: str, total: int, unique: int,
-                  donors: Mapping[str, int]) -> dict[str, list[Any]]:
+def summary_table(
+    schema: CensusSchema, build_date: str, total: int, unique: int, donors: Mapping[str, int]
+) -> dict[str, list[Any]]:
     values = {
         "census_schema_version": schema.version,
         "census_build_date": build_date,
@@ -170,8 +179,11 @@ def summary_table(schema: CensusSchema, build_date: str, total: int, unique: int
     missing = [r for r in schema.summary_rows if r not in values]
     if missing:
         raise RuntimeError(f"summary rows {missing} required by the schema are not computed")
-    return {"soma_joinid": list(range(len(schema.summary_rows))), "label": list(schema.summary_rows),
-            "value": [values[r] for r in schema.summary_rows]}
+    return {
+        "soma_joinid": list(range(len(schema.summary_rows))),
+        "label": list(schema.summary_rows),
+        "value": [values[r] for r in schema.summary_rows],
+    }
 
 
 def write_census_info_table(root_uri: str, name: str, columns: tuple[Column, ...], data: Mapping[str, Any]) -> None:
@@ -180,12 +192,16 @@ def write_census_info_table(root_uri: str, name: str, columns: tuple[Column, ...
 
     n = len(next(iter(data.values())))
     ctx = soma_io.context()
-    with soma.Collection.open(os.path.join(root_uri, "census_info"), "w", context=ctx) as info:
+    with soma.Collection.open(os.path.join(root_uri, "census_info"), "w", context=ctx) as info:  # type: ignore[var-annotated]
         if name in info:
             df = soma.DataFrame.open(os.path.join(root_uri, "census_info", name), "w", context=ctx)
         else:
-            df = info.add_new_dataframe(name, schema=CensusSchema.arrow_schema(columns), domain=[(0, max(n, 1) - 1)],
-                                        index_column_names=["soma_joinid"],
-                                        platform_config=soma_io.DATAFRAME_PLATFORM_CONFIG)
+            df = info.add_new_dataframe(
+                name,
+                schema=CensusSchema.arrow_schema(columns),
+                domain=[(0, max(n, 1) - 1)],
+                index_column_names=["soma_joinid"],
+                platform_config=soma_io.DATAFRAME_PLATFORM_CONFIG,
+            )
         with df:
             df.write(soma_io.arrow_table(columns, data))

@@ -35,6 +35,7 @@ def example_release(tmp_path_factory: pytest.TempPathFactory, example_corpus: Pa
     """A complete release built from the example corpus with two local dask workers. Treat as read-only:
     copy it (shutil.copytree) before changing anything."""
     workdir = tmp_path_factory.mktemp("build")
-    paths = build(BuildConfig(version="example", manifest=example_corpus, workdir=workdir, workers=2,
-                              build_date="2026-11-22"))
+    paths = build(
+        BuildConfig(version="example", manifest=example_corpus, workdir=workdir, workers=2, build_date="2026-11-22")
+    )
     yield BuiltRelease(paths=paths, manifest=example_corpus, corpus=example_corpus.parent)

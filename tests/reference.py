@@ -18,10 +18,30 @@ import scipy.sparse as sp
 HUMAN, MOUSE = "NCBITaxon:9606", "NCBITaxon:10090"
 ORGANISMS = {HUMAN: "homo_sapiens", MOUSE: "mus_musculus"}
 ASSAYS = {
-    "EFO:0030003", "EFO:0009901", "EFO:0009899", "EFO:0009922", "EFO:0030004", "EFO:0011025", "EFO:0009900",
-    "EFO:0700004", "EFO:0700003", "EFO:0010010", "EFO:0008720", "EFO:0008722", "EFO:0700011", "EFO:0008780",
-    "EFO:0008796", "EFO:0030002", "EFO:0010550", "EFO:0008919", "EFO:0030019", "EFO:0008930", "EFO:0700016",
-    "EFO:0008931", "EFO:0008953", "EFO:0700010",
+    "EFO:0030003",
+    "EFO:0009901",
+    "EFO:0009899",
+    "EFO:0009922",
+    "EFO:0030004",
+    "EFO:0011025",
+    "EFO:0009900",
+    "EFO:0700004",
+    "EFO:0700003",
+    "EFO:0010010",
+    "EFO:0008720",
+    "EFO:0008722",
+    "EFO:0700011",
+    "EFO:0008780",
+    "EFO:0008796",
+    "EFO:0030002",
+    "EFO:0010550",
+    "EFO:0008919",
+    "EFO:0030019",
+    "EFO:0008930",
+    "EFO:0700016",
+    "EFO:0008931",
+    "EFO:0008953",
+    "EFO:0700010",
 }
 SMART_SEQ = {"EFO:0008930", "EFO:0008931", "EFO:0700016"}
 
@@ -57,13 +77,16 @@ def expected_dataset(path: Path, dataset_id: str) -> ExpectedDataset:
     ).to_numpy()
     if not keep_cells.any():
         return ExpectedDataset(dataset_id, None, a.obs.iloc[:0], var.iloc[:0], np.zeros((0, 0)))
-    genes = pd.DataFrame({
-        "feature_id": var.index[keep_genes].astype(str),
-        "feature_name": var["feature_name"].astype(str)[keep_genes].to_numpy(),
-        "feature_length": var["feature_length"].to_numpy()[keep_genes] if "feature_length" in var else 0,
-    })
-    return ExpectedDataset(dataset_id, ORGANISMS[ref], obs[keep_cells].copy(), genes,
-                           dense[np.ix_(keep_cells, keep_genes)])
+    genes = pd.DataFrame(
+        {
+            "feature_id": var.index[keep_genes].astype(str),
+            "feature_name": var["feature_name"].astype(str)[keep_genes].to_numpy(),
+            "feature_length": var["feature_length"].to_numpy()[keep_genes] if "feature_length" in var else 0,
+        }
+    )
+    return ExpectedDataset(
+        dataset_id, ORGANISMS[ref], obs[keep_cells].copy(), genes, dense[np.ix_(keep_cells, keep_genes)]
+    )
 
 
 @dataclass
@@ -77,14 +100,21 @@ class ExpectedExperiment:
 
 def expected_release(manifest: Path) -> tuple[list[ExpectedDataset], dict[str, ExpectedExperiment]]:
     entries = pd.read_csv(manifest)
-    datasets = [expected_dataset(manifest.parent / uri, ds) for ds, uri in zip(entries.dataset_id, entries.h5ad_uri)]
+    datasets = [
+        expected_dataset(manifest.parent / uri, ds)
+        for ds, uri in zip(entries.dataset_id, entries.h5ad_uri, strict=True)
+    ]
     out: dict[str, ExpectedExperiment] = {}
     for org in ORGANISMS.values():
         members = [d for d in datasets if d.organism == org]
         if not members:
             continue
-        var = (pd.concat([d.genes for d in members]).drop_duplicates("feature_id").sort_values("feature_id")
-               .reset_index(drop=True))
+        var = (
+            pd.concat([d.genes for d in members])
+            .drop_duplicates("feature_id")
+            .sort_values("feature_id")
+            .reset_index(drop=True)
+        )
         pos = {f: i for i, f in enumerate(var.feature_id)}
         raws, obs_parts, presence = [], [], {}
         for d in members:

@@ -141,8 +141,9 @@ def test_census_info_tables(example_release: BuiltRelease, expected) -> None:  #
                     assert rows.total_cell_count.tolist() == [len(exp.obs)]
                     continue
                 term = exp.obs[cat.ontology_column].astype(str) if cat.ontology_column else "na"
-                frame = pd.DataFrame({"t": term, "l": exp.obs[cat.label_column].astype(str),
-                                      "p": exp.obs.is_primary_data.astype(int)})
+                frame = pd.DataFrame(
+                    {"t": term, "l": exp.obs[cat.label_column].astype(str), "p": exp.obs.is_primary_data.astype(int)}
+                )
                 want = frame.groupby(["t", "l"]).p.agg(["size", "sum"])
                 got = rows.set_index(["ontology_term_id", "label"])[["total_cell_count", "unique_cell_count"]]
                 assert len(got) == len(want), cat.name
@@ -174,9 +175,13 @@ def test_filters_in_release(example_release: BuiltRelease) -> None:
 
 def test_tissue_general(example_release: BuiltRelease) -> None:
     with soma.open(example_release.soma_uri) as census:
-        obs = census["census_data"]["homo_sapiens"].obs.read(
-            column_names=["tissue_ontology_term_id", "tissue_general_ontology_term_id", "tissue_general"]
-        ).concat().to_pandas().drop_duplicates()
+        obs = (
+            census["census_data"]["homo_sapiens"]
+            .obs.read(column_names=["tissue_ontology_term_id", "tissue_general_ontology_term_id", "tissue_general"])
+            .concat()
+            .to_pandas()
+            .drop_duplicates()
+        )
     got = {r.tissue_ontology_term_id: (r.tissue_general_ontology_term_id, r.tissue_general) for r in obs.itertuples()}
     assert got["UBERON:0002082"] == ("UBERON:0000948", "heart")  # cardiac ventricle -> heart
     assert got["UBERON:0002048"] == ("UBERON:0002048", "lung")
@@ -196,6 +201,11 @@ def test_build_report(example_release: BuiltRelease) -> None:
 
     report = json.loads(example_release.paths.report.read_text())
     assert report["status"] == "complete"
-    assert report["stages_done"] == ["stage_and_inspect", "plan_axes", "write_matrices", "write_tables",
-                                     "finalize_release"]
+    assert report["stages_done"] == [
+        "stage_and_inspect",
+        "plan_axes",
+        "write_matrices",
+        "write_tables",
+        "finalize_release",
+    ]
     assert not (example_release.paths.state / "soma.partial").exists()

@@ -16,9 +16,16 @@ from census_builder.synthetic import DatasetSpec, write_corpus
 
 
 def _corpus(tmp_path: Path) -> Path:
-    manifest = write_corpus(tmp_path / "corpus", [DatasetSpec("good", n_cells=30), DatasetSpec("bad", n_cells=10),
-                                                  DatasetSpec("good-mouse", n_cells=20, cell_organisms=("NCBITaxon:10090",),
-                                                              gene_organisms=("NCBITaxon:10090",))])
+    manifest = write_corpus(
+        tmp_path / "corpus",
+        [
+            DatasetSpec("good", n_cells=30),
+            DatasetSpec("bad", n_cells=10),
+            DatasetSpec(
+                "good-mouse", n_cells=20, cell_organisms=("NCBITaxon:10090",), gene_organisms=("NCBITaxon:10090",)
+            ),
+        ],
+    )
     (tmp_path / "corpus" / "bad.h5ad").write_bytes(b"not an h5ad")
     with manifest.open("a") as f:
         f.write("gone,missing.h5ad,,,,\n")

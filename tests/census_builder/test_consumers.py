@@ -19,7 +19,9 @@ def test_cellxgene_census_get_anndata_both_organisms(example_release: BuiltRelea
             assert (adata.X.data > 0).all()
             np.testing.assert_allclose(np.asarray(adata.X.sum(axis=1)).ravel(), adata.obs.raw_sum, rtol=1e-6)
         lung = cellxgene_census.get_anndata(
-            census, organism="Homo sapiens", X_name="normalized",
+            census,
+            organism="Homo sapiens",
+            X_name="normalized",
             obs_value_filter="tissue_general == 'lung' and is_primary_data == True",
         )
         assert lung.n_obs > 0 and set(lung.obs.tissue_general) == {"lung"}

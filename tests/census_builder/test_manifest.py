@@ -19,17 +19,20 @@ def test_parses_required_and_optional_columns(tmp_path: Path) -> None:
     assert len(m.sha256) == 64
 
 
-@pytest.mark.parametrize(("text", "message"), [
-    ("a,a.h5ad\n", "no header"),
-    ("", "empty"),
-    ("dataset_id,h5ad_uri\n", "lists no datasets"),
-    ("dataset_id,h5ad_uri\na,a.h5ad\na,b.h5ad\n", "duplicate dataset_id 'a'"),
-    ("dataset_id,h5ad_uri\na,a.csv\n", "does not name an .h5ad file"),
-    ("dataset_id,h5ad_uri\na,http://x/a.h5ad\n", "only local paths and s3://"),
-    ("dataset_id,h5ad_uri,colour\na,a.h5ad,red\n", "unknown column"),
-    ("dataset_id,h5ad_uri\na b,a.h5ad\n", "invalid dataset_id"),
-    ("dataset_id,h5ad_uri\na,\n", "has no h5ad_uri"),
-])
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("a,a.h5ad\n", "no header"),
+        ("", "empty"),
+        ("dataset_id,h5ad_uri\n", "lists no datasets"),
+        ("dataset_id,h5ad_uri\na,a.h5ad\na,b.h5ad\n", "duplicate dataset_id 'a'"),
+        ("dataset_id,h5ad_uri\na,a.csv\n", "does not name an .h5ad file"),
+        ("dataset_id,h5ad_uri\na,http://x/a.h5ad\n", "only local paths and s3://"),
+        ("dataset_id,h5ad_uri,colour\na,a.h5ad,red\n", "unknown column"),
+        ("dataset_id,h5ad_uri\na b,a.h5ad\n", "invalid dataset_id"),
+        ("dataset_id,h5ad_uri\na,\n", "has no h5ad_uri"),
+    ],
+)
 def test_malformed_manifests(text: str, message: str) -> None:
     with pytest.raises(ManifestError, match=message):
         parse_manifest(text.encode())

@@ -19,8 +19,9 @@ from census_builder.synthetic import HUMAN, MOUSE, DatasetSpec, write_h5ad
 SCHEMA = load_schema()
 
 
-def _plan(tmp_path: Path, spec: DatasetSpec, edit: Callable[[h5py.File], None] | None = None,
-          chunk: int = 1000) -> tuple[DatasetPlan, PlanFiles]:
+def _plan(
+    tmp_path: Path, spec: DatasetSpec, edit: Callable[[h5py.File], None] | None = None, chunk: int = 1000
+) -> tuple[DatasetPlan, PlanFiles]:
     path = write_h5ad(tmp_path / f"{spec.dataset_id}.h5ad", spec)
     if edit is not None:
         with h5py.File(path, "r+") as f:
@@ -53,8 +54,9 @@ def test_single_species_keeps_tissue_cells_of_allowed_assays(tmp_path: Path) -> 
         ((MOUSE,), (HUMAN,), None, 0),
     ],
 )
-def test_multi_species_rules(tmp_path: Path, cells: tuple[str, ...], genes: tuple[str, ...], organism: str | None,
-                             n_cells: int) -> None:
+def test_multi_species_rules(
+    tmp_path: Path, cells: tuple[str, ...], genes: tuple[str, ...], organism: str | None, n_cells: int
+) -> None:
     plan, files = _plan(tmp_path, DatasetSpec("m", n_cells=20, cell_organisms=cells, gene_organisms=genes))
     assert plan.organism == organism
     assert plan.n_cells == n_cells
@@ -73,11 +75,14 @@ def test_only_gene_biotype_features(tmp_path: Path) -> None:
     assert not genes.feature_id.str.startswith("ERCC").any()
 
 
-@pytest.mark.parametrize(("term", "expected"), [
-    ("UBERON:0002082", ("UBERON:0000948", "heart")),
-    ("UBERON:0000178", ("UBERON:0000178", "blood")),
-    ("UBERON:9999999", ("UBERON:9999999", "mystery tissue")),
-])
+@pytest.mark.parametrize(
+    ("term", "expected"),
+    [
+        ("UBERON:0002082", ("UBERON:0000948", "heart")),
+        ("UBERON:0000178", ("UBERON:0000178", "blood")),
+        ("UBERON:9999999", ("UBERON:9999999", "mystery tissue")),
+    ],
+)
 def test_tissue_general(tmp_path: Path, term: str, expected: tuple[str, str]) -> None:
     plan, files = _plan(tmp_path, DatasetSpec("t", n_cells=6, tissues=((term, "mystery tissue"),)))
     obs = _obs(files)
@@ -98,10 +103,12 @@ def test_chunks_cover_kept_rows_only(tmp_path: Path) -> None:
 
 # -- errors: one change to a good file, one exact error ------------------------------------------------------
 
+
 def _set_obs(column: str, values: object) -> Callable[[h5py.File], None]:
     def edit(f: h5py.File) -> None:
         del f["obs"][column]
         write_elem(f["obs"], column, values)
+
     return edit
 
 
@@ -109,6 +116,7 @@ def _scale_counts(factor: float, offset: float = 0.0) -> Callable[[h5py.File], N
     def edit(f: h5py.File) -> None:
         d = f["X"]["data"]
         d[...] = d[...] * factor + offset
+
     return edit
 
 
@@ -116,12 +124,14 @@ def _set_first_count(value: float) -> Callable[[h5py.File], None]:
     def edit(f: h5py.File) -> None:
         d = f["X"]["data"]
         d[5] = value
+
     return edit
 
 
 def _drop(key: str) -> Callable[[h5py.File], None]:
     def edit(f: h5py.File) -> None:
         del f[key]
+
     return edit
 
 
@@ -148,12 +158,21 @@ ERROR_CASES = {
     "schema_version": (_uns_version, "uns/schema_version", "requires '4.0.0'"),
     "missing_obs_column": (_drop("obs/donor_id"), "obs/donor_id", "required column(s) missing"),
     "missing_var_column": (_drop("var/feature_biotype"), "var/feature_biotype", "required column(s) missing"),
-    "is_primary_not_bool": (_set_obs("is_primary_data", np.ones(N, dtype=np.int64)), "obs/is_primary_data",
-                            "must be boolean"),
-    "tissue_type_vocabulary": (_set_obs("tissue_type", pd.Categorical(["tissue"] * (N - 1) + ["cell line"])),
-                               "obs/tissue_type", "not in the dataset schema vocabulary"),
-    "duplicate_observation_joinid": (_set_obs("observation_joinid", np.array(["x"] * N, dtype=object)),
-                                     "obs/observation_joinid", "duplicate observation_joinid"),
+    "is_primary_not_bool": (
+        _set_obs("is_primary_data", np.ones(N, dtype=np.int64)),
+        "obs/is_primary_data",
+        "must be boolean",
+    ),
+    "tissue_type_vocabulary": (
+        _set_obs("tissue_type", pd.Categorical(["tissue"] * (N - 1) + ["cell line"])),
+        "obs/tissue_type",
+        "not in the dataset schema vocabulary",
+    ),
+    "duplicate_observation_joinid": (
+        _set_obs("observation_joinid", np.array(["x"] * N, dtype=object)),
+        "obs/observation_joinid",
+        "duplicate observation_joinid",
+    ),
     "duplicate_feature_id": (_duplicate_feature, "var/index", "duplicate feature id"),
     "negative": (_set_first_count(-1.0), "X", "negative count"),
     "nan": (_set_first_count(np.nan), "X", "non-finite count"),

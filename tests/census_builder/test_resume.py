@@ -19,19 +19,41 @@ def _cli(*args: str, kill_at: str | None = None, cwd: Path | None = None) -> sub
     env = {k: v for k, v in os.environ.items() if k != "CENSUS_BUILDER_KILL_AT"}
     if kill_at:
         env["CENSUS_BUILDER_KILL_AT"] = kill_at
-    return subprocess.run([sys.executable, "-m", "census_builder", *args], env=env, cwd=cwd, capture_output=True,
-                          text=True, timeout=300, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "census_builder", *args],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
 
 
 def _build_args(manifest: Path, workdir: Path) -> list[str]:
-    return ["build", "--version", "example", "--manifest", str(manifest), "--workdir", str(workdir),
-            "--workers", "1", "--build-date", "2026-11-22", "--chunk-nnz", "4000"]
+    return [
+        "build",
+        "--version",
+        "example",
+        "--manifest",
+        str(manifest),
+        "--workdir",
+        str(workdir),
+        "--workers",
+        "1",
+        "--build-date",
+        "2026-11-22",
+        "--chunk-nnz",
+        "4000",
+    ]
 
 
-@pytest.mark.parametrize("kill_at", ["after:stage_and_inspect", "matrix:after_chunks:3", "after:write_tables",
-                                     "before:move_release"])
-def test_resume_after_sigkill_gives_identical_release(tmp_path: Path, example_release: BuiltRelease,
-                                                      kill_at: str) -> None:
+@pytest.mark.parametrize(
+    "kill_at", ["after:stage_and_inspect", "matrix:after_chunks:3", "after:write_tables", "before:move_release"]
+)
+def test_resume_after_sigkill_gives_identical_release(
+    tmp_path: Path, example_release: BuiltRelease, kill_at: str
+) -> None:
     args = _build_args(example_release.manifest, tmp_path)
     first = _cli(*args, kill_at=kill_at)
     assert first.returncode == -signal.SIGKILL, first.stderr[-2000:]

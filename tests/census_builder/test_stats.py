@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import h5py
@@ -24,8 +25,9 @@ def count_matrices(draw: st.DrawFn) -> tuple[npt.NDArray[np.float64], list[tuple
     m = draw(st.integers(1, 9))
     values = draw(st.lists(st.sampled_from([0, 0, 0, 1, 2, 3, 7, 250, 65_000]), min_size=n * m, max_size=n * m))
     dense = np.array(values, dtype=np.float64).reshape(n, m)
-    extras = draw(st.lists(st.tuples(st.integers(0, n - 1), st.integers(0, m - 1), st.sampled_from([0.0, 1.0, 5.0])),
-                           max_size=6))
+    extras = draw(
+        st.lists(st.tuples(st.integers(0, n - 1), st.integers(0, m - 1), st.sampled_from([0.0, 1.0, 5.0])), max_size=6)
+    )
     return dense, extras
 
 
@@ -82,7 +84,7 @@ def test_chunked_stats_equal_one_shot(tmp_path: Path, data: tuple, layout: str, 
         assert counts.format == layout
         chunks = plan_row_chunks(counts.row_costs(), target)
         assert chunks[0][0] == 0 and chunks[-1][1] == truth.shape[0]
-        assert all(a < b for a, b in chunks) and all(b == c for (_, b), (c, _) in zip(chunks, chunks[1:]))
+        assert all(a < b for a, b in chunks) and all(b == c for (_, b), (c, _) in itertools.pairwise(chunks))
         for a, b in chunks:
             m = canonical(counts.read_rows(a, b))
             np.testing.assert_array_equal(m.toarray(), truth[a:b])
