@@ -12,6 +12,7 @@ matrix and obs steps, finished tasks). The release appears at ``DIR/VERSION/soma
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import os
@@ -133,7 +134,8 @@ def build(config: BuildConfig, *, validate: Callable[[BuildPaths, Manifest], boo
                     faults.point(f"after:{name}")
                     run.report("running")
         except BaseException as e:
-            run.report("failed", error=f"{type(e).__name__}: {e}")
+            with contextlib.suppress(OSError):  # e.g. the disk is full: the original error matters more
+                run.report("failed", error=f"{type(e).__name__}: {e}")
             raise
         run.report("complete", completed=time.time())
     logger.info("release %s complete: %s", config.version, paths.soma)
