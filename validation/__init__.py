@@ -1,0 +1,28 @@
+"""The independent Census release validator.
+
+Proves a release against the Census schema (the data in ``census_schema``) and against the source H5ADs
+named in the build manifest, re-deriving every expected value from the sources with its own code. It
+imports nothing from ``census_builder``, so one bug cannot hide itself in both places.
+
+    from validation import validate_release
+    report = validate_release("census-build/2024-01-01/soma", "manifest.csv", workers=4)
+    report.passed, report.checks, report.to_json()
+
+Command line: ``python -m validation RELEASE_SOMA_URI --manifest MANIFEST.csv [--workers N] [--report PATH]``.
+"""
+
+from __future__ import annotations
+
+from validation.core import default_report_path, validate_release
+from validation.manifest import ManifestError
+from validation.report import CHECKS, CheckResult, Finding, ValidationReport
+
+__all__ = [
+    "CHECKS",
+    "CheckResult",
+    "Finding",
+    "ManifestError",
+    "ValidationReport",
+    "default_report_path",
+    "validate_release",
+]

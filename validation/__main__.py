@@ -1,0 +1,63 @@
+"""``python -m validation RELEASE_SOMA_URI --manifest MANIFEST.csv [--workers N] [--report PATH]``
+
+Prints one line per check (PASS / FAIL with the first offending rows), writes the JSON report (default:
+``validation_report.json`` beside the release directory) and exits 0 only if every check passed
+(1: a check failed; 2: the command could not run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m validation",
+                                description="Validate a Census release against the schema and its source H5ADs.")
+    p.add_argument("release", metavar="RELEASE_SOMA_URI", help="the release's root SOMACollection (DIR/VERSION/soma)")
+    p.add_argument("--manifest", required=True, type=Path, help="the manifest CSV the release was built from")
+    p.add_argument("--workers", type=int, default=None, help="local dask worker processes (default: one per core)")
+    p.add_argument("--scheduler", default=None, help="address of an existing dask scheduler to run on instead")
+    p.add_argument("--report", type=Path, default=None,
+                   help="where to write the JSON report (default: validation_report.json beside the release)")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    args = p.parse_args(argv)
+    if args.workers is not None and args.workers < 1:
+        p.error("--workers must be at least 1")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if not args.verbose:
+        for name in ("distributed", "dask", "tornado", "asyncio"):
+            logging.getLogger(name).setLevel(logging.WARNING)
+    from validation.core import default_report_path, validate_release  # heavy imports after parsing
+    from validation.manifest import ManifestError
+
+    client = None
+    try:
+        if args.scheduler:
+            from distributed import Client
+
+            client = Client(args.scheduler)  # type: ignore[no-untyped-call]
+        report = validate_release(args.release, args.manifest, workers=args.workers, report_path=args.report,
+                                  client=client)
+    except ManifestError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    finally:
+        if client is not None:
+            client.close()  # type: ignore[no-untyped-call]
+    for line in report.lines():
+        print(line)
+    print(f"report: {args.report or default_report_path(args.release)}")
+    return 0 if report.passed else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

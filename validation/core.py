@@ -1,0 +1,479 @@
+"""validate_release: prove a Census release against the schema and the source H5ADs named in a manifest.
+
+    plan_datasets      phase 1, a dask task per dataset: what the release must hold for it (from obs / var)
+    check_structure    object tree, types, column encodings, shapes, soma_joinids
+    check_contents     phase 2, dask tasks per (dataset, row chunk) and per dataset: obs, X, statistics
+    check_tables       var, presence matrix, census_info tables, dataset_h5ad_path files
+    check_consistency  the release's own sums agree with each other
+
+Findings are collected throughout and judged once at the end; the JSON report is always written.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+import numpy.typing as npt
+
+from validation.cells import CellSetResult, CellSetTask, check_cell_set
+from validation.chunks import ChunkResult, ChunkTask, ReleaseUris, check_chunk
+from validation.expected import DatasetPlan, PlanTask, plan_dataset
+from validation.manifest import Manifest, fetch_sources, read_manifest
+from validation.model import Model, OrganismModel, build_model
+from validation.release import ReleaseLayout, check_joinids, open_layout, read_table
+from validation.report import Finding, Findings, ValidationReport
+from validation.spec import Spec, load_spec
+from validation.tables import (
+    check_datasets_table,
+    check_h5ad_paths,
+    check_presence,
+    check_summary,
+    check_summary_cell_counts,
+    check_var,
+    read_presence,
+)
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_CHUNK_ENTRIES = 2_000_000  # source entries per phase-2 task: bounds a worker's memory
+REPORT_NAME = "validation_report.json"
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+def default_report_path(release_uri: str) -> Path:
+    """``DIR/VERSION/validation_report.json`` for a release at ``DIR/VERSION/soma``."""
+    return Path(release_uri.removeprefix("file://")).resolve().parent / REPORT_NAME
+
+
+def validate_release(
+    release_uri: str,
+    manifest_path: str | Path,
+    *,
+    workers: int | None = None,
+    report_path: Path | None = None,
+    client: Any = None,
+    chunk_entries: int = DEFAULT_CHUNK_ENTRIES,
+    schema_version: str | None = None,
+) -> ValidationReport:
+    """Validate the release at ``release_uri`` against the sources in ``manifest_path``.
+
+    Runs on ``client`` (a ``distributed.Client``) if given, else on a local cluster of ``workers`` processes
+    (default: one per core). Writes the JSON report to ``report_path`` (default: beside the release) and
+    returns it. Raises ManifestError only if the manifest itself cannot be read.
+    """
+    t0 = time.perf_counter()
+    spec = load_spec(schema_version) if schema_version else load_spec()
+    manifest = read_manifest(manifest_path)
+    findings = Findings()
+    for problem in manifest.problems:
+        findings.add("sources", Finding(problem))
+    with tempfile.TemporaryDirectory(prefix="census-validate-") as tmp, _dask(client, workers) as cl:
+        run = Run(spec, manifest, release_uri, cl, chunk_entries, findings)
+        run.sources = fetch_sources(manifest, Path(tmp))
+        for step in (run.plan_datasets, run.check_structure, run.check_contents, run.check_tables,
+                     run.check_consistency):
+            t = time.perf_counter()
+            step()
+            logger.info("[%s] done in %.1fs", step.__name__, time.perf_counter() - t)
+    report = ValidationReport(release_uri, str(manifest.path), list(findings.checks.values()),
+                              time.perf_counter() - t0)
+    path = report_path or default_report_path(release_uri)
+    report.write(path)
+    logger.info("validation %s; report: %s", "passed" if report.passed else "FAILED", path)
+    return report
+
+
+@contextmanager
+def _dask(client: Any, workers: int | None) -> Iterator[Any]:
+    if client is not None:
+        yield client
+        return
+    import dask
+    from distributed import Client, LocalCluster
+
+    n = workers or os.cpu_count() or 1
+    logger.info("starting a local dask cluster: %d worker process(es)", n)
+    # Spawned, not forked: TileDB's threads do not survive a fork.
+    with dask.config.set({"distributed.worker.multiprocessing-method": "spawn", "distributed.worker.daemon": False}), \
+            LocalCluster(n_workers=n, threads_per_worker=1, processes=True,  # type: ignore[no-untyped-call]
+                         dashboard_address=None, silence_logs=logging.WARNING) as cluster, \
+            Client(cluster) as c:  # type: ignore[no-untyped-call]
+        yield c
+
+
+def run_tasks(client: Any, fn: Callable[[T], R], items: Sequence[T], what: str,
+              on_result: Callable[[T, R], None], on_error: Callable[[T, BaseException], None]) -> None:
+    """Run ``fn`` over ``items`` on the cluster; results are handled as they complete."""
+    from distributed import as_completed
+
+    if not items:
+        return
+    futures = [client.submit(fn, it, pure=False) for it in items]
+    index = {f.key: i for i, f in enumerate(futures)}
+    t0, last = time.monotonic(), 0.0
+    for done, fut in enumerate(as_completed(futures), start=1):  # type: ignore[no-untyped-call]
+        item = items[index[fut.key]]
+        try:
+            res = fut.result()
+        except Exception as e:
+            on_error(item, e)
+        else:
+            on_result(item, res)
+        fut.release()
+        now = time.monotonic()
+        if now - last > 10 or done == len(items):
+            last = now
+            rate = done / max(now - t0, 1e-9)
+            logger.info("%s: %d/%d done, ETA %.0fs", what, done, len(items), (len(items) - done) / rate)
+
+
+@dataclass
+class Found:
+    """What phase 2 found in the release, per organism, for the consistency check."""
+
+    obs_nnz: int = 0
+    raw_nnz: int = 0
+    normalized_nnz: int = 0
+    cells: dict[str, int] = field(default_factory=dict)  # dataset -> obs rows with its dataset_id
+    primary: dict[str, int] = field(default_factory=dict)
+    n_measured_vars: dict[str, dict[int, tuple[int, int, str]]] = field(default_factory=dict)
+    var_nnz: int | None = None
+    var_n_measured_obs: npt.NDArray[np.int64] | None = None
+    presence: dict[int, npt.NDArray[np.int64]] | None = None
+    obs_count: int = 0
+
+
+@dataclass
+class Run:
+    spec: Spec
+    manifest: Manifest
+    release_uri: str
+    client: Any
+    chunk_entries: int
+    findings: Findings
+    sources: dict[str, tuple[Path | None, str]] = field(default_factory=dict)
+    model: Model | None = None
+    layout: ReleaseLayout | None = None
+    found: dict[str, Found] = field(default_factory=dict)
+    tables: dict[str, Any] = field(default_factory=dict)
+
+    def _model(self) -> Model:
+        if self.model is None:
+            raise RuntimeError("plan_datasets has not run")
+        return self.model
+
+    # -- phase 1 ---------------------------------------------------------------------------------------
+    def plan_datasets(self) -> None:
+        plans: dict[str, DatasetPlan] = {}
+        tasks: list[PlanTask] = []
+        for s in self.manifest.sources:
+            path, problem = self.sources[s.dataset_id]
+            if path is None:
+                plans[s.dataset_id] = DatasetPlan(s.dataset_id, "", problems=[problem])
+            else:
+                tasks.append(PlanTask(s.dataset_id, str(path), self.spec.version, self.chunk_entries))
+
+        def on_result(task: PlanTask, plan: DatasetPlan) -> None:
+            plans[task.dataset_id] = plan
+
+        def on_error(task: PlanTask, e: BaseException) -> None:
+            plans[task.dataset_id] = DatasetPlan(task.dataset_id, task.path,
+                                                 problems=[f"cannot be planned: {type(e).__name__}: {e}"])
+
+        run_tasks(self.client, plan_dataset, tasks, "plan_datasets", on_result, on_error)
+        ordered = [plans[s.dataset_id] for s in self.manifest.sources]
+        for p in ordered:
+            for problem in p.problems:
+                self.findings.add("sources", Finding(f"source cannot be validated against: {problem}",
+                                                     dataset_id=p.dataset_id))
+            for w in p.warnings:
+                logger.warning("dataset %s: %s", p.dataset_id, w)
+            if p.readable and not p.contributes:
+                logger.info("dataset %s contributes no cells: %s", p.dataset_id, p.exclusion)
+        self.model = build_model(self.spec, {s.dataset_id: s for s in self.manifest.sources}, ordered)
+
+    # -- structure -------------------------------------------------------------------------------------
+    def check_structure(self) -> None:
+        import tiledbsoma as soma
+
+        model = self._model()
+        self.layout = layout = open_layout(self.release_uri, self.spec, list(model.organisms), self.findings)
+        for name, uri in layout.tables.items():
+            check_joinids(self.findings, uri, f"census_info['{name}']")
+        n_datasets = len(model.contributing)
+        for name, exp in layout.experiments.items():
+            org = model.organisms.get(name)
+            found = self.found.setdefault(name, Found())
+            n_obs, n_var = (org.n_obs, len(org.var)) if org else (0, 0)
+            if exp.obs:
+                found.obs_count = check_joinids(self.findings, exp.obs, f"census_data['{name}'].obs", name)
+                if found.obs_count != n_obs:
+                    self.findings.add("shapes", Finding("obs has the wrong number of cells", organism=name,
+                                                        expected=n_obs, found=found.obs_count))
+            if exp.var:
+                got = check_joinids(self.findings, exp.var, f"census_data['{name}'].var", name)
+                if got != n_var:
+                    self.findings.add("shapes", Finding("var has the wrong number of genes", organism=name,
+                                                        expected=n_var, found=got))
+            arrays = {f"X['{k}']": (uri, (n_obs, n_var)) for k, uri in exp.x.items()}
+            if exp.presence:
+                arrays[self.spec.presence_matrix] = (exp.presence, (n_datasets, n_var))
+            for what, (uri, want) in arrays.items():
+                try:
+                    with soma.SparseNDArray.open(uri) as arr:
+                        shape = tuple(int(s) for s in arr.shape)
+                except Exception as e:
+                    self.findings.add("shapes", Finding(f"{what} cannot be opened: {type(e).__name__}: {e}",
+                                                        organism=name))
+                    continue
+                if shape != want:
+                    self.findings.add("shapes", Finding(f"{what} has the wrong shape", organism=name,
+                                                        expected=list(want), found=list(shape)))
+
+    # -- phase 2 ---------------------------------------------------------------------------------------
+    def check_contents(self) -> None:
+        model, layout = self._model(), self.layout
+        if layout is None or not layout.opened:
+            return
+        chunk_tasks: list[ChunkTask] = []
+        cell_tasks: list[CellSetTask] = []
+        for name, org in model.organisms.items():
+            exp = layout.experiments.get(name)
+            if exp is None:
+                continue  # a structure finding already says the experiment is missing
+            uris = ReleaseUris(exp.obs, exp.x.get("raw"), exp.x.get("normalized"))
+            for p in org.datasets:
+                col_map, col_length = org.col_map(p)
+                for a, b, before, n in p.chunks:
+                    chunk_tasks.append(ChunkTask(
+                        dataset_id=p.dataset_id, organism=name, path=p.path, matrix_key=p.matrix_key,
+                        schema_version=self.spec.version, organism_term=p.organism_term, row_start=a, row_stop=b,
+                        joinid_start=org.offsets[p.dataset_id] + before, n_cells=n, n_var=len(org.var),
+                        col_map=col_map, col_length=col_length, tissue_general=p.tissue_general, uris=uris))
+                if exp.obs:
+                    cell_tasks.append(CellSetTask(p.dataset_id, name, p.organism_term, p.path, self.spec.version,
+                                                  exp.obs))
+
+        def chunk_done(task: ChunkTask, res: ChunkResult) -> None:
+            org = model.organisms[task.organism]
+            for check, kept in res.findings.items():
+                self.findings.merge(check, [self._named(org, f) for f in kept], res.totals[check])
+            org.var_nnz[res.var_ids] += res.var_nnz
+            org.presence[task.dataset_id][res.var_ids] = True
+            f = self.found[task.organism]
+            f.obs_nnz += res.obs_nnz
+            f.raw_nnz += res.raw_nnz
+            f.normalized_nnz += res.normalized_nnz
+            acc = f.n_measured_vars.setdefault(task.dataset_id, {})
+            for value, (n, sj, oj) in res.n_measured_vars.items():
+                prev = acc.get(value)
+                acc[value] = (n + prev[0], min(sj, prev[1]), oj if sj < prev[1] else prev[2]) if prev else (n, sj, oj)
+
+        def chunk_failed(task: ChunkTask, e: BaseException) -> None:
+            for check in ("obs_metadata", "x_raw", "x_normalized"):
+                self.findings.add(check, Finding(f"rows {task.row_start}..{task.row_stop - 1} could not be checked: "
+                                                 f"{type(e).__name__}: {e}", dataset_id=task.dataset_id,
+                                                 organism=task.organism))
+
+        def cells_done(task: CellSetTask, res: CellSetResult) -> None:
+            self.findings.merge("obs_cells", res.findings, res.total)
+            self.found[task.organism].cells[task.dataset_id] = res.n_found
+            self.found[task.organism].primary[task.dataset_id] = res.n_primary_found
+
+        def cells_failed(task: CellSetTask, e: BaseException) -> None:
+            self.findings.add("obs_cells", Finding(f"cells could not be checked: {type(e).__name__}: {e}",
+                                                   dataset_id=task.dataset_id, organism=task.organism))
+
+        logger.info("checking %d row chunk(s) of %d dataset(s)", len(chunk_tasks), len(cell_tasks))
+        run_tasks(self.client, check_cell_set, cell_tasks, "check_contents:cells", cells_done, cells_failed)
+        run_tasks(self.client, check_chunk, chunk_tasks, "check_contents:chunks", chunk_done, chunk_failed)
+        for name, org in model.organisms.items():
+            if name in layout.experiments:
+                self._n_measured_vars(org)
+                self._beyond_expected_rows(org)
+
+    @staticmethod
+    def _named(org: OrganismModel, f: Finding) -> Finding:
+        if f.feature_id is None and f.var_joinid is not None and 0 <= f.var_joinid < len(org.var):
+            return replace(f, feature_id=org.var.feature_ids[f.var_joinid])
+        return f
+
+    def _n_measured_vars(self, org: OrganismModel) -> None:
+        found = self.found[org.organism.name].n_measured_vars
+        for p in org.datasets:
+            want = org.n_measured_vars(p.dataset_id)
+            for value, (n, sj, oj) in sorted(found.get(p.dataset_id, {}).items()):
+                if value != want:
+                    self.findings.merge("obs_statistics", [Finding(
+                        f"obs n_measured_vars differs from the dataset's recomputed presence count ({n} cell(s))",
+                        dataset_id=p.dataset_id, organism=org.organism.name, soma_joinid=sj, observation_joinid=oj,
+                        column="n_measured_vars", expected=want, found=value)], n)
+
+    def _beyond_expected_rows(self, org: OrganismModel) -> None:
+        """obs rows and X values at soma_joinids past the expected cells (the chunk tasks never read them)."""
+        import tiledbsoma as soma
+
+        name = org.organism.name
+        exp = self._layout().experiments[name]
+        members = {p.dataset_id for p in org.datasets}
+        found = self.found[name]
+        if exp.obs:
+            t: Any = None
+            try:
+                with soma.DataFrame.open(exp.obs) as df:
+                    written = df.non_empty_domain()[0]
+                    t = (df.read(coords=(slice(org.n_obs, int(written[1])),)).concat()
+                         if written is not None and int(written[1]) >= org.n_obs else None)
+            except Exception as e:
+                self.findings.add("obs_cells", Finding(f"obs rows past {org.n_obs - 1} cannot be read: {e}",
+                                                       organism=name))
+            if t is not None:
+                if "nnz" in t.column_names:
+                    found.obs_nnz += int(np.asarray(t.column("nnz").to_numpy()).sum())
+                cols = {c: t.column(c).to_pylist() if c in t.column_names else [None] * t.num_rows
+                        for c in ("soma_joinid", "dataset_id", "observation_joinid")}
+                for sj, ds, oj in zip(cols["soma_joinid"], cols["dataset_id"], cols["observation_joinid"],
+                                      strict=True):
+                    if ds not in members:  # rows of known datasets are reported by the per-dataset cell check
+                        self.findings.add("obs_cells", Finding(
+                            f"obs row past the last expected cell ({org.n_obs - 1}) of a dataset with no "
+                            f"{org.organism.label} cells", organism=name, dataset_id=ds, soma_joinid=sj,
+                            observation_joinid=oj))
+        for layer, check in (("raw", "x_raw"), ("normalized", "x_normalized")):
+            uri = exp.x.get(layer)
+            if uri is None:
+                continue
+            try:
+                with soma.SparseNDArray.open(uri) as arr:
+                    written = arr.non_empty_domain()[0]
+                    if written is None or int(written[1]) < org.n_obs:
+                        continue
+                    t = arr.read(coords=(slice(org.n_obs, int(written[1])),)).tables().concat()
+            except Exception as e:
+                self.findings.add(check, Finding(f"X['{layer}'] rows past {org.n_obs - 1} cannot be read: {e}",
+                                                 organism=name))
+                continue
+            rows = t.column("soma_dim_0").to_numpy()
+            if layer == "raw":
+                found.raw_nnz += int(rows.size)
+            else:
+                found.normalized_nnz += int(rows.size)
+            if rows.size:
+                self.findings.merge(check, [Finding(
+                    f"X['{layer}'] stores values for rows past the last expected cell ({org.n_obs - 1})",
+                    organism=name, soma_joinid=int(rows[0]), found=int(rows.size))], int(rows.size))
+
+    def _layout(self) -> ReleaseLayout:
+        if self.layout is None:
+            raise RuntimeError("check_structure has not run")
+        return self.layout
+
+    # -- tables ----------------------------------------------------------------------------------------
+    def check_tables(self) -> None:
+        model, layout = self._model(), self._layout()
+        if not layout.opened:
+            return
+        for name, org in model.organisms.items():
+            exp = layout.experiments.get(name)
+            if exp is None:
+                continue
+            found = self.found[name]
+            if exp.var:
+                var = check_var(self.findings, org, exp.var)
+                if var is not None and "nnz" in var.column_names:
+                    found.var_nnz = int(np.asarray(var.column("nnz").to_numpy()).sum())
+                if var is not None and "n_measured_obs" in var.column_names:
+                    found.var_n_measured_obs = np.asarray(var.column("n_measured_obs").to_numpy(), dtype=np.int64)
+            if exp.presence:
+                try:
+                    found.presence = read_presence(exp.presence, len(model.contributing))
+                except Exception as e:
+                    self.findings.add("presence_matrix", Finding(f"cannot be read: {type(e).__name__}: {e}",
+                                                                 organism=name))
+                else:
+                    check_presence(self.findings, model, org, found.presence)
+        for name, check in (("datasets", "census_info_datasets"), ("summary", "census_info_summary"),
+                            ("summary_cell_counts", "census_info_summary_cell_counts")):
+            uri = layout.tables.get(name)
+            if uri is None:
+                self.findings.add(check, Finding(f"census_info['{name}'] is missing: rows not checked"))
+                continue
+            try:
+                self.tables[name] = read_table(uri)
+            except Exception as e:
+                self.findings.add(check, Finding(f"census_info['{name}'] cannot be read: {type(e).__name__}: {e}"))
+        paths: dict[str, str] = {}
+        if "datasets" in self.tables:
+            paths = check_datasets_table(self.findings, model, self.tables["datasets"])
+        if "summary" in self.tables:
+            check_summary(self.findings, self.spec, model, self.tables["summary"])
+        if "summary_cell_counts" in self.tables:
+            check_summary_cell_counts(self.findings, self.spec, model, self.tables["summary_cell_counts"])
+        release_dir = Path(self.release_uri.removeprefix("file://")).resolve().parent
+        check_h5ad_paths(self.findings, model, release_dir, paths, {k: v[0] for k, v in self.sources.items()})
+
+    # -- consistency -----------------------------------------------------------------------------------
+    def check_consistency(self) -> None:
+        model, layout = self._model(), self._layout()
+        if not layout.opened:
+            return
+        add = self.findings.add
+        by_joinid = {i: p.dataset_id for i, p in enumerate(model.contributing)}
+        total_cells, total_primary = 0, 0
+        for name, f in self.found.items():
+            total_cells += f.obs_count
+            total_primary += sum(f.primary.values())
+            sums = {"sum of obs nnz": f.obs_nnz, "sum of var nnz": f.var_nnz, "X['raw'] values": f.raw_nnz,
+                    "X['normalized'] values": f.normalized_nnz}
+            known = {k: v for k, v in sums.items() if v is not None}
+            if len(set(known.values())) > 1:
+                add("consistency", Finding("obs nnz, var nnz and the X layers' value counts disagree", organism=name,
+                                           expected="all equal", found=known))
+            if f.presence is None:
+                continue
+            org = model.organisms.get(name)
+            for p in org.datasets if org else []:
+                row_sum = int(f.presence.get(model.dataset_joinid[p.dataset_id], np.zeros(0)).size)
+                for value, (n, sj, oj) in sorted(f.n_measured_vars.get(p.dataset_id, {}).items()):
+                    if value != row_sum:
+                        self.findings.merge("consistency", [Finding(
+                            f"obs n_measured_vars is not the release's presence row sum ({n} cell(s))",
+                            organism=name, dataset_id=p.dataset_id, soma_joinid=sj, observation_joinid=oj,
+                            expected=row_sum, found=value)], n)
+            if f.var_n_measured_obs is not None:
+                weighted = np.zeros(f.var_n_measured_obs.size, dtype=np.int64)
+                for joinid, present in f.presence.items():
+                    ds = by_joinid.get(joinid)
+                    weighted[present[present < weighted.size]] += f.cells.get(ds, 0) if ds else 0
+                bad = np.nonzero(weighted != f.var_n_measured_obs)[0]
+                names = org.var.feature_ids if org else []
+                self.findings.merge("consistency", [Finding(
+                    "var n_measured_obs is not the presence-weighted cell count of the release", organism=name,
+                    var_joinid=int(j), feature_id=names[j] if j < len(names) else None,
+                    expected=int(weighted[j]), found=int(f.var_n_measured_obs[j])) for j in bad[:20]], int(bad.size))
+        datasets = self.tables.get("datasets")
+        if datasets is not None and {"dataset_id", "dataset_total_cell_count"} <= set(datasets.column_names):
+            obs_cells = {ds: n for f in self.found.values() for ds, n in f.cells.items()}
+            for ds, n in zip(datasets.column("dataset_id").to_pylist(),
+                             datasets.column("dataset_total_cell_count").to_pylist(), strict=True):
+                if ds in obs_cells and obs_cells[ds] != n:
+                    add("consistency", Finding("dataset_total_cell_count is not the number of obs rows of the dataset",
+                                               dataset_id=ds, expected=obs_cells[ds], found=n))
+        summary = self.tables.get("summary")
+        if summary is not None and {"label", "value"} <= set(summary.column_names):
+            rows = dict(zip(summary.column("label").to_pylist(), summary.column("value").to_pylist(), strict=True))
+            for label, n in (("total_cell_count", total_cells), ("unique_cell_count", total_primary)):
+                if label in rows and rows[label] != str(n):
+                    add("consistency", Finding(f"summary {label} is not the release's obs count", column=label,
+                                               expected=str(n), found=rows[label]))

@@ -1,0 +1,111 @@
+"""The manifest the release was built from, and local access to its source files.
+
+CSV with a header; required columns ``dataset_id,h5ad_uri``; optional ``dataset_version_id,
+collection_id, collection_name, collection_doi, dataset_title``. Relative paths are taken from the
+manifest's directory; ``s3://`` sources are downloaded (boto3) into a temporary directory.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+REQUIRED = ("dataset_id", "h5ad_uri")
+OPTIONAL = ("dataset_version_id", "collection_id", "collection_name", "collection_doi", "dataset_title")
+
+
+class ManifestError(ValueError):
+    """The manifest cannot be read at all (nothing can be validated against it)."""
+
+
+@dataclass(frozen=True)
+class Source:
+    dataset_id: str
+    uri: str
+    line: int
+    dataset_version_id: str = ""
+    collection_id: str = ""
+    collection_name: str = ""
+    collection_doi: str = ""
+    dataset_title: str = ""
+
+    @property
+    def is_s3(self) -> bool:
+        return self.uri.startswith("s3://")
+
+
+@dataclass(frozen=True)
+class Manifest:
+    path: Path
+    sources: tuple[Source, ...]
+    problems: tuple[str, ...]  # rows that could not be used, each naming its line
+
+    def local_path(self, source: Source) -> Path:
+        p = Path(source.uri.removeprefix("file://"))
+        return p if p.is_absolute() else self.path.parent / p
+
+
+def read_manifest(path: str | Path) -> Manifest:
+    path = Path(path).resolve()
+    try:
+        text = path.read_bytes().decode("utf-8-sig")
+    except (OSError, UnicodeDecodeError) as e:
+        raise ManifestError(f"cannot read manifest {path}: {e}") from e
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    reader = csv.DictReader(io.StringIO("\n".join(lines)))
+    header = [h.strip() for h in reader.fieldnames or []]
+    missing = [c for c in REQUIRED if c not in header]
+    if missing:
+        raise ManifestError(f"manifest {path} has no header with {list(REQUIRED)} (missing {missing})")
+    sources: list[Source] = []
+    problems: list[str] = []
+    seen: set[str] = set()
+    for lineno, row in enumerate(reader, start=2):
+        values = {(k or "").strip(): (v or "").strip() for k, v in row.items() if isinstance(v, str)}
+        ds, uri = values.get("dataset_id", ""), values.get("h5ad_uri", "")
+        if not ds or not uri:
+            problems.append(f"manifest line {lineno}: dataset_id and h5ad_uri are required")
+            continue
+        if ds in seen:
+            problems.append(f"manifest line {lineno}: duplicate dataset_id {ds!r}")
+            continue
+        seen.add(ds)
+        sources.append(Source(ds, uri, lineno, **{c: values.get(c, "") for c in OPTIONAL}))
+    if not sources:
+        raise ManifestError(f"manifest {path} lists no datasets")
+    return Manifest(path=path, sources=tuple(sources), problems=tuple(problems))
+
+
+def _s3_client() -> Any:
+    import boto3
+
+    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+    return boto3.client("s3", endpoint_url=endpoint)
+
+
+def fetch_sources(manifest: Manifest, tmp_dir: Path, client: Any = None) -> dict[str, tuple[Path | None, str]]:
+    """dataset_id -> (local path or None, problem). S3 sources are downloaded into ``tmp_dir``."""
+    out: dict[str, tuple[Path | None, str]] = {}
+    for s in manifest.sources:
+        if s.is_s3:
+            bucket, _, key = s.uri.removeprefix("s3://").partition("/")
+            dest = tmp_dir / f"{s.dataset_id}.h5ad"
+            try:
+                client = client or _s3_client()
+                client.download_file(bucket, key, str(dest))
+            except Exception as e:  # botocore raises many types
+                out[s.dataset_id] = (None, f"cannot download {s.uri}: {type(e).__name__}: {e}")
+                continue
+            logger.info("downloaded %s to %s", s.uri, dest)
+            out[s.dataset_id] = (dest, "")
+            continue
+        p = manifest.local_path(s)
+        out[s.dataset_id] = (p, "") if p.is_file() else (None, f"source file not found: {p}")
+    return out

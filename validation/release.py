@@ -1,0 +1,225 @@
+"""Opening the release and checking what can be checked without the sources: structure, encodings,
+soma_joinids. Every problem becomes a finding; the URIs of the objects that exist are returned for the
+content checks.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from validation.report import Finding, Findings
+from validation.spec import Column, Encoding, Spec
+
+logger = logging.getLogger(__name__)
+
+JOINID_BATCH = 1_000_000  # soma_joinids read at a time
+
+
+@dataclass
+class ExperimentUris:
+    organism: str
+    obs: str | None = None
+    var: str | None = None
+    x: dict[str, str] = field(default_factory=dict)
+    presence: str | None = None
+
+
+@dataclass
+class ReleaseLayout:
+    uri: str
+    opened: bool = False
+    tables: dict[str, str] = field(default_factory=dict)  # census_info name -> uri
+    experiments: dict[str, ExperimentUris] = field(default_factory=dict)
+
+
+def _arrow_matches(t: pa.DataType, encoding: Encoding) -> bool:
+    if pa.types.is_dictionary(t):
+        return encoding == "string" and (pa.types.is_string(t.value_type) or pa.types.is_large_string(t.value_type))
+    if encoding == "string":
+        return bool(pa.types.is_string(t) or pa.types.is_large_string(t))
+    expected = {"bool": pa.bool_(), "int64": pa.int64(), "float32": pa.float32()}[encoding]
+    return bool(t == expected)
+
+
+def check_dataframe_schema(findings: Findings, what: str, schema: pa.Schema, columns: tuple[Column, ...],
+                           organism: str | None = None) -> None:
+    wanted = {c.name: c for c in columns}
+    have = {f.name: f.type for f in schema}
+    for name, col in wanted.items():
+        if name not in have:
+            findings.add("encodings", Finding(f"{what} lacks column {name!r}", organism=organism, column=name,
+                                              expected=col.encoding, found="absent"))
+        elif not _arrow_matches(have[name], col.encoding):
+            findings.add("encodings", Finding(f"{what} column {name!r} has the wrong encoding", organism=organism,
+                                              column=name, expected=col.encoding, found=str(have[name])))
+    for name, t in have.items():
+        if name not in wanted:
+            findings.add("encodings", Finding(f"{what} has a column the schema does not define", organism=organism,
+                                              column=name, expected="absent", found=str(t)))
+
+
+def check_ndarray_schema(findings: Findings, what: str, schema: pa.Schema, value: Encoding,
+                         organism: str | None) -> None:
+    types = {f.name: f.type for f in schema}
+    for dim in ("soma_dim_0", "soma_dim_1"):
+        t = types.get(dim)
+        if t != pa.int64():
+            findings.add("encodings", Finding(f"{what} dimension {dim} is not int64", organism=organism,
+                                              expected="int64", found=str(t) if t is not None else "absent"))
+    t = types.get("soma_data")
+    if t is None or not _arrow_matches(t, value):
+        findings.add("encodings", Finding(f"{what} values have the wrong type", organism=organism, expected=value,
+                                          found=str(t) if t is not None else "absent"))
+    if len(types) != 3:
+        findings.add("encodings", Finding(f"{what} is not a 2-D sparse array", organism=organism,
+                                          expected=["soma_dim_0", "soma_dim_1", "soma_data"], found=sorted(types)))
+
+
+def _member(findings: Findings, parent: Any, key: str, soma_type: str, what: str, organism: str | None = None) -> Any:
+    """parent[key] if it exists with the right SOMA type, else None (with a finding)."""
+    if key not in parent:
+        findings.add("structure", Finding(f"{what} is missing", organism=organism, expected=soma_type, found="absent"))
+        return None
+    try:
+        obj = parent[key]
+    except Exception as e:
+        findings.add("structure", Finding(f"{what} cannot be opened: {type(e).__name__}: {e}", organism=organism))
+        return None
+    if obj.soma_type != soma_type:
+        findings.add("structure", Finding(f"{what} has the wrong type", organism=organism, expected=soma_type,
+                                          found=obj.soma_type))
+        return None
+    return obj
+
+
+def _extra_keys(findings: Findings, parent: Any, allowed: set[str], what: str, organism: str | None = None) -> None:
+    for key in sorted(set(parent.keys()) - allowed):
+        findings.add("structure", Finding(f"{what} has an unexpected member {key!r}", organism=organism,
+                                          expected=sorted(allowed), found=key))
+
+
+def open_layout(uri: str, spec: Spec, expected_organisms: list[str], findings: Findings) -> ReleaseLayout:
+    """Check the release's structure and types; return the URIs of what exists."""
+    import tiledbsoma as soma
+
+    layout = ReleaseLayout(uri)
+    try:
+        root = soma.open(uri)
+    except Exception as e:
+        findings.add("structure", Finding(f"the release root {uri} cannot be opened: {type(e).__name__}: {e}"))
+        return layout
+    with root:
+        if root.soma_type != "SOMACollection":
+            findings.add("structure", Finding("the release root is not a SOMACollection", expected="SOMACollection",
+                                              found=root.soma_type))
+            return layout
+        layout.opened = True
+        _extra_keys(findings, root, {"census_info", "census_data"}, "census_obj")
+        info = _member(findings, root, "census_info", "SOMACollection", "census_obj['census_info']")
+        if info is not None:
+            for name, columns in spec.tables.items():
+                df = _member(findings, info, name, "SOMADataFrame", f"census_info['{name}']")
+                if df is not None:
+                    layout.tables[name] = df.uri
+                    check_dataframe_schema(findings, f"census_info['{name}']", df.schema, columns)
+            _extra_keys(findings, info, set(spec.tables), "census_obj['census_info']")
+        data = _member(findings, root, "census_data", "SOMACollection", "census_obj['census_data']")
+        if data is None:
+            return layout
+        for organism in spec.organisms:
+            name = organism.name
+            if name not in data:
+                if name in expected_organisms:
+                    findings.add("structure", Finding(f"census_data['{name}'] is missing but the sources have "
+                                                      f"{organism.label} cells", organism=name,
+                                                      expected="SOMAExperiment", found="absent"))
+                continue
+            if name not in expected_organisms:
+                findings.add("structure", Finding(f"census_data['{name}'] exists but no source has {organism.label} "
+                                                  "cells that pass the filters", organism=name,
+                                                  expected="absent", found="SOMAExperiment"))
+            exp = _member(findings, data, name, "SOMAExperiment", f"census_data['{name}']", name)
+            if exp is not None:
+                layout.experiments[name] = _experiment(findings, exp, spec, name)
+        _extra_keys(findings, data, {o.name for o in spec.organisms}, "census_obj['census_data']")
+    return layout
+
+
+def _experiment(findings: Findings, exp: Any, spec: Spec, organism: str) -> ExperimentUris:
+    out = ExperimentUris(organism)
+    where = f"census_data['{organism}']"
+    obs = _member(findings, exp, "obs", "SOMADataFrame", f"{where}.obs", organism)
+    if obs is not None:
+        out.obs = obs.uri
+        check_dataframe_schema(findings, f"{where}.obs", obs.schema, spec.obs, organism)
+    ms = _member(findings, exp, "ms", "SOMACollection", f"{where}.ms", organism)
+    if ms is None:
+        return out
+    _extra_keys(findings, ms, {spec.measurement}, f"{where}.ms", organism)
+    rna = _member(findings, ms, spec.measurement, "SOMAMeasurement", f"{where}.ms['{spec.measurement}']", organism)
+    if rna is None:
+        return out
+    where = f"{where}.ms['{spec.measurement}']"
+    var = _member(findings, rna, "var", "SOMADataFrame", f"{where}.var", organism)
+    if var is not None:
+        out.var = var.uri
+        check_dataframe_schema(findings, f"{where}.var", var.schema, spec.var, organism)
+    x = _member(findings, rna, "X", "SOMACollection", f"{where}.X", organism)
+    if x is not None:
+        _extra_keys(findings, x, set(spec.x_layers), f"{where}.X", organism)
+        for layer, encoding in spec.x_layers.items():
+            arr = _member(findings, x, layer, "SOMASparseNDArray", f"{where}.X['{layer}']", organism)
+            if arr is not None:
+                out.x[layer] = arr.uri
+                check_ndarray_schema(findings, f"{where}.X['{layer}']", arr.schema, encoding, organism)
+    pm = _member(findings, rna, spec.presence_matrix, "SOMASparseNDArray", f"{where}['{spec.presence_matrix}']",
+                 organism)
+    if pm is not None:
+        out.presence = pm.uri
+        check_ndarray_schema(findings, f"{where}['{spec.presence_matrix}']", pm.schema, spec.presence_encoding,
+                             organism)
+    return out
+
+
+def joinid_batches(uri: str) -> Iterator[pa.Array]:
+    """A dataframe's soma_joinid column, in joinid order, a batch at a time."""
+    import tiledbsoma as soma
+
+    with soma.DataFrame.open(uri) as df:
+        for batch in df.read(column_names=["soma_joinid"], result_order="row-major"):
+            yield batch.column("soma_joinid")
+
+
+def check_joinids(findings: Findings, uri: str, what: str, organism: str | None = None) -> int:
+    """soma_joinid must be exactly 0..n-1; returns n (rows found). One finding per dataframe: after the first
+    gap or duplicate every later joinid is off too."""
+    n = 0
+    reported = False
+    try:
+        for col in joinid_batches(uri):
+            values = np.asarray(col.to_numpy(), dtype=np.int64)
+            bad = np.nonzero(values != np.arange(n, n + values.size))[0]
+            if bad.size and not reported:
+                k = int(bad[0])
+                findings.add("soma_joinids", Finding(f"{what} soma_joinids are not 0..n-1 (a row is missing, added "
+                                                     "or duplicated)", organism=organism, expected=n + k,
+                                                     found=int(values[k])))
+                reported = True
+            n += int(values.size)
+    except Exception as e:
+        findings.add("soma_joinids", Finding(f"{what} cannot be read: {type(e).__name__}: {e}", organism=organism))
+    return n
+
+
+def read_table(uri: str, columns: list[str] | None = None) -> pa.Table:
+    import tiledbsoma as soma
+
+    with soma.DataFrame.open(uri) as df:
+        names = [c for c in columns if c in df.schema.names] if columns is not None else None
+        return df.read(column_names=names, result_order="row-major").concat()

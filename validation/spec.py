@@ -1,0 +1,108 @@
+"""The Census schema as the validator reads it: a small, frozen view of ``census_schema``'s YAML data.
+
+This is deliberately separate from the builder's own schema loader: the validator reads the same data
+file with its own code, so a loader bug cannot hide itself in both places.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import census_schema
+
+Encoding = Literal["string", "bool", "int64", "float32"]
+ENCODINGS: tuple[Encoding, ...] = ("string", "bool", "int64", "float32")
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    encoding: Encoding
+    origin: str = "derived"  # "source" (copied from the H5AD), "derived" or "statistic"
+
+
+@dataclass(frozen=True)
+class Organism:
+    name: str  # census_data key, e.g. "homo_sapiens"
+    label: str  # e.g. "Homo sapiens"
+    term: str  # e.g. "NCBITaxon:9606"
+
+
+@dataclass(frozen=True)
+class Category:
+    name: str
+    label_column: str | None  # None: the label is "na"
+    term_column: str | None  # None: the ontology_term_id is "na"
+
+
+@dataclass(frozen=True)
+class Spec:
+    version: str
+    dataset_schema_version: str
+    organisms: tuple[Organism, ...]
+    included_assays: frozenset[str]
+    length_normalized_assays: frozenset[str]
+    tissue_types_kept: frozenset[str]
+    feature_biotype: str
+    uns_schema_version_key: str
+    obs: tuple[Column, ...]
+    var: tuple[Column, ...]
+    tables: dict[str, tuple[Column, ...]]  # census_info dataframe name -> columns
+    summary_rows: tuple[str, ...]
+    categories: tuple[Category, ...]
+    measurement: str
+    x_layers: dict[str, Encoding]
+    presence_matrix: str
+    presence_encoding: Encoding
+
+    def organism_by_term(self, term: str) -> Organism | None:
+        return next((o for o in self.organisms if o.term == term), None)
+
+    def organism_by_name(self, name: str) -> Organism:
+        return next(o for o in self.organisms if o.name == name)
+
+    @property
+    def obs_source_columns(self) -> tuple[str, ...]:
+        return tuple(c.name for c in self.obs if c.origin == "source")
+
+
+def _encoding(value: Any, where: str) -> Encoding:
+    if value not in ENCODINGS:
+        raise ValueError(f"census schema data: unknown encoding {value!r} for {where}")
+    enc: Encoding = value
+    return enc
+
+
+def _columns(items: list[dict[str, Any]], where: str) -> tuple[Column, ...]:
+    return tuple(Column(str(c["name"]), _encoding(c["encoding"], f"{where}.{c['name']}"), str(c.get("from", "derived")))
+                 for c in items)
+
+
+def load_spec(version: str = census_schema.DEFAULT_VERSION) -> Spec:
+    """Read the schema data file for ``version``."""
+    doc = census_schema.load_document(version)
+    info = doc["census_info"]
+    scc = info["summary_cell_counts"]
+    exp = doc["experiment"]
+    return Spec(
+        version=str(doc["census_schema_version"]),
+        dataset_schema_version=str(doc["dataset_schema_version"]),
+        organisms=tuple(Organism(str(o["name"]), str(o["label"]), str(o["ontology_term_id"]))
+                        for o in doc["organisms"]),
+        included_assays=frozenset(str(a) for a in doc["assays"]["included"]),
+        length_normalized_assays=frozenset(str(a) for a in doc["assays"]["feature_length_normalized"]),
+        tissue_types_kept=frozenset(str(t) for t in doc["cells"]["tissue_type_kept"]),
+        feature_biotype=str(doc["features"]["feature_biotype_kept"]),
+        uns_schema_version_key=str(doc["source"]["uns_schema_version_key"]),
+        obs=_columns(doc["obs"], "obs"),
+        var=_columns(doc["var"], "var"),
+        tables={name: _columns(info[name]["columns"], name) for name in ("summary", "datasets", "summary_cell_counts")},
+        summary_rows=tuple(str(r) for r in info["summary"]["rows"]),
+        categories=tuple(Category(str(k), v.get("label"), v.get("ontology_term_id"))
+                         for k, v in scc["categories"].items()),
+        measurement=str(exp["measurement"]),
+        x_layers={str(k): _encoding(v, f"x_layers.{k}") for k, v in exp["x_layers"].items()},
+        presence_matrix=str(exp["presence_matrix"]["name"]),
+        presence_encoding=_encoding(exp["presence_matrix"]["encoding"], "presence_matrix"),
+    )
