@@ -29,7 +29,7 @@ import pandas as pd
 from census_builder import __version__, faults, soma_io
 from census_builder.cluster import dask_client, run_tasks
 from census_builder.errors import BuildStateError, InputError, PreflightError, ReleaseExistsError
-from census_builder.manifest import Manifest, ManifestEntry, load_manifest
+from census_builder.manifest import Manifest, ManifestEntry, load_manifest, write_manifest
 from census_builder.matrix import ChunkSummary, ChunkTask, process_chunk, result_exists
 from census_builder.plan import DatasetPlan, PlanFiles, inspect_dataset, unreadable
 from census_builder.progress import Progress
@@ -102,7 +102,7 @@ class BuildRun:
         )
 
 
-def build(config: BuildConfig, *, validate: Callable[[BuildPaths, Manifest], bool] | None = None) -> BuildPaths:
+def build(config: BuildConfig) -> BuildPaths:
     """Build (or resume building) ``config.version``; returns its paths once complete."""
     schema = load_schema(config.schema_version)
     manifest = load_manifest(config.manifest)
@@ -236,6 +236,7 @@ def stage_and_inspect(run: BuildRun) -> dict[str, Any]:
         logger.warning("excluding invalid dataset: %s", bad_input)
         run.paths.h5ad(bad_input.dataset_id).unlink(missing_ok=True)
     plans = [done[e.dataset_id] for e in entries if e.dataset_id in done]
+    write_manifest(run.paths.manifest, run.manifest, set(done))  # what this release was built from
     for plan in plans:
         if plan.organism is None:
             logger.info("dataset %s contributes no cells: %s", plan.dataset_id, plan.excluded_reason)

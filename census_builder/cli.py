@@ -7,6 +7,10 @@ import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from census_builder.state import BuildPaths
 
 logger = logging.getLogger("census_builder")
 
@@ -35,6 +39,13 @@ def _parser() -> argparse.ArgumentParser:
         help="build without datasets that fail preflight, recording them in the report",
     )
     b.add_argument("--build-date", default=None, help="ISO date recorded as census_build_date (default: today, UTC)")
+    b.add_argument("--no-validate", action="store_true", help="skip validating the release against its sources")
+
+    v = sub.add_parser("validate", help="validate a built release (DIR/VERSION/soma) against its sources")
+    v.add_argument("--version", required=True)
+    v.add_argument("--workdir", type=Path, default=Path("census-build"), help="build root (default ./census-build)")
+    v.add_argument("--workers", type=int, default=None, help="local dask worker processes (default: one per core)")
+    v.add_argument("--scheduler", default=None, help="address of an existing dask scheduler to use instead")
 
     e = sub.add_parser("example", help="write the small example corpus (H5ADs + manifest.csv)")
     e.add_argument("--out", type=Path, default=Path("example-corpus"))
@@ -81,6 +92,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _build(args)
         if args.command == "example":
             return _example(args)
+        if args.command == "validate":
+            return _validate(args)
     except CensusBuilderError as e:
         logger.error("%s", e)
         return 1
@@ -110,6 +123,36 @@ def _build(args: argparse.Namespace) -> int:
     )
     out = build(config)
     logger.info("release written to %s (report: %s)", out.soma, out.report)
+    if args.no_validate:
+        logger.warning("validation skipped (--no-validate): this release cannot be published until validated")
+        return 0
+    return _run_validation(out, workers=args.workers, scheduler=args.scheduler)
+
+
+def _validate(args: argparse.Namespace) -> int:
+    from census_builder.errors import CensusBuilderError
+    from census_builder.state import BuildPaths
+
+    paths = BuildPaths.for_version(args.workdir, args.version)
+    if not paths.is_complete():
+        raise CensusBuilderError(f"no complete release at {paths.root}; build it first")
+    return _run_validation(paths, workers=args.workers, scheduler=args.scheduler)
+
+
+def _run_validation(paths: BuildPaths, *, workers: int | None, scheduler: str | None) -> int:
+    """Validate with the independent checker; its report lands at DIR/VERSION/validation_report.json."""
+    from census_builder.cluster import dask_client
+    from validation import validate_release
+
+    logger.info("validating %s against its sources", paths.soma)
+    with dask_client(workers=workers, scheduler=scheduler) as client:
+        report = validate_release(str(paths.soma), paths.manifest, client=client, report_path=paths.validation_report)
+    for line in report.lines():
+        print(line)  # the per-check lines are this command's output
+    if not report.passed:
+        logger.error("validation FAILED (%s); see %s", ", ".join(report.failed), paths.validation_report)
+        return 1
+    logger.info("validation passed; report: %s", paths.validation_report)
     return 0
 
 

@@ -114,3 +114,17 @@ def parse_manifest(raw: bytes, *, source: str = "<manifest>", base_dir: str = ".
     if not entries:
         raise ManifestError(f"manifest {source} lists no datasets")
     return Manifest(entries=tuple(entries), sha256=hashlib.sha256(raw).hexdigest(), base_dir=base_dir)
+
+
+def write_manifest(path: Path, manifest: Manifest, dataset_ids: set[str]) -> None:
+    """Write the entries of ``dataset_ids`` as a manifest whose local URIs are absolute (usable from anywhere)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with tmp.open("w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow([*REQUIRED_COLUMNS, *OPTIONAL_COLUMNS])
+        for e in manifest.entries:
+            if e.dataset_id in dataset_ids:
+                uri = e.h5ad_uri if e.is_s3 else str(manifest.local_path(e).resolve())
+                w.writerow([e.dataset_id, uri, *(getattr(e, c) for c in OPTIONAL_COLUMNS)])
+    tmp.replace(path)

@@ -5,6 +5,8 @@ DIR/VERSION/
   h5ads/<id>.h5ad      the source files, as the datasets table names them
   build_report.json    machine-readable report (status, stages, datasets, warnings, figures)
   build.log            the build's debug log
+  manifest.csv         the manifest's valid entries, local URIs absolute: what was built, what validation reads
+  validation_report.json  written by validation
   .build/              run state: stage records, per-dataset plans, per-chunk results, the lock,
                        and soma.partial/ (the release while it is written)
 """
@@ -52,6 +54,15 @@ class BuildPaths:
     @property
     def log(self) -> Path:
         return self.root / "build.log"
+
+    @property
+    def manifest(self) -> Path:
+        """The valid entries of the build's manifest, local URIs made absolute (validation reads it)."""
+        return self.root / "manifest.csv"
+
+    @property
+    def validation_report(self) -> Path:
+        return self.root / "validation_report.json"
 
     @property
     def state(self) -> Path:

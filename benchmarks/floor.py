@@ -1,0 +1,57 @@
+"""The I/O floor: one plain read of every source counts matrix and one write of the same non-zeros into
+two SOMA sparse arrays (as X["raw"] and X["normalized"] would be), no filtering, statistics or
+normalization, on the same number of dask workers and with the same array settings as the build."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import tiledbsoma as soma
+
+from census_builder import soma_io
+from census_builder.cluster import dask_client, run_tasks
+from census_builder.h5ad import H5AD, plan_row_chunks
+
+
+@dataclass(frozen=True)
+class FloorTask:
+    path: str
+    start: int
+    stop: int
+    offset: int
+    uris: tuple[str, str]
+
+
+def _copy_chunk(t: FloorTask) -> int:
+    with H5AD(t.path, "floor") as h5:
+        m = h5.counts().read_rows(t.start, t.stop).tocoo()
+    table = soma_io.coo_table(m.row.astype(np.int64) + t.offset, m.col, m.data.astype(np.float32), pa.float32())
+    for uri in t.uris:
+        soma_io.write_coo(uri, table)
+    return int(m.nnz)
+
+
+def measure_floor(h5ads: list[Path], out: Path, *, workers: int, chunk_nnz: int) -> dict[str, float]:
+    tasks: list[FloorTask] = []
+    offset, n_var = 0, 0
+    for p in h5ads:
+        with H5AD(p, p.stem) as h5:
+            counts = h5.counts()
+            n_var = max(n_var, counts.shape[1])
+            for a, b in plan_row_chunks(counts.row_costs(), chunk_nnz):
+                tasks.append(FloorTask(str(p), a, b, offset + a, (str(out / "a"), str(out / "b"))))
+            offset += counts.shape[0]
+    out.mkdir(parents=True, exist_ok=True)
+    for uri in (out / "a", out / "b"):
+        soma.SparseNDArray.create(
+            str(uri), type=pa.float32(), shape=(offset, n_var), platform_config=soma_io.X_PLATFORM_CONFIG
+        ).close()
+    with dask_client(workers=workers) as client:
+        t0 = time.perf_counter()
+        nnz = sum(run_tasks(client, _copy_chunk, tasks))
+        seconds = time.perf_counter() - t0
+    return {"seconds": seconds, "nnz": nnz, "cells": offset, "tasks": len(tasks)}
