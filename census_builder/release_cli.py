@@ -1,0 +1,159 @@
+"""Command line for releases: ``publish``, ``release {alias,retract,list}`` and ``notes``.
+
+``register_release_commands`` adds the subcommands to the main parser; each sets ``handler`` (args -> exit
+code), which ``census_builder.cli.main`` calls. Heavy imports happen inside the handlers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+logger = logging.getLogger("census_builder")
+
+
+def _dest_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--to", required=True, metavar="DEST", help="local directory or s3://bucket/prefix")
+    p.add_argument(
+        "--endpoint-url",
+        default=None,
+        help="S3-compatible endpoint (default: AWS, or $AWS_ENDPOINT_URL); credentials and region come "
+        "from the usual AWS environment variables and files",
+    )
+
+
+def register_release_commands(sub: Any) -> None:
+    """Add ``publish``, ``release`` and ``notes`` to the subparsers ``sub`` of the main parser."""
+    p = sub.add_parser("publish", help="copy a validated build to DEST/VERSION and add it to DEST/release.json")
+    p.add_argument("--version", required=True, help="the build to publish")
+    p.add_argument("--workdir", type=Path, default=Path("census-build"), help="build root (default ./census-build)")
+    _dest_options(p)
+    p.add_argument("--lts", action="store_true", help="flag the release as long-term stable")
+    p.add_argument("--release-date", default=None, help="ISO date recorded as release_date (default: today, UTC)")
+    p.add_argument("--jobs", type=int, default=8, help="concurrent transfers (default 8)")
+    p.set_defaults(handler=_publish)
+
+    r = sub.add_parser("release", help="manage DEST/release.json: aliases, retractions, listing")
+    rsub = r.add_subparsers(dest="release_command", required=True)
+    a = rsub.add_parser("alias", help="point alias NAME (e.g. latest, stable) at release VERSION")
+    a.add_argument("name")
+    a.add_argument("version")
+    _dest_options(a)
+    a.set_defaults(handler=_alias)
+    t = rsub.add_parser("retract", help="mark release VERSION as retracted")
+    t.add_argument("version")
+    t.add_argument("--reason", required=True)
+    t.add_argument("--replaced-by", default=None, help="release (or alias) replacing it; its aliases move there")
+    t.add_argument("--info-url", default=None, help="permalink to more information")
+    _dest_options(t)
+    t.set_defaults(handler=_retract)
+    ls = rsub.add_parser("list", help="list releases and aliases")
+    _dest_options(ls)
+    ls.add_argument("--json", action="store_true", help="print release.json as it is")
+    ls.set_defaults(handler=_list)
+
+    n = sub.add_parser("notes", help="write release notes (markdown and PNG figures) for a build")
+    n.add_argument("--version", required=True)
+    n.add_argument(
+        "--previous",
+        default=None,
+        help="build to compare with (default: the newest complete build in --workdir named before)",
+    )
+    n.add_argument("--workdir", type=Path, default=Path("census-build"), help="build root (default ./census-build)")
+    n.add_argument("--out", type=Path, default=Path("release_notes"), help="output directory (default release_notes)")
+    n.set_defaults(handler=_notes)
+
+
+def _publish(args: argparse.Namespace) -> int:
+    from census_builder.publish import publish
+
+    result = publish(
+        args.workdir,
+        args.version,
+        args.to,
+        endpoint_url=args.endpoint_url,
+        lts=args.lts,
+        release_date=args.release_date,
+        workers=args.jobs,
+    )
+    logger.info(
+        "published %s: %d objects (%d sent, %d already there, %d stray removed); soma at %s",
+        result.version,
+        result.objects,
+        result.uploaded,
+        result.skipped,
+        result.removed,
+        result.entry.soma.uri,
+    )
+    return 0
+
+
+def _store(args: argparse.Namespace) -> Any:
+    from census_builder.release_directory import Destination, open_store
+
+    return open_store(Destination.parse(args.to, endpoint_url=args.endpoint_url))
+
+
+def _alias(args: argparse.Namespace) -> int:
+    directory = _store(args).update(lambda d: d.with_alias(args.name, args.version))
+    logger.info("alias %s -> %s", args.name, directory.aliases[args.name])
+    return 0
+
+
+def _retract(args: argparse.Namespace) -> int:
+    _store(args).update(
+        lambda d: d.with_retraction(
+            args.version, reason=args.reason, replaced_by=args.replaced_by, info_url=args.info_url
+        )
+    )
+    logger.info("release %s retracted%s", args.version, f"; replaced by {args.replaced_by}" if args.replaced_by else "")
+    return 0
+
+
+def _list(args: argparse.Namespace) -> int:
+    directory = _store(args).read()
+    if args.json:
+        print(json.dumps(directory.to_json(), indent=2))
+        return 0
+    if not directory.releases and not directory.aliases:
+        print(f"no releases at {args.to}")
+        return 0
+    rows = [("NAME", "BUILD", "RELEASED", "FLAGS", "ALIASES", "SOMA")]
+    for name in sorted(directory.releases, reverse=True):
+        e = directory.releases[name]
+        flags = ",".join(f for f, on in (("lts", e.lts), ("retracted", e.retracted)) if on) or "-"
+        rows.append(
+            (
+                name,
+                e.release_build,
+                e.release_date or "-",
+                flags,
+                ",".join(directory.aliases_of(name)) or "-",
+                e.soma.uri,
+            )
+        )
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
+    for r in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)) + "  " + r[-1])
+    for name in sorted(directory.releases, reverse=True):
+        ret = directory.releases[name].retraction
+        if ret is not None:
+            print(
+                f"{name} retracted {ret.date}: {ret.reason}"
+                + (f" (replaced by {ret.replaced_by})" if ret.replaced_by else "")
+                + (f" {ret.info_url}" if ret.info_url else "")
+            )
+    for problem in directory.problems():
+        logger.warning("release.json: %s", problem)
+    return 0
+
+
+def _notes(args: argparse.Namespace) -> int:
+    from census_builder.notes import make_notes
+
+    md = make_notes(args.workdir, args.version, previous=args.previous, out_dir=args.out)
+    logger.info("notes: %s", md)
+    return 0
