@@ -39,7 +39,7 @@ def dask_client(
             n_workers=n,
             threads_per_worker=1,
             processes=True,
-            dashboard_address=None,
+            dashboard_address=":0",  # any free port: never collide with another cluster
             memory_limit=memory_limit or "auto",
             silence_logs=logging.WARNING,
         ) as cluster,

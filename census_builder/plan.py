@@ -171,9 +171,9 @@ def _inspect(
     if organism is not None:
         org_term = gene_orgs[0]
         keep = (
-            (obs["organism_ontology_term_id"].astype(str).to_numpy() == org_term)
-            & obs["assay_ontology_term_id"].astype(str).isin(schema.included_assays).to_numpy()
-            & obs["tissue_type"].astype(str).isin(schema.tissue_type_kept).to_numpy()
+            obs["organism_ontology_term_id"].isin([org_term]).to_numpy()
+            & obs["assay_ontology_term_id"].isin(list(schema.included_assays)).to_numpy()
+            & obs["tissue_type"].isin(list(schema.tissue_type_kept)).to_numpy()
         )
         if not keep.any():
             reason = "no cells pass the Census filters (organism, assay, tissue_type)"
@@ -183,7 +183,7 @@ def _inspect(
         organism = None
 
     kept_obs = obs.iloc[kept_rows]
-    smart = kept_obs["assay_ontology_term_id"].astype(str).isin(schema.feature_length_assays).to_numpy()
+    smart = kept_obs["assay_ontology_term_id"].isin(list(schema.feature_length_assays)).to_numpy()
     genes = pd.DataFrame(
         {
             "feature_id": var.index[gene_cols].astype(str),
@@ -233,8 +233,7 @@ def _check_obs(h5: H5AD, obs: pd.DataFrame, schema: CensusSchema) -> None:
     ipd = obs["is_primary_data"]
     if ipd.dtype != bool:
         raise h5.error(f"must be boolean, found dtype {ipd.dtype}", field="obs/is_primary_data")
-    tt = obs["tissue_type"].astype(str)
-    bad = sorted(set(tt) - set(schema.tissue_type_vocabulary))
+    bad = sorted({str(v) for v in obs["tissue_type"].unique()} - set(schema.tissue_type_vocabulary))
     if bad:
         raise h5.error(
             f"values {bad} are not in the dataset schema vocabulary {list(schema.tissue_type_vocabulary)}",
@@ -266,13 +265,29 @@ def _feature_lengths(
     return np.asarray(np.nan_to_num(fl), dtype=np.int64)
 
 
-def _as_output(col: pd.Series) -> npt.NDArray[Any]:
+def _as_output(col: pd.Series) -> Any:
+    """Booleans as they are; everything else as a categorical of strings (compact: codes + categories,
+    stored dictionary-encoded in the plan's parquet, never one Python string per cell)."""
     if col.dtype == bool:
         return col.to_numpy()
-    return col.astype(str).to_numpy(dtype=object)
+    cat = col if isinstance(col.dtype, pd.CategoricalDtype) else col.astype("category")
+    cat = cat.cat.remove_unused_categories()
+    names = cat.cat.categories.astype(str)
+    if names.is_unique:
+        return pd.Categorical.from_codes(cat.cat.codes.to_numpy(), categories=names)
+    return cat.astype(str).astype("category").array
 
 
-def _tissue_general(obs: pd.DataFrame, warnings: list[str]) -> tuple[npt.NDArray[Any], npt.NDArray[Any]]:
+def _recode(col: pd.Series, mapping: dict[str, str]) -> pd.Categorical:
+    """A categorical column with each category replaced through ``mapping`` (categories may merge)."""
+    new = [mapping[str(c)] for c in col.cat.categories]
+    unique = list(dict.fromkeys(new))
+    position = {v: i for i, v in enumerate(unique)}
+    lut = np.array([position[v] for v in new], dtype=np.int32)
+    return pd.Categorical.from_codes(lut[col.cat.codes.to_numpy()], categories=unique)
+
+
+def _tissue_general(obs: pd.DataFrame, warnings: list[str]) -> tuple[pd.Categorical, pd.Categorical]:
     mapper = _tissue_mapper()
     pairs = obs[["tissue_ontology_term_id", "tissue"]].drop_duplicates()
     ids: dict[str, str] = {}
@@ -283,7 +298,7 @@ def _tissue_general(obs: pd.DataFrame, warnings: list[str]) -> tuple[npt.NDArray
         if not tg.known:
             warnings.append(f"tissue {term!r} is not in the shipped UBERON; tissue_general maps it to itself")
     terms = obs["tissue_ontology_term_id"]
-    return terms.map(ids).to_numpy(dtype=object), terms.map(labels).to_numpy(dtype=object)
+    return _recode(terms, ids), _recode(terms, labels)
 
 
 def unreadable(dataset_id: str, path: str, e: Exception) -> InputError:

@@ -95,8 +95,14 @@ def create_release(uri: str, schema: CensusSchema, shapes: Mapping[str, Experime
 def arrow_table(columns: tuple[Column, ...], data: Mapping[str, Any]) -> pa.Table:
     """``data`` (column name -> values) as an Arrow table with the schema's encodings."""
     return pa.Table.from_pydict(
-        {c.name: pa.array(data[c.name], type=c.arrow_type) for c in columns}, schema=CensusSchema.arrow_schema(columns)
+        {c.name: _arrow_column(data[c.name], c.arrow_type) for c in columns}, schema=CensusSchema.arrow_schema(columns)
     )
+
+
+def _arrow_column(values: Any, arrow_type: pa.DataType) -> pa.Array | pa.ChunkedArray:
+    if isinstance(values, pa.ChunkedArray | pa.Array):
+        return values.cast(arrow_type)  # e.g. dictionary-encoded strings from the plan's parquet
+    return pa.array(values, type=arrow_type)
 
 
 def write_dataframe(uri: str, columns: tuple[Column, ...], data: Mapping[str, Any]) -> None:

@@ -39,29 +39,72 @@ class ObsTask:
 
 
 def write_obs(task: ObsTask) -> int:
-    """Write one dataset's obs rows (metadata from the plan, statistics from its chunk results)."""
+    """Write one dataset's obs rows, chunk by chunk: metadata streamed from the plan's parquet, statistics
+    from each chunk's result file. Memory is bounded by the chunk, not the dataset."""
+    import pyarrow.parquet as pq
+
     from census_builder.schema import load_schema
 
     schema = load_schema(task.schema_version)
-    meta = pd.read_parquet(task.plan_obs_path)
-    results = [load_result(p) for p in task.result_paths]
-    stats = {
-        k: np.concatenate([r[k] for r in results]) if results else np.zeros(0)
-        for k in ("nnz", "raw_sum", "raw_mean_nnz", "raw_variance_nnz")
-    }
-    if len(meta) != task.n_cells or stats["nnz"].size != task.n_cells:
+    meta = pq.ParquetFile(task.plan_obs_path)
+    if meta.metadata.num_rows != task.n_cells:
+        raise RuntimeError(f"{task.dataset_id}: plan has {meta.metadata.num_rows} cells, expected {task.n_cells}")
+    rows = _row_stream(meta)
+    offset = task.obs_offset
+    for path in task.result_paths:
+        stats = load_result(path)
+        n = int(stats["nnz"].size)
+        block = rows.take(n)
+        data: dict[str, Any] = {name: block.column(name) for name in block.column_names}
+        data["soma_joinid"] = np.arange(offset, offset + n, dtype=np.int64)
+        data["dataset_id"] = pa.array(np.full(n, task.dataset_id, dtype=object), type=pa.large_string())
+        data["n_measured_vars"] = np.full(n, task.n_measured_vars, dtype=np.int64)
+        data.update({k: stats[k] for k in ("nnz", "raw_sum", "raw_mean_nnz", "raw_variance_nnz")})
+        soma_io.write_dataframe(task.obs_uri, schema.obs, data)
+        offset += n
+    if offset - task.obs_offset != task.n_cells or not rows.exhausted():
         raise RuntimeError(
-            f"{task.dataset_id}: plan has {len(meta)} cells, chunk results {stats['nnz'].size}, expected {task.n_cells}"
+            f"{task.dataset_id}: chunk results hold {offset - task.obs_offset} cells, plan {task.n_cells}"
         )
-    data: dict[str, Any] = {c: meta[c].to_numpy() for c in meta.columns}
-    data["soma_joinid"] = np.arange(task.obs_offset, task.obs_offset + task.n_cells, dtype=np.int64)
-    data["dataset_id"] = np.full(task.n_cells, task.dataset_id, dtype=object)
-    data["n_measured_vars"] = np.full(task.n_cells, task.n_measured_vars, dtype=np.int64)
-    data.update(stats)
-    soma_io.write_dataframe(task.obs_uri, schema.obs, data)
     Path(task.marker_path).parent.mkdir(parents=True, exist_ok=True)
     Path(task.marker_path).write_text("done\n", encoding="utf-8")
     return task.n_cells
+
+
+class _RowStream:
+    """Hands out consecutive row blocks of exactly the asked size from a parquet file's batches."""
+
+    def __init__(self, batches: Any) -> None:
+        self._batches = iter(batches)
+        self._buffer: list[pa.RecordBatch] = []
+        self._buffered = 0
+
+    def _fill(self, n: int) -> None:
+        while self._buffered < n:
+            batch = next(self._batches, None)
+            if batch is None:
+                return
+            self._buffer.append(batch)
+            self._buffered += batch.num_rows
+
+    def take(self, n: int) -> pa.Table:
+        """The next ``n`` rows; fewer only when the file ends."""
+        self._fill(n)
+        if not self._buffer:
+            raise RuntimeError("plan obs ended before the chunk results did")
+        table = pa.Table.from_batches(self._buffer)
+        head, rest = table.slice(0, n), table.slice(n)
+        self._buffer = [b for b in rest.to_batches() if b.num_rows]
+        self._buffered = rest.num_rows
+        return head
+
+    def exhausted(self) -> bool:
+        self._fill(1)
+        return self._buffered == 0
+
+
+def _row_stream(meta: Any) -> _RowStream:
+    return _RowStream(meta.iter_batches(batch_size=65_536))
 
 
 @dataclass
@@ -132,24 +175,23 @@ class CellCounts:
     donors: dict[str, set[tuple[str, str]]] = field(default_factory=dict)
 
     def add(self, organism_label: str, organism: str, dataset_id: str, obs: pd.DataFrame) -> None:
-        primary = obs["is_primary_data"].to_numpy(dtype=bool)
+        """Count one dataset's cells (obs columns may be categoricals: nothing is expanded per cell)."""
+        na = pd.Categorical.from_codes(np.zeros(len(obs), dtype=np.int8), categories=["na"])
+        primary = obs["is_primary_data"].to_numpy(dtype=bool).astype(np.int64)
         for cat in self.schema.summary_categories:
-            n = len(obs)
             frame = pd.DataFrame(
                 {
-                    "term": obs[cat.ontology_column].astype(str).to_numpy()
-                    if cat.ontology_column
-                    else np.full(n, "na"),
-                    "label": obs[cat.label_column].astype(str).to_numpy() if cat.label_column else np.full(n, "na"),
-                    "primary": primary.astype(np.int64),
+                    "term": obs[cat.ontology_column].to_numpy() if cat.ontology_column else na,
+                    "label": obs[cat.label_column].to_numpy() if cat.label_column else na,
+                    "primary": primary,
                 }
             )
-            grouped = frame.groupby(["term", "label"], sort=False)["primary"].agg(["size", "sum"])
+            grouped = frame.groupby(["term", "label"], sort=False, observed=True)["primary"].agg(["size", "sum"])
             for (term, label), total, unique in zip(grouped.index, grouped["size"], grouped["sum"], strict=True):
                 acc = self.counts.setdefault((organism_label, cat.name, str(term), str(label)), [0, 0])
                 acc[0] += int(total)
                 acc[1] += int(unique)
-        self.donors.setdefault(organism, set()).update((dataset_id, d) for d in obs["donor_id"].astype(str).unique())
+        self.donors.setdefault(organism, set()).update((dataset_id, str(d)) for d in obs["donor_id"].unique())
 
     def table(self) -> dict[str, list[Any]]:
         order = {c.name: i for i, c in enumerate(self.schema.summary_categories)}

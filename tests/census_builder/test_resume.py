@@ -45,6 +45,7 @@ def _build_args(manifest: Path, workdir: Path) -> list[str]:
         "2026-11-22",
         "--chunk-nnz",
         "4000",
+        "--no-validate",
     ]
 
 
@@ -80,3 +81,12 @@ def test_example_command_writes_a_buildable_corpus(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stderr
     assert (tmp_path / "corpus" / "manifest.csv").is_file()
     assert len(list((tmp_path / "corpus").glob("*.h5ad"))) == 7
+
+
+def test_cli_build_validates_by_default(tmp_path: Path, example_release: BuiltRelease) -> None:
+    args = [a for a in _build_args(example_release.manifest, tmp_path) if a != "--no-validate"]
+    out = _cli(*args)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "PASS x_raw:" in out.stdout and "validation PASSED" in out.stdout
+    report = json.loads((tmp_path / "example" / "validation_report.json").read_text())
+    assert report["passed"] is True
