@@ -278,16 +278,16 @@ def _as_output(col: pd.Series) -> Any:
     return cat.astype(str).astype("category").array
 
 
-def _recode(col: pd.Series, mapping: dict[str, str]) -> pd.Categorical:
+def _recode(col: pd.Series, mapping: dict[str, str]) -> pd.Categorical[str]:
     """A categorical column with each category replaced through ``mapping`` (categories may merge)."""
     new = [mapping[str(c)] for c in col.cat.categories]
     unique = list(dict.fromkeys(new))
     position = {v: i for i, v in enumerate(unique)}
     lut = np.array([position[v] for v in new], dtype=np.int32)
-    return pd.Categorical.from_codes(lut[col.cat.codes.to_numpy()], categories=unique)
+    return pd.Categorical.from_codes(lut[col.cat.codes.to_numpy()], categories=pd.Index(unique))
 
 
-def _tissue_general(obs: pd.DataFrame, warnings: list[str]) -> tuple[pd.Categorical, pd.Categorical]:
+def _tissue_general(obs: pd.DataFrame, warnings: list[str]) -> tuple[pd.Categorical[str], pd.Categorical[str]]:
     mapper = _tissue_mapper()
     pairs = obs[["tissue_ontology_term_id", "tissue"]].drop_duplicates()
     ids: dict[str, str] = {}

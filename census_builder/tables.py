@@ -176,7 +176,7 @@ class CellCounts:
 
     def add(self, organism_label: str, organism: str, dataset_id: str, obs: pd.DataFrame) -> None:
         """Count one dataset's cells (obs columns may be categoricals: nothing is expanded per cell)."""
-        na = pd.Categorical.from_codes(np.zeros(len(obs), dtype=np.int8), categories=["na"])
+        na = pd.Categorical.from_codes(np.zeros(len(obs), dtype=np.int8), categories=pd.Index(["na"]))
         primary = obs["is_primary_data"].to_numpy(dtype=bool).astype(np.int64)
         for cat in self.schema.summary_categories:
             frame = pd.DataFrame(
