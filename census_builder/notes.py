@@ -250,7 +250,7 @@ def _draw_category(cur: ReleaseFacts, prev: ReleaseFacts | None, category: str, 
     names = sorted(cur.organisms)
     tops = {n: _top(cur.organisms[n].by_category.get(category, {})) for n in names}
     rows = max([len(t) for t in tops.values()] + [1])
-    fig = _new_figure(6 * max(len(names), 1), 1.2 + 0.3 * rows)
+    fig = _new_figure(6 * max(len(names), 1), max(2.6, 1.2 + 0.3 * rows))
     axes = fig.subplots(1, max(len(names), 1), squeeze=False)[0]
     compared = False
     for ax, name in zip(axes, names, strict=False):

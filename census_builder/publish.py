@@ -15,6 +15,10 @@ Checksums: local DEST compares SHA-256. S3 compares the ETag, which S3 computes 
 the MD5 for a single PUT, the MD5 of the part MD5s plus ``-N`` for a multipart upload; publish uploads with
 a fixed part size, so the expected ETag is known, and sends Content-MD5 with every request. (Buckets with
 SSE-KMS encryption return ETags that are not MD5s; publishing there is not supported.)
+
+Publish a given VERSION to a given DEST from one place at a time: two publishers of the same version are not
+coordinated while they upload (the second to register gets ReleaseExistsError). Publishers of different
+versions may run at once; release.json keeps both.
 """
 
 from __future__ import annotations
@@ -34,13 +38,12 @@ from typing import Any, Protocol
 from census_builder import faults
 from census_builder.errors import PublishRefusedError, ReleaseExistsError, StorageError
 from census_builder.progress import Progress
-from census_builder.release_directory import Destination, ReleaseEntry, entry_for, open_store
+from census_builder.release_directory import Destination, ReleaseEntry, check_name, entry_for, open_store
 from census_builder.state import BuildPaths, read_json
 
 logger = logging.getLogger(__name__)
 
 PARTS = ("soma", "h5ads")
-VALIDATION_REPORT = "validation_report.json"
 MIN_PART_SIZE = 5 * 1024**2  # S3's minimum for all but the last part
 DEFAULT_PART_SIZE = 64 * 1024**2
 _READ = 1024**2
@@ -169,6 +172,11 @@ class LocalObjects:
         tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.partial")
         try:
             shutil.copyfile(src.path, tmp)
+            fd = os.open(tmp, os.O_RDONLY)
+            try:
+                os.fsync(fd)  # on disk before release.json can name it
+            finally:
+                os.close(fd)
             os.replace(tmp, target)
         finally:
             tmp.unlink(missing_ok=True)
@@ -381,6 +389,7 @@ def publish(
     on_object: ObjectCallback | None = None,
 ) -> PublishResult:
     """Publish build ``version`` of ``workdir`` to ``dest`` (a local directory or ``s3://bucket/prefix``)."""
+    check_name(version, "release")
     paths = BuildPaths.for_version(workdir, version)
     target = Destination.parse(dest, endpoint_url=endpoint_url)
     check_publishable(paths)

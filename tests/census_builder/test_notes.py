@@ -1,0 +1,152 @@
+"""Release notes for two successive example releases: the diff is right (checked against the releases read
+independently), the tables agree with obs, and the figures are readable PNGs."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import tiledbsoma as soma
+from matplotlib.image import imread
+
+from census_builder import cli
+from census_builder.build import BuildConfig, build
+from census_builder.notes import diff_releases, find_previous, make_notes, read_release
+from census_builder.synthetic import MOUSE, DatasetSpec, example_specs, write_corpus
+from tests.conftest import BuiltRelease
+
+V1, V2 = "2026-11-01", "2026-11-22"
+ADDED = "mouse-kidney-new"
+REMOVED = "mouse-blood-raw"
+RESIZED = "human-smartseq"
+
+
+def _second_specs() -> list[DatasetSpec]:
+    """The example corpus one release later: one dataset replaced by a new one (in place, so that the manifest
+    columns of the others stay the same) and one dataset grown."""
+    out = []
+    for s in example_specs():
+        if s.dataset_id == REMOVED:
+            out.append(DatasetSpec(ADDED, n_cells=180, cell_organisms=(MOUSE,), gene_organisms=(MOUSE,), seed=11))
+        elif s.dataset_id == RESIZED:
+            out.append(s.with_(n_cells=300))
+        else:
+            out.append(s)
+    return out
+
+
+@pytest.fixture(scope="module")
+def two_releases(example_release: BuiltRelease, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A workdir holding V1 (a copy of the example release) and V2 (built from the changed corpus)."""
+    workdir = tmp_path_factory.mktemp("notes-work")
+    shutil.copytree(example_release.paths.root, workdir / V1)
+    manifest = write_corpus(tmp_path_factory.mktemp("corpus2"), _second_specs())
+    build(BuildConfig(version=V2, manifest=manifest, workdir=workdir, workers=1, build_date=V2))
+    return workdir
+
+
+def _obs_frame(uri: str) -> dict[str, dict[str, int]]:
+    """cells per organism, by dataset, read straight from obs."""
+    out: dict[str, dict[str, int]] = {}
+    c: Any
+    with soma.Collection.open(uri) as c:
+        for org in c["census_data"]:
+            obs = c["census_data"][org].obs.read(column_names=["dataset_id"]).concat().to_pandas()
+            out[org] = {str(k): int(v) for k, v in obs["dataset_id"].value_counts().items()}
+    return out
+
+
+def test_diff_of_two_successive_releases(two_releases: Path) -> None:
+    prev = read_release(str(two_releases / V1 / "soma"), version=V1)
+    cur = read_release(str(two_releases / V2 / "soma"), version=V2)
+    diff = diff_releases(prev, cur)
+    assert [d.dataset_id for d in diff.added] == [ADDED]
+    assert [d.dataset_id for d in diff.removed] == [REMOVED]
+    assert [c.dataset_id for c in diff.changed] == [RESIZED]
+    assert diff.changed[0].changed_fields == ("dataset_total_cell_count",)
+    before, after = _obs_frame(str(two_releases / V1 / "soma")), _obs_frame(str(two_releases / V2 / "soma"))
+    assert diff.changed[0].before.cells == before["homo_sapiens"][RESIZED]
+    assert diff.changed[0].after.cells == after["homo_sapiens"][RESIZED] > before["homo_sapiens"][RESIZED]
+    assert diff.added[0].cells == after["mus_musculus"][ADDED]
+    assert diff.removed[0].cells == before["mus_musculus"][REMOVED]
+    assert diff.unchanged == len(cur.datasets) - 2
+    for facts, counts in ((prev, before), (cur, after)):
+        for org, o in facts.organisms.items():
+            assert o.cells == sum(counts[org].values())
+            for cat in ("assay", "tissue_general", "disease"):
+                assert sum(o.by_category[cat].values()) == o.cells
+    assert cur.organisms["homo_sapiens"].by_category["tissue_general"].keys() <= {
+        "lung",
+        "heart",
+        "blood",
+        "kidney",
+        "brain",
+    }
+
+
+def test_notes_markdown_and_figures(two_releases: Path, tmp_path: Path) -> None:
+    assert find_previous(two_releases, V2) == V1
+    md_path = make_notes(two_releases, V2, out_dir=tmp_path / "release_notes")
+    assert md_path == tmp_path / "release_notes" / f"{V2}.md"
+    md = md_path.read_text()
+    cur = read_release(str(two_releases / V2 / "soma"))
+    prev = read_release(str(two_releases / V1 / "soma"))
+    human, mouse = cur.organisms["homo_sapiens"], cur.organisms["mus_musculus"]
+    human_before = prev.organisms["homo_sapiens"].cells
+    assert (
+        f"| Homo sapiens | {human.cells:,} | {human.unique_cells:,} | {human.genes:,} | {human_before:,} | "
+        f"{human.cells - human_before:+,} |" in md
+    )
+    assert f"| Mus musculus | {mouse.cells:,} |" in md
+    assert "Compared with release 2026-11-01." in md
+    assert "1 added, 1 removed, 1 changed" in md
+    assert f"| {ADDED} | Synthetic dataset {ADDED} | 180 |" in md
+    assert f"| {REMOVED} | Synthetic dataset {REMOVED} | 200 |" in md
+    assert f"| {RESIZED} | dataset_total_cell_count | 150 | 300 | +150 |" in md
+    assert "| census_schema_version | 1.3.0 | 1.3.0 |" in md
+    assert f"| census_build_date | {V2} | 2026-11-22 |" in md  # V1 is the example release, built "2026-11-22"
+    assert "| tiledbsoma_version | 2.3.0 | 2.3.0 |" in md
+    for section in ("## Cells by assay", "## Cells by tissue (tissue_general)", "## Cells by disease"):
+        assert section in md
+    figures = sorted(p.name for p in md_path.parent.glob("*.png"))
+    assert figures == sorted(f"{V2}-{k}.png" for k in ("totals", "assay", "tissue_general", "disease", "datasets"))
+    for name in figures:
+        assert f"]({name})" in md
+        image = imread(md_path.parent / name)
+        assert image.ndim == 3 and image.shape[0] >= 200 and image.shape[1] >= 400
+        assert np.unique(image.reshape(-1, image.shape[2]), axis=0).shape[0] > 20  # not blank
+
+
+def test_first_release_has_no_diff(two_releases: Path, tmp_path: Path) -> None:
+    assert find_previous(two_releases, V1) is None
+    md = make_notes(two_releases, V1, out_dir=tmp_path).read_text()
+    assert "First release: nothing to compare with." in md
+    assert "| human-lung-10x | Synthetic dataset human-lung-10x | 450 |" in md
+    assert not (tmp_path / f"{V1}-datasets.png").exists()
+    assert (tmp_path / f"{V1}-totals.png").stat().st_size > 0
+
+
+@pytest.fixture
+def restore_logging() -> Iterator[None]:
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    ours = logging.getLogger("census_builder")
+    ours_level = ours.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+    ours.setLevel(ours_level)
+
+
+def test_notes_command(two_releases: Path, tmp_path: Path, restore_logging: None) -> None:
+    out = tmp_path / "notes"
+    assert (
+        cli.main(["notes", "--version", V2, "--previous", V1, "--workdir", str(two_releases), "--out", str(out)]) == 0
+    )
+    assert (out / f"{V2}.md").is_file() and (out / f"{V2}-datasets.png").stat().st_size > 0
+    assert cli.main(["notes", "--version", "9999-01-01", "--workdir", str(two_releases), "--out", str(out)]) == 1

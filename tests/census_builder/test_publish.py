@@ -1,0 +1,527 @@
+"""publish: to a local directory and to a real S3-API server (moto, in its own process, over HTTP on
+127.0.0.1, through boto3); refusal of unvalidated builds; interrupted uploads that stay invisible and resume;
+conflict-safe release.json on S3; the real cellxgene_census client resolving our aliases and locators over HTTP.
+
+The moto server runs in a child process, not in a thread of the test process: TileDB's S3 client makes some
+requests while holding the GIL, so an in-process server thread could not answer them (the read times out)."""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cellxgene_census
+import pytest
+import tiledbsoma as soma
+from cellxgene_census import _release_directory as client_directory
+
+from census_builder import cli
+from census_builder.errors import PublishRefusedError, ReleaseDirectoryError, ReleaseExistsError, StorageError
+from census_builder.publish import MIN_PART_SIZE, SourceObject, publish, s3_etag
+from census_builder.release_directory import Destination, LocalDirectoryStore, S3DirectoryStore, entry_for
+from census_builder.state import BuildPaths
+from tests.conftest import BuiltRelease
+
+CELLS = {"homo_sapiens": 720, "mus_musculus": 350}  # the example release
+
+
+# -- helpers -----------------------------------------------------------------------------------------------
+
+
+def _validated_copy(release: BuiltRelease, workdir: Path, version: str, *, passed: bool = True) -> BuildPaths:
+    """A copy of the example build under ``workdir/version`` with a validation report."""
+    paths = BuildPaths.for_version(workdir, version)
+    shutil.copytree(release.paths.root, paths.root)
+    (paths.root / "validation_report.json").write_text(json.dumps({"passed": passed, "findings": []}))
+    return paths
+
+
+def _tree(root: Path) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def _published_tree(paths: BuildPaths) -> dict[str, bytes]:
+    return {f"{part}/{k}": v for part in ("soma", "h5ads") for k, v in _tree(paths.root / part).items()}
+
+
+def _obs_counts(uri: str, context: soma.SOMATileDBContext | None = None) -> dict[str, int]:
+    c: Any
+    with soma.Collection.open(uri, context=context) as c:
+        return {org: int(c["census_data"][org].obs.count) for org in c["census_data"]}
+
+
+class _StopAfter:
+    """An ``on_object`` callback that interrupts the upload after ``n`` objects, like a crash or Ctrl-C."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.seen = 0
+
+    def __call__(self, obj: SourceObject, uploaded: bool) -> None:
+        self.seen += 1
+        if self.seen >= self.n:
+            raise KeyboardInterrupt(f"interrupted after {self.seen} objects")
+
+
+@pytest.fixture
+def workdir(tmp_path: Path) -> Path:
+    return tmp_path / "work"
+
+
+@pytest.fixture
+def restore_logging() -> Iterator[None]:
+    """cli.main configures the root logger; put it back for the other tests."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    ours = logging.getLogger("census_builder")
+    ours_level = ours.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+    ours.setLevel(ours_level)
+
+
+# -- refusal -----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ("no_validation", "has not been validated"),
+        ("failed_validation", "failed validation"),
+        ("incomplete", "is not complete"),
+        ("no_report", "has not been built"),
+    ],
+)
+def test_refuses_a_build_that_is_incomplete_or_not_validated(
+    example_release: BuiltRelease, workdir: Path, tmp_path: Path, change: str, message: str
+) -> None:
+    paths = _validated_copy(example_release, workdir, "v1", passed=change != "failed_validation")
+    if change == "no_validation":
+        (paths.root / "validation_report.json").unlink()
+    elif change == "incomplete":
+        report = json.loads(paths.report.read_text())
+        paths.report.write_text(json.dumps({**report, "status": "running"}))
+    elif change == "no_report":
+        paths.report.unlink()
+    with pytest.raises(PublishRefusedError, match=message):
+        publish(workdir, "v1", tmp_path / "dest")
+    assert not (tmp_path / "dest" / "release.json").exists()
+
+
+def test_refuses_a_version_name_that_is_not_plain(tmp_path: Path) -> None:
+    with pytest.raises(ReleaseDirectoryError, match="not a valid name"):
+        publish(tmp_path, "../v1", tmp_path / "dest")
+
+
+# -- local -------------------------------------------------------------------------------------------------
+
+
+def test_publish_to_a_local_directory(example_release: BuiltRelease, workdir: Path, tmp_path: Path) -> None:
+    paths = _validated_copy(example_release, workdir, "2026-11-22")
+    dest = tmp_path / "dest"
+    result = publish(workdir, "2026-11-22", dest, lts=True, release_date="2026-11-23")
+    expected = _published_tree(paths)
+    assert result.objects == result.uploaded == len(expected) and result.skipped == 0
+    assert _tree(dest / "2026-11-22") == expected  # soma/ and h5ads/ byte for byte; no .build/, no reports
+    assert sorted(p.name for p in (dest / "2026-11-22").iterdir()) == ["h5ads", "soma"]
+
+    entry = json.loads((dest / "release.json").read_text())["2026-11-22"]
+    assert entry == {
+        "release_date": "2026-11-23",
+        "release_build": "2026-11-22",
+        "soma": {
+            "uri": dest.resolve().as_uri() + "/2026-11-22/soma/",
+            "relative_uri": "2026-11-22/soma/",
+            "s3_region": None,
+        },
+        "h5ads": {
+            "uri": dest.resolve().as_uri() + "/2026-11-22/h5ads/",
+            "relative_uri": "2026-11-22/h5ads/",
+            "s3_region": None,
+        },
+        "flags": {"lts": True, "retracted": False},
+    }
+    # The published copy stands alone: nothing in it points back into the build directory.
+    workdir.rename(tmp_path / "gone")
+    assert _obs_counts(entry["soma"]["uri"]) == CELLS
+    with cellxgene_census.open_soma(uri=entry["soma"]["uri"]) as census:
+        assert len(census["census_info"]["datasets"].read().concat()) == 5
+    (tmp_path / "gone").rename(workdir)
+    with pytest.raises(ReleaseExistsError, match="already published"):
+        publish(workdir, "2026-11-22", dest)
+
+
+def test_interrupted_local_publish_is_invisible_then_resumes(
+    example_release: BuiltRelease, workdir: Path, tmp_path: Path
+) -> None:
+    paths = _validated_copy(example_release, workdir, "v1")
+    dest = tmp_path / "dest"
+    LocalDirectoryStore(dest).update(lambda d: d.with_release("v0", entry_for(Destination.parse(dest), "v0")))
+    with pytest.raises(KeyboardInterrupt):
+        publish(workdir, "v1", dest, workers=2, on_object=_StopAfter(60))
+    assert set(json.loads((dest / "release.json").read_text())) == {"v0"}
+    partial = _tree(dest / "v1")
+    total = len(_published_tree(paths))
+    assert 60 <= len(partial) < total
+    # Damage one finished object (same size, other bytes) and leave a stray file, as a bad disk or an
+    # earlier attempt might: the re-run must repair the first and remove the second.
+    damaged = sorted(partial)[0]
+    (dest / "v1" / damaged).write_bytes(b"\0" * len(partial[damaged]))
+    stray = dest / "v1" / "soma" / "census_data" / "stray-fragment.tdb"
+    stray.write_bytes(b"junk")
+
+    result = publish(workdir, "v1", dest, workers=2)
+    assert result.skipped == len(partial) - 1
+    assert result.uploaded == total - len(partial) + 1
+    assert result.removed == 1 and not stray.exists()
+    assert _tree(dest / "v1") == _published_tree(paths)
+    assert set(json.loads((dest / "release.json").read_text())) == {"v0", "v1"}
+    assert _obs_counts(str(dest / "v1" / "soma")) == CELLS
+
+
+def test_killed_cli_publish_resumes(example_release: BuiltRelease, workdir: Path, tmp_path: Path) -> None:
+    """A publish process SIGKILLed mid-upload (fault point publish:object:N) leaves release.json without the
+    version; the same command run again finishes the job."""
+    _validated_copy(example_release, workdir, "v1")
+    dest = tmp_path / "dest"
+    cmd = [
+        sys.executable,
+        "-m",
+        "census_builder",
+        "publish",
+        "--version",
+        "v1",
+        "--workdir",
+        str(workdir),
+        "--to",
+        str(dest),
+        "--jobs",
+        "2",
+    ]
+    killed = subprocess.run(
+        cmd,
+        env={**os.environ, "CENSUS_BUILDER_KILL_AT": "publish:object:40"},
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert killed.returncode == -9, killed.stderr
+    assert not (dest / "release.json").exists()
+    assert len(_tree(dest / "v1")) >= 40
+    done = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "already there" in done.stderr
+    listing = subprocess.run(
+        [sys.executable, "-m", "census_builder", "release", "list", "--to", str(dest)],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert listing.returncode == 0 and "v1" in listing.stdout
+
+
+def test_release_commands_on_a_local_destination(
+    example_release: BuiltRelease,
+    workdir: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    restore_logging: None,
+) -> None:
+    dest = tmp_path / "dest"
+    for v in ("2026-11-01", "2026-11-22"):
+        _validated_copy(example_release, workdir, v)
+        assert cli.main(["publish", "--version", v, "--workdir", str(workdir), "--to", str(dest)]) == 0
+    assert cli.main(["release", "alias", "latest", "2026-11-22", "--to", str(dest)]) == 0
+    assert cli.main(["release", "alias", "stable", "2026-11-01", "--to", str(dest)]) == 0
+    assert cli.main(["release", "alias", "stable", "nope", "--to", str(dest)]) == 1
+    assert cli.main(["release", "retract", "2026-11-01", "--reason", "wrong counts", "--to", str(dest)]) == 1
+    assert (
+        cli.main(
+            [
+                "release",
+                "retract",
+                "2026-11-01",
+                "--reason",
+                "wrong counts",
+                "--replaced-by",
+                "latest",
+                "--to",
+                str(dest),
+            ]
+        )
+        == 0
+    )
+    capsys.readouterr()
+    assert cli.main(["release", "list", "--to", str(dest)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].split()[:5] == ["NAME", "BUILD", "RELEASED", "FLAGS", "ALIASES"]
+    assert out[1].split()[0] == "2026-11-22" and out[1].split()[4] == "latest,stable"
+    assert out[2].split()[0] == "2026-11-01" and out[2].split()[3] == "retracted"
+    assert "2026-11-01 retracted" in out[3] and "wrong counts (replaced by latest)" in out[3]
+    data = json.loads((dest / "release.json").read_text())
+    assert data["stable"] == data["latest"] == "2026-11-22"
+
+
+# -- the real client over HTTP -----------------------------------------------------------------------------
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def http_root(tmp_path: Path) -> Iterator[tuple[Path, str]]:
+    """A directory served over HTTP on 127.0.0.1; yields (directory, base URL)."""
+    root = tmp_path / "served"
+    root.mkdir()
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_QuietHandler, directory=str(root)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield root, f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+def test_cellxgene_census_resolves_our_aliases_and_locators_over_http(
+    example_release: BuiltRelease, workdir: Path, http_root: tuple[Path, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dest, base_url = http_root
+    for v in ("2026-11-01", "2026-11-22"):
+        _validated_copy(example_release, workdir, v)
+        publish(workdir, v, dest)
+    store = LocalDirectoryStore(dest)
+    store.update(lambda d: d.with_alias("latest", "2026-11-22").with_alias("stable", "2026-11-01"))
+    base_uri = Destination.parse(dest).base_uri
+    (dest / "mirrors.json").write_text(
+        json.dumps(
+            {
+                "default": "local-file",
+                "local-file": {
+                    "provider": "file",
+                    "base_uri": base_uri,
+                    "region": None,
+                    "embeddings_base_uri": base_uri,
+                },
+            }
+        )
+    )
+    monkeypatch.setattr(client_directory, "CELL_CENSUS_RELEASE_DIRECTORY_URL", f"{base_url}/release.json")
+    monkeypatch.setattr(client_directory, "CELL_CENSUS_MIRRORS_DIRECTORY_URL", f"{base_url}/mirrors.json")
+
+    directory = cellxgene_census.get_census_version_directory()
+    assert list(directory) == ["stable", "latest", "2026-11-22", "2026-11-01"]
+    assert directory["latest"]["release_build"] == "2026-11-22"
+    assert directory["stable"]["soma"]["relative_uri"] == "2026-11-01/soma/"
+    with cellxgene_census.open_soma(census_version="latest") as census:
+        assert census.uri.rstrip("/") == f"{base_uri}2026-11-22/soma"
+        assert {k: int(census["census_data"][k].obs.count) for k in census["census_data"]} == CELLS
+    with cellxgene_census.open_soma(census_version="2026-11-01") as census:
+        assert census.uri.rstrip("/") == f"{base_uri}2026-11-01/soma"
+        summary = census["census_info"]["summary"].read().concat().to_pandas()
+        assert dict(zip(summary["label"], summary["value"], strict=True))["total_cell_count"] == "1070"
+
+    # A retraction is what the client sees too: hidden by default, listed with its reason on request.
+    store.update(lambda d: d.with_retraction("2026-11-01", reason="wrong counts", replaced_by="latest"))
+    assert set(cellxgene_census.get_census_version_directory()) == {"latest", "stable", "2026-11-22"}
+    retracted = cellxgene_census.get_census_version_directory(retracted=True)
+    assert set(retracted) == {"2026-11-01"}
+    assert retracted["2026-11-01"]["retraction"]["reason"] == "wrong counts"
+    with pytest.raises(ValueError, match="not valid"):
+        cellxgene_census.open_soma(census_version="2026-11-01")
+
+
+# -- S3 (moto server in a child process) -------------------------------------------------------------------
+
+_MOTO = """
+import sys
+from moto.server import ThreadedMotoServer
+server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+server.start()
+print(server.get_host_and_port()[1], flush=True)
+sys.stdin.read()  # runs until the test closes our stdin
+server.stop()
+"""
+
+
+@dataclass(frozen=True)
+class S3Server:
+    endpoint: str
+    host_port: str
+    region: str = "us-east-1"
+
+    def client(self) -> Any:
+        import boto3
+
+        return boto3.client("s3", endpoint_url=self.endpoint, region_name=self.region)
+
+    def tiledb_config(self) -> dict[str, str | float]:
+        return {
+            "vfs.s3.endpoint_override": self.host_port,
+            "vfs.s3.scheme": "http",
+            "vfs.s3.use_virtual_addressing": "false",
+            "vfs.s3.region": self.region,
+            "vfs.s3.aws_access_key_id": "testing",
+            "vfs.s3.aws_secret_access_key": "testing",
+            "vfs.s3.no_sign_request": "false",
+        }
+
+
+@pytest.fixture(scope="module")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    log = (tmp_path_factory.mktemp("moto") / "moto.log").open("w")
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _MOTO], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True
+    )
+    try:
+        assert proc.stdout is not None
+        port = int(proc.stdout.readline())
+        with pytest.MonkeyPatch.context() as mp:
+            for k in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_SESSION_TOKEN"):
+                mp.delenv(k, raising=False)
+            mp.setenv("AWS_ACCESS_KEY_ID", "testing")
+            mp.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+            mp.setenv("AWS_DEFAULT_REGION", "us-east-1")
+            yield S3Server(f"http://127.0.0.1:{port}", f"127.0.0.1:{port}")
+    finally:
+        if proc.stdin is not None:
+            proc.stdin.close()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
+        log.close()
+
+
+@pytest.fixture
+def bucket(s3_server: S3Server, request: pytest.FixtureRequest) -> str:
+    name = "census-" + str(request.node.name).lower().replace("_", "-")[:40].strip("-")
+    s3_server.client().create_bucket(Bucket=name)
+    return name
+
+
+def _keys(client: Any, bucket: str, prefix: str) -> dict[str, tuple[int, str]]:
+    out: dict[str, tuple[int, str]] = {}
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        out.update({o["Key"][len(prefix) :]: (o["Size"], o["ETag"].strip('"')) for o in page.get("Contents", [])})
+    return out
+
+
+def test_publish_to_s3_then_open_with_tiledbsoma_and_cellxgene_census(
+    example_release: BuiltRelease, workdir: Path, s3_server: S3Server, bucket: str
+) -> None:
+    paths = _validated_copy(example_release, workdir, "2026-11-22")
+    big = paths.h5ads / "zz-large-test-object.bin"  # larger than a part: exercises multipart uploads
+    big.write_bytes(os.urandom(2 * MIN_PART_SIZE + 12345))
+    dest = f"s3://{bucket}/cell-census"
+    result = publish(workdir, "2026-11-22", dest, endpoint_url=s3_server.endpoint, part_size=MIN_PART_SIZE)
+    client = s3_server.client()
+    remote = _keys(client, bucket, "cell-census/2026-11-22/")
+    expected = _published_tree(paths)
+    assert set(remote) == set(expected) and result.uploaded == len(expected)
+    for rel, data in expected.items():
+        assert remote[rel] == (len(data), s3_etag(paths.root / rel, MIN_PART_SIZE))
+    assert remote["h5ads/zz-large-test-object.bin"][1].endswith("-3")
+    assert (
+        client.get_object(Bucket=bucket, Key="cell-census/2026-11-22/h5ads/zz-large-test-object.bin")["Body"].read()
+        == big.read_bytes()
+    )
+
+    directory = json.loads(client.get_object(Bucket=bucket, Key="cell-census/release.json")["Body"].read())
+    entry = directory["2026-11-22"]
+    assert entry["soma"] == {
+        "uri": f"s3://{bucket}/cell-census/2026-11-22/soma/",
+        "relative_uri": "2026-11-22/soma/",
+        "s3_region": "us-east-1",
+    }
+    assert entry["h5ads"]["uri"] == f"s3://{bucket}/cell-census/2026-11-22/h5ads/"
+    assert not [k for k in _keys(client, bucket, "cell-census/") if "cas-probe" in k]
+
+    ctx = soma.SOMATileDBContext(tiledb_config=s3_server.tiledb_config())
+    assert _obs_counts(entry["soma"]["uri"], ctx) == CELLS
+    with cellxgene_census.open_soma(uri=entry["soma"]["uri"], tiledb_config=s3_server.tiledb_config()) as census:
+        x = census["census_data"]["homo_sapiens"].ms["RNA"].X["raw"]
+        with soma.SparseNDArray.open(
+            str(example_release.paths.soma / "census_data/homo_sapiens/ms/RNA/X/raw")
+        ) as local:
+            assert x.nnz == local.nnz > 0
+        obs = cellxgene_census.get_obs(census, "Mus musculus", column_names=["dataset_id"])
+        assert len(obs) == CELLS["mus_musculus"]
+    with pytest.raises(ReleaseExistsError):
+        publish(workdir, "2026-11-22", dest, endpoint_url=s3_server.endpoint)
+
+
+def test_interrupted_s3_publish_is_invisible_then_resumes(
+    example_release: BuiltRelease, workdir: Path, s3_server: S3Server, bucket: str
+) -> None:
+    paths = _validated_copy(example_release, workdir, "v1")
+    dest = f"s3://{bucket}/census"
+    with pytest.raises(KeyboardInterrupt):
+        publish(workdir, "v1", dest, endpoint_url=s3_server.endpoint, workers=2, on_object=_StopAfter(50))
+    client = s3_server.client()
+    partial = _keys(client, bucket, "census/v1/")
+    total = len(_published_tree(paths))
+    assert 50 <= len(partial) < total
+    assert "Contents" not in client.list_objects_v2(Bucket=bucket, Prefix="census/release.json")
+    # A multipart upload an interrupted run left open is aborted by the next run.
+    client.create_multipart_upload(Bucket=bucket, Key="census/v1/h5ads/half-sent.h5ad")
+
+    result = publish(workdir, "v1", dest, endpoint_url=s3_server.endpoint, workers=2)
+    assert result.skipped == len(partial) and result.uploaded == total - len(partial)
+    assert "Uploads" not in client.list_multipart_uploads(Bucket=bucket)
+    assert set(_keys(client, bucket, "census/v1/")) == set(_published_tree(paths))
+    directory = json.loads(client.get_object(Bucket=bucket, Key="census/release.json")["Body"].read())
+    assert set(directory) == {"v1"}
+    ctx = soma.SOMATileDBContext(tiledb_config=s3_server.tiledb_config())
+    assert _obs_counts(directory["v1"]["soma"]["uri"], ctx) == CELLS
+
+
+def test_s3_release_json_writers_that_conflict_both_land(s3_server: S3Server, bucket: str) -> None:
+    """Writer A reads release.json; writer B updates it before A writes; A's conditional PUT is refused (412)
+    and A re-applies its change to B's file: both entries survive."""
+    dest = Destination.parse(f"s3://{bucket}/census", endpoint_url=s3_server.endpoint)
+    a = S3DirectoryStore(s3_server.client(), bucket, "census/release.json")
+    b = S3DirectoryStore(s3_server.client(), bucket, "census/release.json")
+    for store in (a, b):
+        store.update(lambda d: d if "base" in d.releases else d.with_release("base", entry_for(dest, "base")))
+    calls = 0
+
+    def change_a(d: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        if calls == 1:  # B slips in between A's read and A's write
+            b.update(lambda d2: d2.with_release("from-b", entry_for(dest, "from-b")).with_alias("latest", "from-b"))
+        return d.with_release("from-a", entry_for(dest, "from-a"))
+
+    a.update(change_a)
+    assert calls == 2
+    final = b.read()
+    assert set(final.releases) == {"base", "from-a", "from-b"} and final.aliases == {"latest": "from-b"}
+
+
+def test_publish_to_a_missing_bucket_fails_before_uploading(
+    s3_server: S3Server, workdir: Path, example_release: BuiltRelease
+) -> None:
+    _validated_copy(example_release, workdir, "v1")
+    with pytest.raises(StorageError, match=r"s3://no-such-bucket/census/release\.json.*NoSuchBucket"):
+        publish(workdir, "v1", "s3://no-such-bucket/census", endpoint_url=s3_server.endpoint)
