@@ -301,6 +301,9 @@ def plan_axes(run: BuildRun) -> dict[str, Any]:
             )
     if not organisms:
         raise InputError("*", "no dataset contributes any cell to the Census; nothing to build")
+    for p in plans:
+        if p.organism is None:  # the release ships only the sources of its datasets
+            run.paths.h5ad(p.dataset_id).unlink(missing_ok=True)
     if run.paths.partial.exists():
         shutil.rmtree(run.paths.partial)  # a structure half-created by an interrupted run
     shapes = {k: soma_io.ExperimentShape(v["n_obs"], v["n_var"]) for k, v in organisms.items()}

@@ -11,7 +11,7 @@ value is a build name::
         "release_build": "2026-11-22",           # the build name; the client tells users to pin this
         "soma":  {"uri": "s3://bucket/prefix/2026-11-22/soma/",  "relative_uri": "2026-11-22/soma/",
                   "s3_region": "us-west-2"},
-        "h5ads": {"uri": "s3://bucket/prefix/2026-11-22/h5ads/", "relative_uri": "2026-11-22/h5ads/",
+        "h5ads": {"uri": "s3://bucket/prefix/2026-11-22/", "relative_uri": "2026-11-22/",   # + dataset_h5ad_path
                   "s3_region": "us-west-2"},
         "flags": {"lts": false, "retracted": false},
         "retraction": {"date": ..., "reason": ..., "info_url": ..., "replaced_by": ...}   # only if retracted
@@ -229,12 +229,17 @@ def entry_for(
 ) -> ReleaseEntry:
     """The entry describing ``version`` published at ``DEST/version/{soma,h5ads}/``."""
 
-    def loc(part: str) -> Locator:
-        rel = f"{version}/{part}/"
+    def loc(rel: str) -> Locator:
         return Locator(uri=dest.base_uri + rel, relative_uri=rel, s3_region=s3_region if dest.kind == "s3" else None)
 
+    # The datasets table's dataset_h5ad_path is relative to the version directory ("h5ads/<id>.h5ad"), and
+    # the client joins it onto the h5ads locator: so that locator names the version directory itself.
     return ReleaseEntry(
-        release_build=version, soma=loc("soma"), h5ads=loc("h5ads"), release_date=release_date or today(), lts=lts
+        release_build=version,
+        soma=loc(f"{version}/soma/"),
+        h5ads=loc(f"{version}/"),
+        release_date=release_date or today(),
+        lts=lts,
     )
 
 

@@ -115,6 +115,8 @@ def test_census_info_tables(example_release: BuiltRelease, expected) -> None:  #
         assert datasets.dataset_h5ad_path.tolist() == [f"h5ads/{d.dataset_id}.h5ad" for d in contributing]
         for p in datasets.dataset_h5ad_path:
             assert (example_release.paths.root / p).is_file()
+        shipped = sorted(p.name for p in example_release.paths.h5ads.iterdir())
+        assert shipped == sorted(f"{d.dataset_id}.h5ad" for d in contributing)  # only the release's datasets
         assert datasets.dataset_title.str.startswith("Synthetic dataset").all()  # uns["title"] fallback
         assert datasets.citation.str.startswith("Publication:").all()
         assert datasets.dataset_version_id.tolist() == [f"{d.dataset_id}-v1" for d in contributing]

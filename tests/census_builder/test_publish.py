@@ -333,6 +333,10 @@ def test_cellxgene_census_resolves_our_aliases_and_locators_over_http(
     with cellxgene_census.open_soma(census_version="latest") as census:
         assert census.uri.rstrip("/") == f"{base_uri}2026-11-22/soma"
         assert {k: int(census["census_data"][k].obs.count) for k in census["census_data"]} == CELLS
+    # The client finds each source H5AD from the h5ads locator and the datasets table's dataset_h5ad_path.
+    located = cellxgene_census.get_source_h5ad_uri("human-lung-10x", census_version="latest")["uri"]
+    assert located == f"{base_uri}2026-11-22/h5ads/human-lung-10x.h5ad"
+    assert Path(located.removeprefix("file://")).is_file()
     with cellxgene_census.open_soma(census_version="2026-11-01") as census:
         assert census.uri.rstrip("/") == f"{base_uri}2026-11-01/soma"
         summary = census["census_info"]["summary"].read().concat().to_pandas()
@@ -454,7 +458,7 @@ def test_publish_to_s3_then_open_with_tiledbsoma_and_cellxgene_census(
         "relative_uri": "2026-11-22/soma/",
         "s3_region": "us-east-1",
     }
-    assert entry["h5ads"]["uri"] == f"s3://{bucket}/cell-census/2026-11-22/h5ads/"
+    assert entry["h5ads"]["uri"] == f"s3://{bucket}/cell-census/2026-11-22/"  # + dataset_h5ad_path "h5ads/<id>.h5ad"
     assert not [k for k in _keys(client, bucket, "cell-census/") if "cas-probe" in k]
 
     ctx = soma.SOMATileDBContext(tiledb_config=s3_server.tiledb_config())
