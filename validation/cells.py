@@ -1,18 +1,27 @@
 """The set of cells of one dataset, by observation_joinid: release obs rows with that dataset_id vs the
 filtered source (a dask task per dataset). Positions are checked chunk by chunk (validation.chunks); this
 check sees cells that are missing, added or duplicated wherever they are.
+
+Both sides are streamed in slices and compared as 64-bit hashes of the observation_joinid strings, so a
+dataset of millions of cells costs 8 bytes per cell; the few offending cells are read again by position
+to name them.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
+import pandas as pd
 
-from validation.expected import FILTER_COLUMNS, as_bools, keep_mask
+from validation.expected import as_bools, keep_rows
 from validation.report import Finding
 from validation.source import SourceFile
 from validation.spec import load_spec
+
+SLICE = 200_000  # source rows read at a time
 
 
 @dataclass(frozen=True)
@@ -35,52 +44,94 @@ class CellSetResult:
     findings: list[Finding] = field(default_factory=list)
     total: int = 0
 
-    def add(self, finding: Finding, max_findings: int) -> None:
-        self.total += 1
-        if len(self.findings) < max_findings:
-            self.findings.append(finding)
+
+def _hash(values: npt.NDArray[Any]) -> npt.NDArray[np.uint64]:
+    return np.asarray(pd.util.hash_array(np.asarray(values, dtype=object)), dtype=np.uint64)
 
 
 def _quoted(value: str) -> str:
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
-def check_cell_set(task: CellSetTask) -> CellSetResult:
+def _source_hashes(task: CellSetTask, src: SourceFile) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.int64]]:
+    """Hashes of the kept cells' observation_joinids (in source order) and their source rows."""
+    keep = keep_rows(load_spec(task.schema_version), task.organism_term, src)
+    rows = np.nonzero(keep)[0].astype(np.int64)
+    out = np.empty(rows.size, dtype=np.uint64)
+    pos = 0
+    n = keep.size
+    for a in range(0, n, SLICE):
+        k = keep[a : min(n, a + SLICE)]
+        if k.any():
+            codes, names = src.codes("obs", "observation_joinid", a, min(n, a + SLICE))
+            hashed = _hash(np.append(names, "nan")[codes[k]])
+            out[pos : pos + hashed.size] = hashed
+            pos += hashed.size
+    return out, rows
+
+
+def _release_hashes(task: CellSetTask, res: CellSetResult) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.int64]]:
+    """Hashes of the observation_joinids of the release's obs rows with this dataset_id, and their soma_joinids."""
     import tiledbsoma as soma
 
+    hashes: list[npt.NDArray[np.uint64]] = []
+    joinids: list[npt.NDArray[np.int64]] = []
+    with soma.DataFrame.open(task.obs_uri) as obs:
+        for batch in obs.read(column_names=["soma_joinid", "observation_joinid", "is_primary_data"],
+                              value_filter=f"dataset_id == {_quoted(task.dataset_id)}"):
+            joinids.append(np.asarray(batch.column("soma_joinid").to_numpy(), dtype=np.int64))
+            hashes.append(_hash(np.asarray(batch.column("observation_joinid").to_numpy(zero_copy_only=False))))
+            res.n_primary_found += int(as_bools(np.asarray(batch.column("is_primary_data").to_numpy(
+                zero_copy_only=False))).sum())
+    if not hashes:
+        return np.zeros(0, np.uint64), np.zeros(0, np.int64)
+    return np.concatenate(hashes), np.concatenate(joinids)
+
+
+def _release_names(uri: str, joinids: npt.NDArray[np.int64]) -> dict[int, str]:
+    import tiledbsoma as soma
+
+    if joinids.size == 0:
+        return {}
+    with soma.DataFrame.open(uri) as obs:
+        t = obs.read(coords=(joinids,), column_names=["soma_joinid", "observation_joinid"]).concat()
+    return dict(zip(t.column("soma_joinid").to_pylist(), t.column("observation_joinid").to_pylist(), strict=True))
+
+
+def check_cell_set(task: CellSetTask) -> CellSetResult:
     res = CellSetResult(task.dataset_id, task.organism)
-    spec = load_spec(task.schema_version)
-    with SourceFile(task.path) as src:
-        keep = keep_mask(spec, task.organism_term, {c: src.column("obs", c) for c in FILTER_COLUMNS})
-        expected = [str(v) for v in src.column("obs", "observation_joinid")[keep]]
+    where: dict[str, Any] = {"dataset_id": task.dataset_id, "organism": task.organism}
     try:
-        with soma.DataFrame.open(task.obs_uri) as obs:
-            table = obs.read(column_names=["soma_joinid", "observation_joinid", "is_primary_data"],
-                             value_filter=f"dataset_id == {_quoted(task.dataset_id)}").concat()
+        found, joinids = _release_hashes(task, res)
     except Exception as e:
-        res.add(Finding(f"cannot read the dataset's obs rows: {type(e).__name__}: {e}", dataset_id=task.dataset_id,
-                        organism=task.organism), task.max_findings)
+        res.total += 1
+        res.findings.append(Finding(f"cannot read the dataset's obs rows: {type(e).__name__}: {e}", **where))
         return res
-    joinids = table.column("soma_joinid").to_numpy()
-    found = [str(v) for v in table.column("observation_joinid").to_pylist()]
-    res.n_found = len(found)
-    res.n_primary_found = int(as_bools(np.asarray(table.column("is_primary_data").to_pylist())).sum())
-    expected_set = set(expected)
-    seen: dict[str, int] = {}
-    for sj, oj in zip(joinids, found, strict=True):
-        if oj in seen:
-            res.add(Finding("cell appears more than once in obs", dataset_id=task.dataset_id, organism=task.organism,
-                            soma_joinid=int(sj), observation_joinid=oj, expected=seen[oj], found=int(sj)),
-                    task.max_findings)
-            continue
-        seen[oj] = int(sj)
-        if oj not in expected_set:
-            res.add(Finding("obs has a cell that is not among the dataset's filtered source cells",
-                            dataset_id=task.dataset_id, organism=task.organism, soma_joinid=int(sj),
-                            observation_joinid=oj, expected="absent", found="present"), task.max_findings)
-    for oj in expected:
-        if oj not in seen:
-            res.add(Finding("source cell that passes the filters is missing from obs", dataset_id=task.dataset_id,
-                            organism=task.organism, observation_joinid=oj, expected="present", found="absent"),
-                    task.max_findings)
+    res.n_found = int(found.size)
+    with SourceFile(task.path) as src:
+        expected, rows = _source_hashes(task, src)
+        order = np.argsort(found, kind="stable")
+        found_sorted = found[order]
+        dup = np.nonzero(found_sorted[1:] == found_sorted[:-1])[0] + 1  # second and later copies
+        in_expected = np.isin(found, expected)
+        unexpected = np.nonzero(~in_expected)[0]
+        missing = np.nonzero(~np.isin(expected, found))[0]
+        res.total = int(dup.size + unexpected.size + missing.size)
+        cap = task.max_findings
+        dup_joinids = joinids[order[dup[:cap]]]
+        first = {int(h): int(joinids[order[np.searchsorted(found_sorted, h)]]) for h in found[order[dup[:cap]]]}
+        names = _release_names(task.obs_uri, np.concatenate([dup_joinids, joinids[unexpected[:cap]]]))
+        for i in order[dup[:cap]]:
+            res.findings.append(Finding("cell appears more than once in obs", soma_joinid=int(joinids[i]),
+                                        observation_joinid=names.get(int(joinids[i])),
+                                        expected=first[int(found[i])], found=int(joinids[i]), **where))
+        for i in unexpected[: max(0, cap - len(res.findings))]:
+            res.findings.append(Finding("obs has a cell that is not among the dataset's filtered source cells",
+                                        soma_joinid=int(joinids[i]), observation_joinid=names.get(int(joinids[i])),
+                                        expected="absent", found="present", **where))
+        for i in missing[: max(0, cap - len(res.findings))]:
+            codes, values = src.codes("obs", "observation_joinid", int(rows[i]), int(rows[i]) + 1)
+            res.findings.append(Finding("source cell that passes the filters is missing from obs",
+                                        observation_joinid=str(values[codes[0]]), expected="present",
+                                        found="absent", **where))
     return res

@@ -18,7 +18,7 @@ import numpy.typing as npt
 import pyarrow as pa
 import scipy.sparse as sp
 
-from validation.expected import FILTER_COLUMNS, as_bools, keep_mask
+from validation.expected import as_bools, keep_rows
 from validation.report import Finding
 from validation.source import SourceFile
 from validation.spec import Spec, load_spec
@@ -107,7 +107,10 @@ def _read_x(uri: str, lo: int, hi: int) -> tuple[npt.NDArray[np.int64], npt.NDAr
     rows = np.asarray(table.column("soma_dim_0").to_numpy(), dtype=np.int64)
     cols = np.asarray(table.column("soma_dim_1").to_numpy(), dtype=np.int64)
     vals = np.asarray(table.column("soma_data").to_numpy())
-    order = np.lexsort((cols, rows))
+    keys = _keys(rows, cols, int(cols.max(initial=0)) + 1)
+    if keys.size < 2 or bool((keys[1:] > keys[:-1]).all()):
+        return rows, cols, vals
+    order = np.argsort(keys)  # reads come in tile order; compare in (row, column) order
     return rows[order], cols[order], vals[order]
 
 
@@ -123,8 +126,9 @@ def check_chunk(task: ChunkTask) -> ChunkResult:
         return res
     stats = _row_stats(counts)
     coo = counts.tocoo()
-    res.var_ids, var_nnz = np.unique(coo.col.astype(np.int64), return_counts=True)
-    res.var_nnz = var_nnz.astype(np.int64)
+    per_gene = np.bincount(coo.col, minlength=task.n_var)
+    res.var_ids = np.nonzero(per_gene)[0].astype(np.int64)
+    res.var_nnz = per_gene[res.var_ids].astype(np.int64)
     res.expected_nnz = int(counts.nnz)
     _compare_obs(task, spec, res, expected_obs, stats)
     lo, hi = task.joinid_start, task.joinid_start + task.n_cells
@@ -170,16 +174,17 @@ def _source_chunk(
     """The chunk's kept cells: expected obs metadata, canonical counts (kept cells x expected var), Smart-seq rows."""
     a, b = task.row_start, task.row_stop
     with SourceFile(task.path) as src:
-        filt = {c: src.column("obs", c, a, b) for c in FILTER_COLUMNS}
-        keep = keep_mask(spec, task.organism_term, filt)
+        keep = keep_rows(spec, task.organism_term, src, a, b)
         if int(keep.sum()) != task.n_cells:
             raise RuntimeError(f"source rows {a}..{b - 1} now hold {int(keep.sum())} kept cells, planned "
                                f"{task.n_cells} (did the file change?)")
         obs: dict[str, npt.NDArray[Any]] = {}
         for c in spec.obs_source_columns:
-            values = filt[c] if c in filt else src.column("obs", c, a, b)
-            obs[c] = as_bools(values)[keep] if c == "is_primary_data" else np.array(
-                [str(v) for v in values[keep]], dtype=object)
+            if c == "is_primary_data":
+                obs[c] = as_bools(src.column("obs", c, a, b))[keep]
+            else:
+                codes, names = src.codes("obs", c, a, b)
+                obs[c] = np.append(names, "nan")[codes[keep]]  # code -1 (NA) -> "nan"
         block = src.matrix(task.matrix_key).read_rows(a, b)
     _check_source_values(task, res, block.data)
     rank = np.cumsum(keep) - 1
@@ -215,18 +220,20 @@ class RowStats:
     raw_variance_nnz: npt.NDArray[np.float64]
 
 
+def _row_sums(m: sp.csr_matrix, values: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    """Per-row sums of ``values`` (aligned with ``m.data``); 0 for empty rows."""
+    rows = np.repeat(np.arange(m.shape[0]), np.diff(m.indptr))
+    return np.asarray(np.bincount(rows, weights=values, minlength=m.shape[0]), dtype=np.float64)
+
+
 def _row_stats(m: sp.csr_matrix) -> RowStats:
-    """Per-row statistics the plain way: each row's non-zero values, numpy mean / var(ddof=1)."""
-    n = m.shape[0]
+    """Per-row statistics over each row's non-zero values, two-pass in float64: sum, mean (0 without values),
+    sample variance ddof=1 (0 with fewer than two values)."""
     nnz = np.diff(m.indptr).astype(np.int64)
-    total, mean, var = np.zeros(n), np.zeros(n), np.zeros(n)
-    for i in range(n):
-        row = m.data[m.indptr[i] : m.indptr[i + 1]]
-        if row.size:
-            total[i] = row.sum()
-            mean[i] = row.mean()
-        if row.size > 1:
-            var[i] = row.var(ddof=1)
+    total = _row_sums(m, m.data)
+    mean = np.divide(total, nnz, out=np.zeros_like(total), where=nnz > 0)
+    squares = _row_sums(m, (m.data - np.repeat(mean, nnz)) ** 2)
+    var = np.divide(squares, nnz - 1, out=np.zeros_like(squares), where=nnz > 1)
     return RowStats(nnz, total, mean, var)
 
 
@@ -306,11 +313,17 @@ def _keys(rows: npt.NDArray[np.int64], cols: npt.NDArray[np.int64], width: int) 
 
 def _align(exp_keys: npt.NDArray[np.int64], got_keys: npt.NDArray[np.int64]) -> tuple[
         npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64]]:
-    """(expected-only positions, found-only positions, matched expected positions, matched found positions)."""
-    _, ei, gi = np.intersect1d(exp_keys, got_keys, assume_unique=True, return_indices=True)
-    only_e = np.setdiff1d(np.arange(exp_keys.size), ei)
-    only_g = np.setdiff1d(np.arange(got_keys.size), gi)
-    return only_e, only_g, ei, gi
+    """Match two sorted key arrays: (expected-only positions, found-only positions, matched expected positions,
+    matched found positions)."""
+    if got_keys.size == 0:
+        empty = np.zeros(0, np.int64)
+        return np.arange(exp_keys.size, dtype=np.int64), empty, empty, empty
+    pos = np.minimum(np.searchsorted(got_keys, exp_keys), got_keys.size - 1)
+    hit = got_keys[pos] == exp_keys
+    matched = np.zeros(got_keys.size, dtype=bool)
+    matched[pos[hit]] = True
+    return (np.nonzero(~hit)[0].astype(np.int64), np.nonzero(~matched)[0].astype(np.int64),
+            np.nonzero(hit)[0].astype(np.int64), pos[hit].astype(np.int64))
 
 
 Where = Any  # callable (row, var_joinid) -> Finding location fields
@@ -344,19 +357,17 @@ def _compare_raw(res: ChunkResult, where: Where, er: npt.NDArray[np.int64], ec: 
 def _normalized(task: ChunkTask, res: ChunkResult, counts: sp.csr_matrix, smart: npt.NDArray[np.bool_],
                 where: Where) -> npt.NDArray[np.float64]:
     """Expected normalized values for the stored entries of ``counts`` (same order as ``counts.tocoo()``)."""
-    out = np.zeros(counts.nnz, dtype=np.float64)
     length = np.zeros(task.n_var, dtype=np.float64)
     length[task.col_map[task.col_map >= 0]] = task.col_length[task.col_map >= 0]
-    for i in range(counts.shape[0]):
-        a, b = counts.indptr[i], counts.indptr[i + 1]
-        x = counts.data[a:b]
-        if smart[i]:
-            lengths = length[counts.indices[a:b]]
-            if (lengths <= 0).any():
-                res.add("sources", Finding("Smart-seq cell has counts for a gene without a positive feature_length",
-                                           **where(i, int(counts.indices[a:b][lengths <= 0][0]))))
-            x = x / lengths
-        out[a:b] = x / x.sum()
+    row_of = np.repeat(np.arange(counts.shape[0]), np.diff(counts.indptr))
+    by_length = smart[row_of]  # entries of Smart-seq cells: X[i, j] / feature_length[j]
+    lengths = length[counts.indices]
+    bad = np.nonzero(by_length & (lengths <= 0))[0]
+    if bad.size:
+        res.add("sources", Finding(f"{bad.size} count(s) of Smart-seq cells are for genes without a positive "
+                                   "feature_length", **where(int(row_of[bad[0]]), int(counts.indices[bad[0]]))))
+    x = np.where(by_length, counts.data / np.where(lengths > 0, lengths, np.nan), counts.data)
+    out: npt.NDArray[np.float64] = x / _row_sums(counts, x)[row_of]
     return out
 
 
@@ -389,7 +400,8 @@ def _compare_normalized(res: ChunkResult, where: Where, er: npt.NDArray[np.int64
                                            **where(int(er[mi[k]]), int(ec[mi[k]])), expected=float(exp[k]),
                                            found=float(got[k])))
     if gr.size:
-        row_ids, starts = np.unique(gr, return_index=True)
+        starts = np.nonzero(np.concatenate([[True], gr[1:] != gr[:-1]]))[0]
+        row_ids = gr[starts]
         sums = np.add.reduceat(values, starts)
         off = np.nonzero(np.abs(sums - 1.0) > ROW_SUM_TOL)[0]
         res.totals[check] += int(off.size)

@@ -107,7 +107,7 @@ def _dask(client: Any, workers: int | None) -> Iterator[Any]:
     # Spawned, not forked: TileDB's threads do not survive a fork.
     with dask.config.set({"distributed.worker.multiprocessing-method": "spawn", "distributed.worker.daemon": False}), \
             LocalCluster(n_workers=n, threads_per_worker=1, processes=True,  # type: ignore[no-untyped-call]
-                         dashboard_address=None, silence_logs=logging.WARNING) as cluster, \
+                         dashboard_address=":0", silence_logs=logging.WARNING) as cluster, \
             Client(cluster) as c:  # type: ignore[no-untyped-call]
         yield c
 

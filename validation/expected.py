@@ -8,19 +8,20 @@ organism, kept-cell count, kept genes, row chunks, tissue_general mapping and su
 from __future__ import annotations
 
 import logging
-from collections import Counter
 from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+import pandas as pd
 
 from validation.source import SourceError, SourceFile
 from validation.spec import Spec, load_spec
 
 logger = logging.getLogger(__name__)
 
+MAX_CHUNK_ROWS = 50_000  # cells per phase-2 task (bounds the obs strings it holds)
 FILTER_COLUMNS = ("organism_ontology_term_id", "assay_ontology_term_id", "tissue_type")
 VAR_COLUMNS = ("feature_name", "feature_reference", "feature_biotype")
 
@@ -94,13 +95,41 @@ def _tissue_general() -> TissueGeneral:
     return TissueGeneral()
 
 
-def keep_mask(spec: Spec, organism_term: str, columns: dict[str, npt.NDArray[Any]]) -> npt.NDArray[np.bool_]:
-    """The Census cell filter: the dataset's gene organism, an allowed assay, primary tissue."""
-    org = columns["organism_ontology_term_id"]
-    assay = columns["assay_ontology_term_id"]
-    tissue_type = columns["tissue_type"]
-    return np.array([o == organism_term and a in spec.included_assays and t in spec.tissue_types_kept
-                     for o, a, t in zip(org, assay, tissue_type, strict=True)], dtype=bool)
+def keep_rows(spec: Spec, organism_term: str, src: SourceFile, start: int | None = None,
+              stop: int | None = None) -> npt.NDArray[np.bool_]:
+    """The Census cell filter for obs rows [start, stop): the organism of the dataset's genes, an allowed
+    assay, primary tissue (tissue_type "tissue")."""
+
+    def allowed(column: str, values: frozenset[str]) -> npt.NDArray[np.bool_]:
+        codes, names = src.codes("obs", column, start, stop)
+        ok = np.array([n in values for n in names] + [False], dtype=bool)  # the extra False: code -1 (NA)
+        return ok[codes]
+
+    return (allowed("organism_ontology_term_id", frozenset([organism_term]))
+            & allowed("assay_ontology_term_id", spec.included_assays)
+            & allowed("tissue_type", spec.tissue_types_kept))
+
+
+def pair_counts(a: tuple[npt.NDArray[np.int64], npt.NDArray[np.object_]],
+                b: tuple[npt.NDArray[np.int64], npt.NDArray[np.object_]],
+                primary: npt.NDArray[np.bool_]) -> dict[tuple[str, str], list[int]]:
+    """(a value, b value) -> [cells, primary cells], for two coded columns of the same rows."""
+    (ac, an), (bc, bn) = a, b
+    width = len(bn) + 1
+    idx = (ac + 1) * width + (bc + 1)  # code -1 (NA) becomes 0
+    if (len(an) + 1) * width <= 10_000_000:  # dense tally over every possible pair
+        total = np.bincount(idx, minlength=(len(an) + 1) * width)
+        unique = np.bincount(idx, weights=primary.astype(np.float64), minlength=total.size)
+        keys = np.nonzero(total)[0]
+        total, unique = total[keys], unique[keys]
+    else:
+        inverse, uniques = pd.factorize(idx)
+        keys = np.asarray(uniques, dtype=np.int64)
+        total = np.bincount(inverse, minlength=keys.size)
+        unique = np.bincount(inverse, weights=primary.astype(np.float64), minlength=keys.size)
+    names_a, names_b = np.append(an, "nan"), np.append(bn, "nan")  # index -1: NA
+    return {(str(names_a[k // width - 1]), str(names_b[k % width - 1])): [int(t), int(u)]
+            for k, t, u in zip(keys, total, unique, strict=True)}
 
 
 def as_bools(values: npt.NDArray[Any]) -> npt.NDArray[np.bool_]:
@@ -169,48 +198,55 @@ def _plan(src: SourceFile, spec: Spec, task: PlanTask, plan: DatasetPlan) -> Non
     else:
         plan.gene_lengths = [0] * cols.size
 
-    obs = {c: src.column("obs", c) for c in FILTER_COLUMNS}
-    keep = keep_mask(spec, organism.term, obs)
+    keep = keep_rows(spec, organism.term, src)
     plan.n_cells = int(keep.sum())
     if plan.n_cells == 0:
         plan.exclusion = "no cell passes the Census filters (organism, assay, tissue_type)"
         return
     plan.organism = organism.name
-    smart = np.isin(obs["assay_ontology_term_id"][keep].astype(str), sorted(spec.length_normalized_assays))
-    if smart.any() and min(plan.gene_lengths, default=1) <= 0:
+
+    def kept(column: str) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.object_]]:
+        codes, names = src.codes("obs", column)
+        if (codes[keep] < 0).any():
+            plan.warnings.append(f"obs/{column} has missing (NA) values in cells that pass the filters")
+        return codes[keep], names
+
+    assay = kept("assay_ontology_term_id")
+    if np.isin(assay[1], sorted(spec.length_normalized_assays))[assay[0]].any() \
+            and min(plan.gene_lengths, default=1) <= 0:
         plan.warnings.append("Smart-seq cells, but some genes have no positive feature_length")
     primary = as_bools(src.column("obs", "is_primary_data"))[keep]
     plan.n_primary = int(primary.sum())
-    plan.donors = {str(d) for d in src.column("obs", "donor_id")[keep]}
+    donor_codes, donor_names = kept("donor_id")
+    plan.donors = {str(donor_names[c]) if c >= 0 else "nan" for c in np.nonzero(
+        np.bincount(donor_codes + 1, minlength=len(donor_names) + 1))[0] - 1}
 
-    tissue = src.column("obs", "tissue_ontology_term_id")[keep]
-    tissue_label = src.column("obs", "tissue")[keep]
+    na = (np.zeros(plan.n_cells, dtype=np.int64), np.array(["na"], dtype=object))
+    columns: dict[str | None, tuple[npt.NDArray[np.int64], npt.NDArray[np.object_]]] = {None: na}
     mapper = _tissue_general()
-    for term, label in sorted({(str(t), str(lbl)) for t, lbl in zip(tissue, tissue_label, strict=True)}):
-        if term in plan.tissue_general:
-            continue
-        general, general_label, known = mapper.lookup(term, label)
-        plan.tissue_general[term] = (general, general_label)
-        if not known:
-            plan.warnings.append(f"tissue {term!r} is not in the shipped ontology; tissue_general is itself")
-
-    kept_columns: dict[str, npt.NDArray[Any]] = {"tissue_ontology_term_id": tissue, "tissue": tissue_label}
-    kept_columns["tissue_general_ontology_term_id"] = np.array([plan.tissue_general[str(t)][0] for t in tissue],
-                                                               dtype=object)
-    kept_columns["tissue_general"] = np.array([plan.tissue_general[str(t)][1] for t in tissue], dtype=object)
     for cat in spec.categories:
-        for c in (cat.label_column, cat.term_column):
-            if c and c not in kept_columns:
-                kept_columns[c] = src.column("obs", c)[keep]
-        terms = kept_columns[cat.term_column] if cat.term_column else np.full(plan.n_cells, "na", dtype=object)
-        labels = kept_columns[cat.label_column] if cat.label_column else np.full(plan.n_cells, "na", dtype=object)
-        total = Counter(zip(map(str, terms), map(str, labels), strict=True))
-        unique = Counter(zip(map(str, terms[primary]), map(str, labels[primary]), strict=True))
-        for (term, label), n in total.items():
-            plan.cell_counts[(cat.name, term, label)] = [n, unique.get((term, label), 0)]
+        if cat.name == "tissue_general":
+            continue  # a function of the tissue: tallied from the tissue's counts below
+        for c in (cat.term_column, cat.label_column):
+            if c not in columns:
+                columns[c] = kept(str(c))
+        tally = pair_counts(columns[cat.term_column], columns[cat.label_column], primary)
+        for (term, label), pair in tally.items():
+            plan.cell_counts[(cat.name, term, label)] = pair
+        if cat.name == "tissue":
+            for (term, label), (total, unique) in tally.items():
+                if term not in plan.tissue_general:
+                    general, general_label, known = mapper.lookup(term, label)
+                    plan.tissue_general[term] = (general, general_label)
+                    if not known:
+                        plan.warnings.append(f"tissue {term!r} is not in the shipped ontology; tissue_general is "
+                                             "itself")
+                acc = plan.cell_counts.setdefault(("tissue_general", *plan.tissue_general[term]), [0, 0])
+                acc[0] += total
+                acc[1] += unique
 
     kept_before = np.concatenate([[0], np.cumsum(keep, dtype=np.int64)])
-    for a, b in matrix.row_chunks(task.chunk_entries):
+    for a, b in matrix.row_chunks(task.chunk_entries, MAX_CHUNK_ROWS):
         n = int(kept_before[b] - kept_before[a])
         if n:
             plan.chunks.append((a, b, int(kept_before[a]), n))

@@ -102,9 +102,8 @@ class Finding:
         if self.column:
             where.append(f"column {self.column}")
         text = f"{', '.join(where)}: {self.message}" if where else self.message
-        if self.expected is not None or self.found is not None:
-            text += f" (expected {plain(self.expected)!r}, found {plain(self.found)!r})"
-        return text
+        values = [f"{k} {plain(v)!r}" for k, v in (("expected", self.expected), ("found", self.found)) if v is not None]
+        return f"{text} ({', '.join(values)})" if values else text
 
 
 @dataclass

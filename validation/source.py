@@ -15,6 +15,7 @@ from typing import Any
 import h5py
 import numpy as np
 import numpy.typing as npt
+import pandas as pd
 import scipy.sparse as sp
 
 CSC_SCAN = 4_000_000  # stored entries read at a time while scanning a CSC matrix
@@ -93,7 +94,12 @@ class SourceFile:
         return column in self._frame(key)
 
     def n_rows(self, key: str) -> int:
-        return int(self.index(key).shape[0])
+        g = self._frame(key)
+        name = _attr(g, "_index", "_index")
+        node = g.get(name)
+        if node is None:
+            raise SourceError(f"{key} has no index column {name!r}")
+        return int((node["codes"] if isinstance(node, h5py.Group) else node).shape[0])
 
     def index(self, key: str) -> npt.NDArray[np.object_]:
         g = self._frame(key)
@@ -143,6 +149,21 @@ class SourceFile:
             return _strings(values) if node.dtype.kind in "OSU" else np.asarray(values)
         raise SourceError(f"{key}/{column} has an unsupported encoding {enc!r}")
 
+    def codes(self, key: str, column: str, start: int | None = None, stop: int | None = None
+              ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.object_]]:
+        """A column as (codes, values as strings): ``values[codes]`` is the column; code -1 is missing (NA).
+
+        Categorical columns are not expanded (memory stays one small integer per row); others are factorized.
+        """
+        node = self._frame(key).get(column)
+        if node is not None and _attr(node, "encoding-type") == "categorical":
+            cats = node["categories"][...]
+            return (np.asarray(node["codes"][slice(start, stop)], dtype=np.int64),
+                    _strings(cats) if cats.dtype.kind in "OSU" else _strings(np.asarray(cats).astype(str)))
+        values = self.column(key, column, start, stop)
+        codes, uniques = pd.factorize(values, use_na_sentinel=True)
+        return np.asarray(codes, dtype=np.int64), _strings(np.asarray(uniques).astype(str))
+
     # -- counts ------------------------------------------------------------------------------------------
     def matrix(self, key: str) -> Matrix:
         return Matrix(self.f[key], key)
@@ -181,8 +202,8 @@ class Matrix:
             return self.shape[0] * self.shape[1]
         return int(self.node["data"].shape[0])
 
-    def row_chunks(self, target: int) -> list[tuple[int, int]]:
-        """Contiguous row ranges of about ``target`` stored entries each (each at least one row)."""
+    def row_chunks(self, target: int, max_rows: int) -> list[tuple[int, int]]:
+        """Contiguous row ranges of about ``target`` stored entries and at most ``max_rows`` rows each."""
         n_obs, n_var = self.shape
         if n_obs == 0:
             return []
@@ -192,12 +213,13 @@ class Matrix:
             while bounds[-1] < n_obs:
                 a = bounds[-1]
                 b = int(np.searchsorted(cum, cum[a] + target, side="right")) - 1
-                bounds.append(min(n_obs, max(b, a + 1)))
+                bounds.append(min(n_obs, a + max_rows, max(b, a + 1)))
             return list(itertools.pairwise(bounds))
         if self.format == "dense":
             rows = max(1, target // max(1, n_var))
         else:  # CSC: every row range costs a scan of the whole matrix, so use big ranges
             rows = max(1, int(n_obs * (4 * target) / max(1, self.stored)))
+        rows = min(rows, max_rows)
         return [(a, min(n_obs, a + rows)) for a in range(0, n_obs, rows)]
 
     def read_rows(self, start: int, stop: int) -> sp.coo_matrix:

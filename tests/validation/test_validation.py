@@ -1,0 +1,218 @@
+"""The validator on the example release: the untouched release passes; each single corruption is caught by the
+right check, with a finding that names what is wrong and where."""
+
+from __future__ import annotations
+
+import ast
+import json
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import BuiltRelease
+from tests.validation import corruptions as c
+from validation import CHECKS, ValidationReport, validate_release
+from validation.__main__ import main
+
+VALIDATION_DIR = Path(__file__).resolve().parents[2] / "validation"
+
+
+def _copy(release: BuiltRelease, tmp_path: Path) -> Path:
+    """A private copy of the release's DIR/VERSION; returns its soma/ directory."""
+    dest = tmp_path / "example"
+    shutil.copytree(release.paths.root, dest, ignore=shutil.ignore_patterns(".build"))
+    return dest / "soma"
+
+
+def _validate(soma: Path, release: BuiltRelease, client: Any, **kwargs: Any) -> ValidationReport:
+    return validate_release(str(soma), release.manifest, client=client, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def good_report(example_release: BuiltRelease, validation_client: Any,
+                tmp_path_factory: pytest.TempPathFactory) -> tuple[ValidationReport, Path]:
+    path = tmp_path_factory.mktemp("report") / "report.json"
+    report = validate_release(example_release.soma_uri, example_release.manifest, client=validation_client,
+                              report_path=path)
+    return report, path
+
+
+def test_untouched_release_passes(good_report: tuple[ValidationReport, Path]) -> None:
+    report, path = good_report
+    failed = {ch.name: [f.line() for f in ch.findings[:5]] for ch in report.checks if not ch.passed}
+    assert report.passed, failed
+    assert [ch.name for ch in report.checks] == list(CHECKS)
+    doc = json.loads(path.read_text(encoding="utf-8"))
+    assert doc["passed"] is True
+    assert set(doc) >= {"passed", "release", "manifest", "checks", "seconds"}
+    assert all({"name", "passed", "findings"} <= set(ch) and ch["passed"] and ch["findings"] == []
+               for ch in doc["checks"])
+    assert doc == report.to_json()
+
+
+def test_small_chunks_and_default_report_path(example_release: BuiltRelease, validation_client: Any,
+                                              tmp_path: Path) -> None:
+    """Chunks of ~2000 source entries split every dataset (CSR, CSC, dense, raw.X) into many row ranges."""
+    soma = _copy(example_release, tmp_path)
+    report = _validate(soma, example_release, validation_client, chunk_entries=2000)
+    assert report.passed, report.failed
+    doc = json.loads((soma.parent / "validation_report.json").read_text(encoding="utf-8"))
+    assert doc["passed"] is True and doc["release"] == str(soma)
+
+
+def _manifest(release: BuiltRelease, tmp_path: Path, text: str) -> Path:
+    """An edited manifest in tmp_path, its relative paths resolving to the corpus's files (symlinked)."""
+    for h5ad in release.corpus.glob("*.h5ad"):
+        (tmp_path / h5ad.name).symlink_to(h5ad)
+    manifest = tmp_path / "manifest.csv"
+    manifest.write_text(text + "\n", encoding="utf-8")
+    return manifest
+
+
+Corruption = Callable[[Path], c.Changed]
+
+
+def _finding_named(report: ValidationReport, check: str, **where: Any) -> dict[str, Any]:
+    """The first finding of ``check`` whose fields match ``where`` (fails listing the findings if none)."""
+    result = report.check(check)
+    assert not result.passed, f"{check} passed; failed: {report.failed}"
+    for f in result.findings:
+        doc = f.to_json()
+        if all(doc.get(k) == v for k, v in where.items() if v is not None):
+            return doc
+    raise AssertionError(f"no {check} finding with {where}: {[f.line() for f in result.findings]}")
+
+
+CASES: list[tuple[str, Corruption, str, Callable[[c.Changed], dict[str, Any]]]] = [
+    ("drop_cell", c.drop_cell, "obs_cells",
+     lambda ch: {"dataset_id": ch.dataset_id, "observation_joinid": ch.observation_joinid, "found": "absent"}),
+    ("add_cell", c.add_cell, "obs_cells",
+     lambda ch: {"dataset_id": ch.dataset_id, "observation_joinid": ch.observation_joinid,
+                 "soma_joinid": ch.soma_joinid}),
+    ("perturb_raw", c.perturb_raw, "x_raw",
+     lambda ch: {"dataset_id": ch.dataset_id, "observation_joinid": ch.observation_joinid,
+                 "feature_id": ch.feature_id, "expected": ch.expected, "found": ch.found}),
+    ("explicit_zero", c.explicit_zero, "x_raw_explicit_zeros",
+     lambda ch: {"dataset_id": ch.dataset_id, "observation_joinid": ch.observation_joinid,
+                 "feature_id": ch.feature_id, "found": 0.0}),
+    ("swap_var_genes", c.swap_var_genes, "var_features",
+     lambda ch: {"column": "feature_id", "expected": ch.expected, "found": ch.found}),
+    ("raw_as_float64", c.raw_as_float64, "encodings",
+     lambda ch: {"organism": "homo_sapiens", "expected": ch.expected, "found": ch.found}),
+    ("drop_summary_row", c.drop_summary_row, "census_info_summary",
+     lambda ch: {"column": "unique_cell_count", "found": "absent"}),
+    ("flip_presence_bit", c.flip_presence_bit, "presence_matrix",
+     lambda ch: {"dataset_id": ch.dataset_id, "feature_id": ch.feature_id, "expected": True, "found": False}),
+    ("normalized_off_by_one", c.normalized_off, "x_normalized",
+     lambda ch: {"dataset_id": ch.dataset_id, "observation_joinid": ch.observation_joinid,
+                 "feature_id": ch.feature_id}),
+    ("normalized_slightly_off", c.normalized_slightly_off, "x_normalized",
+     lambda ch: {"dataset_id": ch.dataset_id, "observation_joinid": ch.observation_joinid,
+                 "feature_id": ch.feature_id}),
+    ("mouse_raw", c.perturb_mouse_raw, "x_raw",
+     lambda ch: {"organism": "mus_musculus", "dataset_id": ch.dataset_id, "observation_joinid": ch.observation_joinid,
+                 "feature_id": ch.feature_id, "expected": ch.expected, "found": ch.found}),
+    ("mouse_cell_type", c.change_cell_type, "obs_metadata",
+     lambda ch: {"organism": "mus_musculus", "dataset_id": ch.dataset_id, "observation_joinid": ch.observation_joinid,
+                 "column": "cell_type", "expected": ch.expected, "found": ch.found}),
+    ("raw_sum", c.change_raw_sum, "obs_statistics",
+     lambda ch: {"dataset_id": ch.dataset_id, "observation_joinid": ch.observation_joinid, "column": "raw_sum"}),
+    ("summary_cell_count", c.change_cell_count, "census_info_summary_cell_counts",
+     lambda ch: {"column": "total_cell_count", "expected": ch.expected, "found": ch.found}),
+    ("h5ad_copy_missing", c.remove_h5ad_copy, "dataset_h5ad_paths",
+     lambda ch: {"dataset_id": ch.dataset_id, "found": ch.found}),
+]
+
+
+@pytest.mark.parametrize(("name", "corrupt", "check", "where"), CASES, ids=[x[0] for x in CASES])
+def test_corruption_is_caught(name: str, corrupt: Corruption, check: str, where: Callable[[c.Changed], dict[str, Any]],
+                              example_release: BuiltRelease, validation_client: Any, tmp_path: Path) -> None:
+    soma = _copy(example_release, tmp_path)
+    changed = corrupt(soma)
+    report = _validate(soma, example_release, validation_client)
+    assert not report.passed
+    finding = _finding_named(report, check, **where(changed))
+    assert finding["message"]
+    doc = json.loads((soma.parent / "validation_report.json").read_text(encoding="utf-8"))
+    assert doc["passed"] is False
+    assert any(ch["name"] == check and not ch["passed"] and ch["findings"] for ch in doc["checks"])
+
+
+def test_mouse_only_corruption_leaves_human_clean(example_release: BuiltRelease, validation_client: Any,
+                                                  tmp_path: Path) -> None:
+    soma = _copy(example_release, tmp_path)
+    c.perturb_mouse_raw(soma)
+    report = _validate(soma, example_release, validation_client)
+    assert report.failed == ["x_raw"]
+    assert report.check("x_raw").n_findings == 1
+    assert all(f.organism == "mus_musculus" for f in report.check("x_raw").findings)
+
+
+def test_release_from_another_manifest_fails(example_release: BuiltRelease, validation_client: Any,
+                                             tmp_path: Path) -> None:
+    """Validating against a manifest without one contributing dataset: its cells and row are unexpected."""
+    lines = example_release.manifest.read_text(encoding="utf-8").splitlines()
+    kept = "\n".join(ln for ln in lines if not ln.startswith("human-smartseq,"))
+    manifest = _manifest(example_release, tmp_path, kept)
+    report = validate_release(example_release.soma_uri, manifest, client=validation_client,
+                              report_path=tmp_path / "r.json")
+    assert not report.passed
+    _finding_named(report, "census_info_datasets", dataset_id="human-smartseq", found="present")
+    _finding_named(report, "shapes", organism="homo_sapiens")
+
+
+def test_missing_source_is_a_finding(example_release: BuiltRelease, validation_client: Any, tmp_path: Path) -> None:
+    text = example_release.manifest.read_text(encoding="utf-8")
+    moved = text.replace("mouse-brain-csc.h5ad", "nowhere/mouse-brain-csc.h5ad")
+    manifest = _manifest(example_release, tmp_path, moved)
+    report = validate_release(example_release.soma_uri, manifest, client=validation_client,
+                              report_path=tmp_path / "r.json")
+    finding = _finding_named(report, "sources", dataset_id="mouse-brain-csc")
+    assert "not found" in finding["message"]
+
+
+def test_cli_exit_codes_and_output(example_release: BuiltRelease, validation_client: Any, tmp_path: Path,
+                                   capsys: pytest.CaptureFixture[str]) -> None:
+    soma = _copy(example_release, tmp_path)
+    address = validation_client.scheduler.address
+    assert main([str(soma), "--manifest", str(example_release.manifest), "--scheduler", address]) == 0
+    out = capsys.readouterr().out
+    assert out.count("PASS ") == len(CHECKS) and "FAIL" not in out
+    changed = c.perturb_raw(soma)
+    report = tmp_path / "elsewhere.json"
+    assert main([str(soma), "--manifest", str(example_release.manifest), "--scheduler", address,
+                 "--report", str(report)]) == 1
+    out = capsys.readouterr().out
+    line = next(ln for ln in out.splitlines() if ln.startswith("FAIL x_raw"))
+    detail = out.splitlines()[out.splitlines().index(line) + 1]
+    assert str(changed.dataset_id) in detail and str(changed.observation_joinid) in detail
+    assert str(changed.feature_id) in detail and f"expected {changed.expected!r}, found {changed.found!r}" in detail
+    assert json.loads(report.read_text(encoding="utf-8"))["passed"] is False
+    assert main([str(soma), "--manifest", str(tmp_path / "absent.csv"), "--scheduler", address]) == 2
+
+
+def test_python_m_validation_with_workers(example_release: BuiltRelease, tmp_path: Path) -> None:
+    """The exact command form CI uses, in a fresh process with its own local cluster."""
+    soma = _copy(example_release, tmp_path)
+    proc = subprocess.run([sys.executable, "-m", "validation", str(soma), "--manifest", str(example_release.manifest),
+                           "--workers", "1"], capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "validation PASSED" in proc.stdout
+    assert json.loads((soma.parent / "validation_report.json").read_text(encoding="utf-8"))["passed"] is True
+
+
+def test_validation_imports_nothing_from_census_builder() -> None:
+    for path in VALIDATION_DIR.glob("*.py"):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            assert not any(n.split(".")[0] == "census_builder" for n in names), f"{path.name} imports {names}"
+    proc = subprocess.run([sys.executable, "-c", "import sys, validation.core; print('census_builder' in sys.modules)"],
+                          capture_output=True, text=True, check=True)
+    assert proc.stdout.strip() == "False"
