@@ -18,7 +18,6 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-import pyarrow as pa
 import scipy.sparse as sp
 
 from census_builder import soma_io
@@ -88,9 +87,9 @@ def process_chunk(task: ChunkTask) -> ChunkSummary:
     norm = normalize(m, stats.raw_sum, smart, axes["col_length"])
     coo_rows = np.repeat(np.arange(m.shape[0], dtype=np.int64), np.diff(m.indptr)) + task.obs_offset
     cols = m.indices.astype(np.int64)
-    if m.nnz:
-        soma_io.write_coo(task.raw_uri, soma_io.coo_table(coo_rows, cols, m.data.astype(np.float32), pa.float32()))
-        soma_io.write_coo(task.normalized_uri, soma_io.coo_table(coo_rows, cols, norm, pa.float32()))
+    if m.nnz:  # rows ascending, columns ascending within a row (canonical CSR): written in global order
+        soma_io.write_x(task.raw_uri, coo_rows, cols, m.data.astype(np.float32), task.n_var)
+        soma_io.write_x(task.normalized_uri, coo_rows, cols, norm, task.n_var)
     col_ids, col_counts = column_nnz(m)
     out = Path(task.result_path)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -126,3 +126,18 @@ def test_normalize_never_stores_zero() -> None:
     m = canonical(sp.csr_matrix(np.array([[1.0, 1e50]])))
     out = normalize(m, row_stats(m).raw_sum, np.array([False]), np.ones(2))
     assert out[0] == F32_TINY and out[1] == pytest.approx(1.0)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    cells=st.lists(st.tuples(st.integers(0, 9000), st.integers(0, 6000)), min_size=1, max_size=200, unique=True),
+    n_cols=st.integers(6001, 9000),
+)
+def test_global_order_is_tile_major_then_row_major(cells: list[tuple[int, int]], n_cols: int) -> None:
+    from census_builder.soma_io import X_TILE, global_order
+
+    rc = np.array(sorted(cells), dtype=np.int64)  # row-major sorted, as a canonical CSR chunk gives them
+    order = global_order(rc[:, 0], rc[:, 1], n_cols)
+    got = rc[order]
+    want = sorted(cells, key=lambda x: (x[0] // X_TILE, x[1] // X_TILE, x[0], x[1]))
+    assert [tuple(x) for x in got.tolist()] == want
