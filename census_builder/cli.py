@@ -1,4 +1,4 @@
-"""Command line: ``python -m census_builder {build,validate,example} ...``."""
+"""Command line: ``python -m census_builder {build,validate,example,publish,release,notes} ...``."""
 
 from __future__ import annotations
 
