@@ -33,11 +33,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if not args.verbose:
-        for name in ("distributed", "dask", "tornado", "asyncio"):
-            logging.getLogger(name).setLevel(logging.WARNING)
     from validation.core import default_report_path, validate_release  # heavy imports after parsing
     from validation.manifest import ManifestError
+
+    if not args.verbose:  # the local scheduler runs in this process: keep its INFO chatter out of the output
+        import distributed  # noqa: F401  (creates its loggers, with their own levels)
+
+        for name in list(logging.root.manager.loggerDict):
+            if name.split(".")[0] in ("distributed", "dask", "tornado"):
+                logging.getLogger(name).setLevel(logging.WARNING)
 
     client = None
     try:

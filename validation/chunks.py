@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -51,11 +51,24 @@ class ChunkTask:
     joinid_start: int  # obs soma_joinid of the chunk's first kept cell
     n_cells: int  # kept cells in the chunk
     n_var: int  # genes in the organism's expected var
+    uris: ReleaseUris
+    max_findings: int = 20
+    context: DatasetContext | None = None  # passed separately (scattered once per dataset), bound on the worker
+
+    @property
+    def ctx(self) -> DatasetContext:
+        if self.context is None:
+            raise RuntimeError("ChunkTask has no dataset context")
+        return self.context
+
+
+@dataclass(frozen=True)
+class DatasetContext:
+    """Per-dataset arrays every chunk task of the dataset needs (sent to the workers once, not per task)."""
+
     col_map: npt.NDArray[np.int64]  # source column -> expected var soma_joinid, -1 if not a Census gene
     col_length: npt.NDArray[np.float64]  # source column -> the Census var feature_length of that gene
     tissue_general: dict[str, tuple[str, str]]
-    uris: ReleaseUris
-    max_findings: int = 20
 
 
 @dataclass
@@ -114,8 +127,9 @@ def _read_x(uri: str, lo: int, hi: int) -> tuple[npt.NDArray[np.int64], npt.NDAr
     return rows[order], cols[order], vals[order]
 
 
-def check_chunk(task: ChunkTask) -> ChunkResult:
+def check_chunk(task: ChunkTask, context: DatasetContext) -> ChunkResult:
     """Compare one chunk; never raises for a broken release (problems become findings)."""
+    task = replace(task, context=context)
     res = ChunkResult(task.dataset_id, task.organism, max_findings=task.max_findings)
     spec = load_spec(task.schema_version)
     try:
@@ -188,7 +202,7 @@ def _source_chunk(
         block = src.matrix(task.matrix_key).read_rows(a, b)
     _check_source_values(task, res, block.data)
     rank = np.cumsum(keep) - 1
-    mapped = task.col_map[block.col]
+    mapped = task.ctx.col_map[block.col]
     sel = keep[block.row] & (mapped >= 0)
     counts = sp.csr_matrix(
         (np.asarray(block.data[sel], dtype=np.float64), (rank[block.row[sel]], mapped[sel])),
@@ -197,8 +211,8 @@ def _source_chunk(
     counts.sort_indices()
     obs["dataset_id"] = np.full(task.n_cells, task.dataset_id, dtype=object)
     tissue = obs["tissue_ontology_term_id"]
-    obs["tissue_general_ontology_term_id"] = np.array([task.tissue_general[t][0] for t in tissue], dtype=object)
-    obs["tissue_general"] = np.array([task.tissue_general[t][1] for t in tissue], dtype=object)
+    obs["tissue_general_ontology_term_id"] = np.array([task.ctx.tissue_general[t][0] for t in tissue], dtype=object)
+    obs["tissue_general"] = np.array([task.ctx.tissue_general[t][1] for t in tissue], dtype=object)
     smart = np.isin(obs["assay_ontology_term_id"].astype(str), sorted(spec.length_normalized_assays))
     return obs, counts, smart
 
@@ -358,7 +372,7 @@ def _normalized(task: ChunkTask, res: ChunkResult, counts: sp.csr_matrix, smart:
                 where: Where) -> npt.NDArray[np.float64]:
     """Expected normalized values for the stored entries of ``counts`` (same order as ``counts.tocoo()``)."""
     length = np.zeros(task.n_var, dtype=np.float64)
-    length[task.col_map[task.col_map >= 0]] = task.col_length[task.col_map >= 0]
+    length[task.ctx.col_map[task.ctx.col_map >= 0]] = task.ctx.col_length[task.ctx.col_map >= 0]
     row_of = np.repeat(np.arange(counts.shape[0]), np.diff(counts.indptr))
     by_length = smart[row_of]  # entries of Smart-seq cells: X[i, j] / feature_length[j]
     lengths = length[counts.indices]

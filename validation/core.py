@@ -19,13 +19,13 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from validation.cells import CellSetResult, CellSetTask, check_cell_set
-from validation.chunks import ChunkResult, ChunkTask, ReleaseUris, check_chunk
+from validation.chunks import ChunkResult, ChunkTask, DatasetContext, ReleaseUris, check_chunk
 from validation.expected import DatasetPlan, PlanTask, plan_dataset
 from validation.manifest import Manifest, fetch_sources, read_manifest
 from validation.model import Model, OrganismModel, build_model
@@ -47,8 +47,6 @@ logger = logging.getLogger(__name__)
 DEFAULT_CHUNK_ENTRIES = 2_000_000  # source entries per phase-2 task: bounds a worker's memory
 REPORT_NAME = "validation_report.json"
 
-T = TypeVar("T")
-R = TypeVar("R")
 
 
 def default_report_path(release_uri: str) -> Path:
@@ -112,30 +110,41 @@ def _dask(client: Any, workers: int | None) -> Iterator[Any]:
         yield c
 
 
-def run_tasks(client: Any, fn: Callable[[T], R], items: Sequence[T], what: str,
-              on_result: Callable[[T, R], None], on_error: Callable[[T, BaseException], None]) -> None:
-    """Run ``fn`` over ``items`` on the cluster; results are handled as they complete."""
+@dataclass(frozen=True)
+class Job:
+    """One task for the cluster and what to do with its outcome in the driver."""
+
+    fn: Callable[..., Any]
+    item: Any
+    on_result: Callable[[Any, Any], None]
+    on_error: Callable[[Any, BaseException], None]
+    priority: int = 0  # higher runs first: big pieces early, so no worker idles at the end
+    extra: tuple[Any, ...] = ()  # further arguments (e.g. a scattered per-dataset context)
+
+
+def run_jobs(client: Any, jobs: Sequence[Job], what: str) -> None:
+    """Run ``jobs`` on the cluster, handling each outcome as it completes (results stream, none pile up)."""
     from distributed import as_completed
 
-    if not items:
+    if not jobs:
         return
-    futures = [client.submit(fn, it, pure=False) for it in items]
+    futures = [client.submit(j.fn, j.item, *j.extra, pure=False, priority=j.priority) for j in jobs]
     index = {f.key: i for i, f in enumerate(futures)}
     t0, last = time.monotonic(), 0.0
     for done, fut in enumerate(as_completed(futures), start=1):  # type: ignore[no-untyped-call]
-        item = items[index[fut.key]]
+        job = jobs[index[fut.key]]
         try:
             res = fut.result()
         except Exception as e:
-            on_error(item, e)
+            job.on_error(job.item, e)
         else:
-            on_result(item, res)
+            job.on_result(job.item, res)
         fut.release()
         now = time.monotonic()
-        if now - last > 10 or done == len(items):
+        if now - last > 10 or done == len(jobs):
             last = now
             rate = done / max(now - t0, 1e-9)
-            logger.info("%s: %d/%d done, ETA %.0fs", what, done, len(items), (len(items) - done) / rate)
+            logger.info("%s: %d/%d tasks done, ETA %.0fs", what, done, len(jobs), (len(jobs) - done) / rate)
 
 
 @dataclass
@@ -191,7 +200,7 @@ class Run:
             plans[task.dataset_id] = DatasetPlan(task.dataset_id, task.path,
                                                  problems=[f"cannot be planned: {type(e).__name__}: {e}"])
 
-        run_tasks(self.client, plan_dataset, tasks, "plan_datasets", on_result, on_error)
+        run_jobs(self.client, [Job(plan_dataset, t, on_result, on_error) for t in tasks], "plan_datasets")
         ordered = [plans[s.dataset_id] for s in self.manifest.sources]
         for p in ordered:
             for problem in p.problems:
@@ -246,7 +255,7 @@ class Run:
         model, layout = self._model(), self.layout
         if layout is None or not layout.opened:
             return
-        chunk_tasks: list[ChunkTask] = []
+        chunk_tasks: list[tuple[ChunkTask, Any]] = []  # (task, future of its dataset's context)
         cell_tasks: list[CellSetTask] = []
         for name, org in model.organisms.items():
             exp = layout.experiments.get(name)
@@ -255,12 +264,13 @@ class Run:
             uris = ReleaseUris(exp.obs, exp.x.get("raw"), exp.x.get("normalized"))
             for p in org.datasets:
                 col_map, col_length = org.col_map(p)
+                [context] = self.client.scatter([DatasetContext(col_map, col_length, p.tissue_general)], hash=False)
                 for a, b, before, n in p.chunks:
-                    chunk_tasks.append(ChunkTask(
+                    chunk_tasks.append((ChunkTask(
                         dataset_id=p.dataset_id, organism=name, path=p.path, matrix_key=p.matrix_key,
                         schema_version=self.spec.version, organism_term=p.organism_term, row_start=a, row_stop=b,
-                        joinid_start=org.offsets[p.dataset_id] + before, n_cells=n, n_var=len(org.var),
-                        col_map=col_map, col_length=col_length, tissue_general=p.tissue_general, uris=uris))
+                        joinid_start=org.offsets[p.dataset_id] + before, n_cells=n, n_var=len(org.var), uris=uris),
+                        context))
                 if exp.obs:
                     cell_tasks.append(CellSetTask(p.dataset_id, name, p.organism_term, p.path, self.spec.version,
                                                   exp.obs))
@@ -296,8 +306,10 @@ class Run:
                                                    dataset_id=task.dataset_id, organism=task.organism))
 
         logger.info("checking %d row chunk(s) of %d dataset(s)", len(chunk_tasks), len(cell_tasks))
-        run_tasks(self.client, check_cell_set, cell_tasks, "check_contents:cells", cells_done, cells_failed)
-        run_tasks(self.client, check_chunk, chunk_tasks, "check_contents:chunks", chunk_done, chunk_failed)
+        jobs = [Job(check_chunk, t, chunk_done, chunk_failed, priority=t.n_cells, extra=(ctx,))
+                for t, ctx in chunk_tasks]
+        jobs += [Job(check_cell_set, t, cells_done, cells_failed) for t in cell_tasks]
+        run_jobs(self.client, jobs, "check_contents")
         for name, org in model.organisms.items():
             if name in layout.experiments:
                 self._n_measured_vars(org)
