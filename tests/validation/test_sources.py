@@ -4,6 +4,7 @@ layout, the statistics equal numpy's per-row answer for any chunking, and the fi
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import anndata as ad
 import numpy as np
@@ -25,7 +26,7 @@ LAYOUTS = [
 ]
 
 
-def _canonical(m: sp.spmatrix | np.ndarray) -> sp.csr_matrix:
+def _canonical(m: Any) -> sp.csr_matrix:
     if sp.issparse(m) and m.format in ("csr", "csc"):  # anndata: int32 indices, int64 indptr (scipy cannot mix)
         cls = sp.csr_matrix if m.format == "csr" else sp.csc_matrix
         m = cls((m.data, m.indices.astype(np.int64), m.indptr.astype(np.int64)), shape=m.shape)
