@@ -110,6 +110,13 @@ def _dask(client: Any, workers: int | None) -> Iterator[Any]:
         yield c
 
 
+# Checks that need the release open; each records "not checked" rather than passing when it is not.
+CONTENT_CHECKS = ("encodings", "shapes", "soma_joinids", "obs_cells", "obs_metadata", "obs_statistics", "var_features",
+                  "var_statistics", "x_raw", "x_raw_explicit_zeros", "x_normalized", "presence_matrix",
+                  "census_info_summary", "census_info_datasets", "census_info_summary_cell_counts",
+                  "dataset_h5ad_paths", "consistency")
+
+
 @dataclass(frozen=True)
 class Job:
     """One task for the cluster and what to do with its outcome in the driver."""
@@ -254,13 +261,19 @@ class Run:
     def check_contents(self) -> None:
         model, layout = self._model(), self.layout
         if layout is None or not layout.opened:
+            for check in CONTENT_CHECKS:
+                self.findings.add(check, Finding("not checked: the release root could not be opened"))
             return
         chunk_tasks: list[tuple[ChunkTask, Any]] = []  # (task, future of its dataset's context)
         cell_tasks: list[CellSetTask] = []
         for name, org in model.organisms.items():
             exp = layout.experiments.get(name)
             if exp is None:
-                continue  # a structure finding already says the experiment is missing
+                for p in org.datasets:
+                    self.findings.add("obs_cells", Finding(
+                        f"the dataset's {p.n_cells} cells are not in the release: its experiment is missing",
+                        dataset_id=p.dataset_id, organism=name, expected=p.n_cells, found=0))
+                continue
             uris = ReleaseUris(exp.obs, exp.x.get("raw"), exp.x.get("normalized"))
             for p in org.datasets:
                 col_map, col_length = org.col_map(p)

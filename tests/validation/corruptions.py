@@ -194,3 +194,9 @@ def remove_h5ad_copy(root: Path) -> Changed:
         row = df.read(coords=(slice(1, 1),)).concat().to_pylist()[0]
     (root.parent / row["dataset_h5ad_path"]).unlink()
     return Changed(row["dataset_id"], found=row["dataset_h5ad_path"])
+
+
+def drop_mouse_experiment(root: Path) -> Changed:
+    with soma.Collection.open(str(root / "census_data"), "w") as data:
+        del data["mus_musculus"]
+    return Changed(expected="SOMAExperiment", found="absent")

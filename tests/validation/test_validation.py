@@ -126,6 +126,8 @@ CASES: list[tuple[str, Corruption, str, Callable[[c.Changed], dict[str, Any]]]] 
      lambda ch: {"column": "total_cell_count", "expected": ch.expected, "found": ch.found}),
     ("h5ad_copy_missing", c.remove_h5ad_copy, "dataset_h5ad_paths",
      lambda ch: {"dataset_id": ch.dataset_id, "found": ch.found}),
+    ("mouse_experiment_missing", c.drop_mouse_experiment, "structure",
+     lambda ch: {"organism": "mus_musculus", "expected": ch.expected, "found": ch.found}),
 ]
 
 
