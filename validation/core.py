@@ -48,7 +48,6 @@ DEFAULT_CHUNK_ENTRIES = 2_000_000  # source entries per phase-2 task: bounds a w
 REPORT_NAME = "validation_report.json"
 
 
-
 def default_report_path(release_uri: str) -> Path:
     """``DIR/VERSION/validation_report.json`` for a release at ``DIR/VERSION/soma``."""
     return Path(release_uri.removeprefix("file://")).resolve().parent / REPORT_NAME
@@ -71,6 +70,8 @@ def validate_release(
     returns it. Raises ManifestError only if the manifest itself cannot be read.
     """
     t0 = time.perf_counter()
+    path = report_path or default_report_path(release_uri)
+    path.unlink(missing_ok=True)  # a crashed run must not leave an earlier verdict behind
     spec = load_spec(schema_version) if schema_version else load_spec()
     manifest = read_manifest(manifest_path)
     findings = Findings()
@@ -86,7 +87,6 @@ def validate_release(
             logger.info("[%s] done in %.1fs", step.__name__, time.perf_counter() - t)
     report = ValidationReport(release_uri, str(manifest.path), list(findings.checks.values()),
                               time.perf_counter() - t0)
-    path = report_path or default_report_path(release_uri)
     report.write(path)
     logger.info("validation %s; report: %s", "passed" if report.passed else "FAILED", path)
     return report
