@@ -111,7 +111,7 @@ class CheckResult:
     name: str
     description: str
     findings: list[Finding] = field(default_factory=list)  # the first FINDINGS_KEPT
-    n_findings: int = 0
+    n_findings: int = 0  # offending rows, including those not kept (a finding may stand for many cells)
 
     @property
     def passed(self) -> bool:
@@ -131,10 +131,11 @@ class CheckResult:
             yield f"PASS {self.name}: {self.description}"
             return
         yield f"FAIL {self.name}: {self.n_findings} finding(s): {self.description}"
-        for f in self.findings[:shown]:
+        listed = self.findings[:shown]
+        for f in listed:
             yield f"    - {f.line()}"
-        if self.n_findings > shown:
-            yield f"    ... and {self.n_findings - shown} more (see the JSON report)"
+        if self.n_findings > len(listed):
+            yield f"    ... and {self.n_findings - len(listed)} more (see the JSON report)"
 
 
 class Findings:
