@@ -41,10 +41,13 @@ class TissueMapper:
         return list(get_curated_ontology_term_list(CuratedOntologyTermList.TISSUE_GENERAL))
 
     def map(self, term_id: str, source_label: str) -> TissueGeneral:
+        if term_id in self.unknown:  # maps to itself, labelled as this dataset labels it: never cached
+            return TissueGeneral(term_id, source_label, known=False)
         hit = self._cache.get(term_id)
         if hit is None:
             hit = self._lookup(term_id, source_label)
-            self._cache[term_id] = hit
+            if hit.known:
+                self._cache[term_id] = hit
         return hit
 
     def _lookup(self, term_id: str, source_label: str) -> TissueGeneral:
