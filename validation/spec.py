@@ -6,6 +6,7 @@ file with its own code, so a loader bug cannot hide itself in both places.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -79,6 +80,7 @@ def _columns(items: list[dict[str, Any]], where: str) -> tuple[Column, ...]:
                  for c in items)
 
 
+@functools.cache
 def load_spec(version: str = census_schema.DEFAULT_VERSION) -> Spec:
     """Read the schema data file for ``version``."""
     doc = census_schema.load_document(version)
