@@ -146,9 +146,9 @@ def test_publish_to_a_local_directory(example_release: BuiltRelease, workdir: Pa
             "relative_uri": "2026-11-22/soma/",
             "s3_region": None,
         },
-        "h5ads": {
-            "uri": dest.resolve().as_uri() + "/2026-11-22/h5ads/",
-            "relative_uri": "2026-11-22/h5ads/",
+        "h5ads": {  # the version directory: the client joins it with dataset_h5ad_path "h5ads/<id>.h5ad"
+            "uri": dest.resolve().as_uri() + "/2026-11-22/",
+            "relative_uri": "2026-11-22/",
             "s3_region": None,
         },
         "flags": {"lts": True, "retracted": False},
