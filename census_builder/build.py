@@ -240,7 +240,15 @@ def stage_and_inspect(run: BuildRun) -> dict[str, Any]:
     for plan in plans:
         if plan.organism is None:
             logger.info("dataset %s contributes no cells: %s", plan.dataset_id, plan.excluded_reason)
-    return {"datasets": [p.dataset_id for p in plans], "invalid": [p.to_json() for p in problems]}
+        for warning in plan.warnings:
+            logger.warning("dataset %s: %s", plan.dataset_id, warning)
+    inputs = {
+        "invalid": [p.to_json() for p in problems],
+        "no_cells": [{"dataset_id": p.dataset_id, "reason": p.excluded_reason} for p in plans if p.organism is None],
+        "warnings": {p.dataset_id: list(p.warnings) for p in plans if p.warnings},
+    }
+    run.report("running", inputs=inputs)  # kept in build_report.json; release notes list them
+    return {"datasets": [p.dataset_id for p in plans], "invalid": inputs["invalid"]}
 
 
 # -- step 2 ------------------------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ obs, one batch at a time. Figures are drawn with matplotlib's Agg canvas (no dis
 
 from __future__ import annotations
 
+import json
 import logging
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -340,7 +341,13 @@ def _signed(n: int) -> str:
 
 
 def write_markdown(
-    cur: ReleaseFacts, prev: ReleaseFacts | None, diff: ReleaseDiff | None, figures: Mapping[str, Path], path: Path
+    cur: ReleaseFacts,
+    prev: ReleaseFacts | None,
+    diff: ReleaseDiff | None,
+    figures: Mapping[str, Path],
+    path: Path,
+    *,
+    inputs: Mapping[str, Any] | None = None,
 ) -> None:
     md: list[str] = [f"# CELLxGENE Census release {cur.version}", ""]
     build_date = cur.metadata.get("census_build_date") or cur.summary.get("census_build_date", "")
@@ -422,6 +429,7 @@ def write_markdown(
         ]
         md += [f"![Dataset changes]({figures['datasets'].name})", ""]
 
+    md += _left_out(inputs or {})
     md += ["## Schema and software versions", ""]
     vrows = [
         [
@@ -434,6 +442,23 @@ def write_markdown(
     md += [*_table(["", cur.version, *([prev.version] if prev else [])], vrows), ""]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(md), encoding="utf-8")
+
+
+def _left_out(inputs: Mapping[str, Any]) -> list[str]:
+    """Manifest datasets that are not in the release (invalid ones excluded with --exclude-invalid, and those
+    the Census filters leave without cells), and preflight warnings, from the build report."""
+    rows = [
+        [d["dataset_id"], "invalid input", f"{d.get('field', '')}: {d['reason']}".lstrip(": ")]
+        for d in inputs.get("invalid", [])
+    ]
+    rows += [[d["dataset_id"], "no cells pass the Census filters", d["reason"]] for d in inputs.get("no_cells", [])]
+    md: list[str] = []
+    if rows:
+        md += ["## Datasets left out", "", *_table(["Dataset", "Why", "Details"], rows), ""]
+    warnings = inputs.get("warnings", {})
+    if warnings:
+        md += ["## Build warnings", "", *[f"- {ds}: {w}" for ds, ws in warnings.items() for w in ws], ""]
+    return md
 
 
 # -- the command -------------------------------------------------------------------------------------------
@@ -472,7 +497,8 @@ def make_notes(
     out = Path(out_dir)
     figures = draw_figures(cur, prev, diff, out)
     md = out / f"{version}.md"
-    write_markdown(cur, prev, diff, figures, md)
+    report = json.loads(paths.report.read_text(encoding="utf-8")) if paths.report.is_file() else {}
+    write_markdown(cur, prev, diff, figures, md, inputs=report.get("inputs"))
     logger.info(
         "release notes written: %s (%d figures)%s",
         md,

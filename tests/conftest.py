@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,3 +40,16 @@ def example_release(tmp_path_factory: pytest.TempPathFactory, example_corpus: Pa
         BuildConfig(version="example", manifest=example_corpus, workdir=workdir, workers=2, build_date="2026-11-22")
     )
     yield BuiltRelease(paths=paths, manifest=example_corpus, corpus=example_corpus.parent)
+
+
+@pytest.fixture
+def restore_logging() -> Iterator[None]:
+    """cli.main configures the root logger; put it back for the other tests."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    ours = logging.getLogger("census_builder")
+    ours_level = ours.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+    ours.setLevel(ours_level)

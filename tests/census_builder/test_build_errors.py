@@ -22,7 +22,11 @@ def _corpus(tmp_path: Path) -> Path:
             DatasetSpec("good", n_cells=30),
             DatasetSpec("bad", n_cells=10),
             DatasetSpec(
-                "good-mouse", n_cells=20, cell_organisms=("NCBITaxon:10090",), gene_organisms=("NCBITaxon:10090",)
+                "good-mouse",
+                n_cells=20,
+                cell_organisms=("NCBITaxon:10090",),
+                gene_organisms=("NCBITaxon:10090",),
+                tissues=(("UBERON:9999999", "new tissue"),),  # unknown to the shipped ontology: a warning
             ),
         ],
     )
@@ -52,9 +56,18 @@ def test_exclude_invalid_builds_without_bad_datasets(tmp_path: Path) -> None:
     assert paths.is_complete()
     report = json.loads(paths.report.read_text())
     assert report["status"] == "complete"
-    invalid = json.loads((paths.stages / "stage_and_inspect.json").read_text())["outputs"]["invalid"]
-    assert [p["dataset_id"] for p in invalid] == ["bad", "gone"]
+    assert [p["dataset_id"] for p in report["inputs"]["invalid"]] == ["bad", "gone"]
+    assert "not a readable HDF5" in report["inputs"]["invalid"][0]["reason"]
+    assert report["inputs"]["warnings"] == {
+        "good-mouse": ["tissue 'UBERON:9999999' is not in the shipped UBERON; tissue_general maps it to itself"]
+    }
     assert sorted(p.name for p in paths.h5ads.iterdir()) == ["good-mouse.h5ad", "good.h5ad"]
+
+    from census_builder.notes import make_notes
+
+    notes = make_notes(tmp_path / "w", "v", out_dir=tmp_path / "notes").read_text()
+    assert "## Datasets left out" in notes and "| bad | invalid input |" in notes and "| gone |" in notes
+    assert "UBERON:9999999" in notes
 
 
 def test_live_lock_refuses_and_stale_lock_is_taken_over(tmp_path: Path) -> None:

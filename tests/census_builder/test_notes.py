@@ -3,9 +3,7 @@ independently), the tables agree with obs, and the figures are readable PNGs."""
 
 from __future__ import annotations
 
-import logging
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -129,18 +127,6 @@ def test_first_release_has_no_diff(two_releases: Path, tmp_path: Path) -> None:
     assert "| human-lung-10x | Synthetic dataset human-lung-10x | 450 |" in md
     assert not (tmp_path / f"{V1}-datasets.png").exists()
     assert (tmp_path / f"{V1}-totals.png").stat().st_size > 0
-
-
-@pytest.fixture
-def restore_logging() -> Iterator[None]:
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    ours = logging.getLogger("census_builder")
-    ours_level = ours.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
-    ours.setLevel(ours_level)
 
 
 def test_notes_command(two_releases: Path, tmp_path: Path, restore_logging: None) -> None:

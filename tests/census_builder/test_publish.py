@@ -10,7 +10,6 @@ from __future__ import annotations
 import functools
 import http.server
 import json
-import logging
 import os
 import shutil
 import subprocess
@@ -77,19 +76,6 @@ class _StopAfter:
 @pytest.fixture
 def workdir(tmp_path: Path) -> Path:
     return tmp_path / "work"
-
-
-@pytest.fixture
-def restore_logging() -> Iterator[None]:
-    """cli.main configures the root logger; put it back for the other tests."""
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    ours = logging.getLogger("census_builder")
-    ours_level = ours.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
-    ours.setLevel(ours_level)
 
 
 # -- refusal -----------------------------------------------------------------------------------------------
