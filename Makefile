@@ -3,7 +3,7 @@ PYTHON ?= python
 EXAMPLE_DIR ?= example
 VERSION ?= example-$(shell date -u +%Y%m%d-%H%M%S)
 
-.PHONY: install example test test-slow lint
+.PHONY: install example test lint
 
 install:
 	$(PYTHON) -m pip install --quiet --disable-pip-version-check -e ".[dev]"
@@ -14,11 +14,10 @@ example: install
 	$(PYTHON) -m census_builder build --version $(VERSION) --manifest $(EXAMPLE_DIR)/corpus/manifest.csv \
 		--workdir $(EXAMPLE_DIR)/releases
 
-# The default test suite (what CI runs). pytest exits 5 when it collects no test: that fails too.
+# The test suite (what CI runs): the default suite, then the slow kill-and-resume matrix (-m slow).
+# pytest exits 5 when it collects no test: that fails too.
 test: install
 	$(PYTHON) -m pytest -q
-
-test-slow: install
 	$(PYTHON) -m pytest -q -m slow
 
 lint: install

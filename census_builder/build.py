@@ -66,6 +66,7 @@ class BuildConfig:
     schema_version: str = "1.3.0"
     build_date: str | None = None  # ISO date; default: today (UTC) when the build first started
     memory_limit: str | None = None  # per local dask worker
+    force_rebuild: bool = False  # build a complete version again, into a new DIR/VERSION.rebuild-<UTC time>
 
 
 @dataclass
@@ -108,10 +109,14 @@ def build(config: BuildConfig) -> BuildPaths:
     manifest = load_manifest(config.manifest)
     paths = BuildPaths.for_version(config.workdir, config.version)
     if paths.is_complete():
-        raise ReleaseExistsError(
-            f"release {config.version} at {paths.root} is complete and immutable; build another version "
-            "(or use --force-rebuild with a new --workdir)"
-        )
+        if not config.force_rebuild:
+            raise ReleaseExistsError(
+                f"release {config.version} at {paths.root} is complete and immutable; build another version, "
+                "or pass --force-rebuild to build it again into a new directory beside it"
+            )
+        stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+        paths = BuildPaths(paths.root.with_name(f"{config.version}.rebuild-{stamp}"))
+        logger.warning("%s is complete and stays untouched; rebuilding into %s", config.version, paths.root)
     paths.root.mkdir(parents=True, exist_ok=True)
     with build_lock(paths):
         run = BuildRun(config, schema, manifest, paths, StageRecord(paths))

@@ -40,6 +40,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     b.add_argument("--build-date", default=None, help="ISO date recorded as census_build_date (default: today, UTC)")
     b.add_argument("--no-validate", action="store_true", help="skip validating the release against its sources")
+    b.add_argument(
+        "--force-rebuild",
+        action="store_true",
+        help="if VERSION is complete, build it again into a new directory DIR/VERSION.rebuild-<time> "
+        "(the complete release is never touched)",
+    )
 
     v = sub.add_parser("validate", help="validate a built release (DIR/VERSION/soma) against its sources")
     v.add_argument("--version", required=True)
@@ -118,6 +124,7 @@ def _build(args: argparse.Namespace) -> int:
         scheduler=args.scheduler,
         chunk_nnz=args.chunk_nnz,
         exclude_invalid=args.exclude_invalid,
+        force_rebuild=args.force_rebuild,
         build_date=args.build_date,
         memory_limit=args.memory_limit,
     )

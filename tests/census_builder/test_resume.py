@@ -90,3 +90,16 @@ def test_cli_build_validates_by_default(tmp_path: Path, example_release: BuiltRe
     assert "PASS x_raw:" in out.stdout and "validation PASSED" in out.stdout
     report = json.loads((tmp_path / "example" / "validation_report.json").read_text())
     assert report["passed"] is True
+
+
+def test_force_rebuild_builds_into_a_new_directory(tmp_path: Path, example_release: BuiltRelease) -> None:
+    import shutil
+
+    shutil.copytree(example_release.paths.root, tmp_path / "example")
+    finished = (tmp_path / "example" / ".build" / "stages" / "finalize_release.json").read_bytes()
+    out = _cli(*_build_args(example_release.manifest, tmp_path), "--force-rebuild")
+    assert out.returncode == 0, out.stderr[-3000:]
+    rebuilt = [p for p in tmp_path.iterdir() if p.name.startswith("example.rebuild-")]
+    assert len(rebuilt) == 1 and (rebuilt[0] / "soma").is_dir()
+    assert (tmp_path / "example" / ".build" / "stages" / "finalize_release.json").read_bytes() == finished
+    assert_same_content(str(rebuilt[0] / "soma"), str(tmp_path / "example" / "soma"))
