@@ -79,6 +79,7 @@ class BuildRun:
     paths: BuildPaths
     stages: StageRecord
     client: Any = None
+    run_id: str = ""  # this run's build-lock token; tasks of a dead run refuse to write
     build_date: str = ""  # fixed when the build first starts; a resumed build keeps it
     timings: dict[str, float] = field(default_factory=dict)
 
@@ -118,8 +119,8 @@ def build(config: BuildConfig) -> BuildPaths:
         paths = BuildPaths(paths.root.with_name(f"{config.version}.rebuild-{stamp}"))
         logger.warning("%s is complete and stays untouched; rebuilding into %s", config.version, paths.root)
     paths.root.mkdir(parents=True, exist_ok=True)
-    with build_lock(paths):
-        run = BuildRun(config, schema, manifest, paths, StageRecord(paths))
+    with build_lock(paths) as lock:
+        run = BuildRun(config, schema, manifest, paths, StageRecord(paths), run_id=lock.run_id)
         _check_same_inputs(run)
         run.report("running")
         try:
@@ -127,6 +128,8 @@ def build(config: BuildConfig) -> BuildPaths:
                 workers=config.workers, scheduler=config.scheduler, memory_limit=config.memory_limit
             ) as client:
                 run.client = client
+                if not config.scheduler:  # local workers outlive a killed driver: let a successor kill them
+                    lock.record_workers(list(client.run(os.getpid).values()))
                 for name, step in STEPS:
                     if run.stages.done(name):
                         logger.info("[%s] already done; skipping", name)
@@ -376,6 +379,8 @@ def chunk_tasks(run: BuildRun) -> list[ChunkTask]:
                     raw_uri=str(x / "raw"),
                     normalized_uri=str(x / "normalized"),
                     result_path=str(run.paths.chunks / p.dataset_id / f"{i:06d}.npz"),
+                    lock_path=str(run.paths.lock),
+                    run_id=run.run_id,
                 )
             )
             offset += n
@@ -430,6 +435,8 @@ def write_tables(run: BuildRun) -> dict[str, Any]:
             result_paths=tuple(t.result_path for t in tasks_by_ds.get(d["dataset_id"], [])),
             n_measured_vars=reducers[d["organism"]].n_measured_vars(d["dataset_id"]),
             marker_path=str(run.paths.state / "obs" / f"{d['dataset_id']}.done"),
+            lock_path=str(run.paths.lock),
+            run_id=run.run_id,
             schema_version=run.schema.version,
         )
         for d in axes["datasets"]

@@ -22,6 +22,7 @@ import scipy.sparse as sp
 
 from census_builder import soma_io
 from census_builder.h5ad import H5AD, check_counts
+from census_builder.state import check_owner
 from census_builder.stats import canonical, column_nnz, normalize, row_stats
 
 logger = logging.getLogger(__name__)
@@ -42,6 +43,8 @@ class ChunkTask:
     raw_uri: str
     normalized_uri: str
     result_path: str
+    lock_path: str  # the build lock, and the run that must still hold it for this task to write
+    run_id: str
 
     @property
     def key(self) -> str:
@@ -87,6 +90,7 @@ def process_chunk(task: ChunkTask) -> ChunkSummary:
     norm = normalize(m, stats.raw_sum, smart, axes["col_length"])
     coo_rows = np.repeat(np.arange(m.shape[0], dtype=np.int64), np.diff(m.indptr)) + task.obs_offset
     cols = m.indices.astype(np.int64)
+    check_owner(task.lock_path, task.run_id)
     if m.nnz:  # rows ascending, columns ascending within a row (canonical CSR): written in global order
         soma_io.write_x(task.raw_uri, coo_rows, cols, m.data.astype(np.float32), task.n_var)
         soma_io.write_x(task.normalized_uri, coo_rows, cols, norm, task.n_var)
@@ -103,6 +107,7 @@ def process_chunk(task: ChunkTask) -> ChunkSummary:
         col_ids=col_ids,
         col_nnz=col_counts,
     )
+    check_owner(task.lock_path, task.run_id)
     os.replace(tmp, out)
     return ChunkSummary(task.key, int(m.shape[0]), int(m.nnz), time.perf_counter() - t0)
 

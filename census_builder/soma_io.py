@@ -164,13 +164,15 @@ def consolidate_and_vacuum(uri: str) -> None:
     """Merge an array's fragments (and their metadata) into few, then drop the superseded files."""
     import tiledb
 
-    cfg = tiledb.Config({
-        "sm.consolidation.step_min_frags": "2",
-        "sm.consolidation.step_max_frags": "10000",
-        # TileDB's default budget (10 GiB) lets one consolidation take ~6 GiB; 1 GiB holds it under 1 GiB of RSS
-        # and is no slower (measured on a 110 M-value X array: 14.8 s / 5.8 GiB -> 11.5 s / 0.7 GiB).
-        "sm.mem.total_budget": str(CONSOLIDATION_MEMORY),
-    })
+    cfg = tiledb.Config(
+        {
+            "sm.consolidation.step_min_frags": "2",
+            "sm.consolidation.step_max_frags": "10000",
+            # TileDB's default budget (10 GiB) lets one consolidation take ~6 GiB; 1 GiB holds it under 1 GiB of RSS
+            # and is no slower (measured on a 110 M-value X array: 14.8 s / 5.8 GiB -> 11.5 s / 0.7 GiB).
+            "sm.mem.total_budget": str(CONSOLIDATION_MEMORY),
+        }
+    )
     ctx = tiledb.Ctx(cfg)
     for mode in ("fragments", "fragment_meta", "commits", "array_meta"):
         cfg["sm.consolidation.mode"] = mode

@@ -17,8 +17,10 @@ import contextlib
 import json
 import logging
 import os
+import signal
 import socket
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -142,10 +144,19 @@ def _pid_alive(pid: int) -> bool:
 
 
 @contextlib.contextmanager
-def build_lock(paths: BuildPaths) -> Iterator[None]:
-    """Hold the version's build lock; refuse if a live build holds it, take over a dead one's."""
+def build_lock(paths: BuildPaths) -> Iterator[BuildLock]:
+    """Hold the version's build lock; refuse if a live build holds it, take over a dead one's.
+
+    Taking over a dead build's lock also kills the local dask worker processes it recorded: a worker
+    outlives a SIGKILLed driver and would otherwise go on writing chunks into the release.
+    """
     paths.state.mkdir(parents=True, exist_ok=True)
-    me = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.time()}
+    me: dict[str, Any] = {
+        "pid": os.getpid(),
+        "host": socket.gethostname(),
+        "started": time.time(),
+        "run_id": uuid.uuid4().hex,
+    }
     for _ in range(3):
         try:
             fd = os.open(paths.lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
@@ -160,6 +171,7 @@ def build_lock(paths: BuildPaths) -> Iterator[None]:
                 and not _pid_alive(holder["pid"])
             ):
                 logger.warning("taking over stale build lock of dead process %s", holder["pid"])
+                _kill_orphans(holder.get("workers", []))
                 with contextlib.suppress(FileNotFoundError):
                     paths.lock.unlink()
                 continue
@@ -177,7 +189,43 @@ def build_lock(paths: BuildPaths) -> Iterator[None]:
     else:
         raise BuildLockedError(f"could not take the build lock {paths.lock}")
     try:
-        yield
+        yield BuildLock(paths.lock, me)
     finally:
         with contextlib.suppress(FileNotFoundError):
             paths.lock.unlink()
+
+
+@dataclass
+class BuildLock:
+    path: Path
+    content: dict[str, Any]
+
+    @property
+    def run_id(self) -> str:
+        return str(self.content["run_id"])
+
+    def record_workers(self, pids: list[int]) -> None:
+        """Remember this run's local worker processes, for whoever takes over if this driver dies."""
+        self.content["workers"] = sorted(pids)
+        write_json_atomic(self.path, self.content)
+
+
+def _kill_orphans(pids: list[int]) -> None:
+    for pid in pids:
+        if isinstance(pid, int) and _pid_alive(pid):
+            logger.warning("killing dask worker %d left behind by the dead build", pid)
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while any(isinstance(p, int) and _pid_alive(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+def check_owner(lock_path: str, run_id: str) -> None:
+    """Raise unless the build lock still belongs to run ``run_id`` (a worker of a superseded run must not write)."""
+    try:
+        owner = read_json(Path(lock_path)).get("run_id")
+    except (OSError, ValueError):
+        owner = None
+    if owner != run_id:
+        raise BuildLockedError(f"build run {run_id} no longer holds {lock_path}; this task belongs to a dead run")

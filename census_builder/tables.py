@@ -21,6 +21,7 @@ import pyarrow as pa
 from census_builder import soma_io
 from census_builder.matrix import load_result
 from census_builder.schema import CensusSchema, Column
+from census_builder.state import check_owner
 
 logger = logging.getLogger(__name__)
 
@@ -35,6 +36,8 @@ class ObsTask:
     result_paths: tuple[str, ...]  # chunk results, in chunk (= row) order
     n_measured_vars: int
     marker_path: str
+    lock_path: str  # the build lock, and the run that must still hold it for this task to write
+    run_id: str
     schema_version: str
 
 
@@ -52,6 +55,7 @@ def write_obs(task: ObsTask) -> int:
     rows = _row_stream(meta)
     offset = task.obs_offset
     for path in task.result_paths:
+        check_owner(task.lock_path, task.run_id)
         stats = load_result(path)
         n = int(stats["nnz"].size)
         block = rows.take(n)
