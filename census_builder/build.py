@@ -324,7 +324,11 @@ def plan_axes(run: BuildRun) -> dict[str, Any]:
         shutil.rmtree(run.paths.partial)  # a structure half-created by an interrupted run
     shapes = {k: soma_io.ExperimentShape(v["n_obs"], v["n_var"]) for k, v in organisms.items()}
     soma_io.create_release(str(run.paths.partial), run.schema, shapes, n_datasets=len(contributing))
+    time.sleep(0.002)
     return {
+        # Resumable writes carry timestamps (ms) from here on: X chunk k at base + 1 + k, its obs rows at
+        # base + 1 + n_chunks + k. All are in the past by the time anything reads the release.
+        "timestamp_base": int(time.time() * 1000),
         "datasets": datasets,
         "organisms": organisms,
         "excluded": [{"dataset_id": p.dataset_id, "reason": p.excluded_reason} for p in plans if p.organism is None],
@@ -358,6 +362,7 @@ def chunk_tasks(run: BuildRun) -> list[ChunkTask]:
     plans = {p.dataset_id: p for p in _plans(run)}
     part = run.paths.partial
     tasks: list[ChunkTask] = []
+    base = int(axes["timestamp_base"])
     for d in axes["datasets"]:
         p = plans[d["dataset_id"]]
         org = d["organism"]
@@ -381,6 +386,7 @@ def chunk_tasks(run: BuildRun) -> list[ChunkTask]:
                     result_path=str(run.paths.chunks / p.dataset_id / f"{i:06d}.npz"),
                     lock_path=str(run.paths.lock),
                     run_id=run.run_id,
+                    timestamp=base + 1 + len(tasks),
                 )
             )
             offset += n
@@ -395,6 +401,12 @@ def _process_chunk_with_faults(task: ChunkTask) -> ChunkSummary:
 def write_matrices(run: BuildRun) -> dict[str, Any]:
     tasks = chunk_tasks(run)
     todo = [t for t in tasks if not result_exists(t)]
+    # A rerun first drops whatever an interrupted run wrote for chunks that never recorded a result.
+    stale = {t.timestamp for t in todo}
+    for uri in sorted({u for t in todo for u in (t.raw_uri, t.normalized_uri)}):
+        n = soma_io.delete_fragments_at(uri, stale)
+        if n:
+            logger.info("[write_matrices] deleted %d fragment(s) of unfinished chunks in %s", n, uri)
     total_cells = sum(t.n_cells for t in todo)
     logger.info("[write_matrices] %d chunk task(s), %d already done", len(tasks), len(tasks) - len(todo))
     progress = Progress("write_matrices", len(todo), "chunks", total_cells=total_cells)
@@ -417,8 +429,10 @@ def write_tables(run: BuildRun) -> dict[str, Any]:
     axes = _axes(run)
     plans = {p.dataset_id: p for p in _plans(run)}
     tasks_by_ds: dict[str, list[ChunkTask]] = {}
-    for t in chunk_tasks(run):
+    all_chunks = chunk_tasks(run)
+    for t in all_chunks:
         tasks_by_ds.setdefault(t.dataset_id, []).append(t)
+    obs_ts_offset = len(all_chunks)  # obs rows of chunk k are written at X chunk k's timestamp + n_chunks
     part = str(run.paths.partial)
     reducers = {org: PresenceReducer(v["n_var"]) for org, v in axes["organisms"].items()}
     for d in axes["datasets"]:
@@ -438,10 +452,13 @@ def write_tables(run: BuildRun) -> dict[str, Any]:
             lock_path=str(run.paths.lock),
             run_id=run.run_id,
             schema_version=run.schema.version,
+            timestamps=tuple(t.timestamp + obs_ts_offset for t in tasks_by_ds.get(d["dataset_id"], [])),
         )
         for d in axes["datasets"]
     ]
     todo = [t for t in obs_tasks if not Path(t.marker_path).is_file()]
+    for uri in sorted({t.obs_uri for t in todo}):  # likewise obs rows of datasets without a marker
+        soma_io.delete_fragments_at(uri, {ts for t in todo if t.obs_uri == uri for ts in t.timestamps})
     progress = Progress("write_tables:obs", len(todo), "datasets", total_cells=sum(t.n_cells for t in todo))
     run_tasks(run.client, write_obs, todo, on_result=lambda t, n: progress.update(1, n))
 

@@ -45,6 +45,7 @@ class ChunkTask:
     result_path: str
     lock_path: str  # the build lock, and the run that must still hold it for this task to write
     run_id: str
+    timestamp: int  # ms: this chunk's fragments carry it, so a rerun can delete a half-done chunk
 
     @property
     def key(self) -> str:
@@ -92,8 +93,8 @@ def process_chunk(task: ChunkTask) -> ChunkSummary:
     cols = m.indices.astype(np.int64)
     check_owner(task.lock_path, task.run_id)
     if m.nnz:  # rows ascending, columns ascending within a row (canonical CSR): written in global order
-        soma_io.write_x(task.raw_uri, coo_rows, cols, m.data.astype(np.float32), task.n_var)
-        soma_io.write_x(task.normalized_uri, coo_rows, cols, norm, task.n_var)
+        soma_io.write_x(task.raw_uri, coo_rows, cols, m.data.astype(np.float32), task.n_var, timestamp=task.timestamp)
+        soma_io.write_x(task.normalized_uri, coo_rows, cols, norm, task.n_var, timestamp=task.timestamp)
     col_ids, col_counts = column_nnz(m)
     out = Path(task.result_path)
     out.parent.mkdir(parents=True, exist_ok=True)

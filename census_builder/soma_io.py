@@ -108,8 +108,11 @@ def _arrow_column(values: Any, arrow_type: pa.DataType) -> pa.Array | pa.Chunked
     return pa.array(values, type=arrow_type)
 
 
-def write_dataframe(uri: str, columns: tuple[Column, ...], data: Mapping[str, Any]) -> None:
-    with soma.DataFrame.open(uri, "w", context=context()) as df:
+def write_dataframe(
+    uri: str, columns: tuple[Column, ...], data: Mapping[str, Any], *, timestamp: int | None = None
+) -> None:
+    """``timestamp`` (ms) names the fragment, so that a rerun can delete what an interrupted run wrote."""
+    with soma.DataFrame.open(uri, "w", context=context(), tiledb_timestamp=timestamp) as df:
         df.write(arrow_table(columns, data))
 
 
@@ -131,14 +134,39 @@ def global_order(
 
 
 def write_x(
-    uri: str, rows: npt.NDArray[np.int64], cols: npt.NDArray[np.int64], values: npt.NDArray[np.float32], n_cols: int
+    uri: str,
+    rows: npt.NDArray[np.int64],
+    cols: npt.NDArray[np.int64],
+    values: npt.NDArray[np.float32],
+    n_cols: int,
+    *,
+    timestamp: int | None = None,
 ) -> None:
     """Write X coordinates that are sorted row-major (rows, then columns) as one fragment in global order:
     TileDB then skips its own sort, which is most of the cost of an unordered write."""
     order = global_order(rows, cols, n_cols)
     table = coo_table(rows[order], cols[order], values[order], pa.float32())
-    with soma.SparseNDArray.open(uri, "w", context=context()) as arr:
+    with soma.SparseNDArray.open(uri, "w", context=context(), tiledb_timestamp=timestamp) as arr:
         arr.write(table, platform_config=soma.TileDBWriteOptions(sort_coords=False))
+
+
+def delete_fragments_at(uri: str, timestamps: set[int]) -> int:
+    """Delete the fragments written at exactly these timestamps (ms); returns how many were deleted.
+
+    Each resumable write unit (an X chunk, an obs chunk) writes at its own timestamp, so a rerun removes
+    what an interrupted run left half-done instead of writing the same coordinates twice."""
+    import tiledb
+
+    hits = sorted(
+        {
+            f.timestamp_range[0]
+            for f in tiledb.array_fragments(uri)
+            if f.timestamp_range[0] == f.timestamp_range[1] and f.timestamp_range[0] in timestamps
+        }
+    )
+    for ts in hits:
+        tiledb.Array.delete_fragments(uri, ts, ts)
+    return len(hits)
 
 
 def coo_table(rows: Any, cols: Any, values: Any, value_type: pa.DataType) -> pa.Table:

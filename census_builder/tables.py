@@ -39,6 +39,7 @@ class ObsTask:
     lock_path: str  # the build lock, and the run that must still hold it for this task to write
     run_id: str
     schema_version: str
+    timestamps: tuple[int, ...]  # ms, one per chunk result: the obs fragments' names (see delete_fragments_at)
 
 
 def write_obs(task: ObsTask) -> int:
@@ -54,7 +55,7 @@ def write_obs(task: ObsTask) -> int:
         raise RuntimeError(f"{task.dataset_id}: plan has {meta.metadata.num_rows} cells, expected {task.n_cells}")
     rows = _row_stream(meta)
     offset = task.obs_offset
-    for path in task.result_paths:
+    for path, timestamp in zip(task.result_paths, task.timestamps, strict=True):
         check_owner(task.lock_path, task.run_id)
         stats = load_result(path)
         n = int(stats["nnz"].size)
@@ -64,7 +65,7 @@ def write_obs(task: ObsTask) -> int:
         data["dataset_id"] = pa.array(np.full(n, task.dataset_id, dtype=object), type=pa.large_string())
         data["n_measured_vars"] = np.full(n, task.n_measured_vars, dtype=np.int64)
         data.update({k: stats[k] for k in ("nnz", "raw_sum", "raw_mean_nnz", "raw_variance_nnz")})
-        soma_io.write_dataframe(task.obs_uri, schema.obs, data)
+        soma_io.write_dataframe(task.obs_uri, schema.obs, data, timestamp=timestamp)
         offset += n
     if offset - task.obs_offset != task.n_cells or not rows.exhausted():
         raise RuntimeError(
