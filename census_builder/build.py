@@ -324,7 +324,7 @@ def plan_axes(run: BuildRun) -> dict[str, Any]:
         shutil.rmtree(run.paths.partial)  # a structure half-created by an interrupted run
     shapes = {k: soma_io.ExperimentShape(v["n_obs"], v["n_var"]) for k, v in organisms.items()}
     soma_io.create_release(str(run.paths.partial), run.schema, shapes, n_datasets=len(contributing))
-    time.sleep(0.002)
+    time.sleep(0.002)  # the timestamps below start strictly after the arrays were created
     return {
         # Resumable writes carry timestamps (ms) from here on: X chunk k at base + 1 + k, its obs rows at
         # base + 1 + n_chunks + k. All are in the past by the time anything reads the release.
