@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
@@ -86,14 +86,3 @@ def run_tasks(
         client.cancel(futures)
         raise
     return results
-
-
-def chunked(seq: Iterable[T], n: int) -> Iterator[list[T]]:
-    batch: list[T] = []
-    for x in seq:
-        batch.append(x)
-        if len(batch) == n:
-            yield batch
-            batch = []
-    if batch:
-        yield batch

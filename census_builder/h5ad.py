@@ -9,7 +9,6 @@ from __future__ import annotations
 import itertools
 import logging
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -102,11 +101,6 @@ class H5AD:
         values = self._read(group[index_col], f"{key}/{index_col}")
         index: pd.Index = pd.Index(np.asarray(values).astype(str))
         return index
-
-    def dataframe_columns(self, key: str) -> list[str]:
-        group = self._group(key)
-        index_col = group.attrs.get("_index", "_index")
-        return [c for c in group if c != index_col]
 
     def read_dataframe(self, key: str, columns: Sequence[str], *, required: bool = True) -> pd.DataFrame:
         """Read ``columns`` of the dataframe at ``key`` (e.g. "obs", "raw/var"). Missing required columns raise
@@ -275,12 +269,6 @@ def check_counts(values: npt.NDArray[Any], h5: H5AD, key: str) -> None:
 def _blocks(total: int, size: int) -> Iterator[tuple[int, int]]:
     for lo in range(0, total, size):
         yield lo, min(total, lo + size)
-
-
-@contextmanager
-def open_h5ad(path: str | Path, dataset_id: str) -> Iterator[H5AD]:
-    with H5AD(path, dataset_id) as h5:
-        yield h5
 
 
 def plan_row_chunks(row_costs: npt.NDArray[np.int64], target: int) -> list[tuple[int, int]]:
