@@ -32,8 +32,9 @@ def _copy_chunk(t: FloorTask) -> int:
     m.sum_duplicates()  # the one step a global-order write needs: row-major, unique coordinates
     rows = np.repeat(np.arange(m.shape[0], dtype=np.int64), np.diff(m.indptr)) + t.offset
     cols = m.indices.astype(np.int64)
-    for uri in t.uris:  # the same fastest write the build uses
-        soma_io.write_x(uri, rows, cols, m.data.astype(np.float32), m.shape[1])
+    values = m.data.astype(np.float32)  # the same fastest write the build uses
+    soma_io.write_x(dict.fromkeys(t.uris, values), rows, cols, row_range=(t.offset, t.offset + m.shape[0]),
+                    n_cols=m.shape[1])
     return int(m.nnz)
 
 

@@ -4,7 +4,7 @@
     plan_axes          assign soma_joinids (datasets, cells, genes) and create the empty release structure
     write_matrices     X["raw"] and X["normalized"], one dask task per (dataset, row chunk)
     write_tables       obs (a task per dataset), var, presence matrix, census_info
-    finalize_release   consolidate + vacuum, root metadata, move the release into place
+    finalize_release   consolidate metadata (X) or whole arrays (the rest), root metadata, move into place
 
 Each step records its completion under ``.build/stages``; a re-run skips finished steps (and, inside the
 matrix and obs steps, finished tasks). The release appears at ``DIR/VERSION/soma`` only when complete.
@@ -537,11 +537,14 @@ def finalize_release(run: BuildRun) -> dict[str, Any]:
     paths = run.paths
     if not paths.partial.exists() and paths.soma.is_dir():
         return {"note": "release was moved into place by an interrupted run"}
-    uris = list(soma_io.array_uris(paths.partial))
+    tables = run.stages.get("write_tables")["outputs"]
+    x_uris = [str(paths_x(run, org) / layer) for org in tables["organisms"] for layer in run.schema.x_layers]
+    for uri in x_uris:  # X keeps its per-chunk fragments (disjoint row ranges); see consolidate_metadata
+        soma_io.consolidate_metadata(uri)
+    uris = [u for u in soma_io.array_uris(paths.partial) if u not in x_uris]
     progress = Progress("finalize_release", len(uris), "arrays consolidated")
     run_tasks(run.client, soma_io.consolidate_and_vacuum, uris, on_result=lambda u, _: progress.update(1))
     _check_nnz(run)
-    tables = run.stages.get("write_tables")["outputs"]
     meta = {
         "census_schema_version": run.schema.version,
         "dataset_schema_version": run.schema.dataset_schema_version,
@@ -564,7 +567,8 @@ def finalize_release(run: BuildRun) -> dict[str, Any]:
 def _check_nnz(run: BuildRun) -> None:
     """X["raw"], X["normalized"] and the sum of chunk nnz must agree before the release is moved into place.
 
-    Read from fragment metadata: after consolidation an array is one fragment without duplicates.
+    Read from fragment metadata: chunks write disjoint row ranges, and a rerun deletes the fragments of
+    chunks without a result, so any coordinate written twice shows up here as a surplus.
     """
     figures = run.stages.get("write_tables")["outputs"]["organisms"]
     for org, f in figures.items():

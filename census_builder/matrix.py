@@ -72,13 +72,9 @@ def chunk_matrix(task: ChunkTask, axes: dict[str, npt.NDArray[Any]]) -> tuple[sp
     with H5AD(task.h5ad_path, task.dataset_id) as h5:
         block = h5.counts().read_rows(task.row_start, task.row_stop)
         check_counts(block.data, h5, task.counts_matrix)
-    block = block[local]
-    coo = block.tocoo()
-    col_map = axes["col_map"]
-    var_cols = col_map[coo.col]
-    keep = var_cols >= 0
-    m = sp.csr_matrix((coo.data[keep], (coo.row[keep], var_cols[keep])), shape=(local.size, task.n_var))
-    return canonical(m), axes["smart"][lo:hi]
+    if local.size != block.shape[0]:
+        block = block[local]
+    return canonical(block, axes["col_map"], task.n_var), axes["smart"][lo:hi]
 
 
 def process_chunk(task: ChunkTask) -> ChunkSummary:
@@ -89,12 +85,16 @@ def process_chunk(task: ChunkTask) -> ChunkSummary:
     m, smart = chunk_matrix(task, axes)
     stats = row_stats(m)
     norm = normalize(m, stats.raw_sum, smart, axes["col_length"])
-    coo_rows = np.repeat(np.arange(m.shape[0], dtype=np.int64), np.diff(m.indptr)) + task.obs_offset
-    cols = m.indices.astype(np.int64)
+    rows = np.repeat(np.arange(m.shape[0], dtype=np.int64), np.diff(m.indptr)) + task.obs_offset
     check_owner(task.lock_path, task.run_id)
-    if m.nnz:  # rows ascending, columns ascending within a row (canonical CSR): written in global order
-        soma_io.write_x(task.raw_uri, coo_rows, cols, m.data.astype(np.float32), task.n_var, timestamp=task.timestamp)
-        soma_io.write_x(task.normalized_uri, coo_rows, cols, norm, task.n_var, timestamp=task.timestamp)
+    soma_io.write_x(
+        {task.raw_uri: m.data.astype(np.float32), task.normalized_uri: norm},
+        rows,
+        np.asarray(m.indices, dtype=np.int64),
+        row_range=(task.obs_offset, task.obs_offset + task.n_cells),
+        n_cols=task.n_var,
+        timestamp=task.timestamp,
+    )
     col_ids, col_counts = column_nnz(m)
     out = Path(task.result_path)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -13,6 +13,7 @@ import numpy.typing as npt
 import pyarrow as pa
 import tiledbsoma as soma
 
+from census_builder.errors import StorageError
 from census_builder.schema import CensusSchema, Column
 
 logger = logging.getLogger(__name__)
@@ -130,24 +131,46 @@ def global_order(
         return np.zeros(0, dtype=np.intp)
     col_tiles = -(-max(n_cols, 1) // tile)
     key = (rows // tile - rows[0] // tile) * col_tiles + cols // tile
+    if int(key[-1]) < 2**16:  # the usual case (a chunk spans few row tiles): numpy's radix sort, O(n)
+        return np.argsort(key.astype(np.uint16), kind="stable")
     return np.argsort(key, kind="stable")
 
 
+# Every X write passes the bounds check of ``write_x`` and holds canonical (unique) coordinates, so
+# TileDB's own duplicate and bounds checks (~20% of a write) are off; its global-order check stays on.
+_X_WRITE_CONFIG = {**TILEDB_CONFIG, "sm.check_coord_dups": "false", "sm.check_coord_oob": "false"}
+
+
 def write_x(
-    uri: str,
+    layers: Mapping[str, npt.NDArray[np.float32]],
     rows: npt.NDArray[np.int64],
     cols: npt.NDArray[np.int64],
-    values: npt.NDArray[np.float32],
-    n_cols: int,
     *,
+    row_range: tuple[int, int],
+    n_cols: int,
     timestamp: int | None = None,
 ) -> None:
-    """Write X coordinates that are sorted row-major (rows, then columns) as one fragment in global order:
-    TileDB then skips its own sort, which is most of the cost of an unordered write."""
+    """Write one chunk's values into each X array of ``layers`` (uri -> values, aligned with the
+    coordinates), one fragment per array.
+
+    The coordinates must be unique and sorted row-major (rows, then columns), as a canonical CSR matrix
+    gives them; they are permuted once into TileDB's global order, so TileDB skips its own sort, which is
+    most of the cost of an unordered write. Rows must lie in ``row_range`` [start, stop): the chunk's own
+    soma_joinids, so no chunk can write into another's rows.
+    """
+    if rows.size == 0:
+        return
+    lo, hi = row_range
+    if int(rows[0]) < lo or int(rows[-1]) >= hi or int(cols.min()) < 0 or int(cols.max()) >= n_cols:
+        raise StorageError(f"X chunk coordinates out of bounds: rows {rows[0]}..{rows[-1]} not in [{lo}, {hi}) "
+                           f"or columns {cols.min()}..{cols.max()} not in [0, {n_cols})")
     order = global_order(rows, cols, n_cols)
-    table = coo_table(rows[order], cols[order], values[order], pa.float32())
-    with soma.SparseNDArray.open(uri, "w", context=context(), tiledb_timestamp=timestamp) as arr:
-        arr.write(table, platform_config=soma.TileDBWriteOptions(sort_coords=False))
+    dims = {"soma_dim_0": pa.array(rows[order]), "soma_dim_1": pa.array(cols[order])}
+    ctx = soma.SOMATileDBContext(tiledb_config=_X_WRITE_CONFIG)
+    for uri, values in layers.items():
+        table = pa.table({**dims, "soma_data": pa.array(values[order], type=pa.float32())})
+        with soma.SparseNDArray.open(uri, "w", context=ctx, tiledb_timestamp=timestamp) as arr:
+            arr.write(table, platform_config=soma.TileDBWriteOptions(sort_coords=False))
 
 
 def delete_fragments_at(uri: str, timestamps: set[int]) -> int:
@@ -190,6 +213,21 @@ CONSOLIDATION_MEMORY = 1024**3
 
 def consolidate_and_vacuum(uri: str) -> None:
     """Merge an array's fragments (and their metadata) into few, then drop the superseded files."""
+    _consolidate(uri, ("fragments", "fragment_meta", "commits", "array_meta"))
+
+
+def consolidate_metadata(uri: str) -> None:
+    """Consolidate an X array's fragment metadata, commits and array metadata, keeping its fragments.
+
+    X fragments are disjoint row ranges (one per chunk), so merging them would rewrite every value for
+    nothing: with the fragment metadata in one file, readers open the array as fast and read it faster
+    than one merged fragment (measured at 250 k cells: full scan 6.5 s vs 11.7 s, 20 genes of every cell
+    3.0 s vs 5.2 s, 5,000 random cells 4.5 s vs 5.0 s; benchmarks/RESULTS.md).
+    """
+    _consolidate(uri, ("fragment_meta", "commits", "array_meta"))
+
+
+def _consolidate(uri: str, modes: tuple[str, ...]) -> None:
     import tiledb
 
     cfg = tiledb.Config(
@@ -202,12 +240,12 @@ def consolidate_and_vacuum(uri: str) -> None:
         }
     )
     ctx = tiledb.Ctx(cfg)
-    for mode in ("fragments", "fragment_meta", "commits", "array_meta"):
+    for mode in modes:
         cfg["sm.consolidation.mode"] = mode
         cfg["sm.vacuum.mode"] = mode
         tiledb.consolidate(uri, ctx=ctx, config=cfg)
         tiledb.vacuum(uri, ctx=ctx, config=cfg)
-    logger.debug("consolidated %s", uri)
+    logger.debug("consolidated %s (%s)", uri, ", ".join(modes))
 
 
 def stored_cells(uri: str) -> int:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -189,13 +192,29 @@ def test_tissue_general(example_release: BuiltRelease) -> None:
     assert got["UBERON:0002048"] == ("UBERON:0002048", "lung")
 
 
-def test_few_fragments_after_consolidation(example_release: BuiltRelease) -> None:
+def test_fragments_after_finalize(example_release: BuiltRelease) -> None:
+    """X keeps one fragment per chunk, over disjoint row ranges, with fragment metadata and commits
+    consolidated; every other array is merged into at most one fragment."""
     import tiledb
 
     from census_builder.soma_io import array_uris
 
+    results = list(example_release.paths.chunks.rglob("*.npz"))
+    assert results
+    chunks = sum(int(np.load(p)["nnz"].sum()) > 0 for p in results)  # a chunk without values writes nothing
+    x_fragments = 0
     for uri in array_uris(example_release.paths.soma):
-        assert len(tiledb.array_fragments(uri)) <= 1, uri
+        frags = tiledb.array_fragments(uri)
+        commits = {p.suffix for p in Path(uri, "__commits").iterdir()}
+        assert commits <= {".con"}, uri
+        if "/X/" not in uri:
+            assert len(frags) <= 1, uri
+            continue
+        assert len(list(Path(uri, "__fragment_meta").iterdir())) == 1, uri
+        rows = sorted(f[0] for f in frags.nonempty_domain)
+        assert all(a[1] < b[0] for a, b in itertools.pairwise(rows)), uri
+        x_fragments += len(frags)
+    assert x_fragments == 2 * chunks  # X["raw"] and X["normalized"]
 
 
 def test_build_report(example_release: BuiltRelease) -> None:

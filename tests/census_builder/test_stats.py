@@ -141,3 +141,56 @@ def test_global_order_is_tile_major_then_row_major(cells: list[tuple[int, int]],
     got = rc[order]
     want = sorted(cells, key=lambda x: (x[0] // X_TILE, x[1] // X_TILE, x[0], x[1]))
     assert [tuple(x) for x in got.tolist()] == want
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    entries=st.lists(
+        st.tuples(st.integers(0, 7), st.integers(0, 9), st.sampled_from([0.0, 1.0, 2.0, 5.0, 1e30])), max_size=60
+    ),
+    col_map=st.lists(st.integers(-1, 11), min_size=10, max_size=10),
+)
+def test_canonical_remaps_sums_and_sorts(entries: list[tuple[int, int, float]], col_map: list[int]) -> None:
+    """Any stored CSR (duplicates, explicit zeros, unsorted columns) and any column map (-1 drops a column,
+    several source columns may share a target): the sum of what lands in each cell, nothing else."""
+    n_rows, n_cols = 8, 12
+    rows = np.array([e[0] for e in entries], dtype=np.int64)
+    cols = np.array([e[1] for e in entries], dtype=np.int64)
+    vals = np.array([e[2] for e in entries], dtype=np.float32)
+    order = np.argsort(rows, kind="stable")  # CSR: rows grouped, columns in arbitrary order within a row
+    indptr = np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=n_rows))])
+    stored = sp.csr_matrix((vals[order], cols[order], indptr), shape=(n_rows, 10))
+    cmap = np.array(col_map, dtype=np.int64)
+    want = np.zeros((n_rows, n_cols))
+    for r, c, v in entries:
+        if cmap[c] >= 0:
+            want[r, cmap[c]] += float(np.float32(v))
+    got = canonical(stored, cmap, n_cols)
+    assert got.shape == (n_rows, n_cols)
+    np.testing.assert_array_equal(got.toarray(), want)
+    assert (got.data != 0).all()
+    for i in range(n_rows):
+        idx = got.indices[got.indptr[i] : got.indptr[i + 1]]
+        assert (np.diff(idx) > 0).all()
+
+
+def test_write_x_refuses_rows_outside_the_chunk(tmp_path: Path) -> None:
+    import pyarrow as pa
+    import tiledbsoma as soma
+
+    from census_builder.errors import StorageError
+    from census_builder.soma_io import X_PLATFORM_CONFIG, write_x
+
+    uri = str(tmp_path / "x")
+    soma.SparseNDArray.create(uri, type=pa.float32(), shape=(100, 10), platform_config=X_PLATFORM_CONFIG).close()
+    rows, cols = np.array([10, 10, 11], dtype=np.int64), np.array([0, 3, 9], dtype=np.int64)
+    values = np.ones(3, dtype=np.float32)
+    with pytest.raises(StorageError, match="out of bounds"):
+        write_x({uri: values}, rows, cols, row_range=(10, 11), n_cols=10)
+    with pytest.raises(StorageError, match="out of bounds"):
+        write_x({uri: values}, rows, cols, row_range=(10, 12), n_cols=9)
+    write_x({uri: values}, rows, cols, row_range=(10, 12), n_cols=10)
+    with soma.SparseNDArray.open(uri) as arr:
+        t = arr.read().tables().concat()
+    got = sorted(zip(t["soma_dim_0"].to_pylist(), t["soma_dim_1"].to_pylist(), strict=True))
+    assert got == [(10, 0), (10, 3), (11, 9)]
