@@ -18,12 +18,11 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-import scipy.sparse as sp
 
 from census_builder import soma_io
 from census_builder.h5ad import H5AD, check_counts
 from census_builder.state import check_owner
-from census_builder.stats import canonical, column_nnz, normalize, row_stats
+from census_builder.stats import Counts, chunk_counts, column_nnz, normalize, row_stats
 
 logger = logging.getLogger(__name__)
 
@@ -64,8 +63,9 @@ def result_exists(task: ChunkTask) -> bool:
     return Path(task.result_path).is_file()
 
 
-def chunk_matrix(task: ChunkTask, axes: dict[str, npt.NDArray[Any]]) -> tuple[sp.csr_matrix, npt.NDArray[np.bool_]]:
-    """The chunk's kept cells x the organism's var, canonical (duplicates summed, zeros dropped)."""
+def chunk_counts_of(task: ChunkTask, axes: dict[str, npt.NDArray[Any]]) -> tuple[Counts, npt.NDArray[np.bool_]]:
+    """The chunk's kept cells x the organism's var (duplicates summed, zeros dropped) in X's global order,
+    and which of its rows are Smart-seq cells."""
     kept_rows = axes["kept_rows"]
     lo, hi = np.searchsorted(kept_rows, [task.row_start, task.row_stop])
     local = kept_rows[lo:hi] - task.row_start
@@ -74,7 +74,8 @@ def chunk_matrix(task: ChunkTask, axes: dict[str, npt.NDArray[Any]]) -> tuple[sp
         check_counts(block.data, h5, task.counts_matrix)
     if local.size != block.shape[0]:
         block = block[local]
-    return canonical(block, axes["col_map"], task.n_var), axes["smart"][lo:hi]
+    counts = chunk_counts(block, axes["col_map"], task.n_var, row_offset=task.obs_offset, tile=soma_io.X_TILE)
+    return counts, axes["smart"][lo:hi]
 
 
 def process_chunk(task: ChunkTask) -> ChunkSummary:
@@ -82,20 +83,19 @@ def process_chunk(task: ChunkTask) -> ChunkSummary:
     t0 = time.perf_counter()
     with np.load(task.axes_file) as z:
         axes = {k: z[k] for k in z.files}
-    m, smart = chunk_matrix(task, axes)
-    stats = row_stats(m)
-    norm = normalize(m, stats.raw_sum, smart, axes["col_length"])
-    rows = np.repeat(np.arange(m.shape[0], dtype=np.int64), np.diff(m.indptr)) + task.obs_offset
+    counts, smart = chunk_counts_of(task, axes)
+    stats = row_stats(counts)
+    norm = normalize(counts, stats.raw_sum, smart, axes["col_length"])
     check_owner(task.lock_path, task.run_id)
     soma_io.write_x(
-        {task.raw_uri: m.data.astype(np.float32), task.normalized_uri: norm},
-        rows,
-        np.asarray(m.indices, dtype=np.int64),
+        {task.raw_uri: counts.data.astype(np.float32), task.normalized_uri: norm},
+        counts.rows + task.obs_offset,
+        counts.cols,
         row_range=(task.obs_offset, task.obs_offset + task.n_cells),
         n_cols=task.n_var,
         timestamp=task.timestamp,
     )
-    col_ids, col_counts = column_nnz(m)
+    col_ids, col_counts = column_nnz(counts)
     out = Path(task.result_path)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp.npz")
@@ -110,7 +110,7 @@ def process_chunk(task: ChunkTask) -> ChunkSummary:
     )
     check_owner(task.lock_path, task.run_id)
     os.replace(tmp, out)
-    return ChunkSummary(task.key, int(m.shape[0]), int(m.nnz), time.perf_counter() - t0)
+    return ChunkSummary(task.key, counts.n_rows, counts.nnz, time.perf_counter() - t0)
 
 
 def load_result(path: str | Path) -> dict[str, npt.NDArray[Any]]:

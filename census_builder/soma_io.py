@@ -122,20 +122,6 @@ def write_coo(uri: str, table: pa.Table) -> None:
         arr.write(table)
 
 
-def global_order(
-    rows: npt.NDArray[np.int64], cols: npt.NDArray[np.int64], n_cols: int, tile: int = X_TILE
-) -> npt.NDArray[np.intp]:
-    """The permutation that puts row-major sorted coordinates into TileDB's global order for row-major
-    tiles of ``tile`` x ``tile``: by space tile, then row-major inside it (a stable sort keeps that part)."""
-    if rows.size == 0:
-        return np.zeros(0, dtype=np.intp)
-    col_tiles = -(-max(n_cols, 1) // tile)
-    key = (rows // tile - rows[0] // tile) * col_tiles + cols // tile
-    if int(key[-1]) < 2**16:  # the usual case (a chunk spans few row tiles): numpy's radix sort, O(n)
-        return np.argsort(key.astype(np.uint16), kind="stable")
-    return np.argsort(key, kind="stable")
-
-
 # Every X write passes the bounds check of ``write_x`` and holds canonical (unique) coordinates, so
 # TileDB's own duplicate and bounds checks (~20% of a write) are off; its global-order check stays on.
 _X_WRITE_CONFIG = {**TILEDB_CONFIG, "sm.check_coord_dups": "false", "sm.check_coord_oob": "false"}
@@ -153,22 +139,23 @@ def write_x(
     """Write one chunk's values into each X array of ``layers`` (uri -> values, aligned with the
     coordinates), one fragment per array.
 
-    The coordinates must be unique and sorted row-major (rows, then columns), as a canonical CSR matrix
-    gives them; they are permuted once into TileDB's global order, so TileDB skips its own sort, which is
-    most of the cost of an unordered write. Rows must lie in ``row_range`` [start, stop): the chunk's own
-    soma_joinids, so no chunk can write into another's rows.
+    The coordinates must be unique and in TileDB's global order for X_TILE tiles (stats.chunk_counts
+    gives them so), so TileDB skips its own sort, which is most of the cost of an unordered write. Rows
+    must lie in ``row_range`` [start, stop): the chunk's own soma_joinids, so no chunk can write into
+    another's rows.
     """
     if rows.size == 0:
         return
     lo, hi = row_range
-    if int(rows[0]) < lo or int(rows[-1]) >= hi or int(cols.min()) < 0 or int(cols.max()) >= n_cols:
-        raise StorageError(f"X chunk coordinates out of bounds: rows {rows[0]}..{rows[-1]} not in [{lo}, {hi}) "
-                           f"or columns {cols.min()}..{cols.max()} not in [0, {n_cols})")
-    order = global_order(rows, cols, n_cols)
-    dims = {"soma_dim_0": pa.array(rows[order]), "soma_dim_1": pa.array(cols[order])}
+    if int(rows.min()) < lo or int(rows.max()) >= hi or int(cols.min()) < 0 or int(cols.max()) >= n_cols:
+        raise StorageError(
+            f"X chunk coordinates out of bounds: rows {rows.min()}..{rows.max()} not in [{lo}, {hi}) "
+            f"or columns {cols.min()}..{cols.max()} not in [0, {n_cols})"
+        )
+    dims = {"soma_dim_0": pa.array(rows), "soma_dim_1": pa.array(cols)}
     ctx = soma.SOMATileDBContext(tiledb_config=_X_WRITE_CONFIG)
     for uri, values in layers.items():
-        table = pa.table({**dims, "soma_data": pa.array(values[order], type=pa.float32())})
+        table = pa.table({**dims, "soma_data": pa.array(values, type=pa.float32())})
         with soma.SparseNDArray.open(uri, "w", context=ctx, tiledb_timestamp=timestamp) as arr:
             arr.write(table, platform_config=soma.TileDBWriteOptions(sort_coords=False))
 

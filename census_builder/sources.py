@@ -1,12 +1,16 @@
-"""Bring each manifest entry's H5AD into the release's ``h5ads/`` directory (local copy or S3 download).
+"""Bring each manifest entry's H5AD into the release's ``h5ads/`` directory (S3 download, or for a local
+source a hard link on the same filesystem, else a copy).
 
 The build reads only these copies, so the release's ``dataset_h5ad_path`` names exactly what was built.
+A hard link costs no I/O (copying a 1 M-cell corpus wrote 8.9 GB and took most of the first stage); the
+build never writes to a source, and H5ADs of a corpus are not edited in place.
 Copies are written to a temporary name and renamed, so an interrupted copy is never mistaken for a
 finished one; a finished copy of the right size is not fetched again on resume.
 """
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import shutil
@@ -64,7 +68,7 @@ def source_size(manifest: Manifest, entry: ManifestEntry, client: Any = None) ->
 
 
 def stage_source(manifest: Manifest, entry: ManifestEntry, dest: Path, client: Any = None) -> Path:
-    """Copy or download ``entry`` to ``dest`` unless a complete copy is already there."""
+    """Link, copy or download ``entry`` to ``dest`` unless a complete copy is already there."""
     size = source_size(manifest, entry, client)
     if dest.is_file() and dest.stat().st_size == size:
         logger.debug("%s already staged at %s", entry.dataset_id, dest)
@@ -81,7 +85,7 @@ def stage_source(manifest: Manifest, entry: ManifestEntry, dest: Path, client: A
             except (BotoCoreError, ClientError) as e:
                 raise InputError(entry.dataset_id, f"S3 download failed after retries: {e}", uri=entry.h5ad_uri) from e
         else:
-            shutil.copyfile(manifest.local_path(entry), tmp)
+            _link_or_copy(manifest.local_path(entry), tmp)
         if tmp.stat().st_size != size:
             raise InputError(
                 entry.dataset_id, f"copy has {tmp.stat().st_size} bytes, source {size}", uri=entry.h5ad_uri
@@ -91,3 +95,13 @@ def stage_source(manifest: Manifest, entry: ManifestEntry, dest: Path, client: A
         tmp.unlink(missing_ok=True)
     logger.debug("staged %s (%d bytes) at %s", entry.dataset_id, size, dest)
     return dest
+
+
+def _link_or_copy(src: Path, dest: Path) -> None:
+    dest.unlink(missing_ok=True)  # a SIGKILLed run's leftover
+    try:
+        os.link(src, dest)
+    except OSError as e:
+        if e.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP, errno.EACCES):
+            raise
+        shutil.copyfile(src, dest)  # another filesystem, or links not allowed here

@@ -8,7 +8,6 @@ counts are summed over chunks.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -25,115 +24,137 @@ class RowStats:
     raw_variance_nnz: npt.NDArray[np.float64]
 
 
-def canonical(
-    m: sp.csr_matrix, col_map: npt.NDArray[np.int64] | None = None, n_cols: int | None = None
-) -> sp.csr_matrix:
-    """Duplicates summed, explicit zeros removed, indices sorted (the input is untouched).
+@dataclass(frozen=True)
+class Counts:
+    """A chunk's counts as unique, non-zero coordinates, ordered as TileDB stores them (its global order:
+    by space tile, row-major inside a tile), so the X writes need no sort. ``rows`` are chunk-local."""
 
-    With ``col_map`` (source column -> output column, -1 drops it) the columns are renumbered on the way,
-    into a matrix of ``n_cols`` columns.
+    n_rows: int
+    n_cols: int
+    rows: npt.NDArray[np.int64]
+    cols: npt.NDArray[np.int64]
+    data: npt.NDArray[np.float64]
+
+    @property
+    def nnz(self) -> int:
+        return int(self.data.size)
+
+    def to_csr(self) -> sp.csr_matrix:
+        return sp.csr_matrix((self.data, (self.rows, self.cols)), shape=(self.n_rows, self.n_cols))
+
+
+def chunk_counts(
+    m: sp.csr_matrix,
+    col_map: npt.NDArray[np.int64] | None = None,
+    n_cols: int | None = None,
+    *,
+    row_offset: int = 0,
+    tile: int,
+) -> Counts:
+    """``m`` (as stored: duplicates, explicit zeros, any column order) with its columns renumbered by
+    ``col_map`` (source column -> output column, -1 drops it; output width ``n_cols``), duplicates summed
+    and zeros dropped, in the global order of ``tile`` x ``tile`` row-major space tiles (a power of two)
+    for rows placed at ``row_offset``.
+
+    Each value gets its global-order rank as bit fields (row tile | column tile | row in tile | column in
+    tile), built from two small lookup tables; one sort of the ranks orders everything, and rows and
+    columns are read back out of the sorted ranks.
     """
+    if tile <= 0 or tile & (tile - 1):
+        raise ValueError(f"tile must be a power of two, got {tile}")
     n_rows = m.shape[0]
     n_cols = m.shape[1] if n_cols is None else n_cols
-    rows = np.repeat(np.arange(n_rows, dtype=np.int64), np.diff(m.indptr))
-    cols = np.asarray(m.indices, dtype=np.int64)
+    tb = tile.bit_length() - 1  # bits of a position inside a tile
+    cb = max(-(-n_cols // tile) - 1, 0).bit_length()  # bits of a column tile number
+    first_tile = row_offset >> tb
+    absolute = np.arange(row_offset, row_offset + n_rows, dtype=np.int64)
+    row_rank = (((absolute >> tb) - first_tile) << (cb + 2 * tb)) | ((absolute & (tile - 1)) << tb)
+    out_cols = np.arange(n_cols, dtype=np.int64)
+    col_rank = ((out_cols >> tb) << (2 * tb)) | (out_cols & (tile - 1))
+    if col_map is not None:  # source column -> rank part of its output column, -1 for dropped columns
+        col_rank = np.where(col_map >= 0, col_rank[np.maximum(col_map, 0)], -1) if col_map.size else col_map
+    source_rank = col_rank[m.indices] if m.nnz else np.zeros(0, dtype=np.int64)
+    key: npt.NDArray[np.int64] = np.repeat(row_rank, np.diff(m.indptr)) | source_rank
     data = np.asarray(m.data, dtype=np.float64)
-    if col_map is not None:
-        cols = col_map[cols]
-        keep = cols >= 0
-        if not keep.all():
-            rows, cols, data = rows[keep], cols[keep], data[keep]
-    cell = rows * n_cols + cols  # (row, column) as one sortable integer
-    if cell.size > 1 and not bool((cell[1:] > cell[:-1]).all()):
-        cell, data = _sort_cells(cell, data, n_rows * n_cols)
-        first = np.concatenate(([True], cell[1:] != cell[:-1]))
+    keep = source_rank >= 0
+    if not keep.all():
+        key, data = key[keep], data[keep]
+    if key.size:
+        n_keys = int(row_rank[-1]) + (1 << (cb + 2 * tb))
+        key, order = _sort_by_key(key, n_keys)
+        data = data[order]
+        first = np.concatenate(([True], key[1:] != key[:-1]))
         if not first.all():  # duplicates: sum each run of equal cells
             starts = np.flatnonzero(first)
-            cell, data = cell[starts], np.add.reduceat(data, starts)
-    nonzero = data != 0
-    if not nonzero.all():
-        cell, data = cell[nonzero], data[nonzero]
-    # cells are sorted: row boundaries by binary search, columns by subtracting each row's first cell id
-    row_first = np.arange(n_rows + 1, dtype=np.int64) * n_cols
-    indptr = np.searchsorted(cell, row_first)
-    cols = cell - np.repeat(row_first[:-1], np.diff(indptr))
-    out = sp.csr_matrix((data, cols, indptr), shape=(n_rows, n_cols))
-    out.has_canonical_format = True
-    return out
+            key, data = key[starts], np.add.reduceat(data, starts)
+        nonzero = data != 0
+        if not nonzero.all():
+            key, data = key[nonzero], data[nonzero]
+    rows = ((((key >> (cb + 2 * tb)) + first_tile) << tb) | ((key >> tb) & (tile - 1))) - row_offset
+    cols = (((key >> (2 * tb)) & ((1 << cb) - 1)) << tb) | (key & (tile - 1))
+    return Counts(n_rows, n_cols, rows, cols, data)
 
 
-def _sort_cells(
-    cell: npt.NDArray[np.int64], data: npt.NDArray[np.float64], n_cells: int
-) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:
-    """``cell`` ascending (stable for equal cells) and ``data`` along with it.
+def _sort_by_key(key: npt.NDArray[np.int64], n_keys: int) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """(``key`` sorted, the stable permutation that sorts it).
 
-    When cell ids and positions fit in 63 bits together, one value sort of ``cell << bits | position``
-    (numpy's vectorised sort; several times faster than an argsort) gives both; else a stable argsort.
+    When keys and positions fit in 63 bits together, one value sort of ``key << bits | position``
+    (numpy's vectorised sort, several times faster than an argsort) gives both; else a stable argsort.
     """
-    bits = max(int(cell.size - 1).bit_length(), 1)
-    if max(n_cells - 1, 1).bit_length() + bits <= 63:
-        packed = (cell << bits) | np.arange(cell.size, dtype=np.int64)
+    bits = max(int(key.size - 1).bit_length(), 1)
+    if max(n_keys - 1, 1).bit_length() + bits <= 63:
+        packed = (key << bits) | np.arange(key.size, dtype=np.int64)
         packed.sort()
-        order = packed & ((1 << bits) - 1)
-        return packed >> bits, data[order]
-    order = np.argsort(cell, kind="stable")
-    return cell[order], data[order]
+        return packed >> bits, packed & ((1 << bits) - 1)
+    order = np.argsort(key, kind="stable")
+    return key[order], order
 
 
-def row_stats(m: sp.csr_matrix) -> RowStats:
-    """Statistics of a canonical CSR matrix's rows over their non-zero values.
+def row_stats(c: Counts) -> RowStats:
+    """Statistics of each row's non-zero values.
 
     variance is the sample variance (ddof=1) of the non-zero values, 0 with fewer than two; mean is 0 with none.
     """
-    nnz = np.diff(m.indptr).astype(np.int64)
-    data = np.asarray(m.data, dtype=np.float64)
-    sums = _row_sums(m.indptr, data)
+    nnz = np.bincount(c.rows, minlength=c.n_rows).astype(np.int64)
+    sums = _row_sums(c, c.data)
     mean = np.divide(sums, nnz, out=np.zeros_like(sums), where=nnz > 0)
-    dev2 = (data - np.repeat(mean, nnz)) ** 2
-    m2 = _row_sums(m.indptr, dev2)
+    m2 = _row_sums(c, (c.data - mean[c.rows]) ** 2)
     var = np.divide(m2, nnz - 1, out=np.zeros_like(m2), where=nnz > 1)
     return RowStats(nnz=nnz, raw_sum=sums, raw_mean_nnz=mean, raw_variance_nnz=var)
 
 
-def column_nnz(m: sp.csr_matrix) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
-    """(column ids with at least one non-zero, their non-zero counts) of a canonical CSR matrix."""
-    counts = np.bincount(m.indices, minlength=m.shape[1])
+def column_nnz(c: Counts) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """(column ids with at least one non-zero, their non-zero counts)."""
+    counts = np.bincount(c.cols, minlength=c.n_cols)
     ids = np.nonzero(counts)[0].astype(np.int64)
     return ids, counts[ids].astype(np.int64)
 
 
 def normalize(
-    m: sp.csr_matrix,
+    c: Counts,
     row_sums: npt.NDArray[np.float64],
     length_rows: npt.NDArray[np.bool_],
     feature_length: npt.NDArray[np.float64],
 ) -> npt.NDArray[np.float32]:
-    """X["normalized"] values for the stored entries of canonical ``m`` (same order as ``m.data``).
+    """X["normalized"] values for the stored entries of ``c`` (same order as ``c.data``).
 
     ``normalized[i,j] = X[i,j] / sum(X[i,:])``; for rows in ``length_rows`` (Smart-seq assays)
     ``normalized[i,j] = (X[i,j] / L[j]) / sum_k(X[i,k] / L[k])`` with ``L = feature_length`` per column.
     Every stored value is > 0: a positive value that would round to 0 in float32 is stored as the
     smallest positive float32.
     """
-    nnz = np.diff(m.indptr)
-    rows = np.repeat(np.arange(m.shape[0]), nnz)
-    data = np.asarray(m.data, dtype=np.float64)
+    data = c.data
     if length_rows.any():
-        by_len = data / feature_length[m.indices]
-        on = length_rows[rows]
-        data = np.where(on, by_len, data)
-        sums = np.where(length_rows, _row_sums(m.indptr, data), row_sums)
+        on = length_rows[c.rows]
+        data = np.where(on, data / np.where(on, feature_length[c.cols], 1.0), data)
+        sums = np.where(length_rows, _row_sums(c, data), row_sums)
     else:
         sums = row_sums
-    out: npt.NDArray[np.float32] = (data / sums[rows]).astype(np.float32)
+    out: npt.NDArray[np.float32] = (data / sums[c.rows]).astype(np.float32)
     np.maximum(out, F32_TINY, out=out)
     return out
 
 
-def _row_sums(indptr: npt.NDArray[np.integer[Any]], values: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
-    """Per-row sums of ``values`` (aligned with a CSR matrix's data): 0 for empty rows."""
-    out = np.zeros(indptr.size - 1, dtype=np.float64)
-    filled = indptr[1:] > indptr[:-1]
-    if filled.any():
-        out[filled] = np.add.reduceat(values, indptr[:-1][filled])
-    return out
+def _row_sums(c: Counts, values: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    """Per-row sums of ``values`` (aligned with ``c.data``): 0 for empty rows."""
+    return np.bincount(c.rows, weights=values, minlength=c.n_rows).astype(np.float64, copy=False)

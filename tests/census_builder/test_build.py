@@ -120,6 +120,8 @@ def test_census_info_tables(example_release: BuiltRelease, expected) -> None:  #
             assert (example_release.paths.root / p).is_file()
         shipped = sorted(p.name for p in example_release.paths.h5ads.iterdir())
         assert shipped == sorted(f"{d.dataset_id}.h5ad" for d in contributing)  # only the release's datasets
+        for p in example_release.paths.h5ads.iterdir():  # same filesystem as the corpus: hard links, no copies
+            assert p.stat().st_ino == (example_release.corpus / p.name).stat().st_ino
         assert datasets.dataset_title.str.startswith("Synthetic dataset").all()  # uns["title"] fallback
         assert datasets.citation.str.startswith("Publication:").all()
         assert datasets.dataset_version_id.tolist() == [f"{d.dataset_id}-v1" for d in contributing]

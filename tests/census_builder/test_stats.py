@@ -15,7 +15,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from census_builder.h5ad import H5AD, plan_row_chunks
-from census_builder.stats import F32_TINY, canonical, column_nnz, normalize, row_stats
+from census_builder.stats import F32_TINY, Counts, chunk_counts, column_nnz, normalize, row_stats
+
+BIG_TILE = 1 << 20  # one space tile: global order is then plain row-major order
 
 
 @st.composite
@@ -86,8 +88,8 @@ def test_chunked_stats_equal_one_shot(tmp_path: Path, data: tuple, layout: str, 
         assert chunks[0][0] == 0 and chunks[-1][1] == truth.shape[0]
         assert all(a < b for a, b in chunks) and all(b == c for (_, b), (c, _) in itertools.pairwise(chunks))
         for a, b in chunks:
-            m = canonical(counts.read_rows(a, b))
-            np.testing.assert_array_equal(m.toarray(), truth[a:b])
+            m = chunk_counts(counts.read_rows(a, b), row_offset=a, tile=4)
+            np.testing.assert_array_equal(m.to_csr().toarray(), truth[a:b])
             assert (m.data != 0).all()
             s = row_stats(m)
             nnz_rows.append(s.nnz)
@@ -111,19 +113,20 @@ def test_chunked_stats_equal_one_shot(tmp_path: Path, data: tuple, layout: str, 
 @given(data=count_matrices(), smart=st.lists(st.booleans(), min_size=12, max_size=12))
 def test_normalize_matches_formula(data: tuple, smart: list[bool]) -> None:  # type: ignore[type-arg]
     dense, _ = data
-    m = canonical(sp.csr_matrix(dense))
+    m = chunk_counts(sp.csr_matrix(dense), tile=2)
     rows = np.array(smart[: dense.shape[0]])
     length = np.arange(1, dense.shape[1] + 1, dtype=np.float64) * 137.0
-    got = sp.csr_matrix((normalize(m, row_stats(m).raw_sum, rows, length), m.indices, m.indptr), shape=m.shape)
+    values = normalize(m, row_stats(m).raw_sum, rows, length)
+    got = sp.csr_matrix((values, (m.rows, m.cols)), shape=dense.shape)
     for i, r in enumerate(dense):
         v = r / length if rows[i] else r
         want = v / v.sum() if v.sum() else v
         np.testing.assert_allclose(got[i].toarray().ravel(), want.astype(np.float32), rtol=1e-6)
-    assert (got.data > 0).all()
+    assert (values > 0).all()
 
 
 def test_normalize_never_stores_zero() -> None:
-    m = canonical(sp.csr_matrix(np.array([[1.0, 1e50]])))
+    m = chunk_counts(sp.csr_matrix(np.array([[1.0, 1e50]])), tile=BIG_TILE)
     out = normalize(m, row_stats(m).raw_sum, np.array([False]), np.ones(2))
     assert out[0] == F32_TINY and out[1] == pytest.approx(1.0)
 
@@ -132,15 +135,27 @@ def test_normalize_never_stores_zero() -> None:
 @given(
     cells=st.lists(st.tuples(st.integers(0, 9000), st.integers(0, 6000)), min_size=1, max_size=200, unique=True),
     n_cols=st.integers(6001, 9000),
+    row_offset=st.integers(0, 5000),
+    seed=st.integers(0, 2**32 - 1),
 )
-def test_global_order_is_tile_major_then_row_major(cells: list[tuple[int, int]], n_cols: int) -> None:
-    from census_builder.soma_io import X_TILE, global_order
+def test_chunk_counts_are_in_global_order(
+    cells: list[tuple[int, int]], n_cols: int, row_offset: int, seed: int
+) -> None:
+    """Tile-major (row tile, column tile), then row-major inside a tile, for rows placed at row_offset."""
+    from census_builder.soma_io import X_TILE
 
-    rc = np.array(sorted(cells), dtype=np.int64)  # row-major sorted, as a canonical CSR chunk gives them
-    order = global_order(rc[:, 0], rc[:, 1], n_cols)
-    got = rc[order]
-    want = sorted(cells, key=lambda x: (x[0] // X_TILE, x[1] // X_TILE, x[0], x[1]))
-    assert [tuple(x) for x in got.tolist()] == want
+    n_rows = max(r for r, _ in cells) + 1
+    per_row: list[list[int]] = [[] for _ in range(n_rows)]
+    for r, c in cells:
+        per_row[r].append(c)
+    rng = np.random.default_rng(seed)
+    per_row = [[int(c) for c in rng.permutation(cols)] for cols in per_row]  # stored column order is arbitrary
+    indptr = np.concatenate([[0], np.cumsum([len(c) for c in per_row])])
+    indices = np.array([c for cols in per_row for c in cols], dtype=np.int64)
+    m = sp.csr_matrix((np.ones(len(cells)), indices, indptr), shape=(n_rows, n_cols))
+    got = chunk_counts(m, row_offset=row_offset, tile=X_TILE)
+    want = sorted(((r + row_offset, c) for r, c in cells), key=lambda x: (x[0] // X_TILE, x[1] // X_TILE, x[0], x[1]))
+    assert list(zip((got.rows + row_offset).tolist(), got.cols.tolist(), strict=True)) == want
 
 
 @settings(max_examples=80, deadline=None)
@@ -149,10 +164,13 @@ def test_global_order_is_tile_major_then_row_major(cells: list[tuple[int, int]],
         st.tuples(st.integers(0, 7), st.integers(0, 9), st.sampled_from([0.0, 1.0, 2.0, 5.0, 1e30])), max_size=60
     ),
     col_map=st.lists(st.integers(-1, 11), min_size=10, max_size=10),
+    tile=st.sampled_from([1, 2, 4, 8, BIG_TILE]),
 )
-def test_canonical_remaps_sums_and_sorts(entries: list[tuple[int, int, float]], col_map: list[int]) -> None:
+def test_chunk_counts_remap_sum_and_drop_zeros(
+    entries: list[tuple[int, int, float]], col_map: list[int], tile: int
+) -> None:
     """Any stored CSR (duplicates, explicit zeros, unsorted columns) and any column map (-1 drops a column,
-    several source columns may share a target): the sum of what lands in each cell, nothing else."""
+    several source columns may share a target): the sum of what lands in each cell, nothing else, once."""
     n_rows, n_cols = 8, 12
     rows = np.array([e[0] for e in entries], dtype=np.int64)
     cols = np.array([e[1] for e in entries], dtype=np.int64)
@@ -165,13 +183,12 @@ def test_canonical_remaps_sums_and_sorts(entries: list[tuple[int, int, float]], 
     for r, c, v in entries:
         if cmap[c] >= 0:
             want[r, cmap[c]] += float(np.float32(v))
-    got = canonical(stored, cmap, n_cols)
-    assert got.shape == (n_rows, n_cols)
-    np.testing.assert_array_equal(got.toarray(), want)
+    got = chunk_counts(stored, cmap, n_cols, tile=tile)
+    assert isinstance(got, Counts)
+    assert (got.n_rows, got.n_cols) == (n_rows, n_cols)
+    np.testing.assert_array_equal(got.to_csr().toarray(), want)
     assert (got.data != 0).all()
-    for i in range(n_rows):
-        idx = got.indices[got.indptr[i] : got.indptr[i + 1]]
-        assert (np.diff(idx) > 0).all()
+    assert len(set(zip(got.rows.tolist(), got.cols.tolist(), strict=True))) == got.nnz
 
 
 def test_write_x_refuses_rows_outside_the_chunk(tmp_path: Path) -> None:
