@@ -14,11 +14,15 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 
-# glibc returns every freed block over 32 MiB to the kernel (dask even trims at 64 KiB), so each chunk's
-# arrays are page-faulted in afresh; keeping up to a few hundred MiB for reuse makes the matrix stage
-# ~12% faster (measured: 10 chunks of 4 M values, 1.13 -> 0.99 s per chunk) and memory stays bounded by
-# the largest chunk. Set the same variables on workers you start yourself (README, multi-host).
-WORKER_MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": str(256 * 2**20), "MALLOC_TRIM_THRESHOLD_": str(512 * 2**20)}
+# glibc maps every block over 32 MiB afresh and a dask task thread gets its own malloc arena, so each
+# chunk's arrays would be page-faulted in anew (dask even trims at 64 KiB); page faults cost ~25 us each
+# on the 2-core benchmark machine. One arena that keeps a few hundred MiB for reuse bounds memory by the
+# largest chunk still. Set the same variables on workers you start yourself (README, multi-host).
+WORKER_MALLOC_ENV = {
+    "MALLOC_ARENA_MAX": "1",
+    "MALLOC_MMAP_THRESHOLD_": str(256 * 2**20),
+    "MALLOC_TRIM_THRESHOLD_": str(512 * 2**20),
+}
 
 
 @contextmanager

@@ -46,8 +46,11 @@ DATAFRAME_PLATFORM_CONFIG: dict[str, Any] = {
         }
     }
 }
-# TileDB settings for every open: moderate memory per worker, and do not oversubscribe the cores.
+# TileDB settings for every open: moderate memory per worker, do not oversubscribe the cores, and do not
+# malloc_trim after every query (TileDB's default), which returns the freed heap to the kernel so that
+# the next chunk page-faults it all in again.
 TILEDB_CONFIG: dict[str, str | float] = {
+    "sm.mem.malloc_trim": "false",
     "sm.mem.total_budget": str(2 * 1024**3),
     "sm.compute_concurrency_level": "2",
     "sm.io_concurrency_level": "2",

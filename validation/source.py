@@ -36,6 +36,9 @@ def _strings(values: npt.NDArray[Any]) -> npt.NDArray[np.object_]:
     return out
 
 
+Coords = tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[Any]]  # (rows, columns, values)
+
+
 @dataclass(frozen=True)
 class Counts:
     """Where the counts are: ``raw/X`` (with ``raw/var``) when the file has a raw layer, else ``X`` / ``var``."""
@@ -224,15 +227,23 @@ class Matrix:
 
     def read_rows(self, start: int, stop: int) -> sp.coo_matrix:
         """Rows [start, stop), all columns, as stored (row indices relative to ``start``)."""
-        n, n_var = stop - start, self.shape[1]
+        rows, cols, data = self.read_coords(start, stop)
+        return sp.coo_matrix((data, (rows, cols)), shape=(stop - start, self.shape[1]))
+
+    def read_coords(self, start: int, stop: int) -> Coords:
+        """(rows relative to ``start``, columns, values) of rows [start, stop) as stored: duplicates and
+        explicit zeros kept; a dense matrix gives its non-zero cells."""
+        n = stop - start
         if self.format == "dense":
-            return sp.coo_matrix(np.asarray(self.node[start:stop, :]))
+            block = np.asarray(self.node[start:stop, :])
+            r, c = np.nonzero(block)
+            return r.astype(np.int64), c.astype(np.int64), block[r, c]
         if self.format == "csr":
             lo, hi = int(self.indptr[start]), int(self.indptr[stop])
             data = np.asarray(self.node["data"][lo:hi])
             cols = np.asarray(self.node["indices"][lo:hi], dtype=np.int64)
             rows = np.repeat(np.arange(n, dtype=np.int64), np.diff(self.indptr[start : stop + 1]))
-            return sp.coo_matrix((data, (rows, cols)), shape=(n, n_var))
+            return rows, cols, data
         rows_l: list[npt.NDArray[np.int64]] = []
         cols_l: list[npt.NDArray[np.int64]] = []
         vals_l: list[npt.NDArray[Any]] = []
@@ -247,6 +258,5 @@ class Matrix:
             cols_l.append(np.searchsorted(self.indptr, lo + pos, side="right") - 1)
             vals_l.append(np.asarray(self.node["data"][lo:hi])[pos])
         if not rows_l:
-            return sp.coo_matrix((n, n_var), dtype=np.float64)
-        return sp.coo_matrix((np.concatenate(vals_l), (np.concatenate(rows_l), np.concatenate(cols_l))),
-                             shape=(n, n_var))
+            return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, dtype=self.node["data"].dtype)
+        return np.concatenate(rows_l), np.concatenate(cols_l), np.concatenate(vals_l)

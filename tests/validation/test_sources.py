@@ -63,7 +63,8 @@ def test_row_statistics_match_numpy(rows: list[list[int]]) -> None:
     dense = np.zeros((len(rows), width))
     for i, r in enumerate(rows):
         dense[i, : len(r)] = r
-    stats = _row_stats(_canonical(sp.csr_matrix(dense)))
+    m = _canonical(sp.csr_matrix(dense))
+    stats = _row_stats(m.indptr.astype(np.int64), m.data)
     for i in range(len(rows)):
         nz = dense[i][dense[i] > 0]
         assert stats.nnz[i] == nz.size
