@@ -78,13 +78,19 @@ def main() -> int:
     ap.add_argument("--data", type=Path, default=Path("benchmarks/data"))
     ap.add_argument("--no-floor", action="store_true")
     ap.add_argument("--clean", action="store_true", help="delete corpus and release afterwards")
+    ap.add_argument("--reuse-corpus", action="store_true", help="keep an existing corpus of this size")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
 
     name = f"{args.cells // 1000}k"
     corpus_dir = args.data / f"corpus-{name}"
     t0 = time.perf_counter()
-    manifest = write_corpus(corpus_dir, corpus_specs(args.cells, genes=args.genes, nnz_per_cell=args.nnz_per_cell))
+    manifest = corpus_dir / "manifest.csv"
+    if args.reuse_corpus and manifest.is_file():  # the generator is seeded: same arguments, same corpus
+        logger.info("reusing the corpus in %s", corpus_dir)
+    else:
+        specs = corpus_specs(args.cells, genes=args.genes, nnz_per_cell=args.nnz_per_cell)
+        manifest = write_corpus(corpus_dir, specs)
     gen_seconds = time.perf_counter() - t0
     workdir = args.data / f"build-{name}"
     shutil.rmtree(workdir, ignore_errors=True)
