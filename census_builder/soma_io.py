@@ -125,8 +125,9 @@ def write_coo(uri: str, table: pa.Table) -> None:
         arr.write(table)
 
 
-# Every X write passes the bounds check of ``write_x`` and holds canonical (unique) coordinates, so
-# TileDB's own duplicate and bounds checks (~20% of a write) are off; its global-order check stays on.
+# Every X write passes the bounds check of ``write_x`` and holds unique coordinates (stats.chunk_counts),
+# so TileDB's own duplicate and bounds checks are off (one 4 M-value write: 0.36 s; 0.32 s without the
+# bounds check, 0.33 s without the duplicate check); its global-order check stays on.
 _X_WRITE_CONFIG = {**TILEDB_CONFIG, "sm.check_coord_dups": "false", "sm.check_coord_oob": "false"}
 
 
