@@ -72,7 +72,10 @@ def chunk_counts(
     out_cols = np.arange(n_cols, dtype=np.int64)
     col_rank = ((out_cols >> tb) << (2 * tb)) | (out_cols & (tile - 1))
     if col_map is not None:  # source column -> rank part of its output column, -1 for dropped columns
-        col_rank = np.where(col_map >= 0, col_rank[np.maximum(col_map, 0)], -1) if col_map.size else col_map
+        mapped = col_map >= 0
+        source_col_rank = np.full(col_map.shape, -1, dtype=np.int64)
+        source_col_rank[mapped] = col_rank[col_map[mapped]]
+        col_rank = source_col_rank
     source_rank = col_rank[m.indices] if m.nnz else np.zeros(0, dtype=np.int64)
     key: npt.NDArray[np.int64] = np.repeat(row_rank, np.diff(m.indptr)) | source_rank
     data = np.asarray(m.data, dtype=np.float64)

@@ -20,7 +20,7 @@ import pyarrow as pa
 
 from validation.expected import as_bools, keep_rows
 from validation.report import Finding
-from validation.source import SourceFile
+from validation.source import Coords, SourceFile
 from validation.spec import Spec, load_spec
 
 logger = logging.getLogger(__name__)
@@ -246,9 +246,6 @@ def check_chunk(task: ChunkTask, context: DatasetContext) -> ChunkResult:
         want = _normalized(task, res, expected, bounds, smart, where)
         _compare_normalized(res, where, expected, want, norm, task.n_cells)
     return res
-
-
-Coords = tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.float64]]
 
 
 def _source_chunk(
