@@ -16,12 +16,14 @@ R = TypeVar("R")
 
 # glibc maps every block over 32 MiB afresh and a dask task thread gets its own malloc arena, so each
 # chunk's arrays would be page-faulted in anew (dask even trims at 64 KiB); page faults cost ~25 us each
-# on the 2-core benchmark machine. One arena that keeps a few hundred MiB for reuse bounds memory by the
-# largest chunk still. Set the same variables on workers you start yourself (README, multi-host).
+# on the 2-core benchmark machine. One arena that keeps what it freed for the next chunk: the trim
+# threshold is above a chunk's working set (at 512 MiB a 4 M-value validation chunk sometimes crossed it
+# and re-faulted everything: 0.27 M vs 2.7 M faults per run), and retaining freed memory never raises the
+# peak, which the largest chunk bounds. Set the same variables on workers you start yourself (README).
 WORKER_MALLOC_ENV = {
     "MALLOC_ARENA_MAX": "1",
     "MALLOC_MMAP_THRESHOLD_": str(256 * 2**20),
-    "MALLOC_TRIM_THRESHOLD_": str(512 * 2**20),
+    "MALLOC_TRIM_THRESHOLD_": str(2 * 2**30),
 }
 
 

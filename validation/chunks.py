@@ -29,6 +29,7 @@ STAT_RTOL = 1e-5  # float32 statistics vs float64 recomputation
 NORM_RTOL = 1e-5  # float32 normalized values vs float64 recomputation
 ROW_SUM_TOL = 1e-4  # |sum(normalized row) - 1|
 F32_TINY = float(np.finfo(np.float32).smallest_subnormal)
+READ_BUFFER_BYTES = 128 * 2**20  # per column: one read of a 16 M-value chunk; below the workers' mmap threshold
 
 
 @dataclass(frozen=True)
@@ -113,20 +114,27 @@ def _read_obs(uri: str, lo: int, hi: int) -> dict[str, npt.NDArray[Any]]:
 
 
 @functools.cache
-def _context() -> Any:
+def _context(buffer_bytes: int | None = None) -> Any:
     """For every chunk read: TileDB must not malloc_trim after each query (its default), which hands the
     freed heap back to the kernel so the next chunk page-faults all of it in again (measured in-process
-    at 250 k cells: 6.1 M -> 2.9 M page faults, 52 s -> 46 s, with the worker malloc settings of core)."""
+    at 250 k cells: 6.1 M -> 2.9 M page faults, 52 s -> 46 s, with the worker malloc settings of core).
+    X reads pass ``buffer_bytes``: TileDB-SOMA's default read buffers are above the workers' mmap threshold,
+    so every read mapped them afresh and faulted in every page it filled; READ_BUFFER_BYTES keeps them on
+    the reused heap (one 3.5 M-value X read: 17,700 -> 500 page faults, 100 -> 74 ms). obs reads keep the
+    default: dozens of columns of that size would push the heap past the trim threshold."""
     import tiledbsoma as soma
 
-    return soma.SOMATileDBContext(tiledb_config={"sm.mem.malloc_trim": "false"})
+    config: dict[str, str | float] = {"sm.mem.malloc_trim": "false"}
+    if buffer_bytes:
+        config["soma.init_buffer_bytes"] = str(buffer_bytes)
+    return soma.SOMATileDBContext(tiledb_config=config)
 
 
 def _read_x(uri: str, lo: int, hi: int) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[Any]]:
     """Every stored value of rows [lo, hi), in whatever order TileDB returns them."""
     import tiledbsoma as soma
 
-    with soma.SparseNDArray.open(uri, context=_context()) as arr:
+    with soma.SparseNDArray.open(uri, context=_context(READ_BUFFER_BYTES)) as arr:
         table = arr.read(coords=(slice(lo, hi - 1),)).tables().concat()
     rows = np.asarray(table.column("soma_dim_0").to_numpy(), dtype=np.int64)
     cols = np.asarray(table.column("soma_dim_1").to_numpy(), dtype=np.int64)
@@ -154,38 +162,65 @@ class Entries:
         return np.searchsorted(self.key, np.arange(n_rows + 1, dtype=np.int64) << self.col_bits).astype(np.int64)
 
 
-def _sorted(key: npt.NDArray[np.int64], key_bits: int) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64] | None]:
-    """(``key`` ascending, the stable permutation that sorts it; None if it was sorted already)."""
+def _sorted(key: npt.NDArray[np.int64], key_bits: int, *, runs: bool = False
+            ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64] | None]:
+    """(``key`` ascending, the stable permutation that sorts it; None if it was sorted already).
+
+    ``runs``: the keys are a few long ascending runs (a release read back in TileDB's global order is
+    ascending within each column tile of a row tile), which a merge sort (timsort) exploits: 2x faster
+    there, slower on keys without runs.
+    """
     if key.size < 2 or bool((key[1:] >= key[:-1]).all()):
         return key, None
     pos_bits = int(key.size - 1).bit_length()
+    kind: Any = "stable" if runs else None
     if key_bits + pos_bits > 63:
         order = np.argsort(key, kind="stable")
         return key[order], order
     # Packing each key with its position into one int64 lets numpy's value sort do it, several times
     # faster than an argsort; the sorted keys come out of the packed values without a gather.
-    packed = (key << pos_bits) | np.arange(key.size, dtype=np.int64)
-    packed.sort()
-    return packed >> pos_bits, packed & ((1 << pos_bits) - 1)
+    packed = key << pos_bits
+    packed |= np.arange(key.size, dtype=np.int64)
+    packed.sort(kind=kind)
+    order = packed & ((1 << pos_bits) - 1)
+    packed >>= pos_bits
+    return packed, order
 
 
-def _entries(rows: npt.NDArray[np.int64], cols: npt.NDArray[np.int64], values: npt.NDArray[Any], n_rows: int,
-             col_bits: int, *, canonical: bool) -> tuple[Entries, npt.NDArray[np.int64] | None]:
-    """Sort coordinates by (row, column); with ``canonical`` also sum duplicates and drop zeros (what a
-    source's stored entries mean). Returns the sorting permutation too (None when nothing moved)."""
-    row_bits = max(n_rows - 1, 1).bit_length()
-    key, order = _sorted((rows << col_bits) | cols, row_bits + col_bits)
-    if order is not None:
-        values = values[order]
-    if canonical:
-        first = np.concatenate(([True], key[1:] != key[:-1]))
-        if not first.all():
-            starts = np.flatnonzero(first)
-            key, values = key[starts], np.add.reduceat(values, starts)
-        nonzero = values != 0
-        if not nonzero.all():
-            key, values = key[nonzero], values[nonzero]
-    return Entries(key, values, col_bits), order
+def _found(rows: npt.NDArray[np.int64], cols: npt.NDArray[np.int64], values: npt.NDArray[Any], n_rows: int,
+           col_bits: int) -> tuple[Entries, npt.NDArray[np.int64] | None]:
+    """Values read back from the release (rows chunk-local), sorted by (row, column), and the permutation
+    that sorted them (None when nothing moved)."""
+    key = rows << col_bits
+    key |= cols
+    key, order = _sorted(key, max(n_rows - 1, 1).bit_length() + col_bits, runs=True)
+    return Entries(key, values if order is None else values[order], col_bits), order
+
+
+def _expected(rows: npt.NDArray[np.int64], cols: npt.NDArray[np.int64], values: npt.NDArray[Any], n_rows: int,
+              col_bits: int, dropped: npt.NDArray[np.bool_] | None) -> Entries:
+    """What a source's stored entries mean, as the release must hold them: sorted by (row, column) with
+    duplicates summed and zeros dropped, in float64; entries marked ``dropped`` (cells or genes the Census
+    leaves out) removed. They get a key past every real one, so the sort puts them last and the
+    permutation's head gathers exactly the kept values (cheaper than selecting first)."""
+    key = rows << col_bits
+    key |= cols
+    if dropped is not None:
+        key[dropped] = n_rows << col_bits
+    key, order = _sorted(key, n_rows.bit_length() + col_bits)
+    n = key.size - (int(np.count_nonzero(dropped)) if dropped is not None else 0)
+    key = key[:n]
+    x = np.asarray(values[:n] if order is None else values[order[:n]], dtype=np.float64)
+    first = np.empty(n, dtype=bool)
+    first[:1] = True
+    np.not_equal(key[1:], key[:-1], out=first[1:])
+    if not first.all():
+        starts = np.flatnonzero(first)
+        key, x = key[starts], np.add.reduceat(x, starts)
+    nonzero = x != 0
+    if not nonzero.all():
+        key, x = key[nonzero], x[nonzero]
+    return Entries(key, x, col_bits)
 
 
 def check_chunk(task: ChunkTask, context: DatasetContext) -> ChunkResult:
@@ -194,7 +229,7 @@ def check_chunk(task: ChunkTask, context: DatasetContext) -> ChunkResult:
     res = ChunkResult(task.dataset_id, task.organism, max_findings=task.max_findings)
     spec = load_spec(task.schema_version)
     try:
-        expected_obs, (s_rows, s_cols, s_vals), smart = _source_chunk(task, spec, res)
+        expected_obs, (s_rows, s_cols, s_vals), dropped, smart = _source_chunk(task, spec, res)
     except Exception as e:
         res.add("sources", Finding(f"cannot read source rows {task.row_start}..{task.row_stop - 1}: "
                                    f"{type(e).__name__}: {e}", dataset_id=task.dataset_id))
@@ -215,7 +250,7 @@ def check_chunk(task: ChunkTask, context: DatasetContext) -> ChunkResult:
     # One key layout for expected and found entries: wide enough for any column either holds.
     widest = max([task.n_var - 1, 1, *(int(f[1].max(initial=0)) for f in found.values())])
     col_bits = widest.bit_length()
-    expected, _ = _entries(s_rows, s_cols, s_vals, task.n_cells, col_bits, canonical=True)
+    expected = _expected(s_rows, s_cols, s_vals, task.n_cells, col_bits, dropped)
     bounds = expected.row_bounds(task.n_cells)
     stats = _row_stats(bounds, expected.values)
     per_gene = np.bincount(expected.cols, minlength=task.n_var)
@@ -233,7 +268,7 @@ def check_chunk(task: ChunkTask, context: DatasetContext) -> ChunkResult:
     raw: Entries | None = None
     if "raw" in found:
         rows, cols, vals = found["raw"]
-        raw, raw_order = _entries(rows, cols, vals, task.n_cells, col_bits, canonical=False)
+        raw, raw_order = _found(rows, cols, vals, task.n_cells, col_bits)
         res.raw_nnz = int(vals.size)
         _compare_raw(res, where, expected, raw)
     if "normalized" in found:
@@ -242,7 +277,7 @@ def check_chunk(task: ChunkTask, context: DatasetContext) -> ChunkResult:
         if raw is not None and all(np.array_equal(a, b) for a, b in zip((rows, cols), found["raw"][:2], strict=True)):
             norm = Entries(raw.key, vals if raw_order is None else vals[raw_order], col_bits)  # same coordinates
         else:
-            norm, _ = _entries(rows, cols, vals, task.n_cells, col_bits, canonical=False)
+            norm, _ = _found(rows, cols, vals, task.n_cells, col_bits)
         want = _normalized(task, res, expected, bounds, smart, where)
         _compare_normalized(res, where, expected, want, norm, task.n_cells)
     return res
@@ -250,9 +285,10 @@ def check_chunk(task: ChunkTask, context: DatasetContext) -> ChunkResult:
 
 def _source_chunk(
     task: ChunkTask, spec: Spec, res: ChunkResult
-) -> tuple[dict[str, npt.NDArray[Any]], Coords, npt.NDArray[np.bool_]]:
-    """The chunk's kept cells: expected obs metadata, the stored counts of kept cells and expected genes as
-    (row among kept cells, var soma_joinid, value) (duplicates and zeros as stored), Smart-seq rows."""
+) -> tuple[dict[str, npt.NDArray[Any]], Coords, npt.NDArray[np.bool_] | None, npt.NDArray[np.bool_]]:
+    """The chunk's kept cells: expected obs metadata; the chunk's stored counts as (row among kept cells,
+    var soma_joinid, value) (duplicates and zeros as stored) with the entries of cells and genes the
+    Census leaves out marked (None if there are none; their coordinates are meaningless); Smart-seq rows."""
     a, b = task.row_start, task.row_stop
     with SourceFile(task.path) as src:
         keep = keep_rows(spec, task.organism_term, src, a, b)
@@ -268,25 +304,33 @@ def _source_chunk(
                 obs[c] = np.append(names, "nan")[codes[keep]]  # code -1 (NA) -> "nan"
         s_rows, s_cols, s_data = src.matrix(task.matrix_key).read_coords(a, b)
     _check_source_values(task, res, s_data)
-    rank = np.cumsum(keep) - 1
     mapped = task.ctx.col_map[s_cols]
-    sel = keep[s_rows] & (mapped >= 0)
-    coords = (rank[s_rows[sel]], mapped[sel], np.asarray(s_data[sel], dtype=np.float64))
+    dropped = mapped < 0
+    if not keep.all():
+        dropped |= ~keep[s_rows]
+        s_rows = (np.cumsum(keep) - 1)[s_rows]  # row among kept cells
+    coords = (s_rows, mapped, s_data)
     obs["dataset_id"] = np.full(task.n_cells, task.dataset_id, dtype=object)
     tissue = obs["tissue_ontology_term_id"]
     obs["tissue_general_ontology_term_id"] = np.array([task.ctx.tissue_general[t][0] for t in tissue], dtype=object)
     obs["tissue_general"] = np.array([task.ctx.tissue_general[t][1] for t in tissue], dtype=object)
     smart = np.isin(obs["assay_ontology_term_id"].astype(str), sorted(spec.length_normalized_assays))
-    return obs, coords, smart
+    return obs, coords, dropped if dropped.any() else None, smart
 
 
-def _check_source_values(task: ChunkTask, res: ChunkResult, data: npt.NDArray[Any]) -> None:
-    values = np.asarray(data, dtype=np.float64)
-    bad = ~np.isfinite(values) | (values < 0) | (values != np.floor(values))
+def _check_source_values(task: ChunkTask, res: ChunkResult, values: npt.NDArray[Any]) -> None:
+    """Counts must be finite non-negative integers (checked in the stored dtype: no float64 copy)."""
+    if values.dtype.kind == "u":
+        return
+    ok = values >= 0  # False for NaN too
+    if values.dtype.kind == "f":
+        ok &= values < np.inf
+        ok &= values == np.trunc(values)
+    bad = ~ok
     if bad.any():
         res.add("sources", Finding(f"{int(bad.sum())} count(s) in source rows {task.row_start}..{task.row_stop - 1}"
                                    " are negative, non-integer or not finite", dataset_id=task.dataset_id,
-                                   found=float(values[bad][0])))
+                                   found=float(values[np.argmax(bad)])))
 
 
 @dataclass(frozen=True)
@@ -297,12 +341,12 @@ class RowStats:
     raw_variance_nnz: npt.NDArray[np.float64]
 
 
-def _row_sums(bounds: npt.NDArray[np.int64], values: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
-    """Per-row sums of ``values`` for rows [bounds[i], bounds[i + 1]); 0 for empty rows."""
+def _row_sums(bounds: npt.NDArray[np.int64], values: npt.NDArray[Any]) -> npt.NDArray[np.float64]:
+    """Per-row sums of ``values`` (summed in float64) for rows [bounds[i], bounds[i + 1]); 0 for empty rows."""
     out = np.zeros(bounds.size - 1, dtype=np.float64)
     filled = bounds[1:] > bounds[:-1]
     if filled.any():
-        out[filled] = np.add.reduceat(values, bounds[:-1][filled])
+        out[filled] = np.add.reduceat(values, bounds[:-1][filled], dtype=np.float64)
     return out
 
 
@@ -445,9 +489,9 @@ def _normalized(task: ChunkTask, res: ChunkResult, exp: Entries, bounds: npt.NDA
                 smart: npt.NDArray[np.bool_], where: Where) -> npt.NDArray[np.float64]:
     """Expected normalized values for the entries of ``exp`` (same order)."""
     x = np.asarray(exp.values, dtype=np.float64)
-    row_of = np.repeat(np.arange(bounds.size - 1), np.diff(bounds))
-    by_length = smart[row_of]  # entries of Smart-seq cells: X[i, j] / feature_length[j]
-    if by_length.any():
+    nnz = np.diff(bounds)
+    if smart.any():
+        by_length = np.repeat(smart, nnz)  # entries of Smart-seq cells: X[i, j] / feature_length[j]
         length = np.zeros(task.n_var, dtype=np.float64)
         length[task.ctx.col_map[task.ctx.col_map >= 0]] = task.ctx.col_length[task.ctx.col_map >= 0]
         lengths = length[exp.cols]
@@ -456,14 +500,14 @@ def _normalized(task: ChunkTask, res: ChunkResult, exp: Entries, bounds: npt.NDA
             res.add("sources", Finding(f"{bad.size} count(s) of Smart-seq cells are for genes without a positive "
                                        "feature_length", **where(*_at(exp, int(bad[0])))))
         x = np.where(by_length, x / np.where(lengths > 0, lengths, np.nan), x)
-    out: npt.NDArray[np.float64] = x / _row_sums(bounds, x)[row_of]
+    out: npt.NDArray[np.float64] = x / np.repeat(_row_sums(bounds, x), nnz)
     return out
 
 
 def _compare_normalized(res: ChunkResult, where: Where, exp: Entries, want: npt.NDArray[np.float64],
                         got: Entries, n_rows: int) -> None:
     check = "x_normalized"
-    values = np.asarray(got.values, dtype=np.float64)
+    values = got.values
     nonpos = np.nonzero(~(values > 0))[0]
     res.totals[check] += int(nonpos.size)
     for k in nonpos[: res.room(check)]:
@@ -478,9 +522,14 @@ def _compare_normalized(res: ChunkResult, where: Where, exp: Entries, want: npt.
         res.findings[check].append(Finding("X['normalized'] stores a value where X['raw'] must have none",
                                            **where(*_at(got, k)), expected="absent", found=float(values[k])))
     e, g = _taken(want, mi), _taken(values, mg)
-    ok = np.abs(g - e) <= NORM_RTOL * np.abs(e)  # np.isclose(g, e, rtol=NORM_RTOL, atol=0), without its overhead
-    ok |= (e < F32_TINY) & (g == F32_TINY)
-    bad = np.nonzero(~ok)[0]
+    # np.isclose(g, e, rtol=NORM_RTOL, atol=0) without its temporaries; then the values float32 cannot hold
+    diff = g - e
+    np.abs(diff, out=diff)
+    tol = np.abs(e)
+    tol *= NORM_RTOL
+    bad = np.nonzero(~(diff <= tol))[0]
+    if bad.size:
+        bad = bad[~((e[bad] < F32_TINY) & (g[bad] == F32_TINY))]
     res.totals[check] += int(bad.size)
     for k in bad[: res.room(check)]:
         i = int(k if mi is None else mi[k])

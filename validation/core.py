@@ -105,8 +105,9 @@ def _dask(client: Any, workers: int | None) -> Iterator[Any]:
     # Spawned, not forked: TileDB's threads do not survive a fork. Workers keep freed memory for the next
     # chunk instead of page-faulting every array in afresh (glibc maps blocks over 32 MiB anew each time,
     # and a task thread gets its own arena unless there is one): page faults cost ~25 us on this machine.
+    # The trim threshold is above a chunk's working set; keeping freed memory never raises the peak.
     environ = {**dask.config.get("distributed.nanny.pre-spawn-environ", {}), "MALLOC_ARENA_MAX": "1",
-               "MALLOC_MMAP_THRESHOLD_": str(256 * 2**20), "MALLOC_TRIM_THRESHOLD_": str(512 * 2**20)}
+               "MALLOC_MMAP_THRESHOLD_": str(256 * 2**20), "MALLOC_TRIM_THRESHOLD_": str(2 * 2**30)}
     with dask.config.set({"distributed.worker.multiprocessing-method": "spawn", "distributed.worker.daemon": False,
                           "distributed.nanny.pre-spawn-environ": environ}), \
             LocalCluster(n_workers=n, threads_per_worker=1, processes=True,  # type: ignore[no-untyped-call]
