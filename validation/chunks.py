@@ -1,9 +1,11 @@
-"""Phase 2: compare one row chunk of one source dataset with the release (a dask task).
+"""Phase 2: compare a source row range of one dataset with the release (a dask task).
 
-A chunk is a source row range. Its kept cells have consecutive obs soma_joinids, so the release is read
-in exactly that joinid range: obs rows (metadata and statistics), X["raw"] and X["normalized"] (all
-columns, so values stored where none belong are seen too). Expected values are computed here from the
-source rows, in float64, with plain numpy / scipy. Memory is bounded by the chunk size.
+The kept cells of a source row range have consecutive obs soma_joinids, so the release is read in
+exactly that joinid range: obs rows (metadata and statistics) once for the task, X["raw"] and
+X["normalized"] (all columns, so values stored where none belong are seen too) one row chunk (``part``)
+at a time. Expected values are computed here from the source rows, in float64, with plain numpy.
+Memory is bounded by the chunk size; a task of several chunks reads obs, which TileDB decompresses a
+whole tile of rows at a time, once instead of once per chunk.
 """
 
 from __future__ import annotations
@@ -49,10 +51,11 @@ class ChunkTask:
     organism_term: str
     row_start: int  # source rows [row_start, row_stop)
     row_stop: int
-    joinid_start: int  # obs soma_joinid of the chunk's first kept cell
-    n_cells: int  # kept cells in the chunk
+    joinid_start: int  # obs soma_joinid of the task's first kept cell
+    n_cells: int  # kept cells in the task
     n_var: int  # genes in the organism's expected var
     uris: ReleaseUris
+    parts: tuple[tuple[int, int], ...]  # the row chunks X is compared in: source rows [start, stop), in order
     max_findings: int = 20
     context: DatasetContext | None = None  # passed separately (scattered once per dataset), bound on the worker
 
@@ -224,17 +227,74 @@ def _expected(rows: npt.NDArray[np.int64], cols: npt.NDArray[np.int64], values: 
 
 
 def check_chunk(task: ChunkTask, context: DatasetContext) -> ChunkResult:
-    """Compare one chunk; never raises for a broken release (problems become findings)."""
+    """Compare one task's rows; never raises for a broken release (problems become findings)."""
     task = replace(task, context=context)
     res = ChunkResult(task.dataset_id, task.organism, max_findings=task.max_findings)
     spec = load_spec(task.schema_version)
-    try:
-        expected_obs, (s_rows, s_cols, s_vals), dropped, smart = _source_chunk(task, spec, res)
-    except Exception as e:
-        res.add("sources", Finding(f"cannot read source rows {task.row_start}..{task.row_stop - 1}: "
-                                   f"{type(e).__name__}: {e}", dataset_id=task.dataset_id))
-        return res
-    lo, hi = task.joinid_start, task.joinid_start + task.n_cells
+    a = task.row_start
+    with SourceFile(task.path) as src:
+        try:
+            keep, expected_obs, smart = _source_obs(task, spec, src)
+        except Exception as e:
+            res.add("sources", Finding(f"cannot read source rows {a}..{task.row_stop - 1}: {type(e).__name__}: {e}",
+                                       dataset_id=task.dataset_id))
+            return res
+        oj = expected_obs["observation_joinid"]
+
+        def where(row: int, var_joinid: int | None = None) -> dict[str, Any]:
+            return {"dataset_id": task.dataset_id, "organism": task.organism, "soma_joinid": task.joinid_start + row,
+                    "observation_joinid": str(oj[row]) if 0 <= row < oj.size else None, "var_joinid": var_joinid}
+
+        stats = RowStats.zeros(task.n_cells)
+        per_gene = np.zeros(task.n_var, dtype=np.int64)
+        before = 0  # kept cells of the task before the part
+        for start, stop in task.parts:
+            part_keep = keep[start - a : stop - a]
+            n = int(np.count_nonzero(part_keep))
+            try:
+                coords = src.matrix(task.matrix_key).read_coords(start, stop)
+            except Exception as e:
+                res.add("sources", Finding(f"cannot read source rows {start}..{stop - 1}: {type(e).__name__}: {e}",
+                                           dataset_id=task.dataset_id))
+                return res
+            part = _Part(task, start, stop, before, n, smart[before : before + n])
+            _check_source_values(part, res, coords[2])
+            expected = _compare_x(part, res, coords, part_keep, where)
+            stats.fill(before, _row_stats(expected.row_bounds(n), expected.values))
+            per_gene += np.bincount(expected.cols, minlength=task.n_var)
+            before += n
+            del coords, expected  # before the next part's are read: memory stays one chunk's
+    res.var_ids = np.nonzero(per_gene)[0].astype(np.int64)
+    res.var_nnz = per_gene[res.var_ids]
+    _compare_obs(task, spec, res, expected_obs, stats)
+    return res
+
+
+@dataclass(frozen=True)
+class _Part:
+    """One row chunk of a task: source rows [start, stop) holding the task's kept cells [before, before + n)."""
+
+    task: ChunkTask
+    start: int
+    stop: int
+    before: int
+    n: int
+    smart: npt.NDArray[np.bool_]  # Smart-seq cells among the part's kept cells
+
+    @property
+    def joinids(self) -> tuple[int, int]:
+        lo = self.task.joinid_start + self.before
+        return lo, lo + self.n
+
+
+def _compare_x(part: _Part, res: ChunkResult, coords: Coords, keep: npt.NDArray[np.bool_], task_where: Where
+               ) -> Entries:
+    """Compare X["raw"] and X["normalized"] over one part with its source counts; returns the expected entries."""
+    task, (lo, hi) = part.task, part.joinids
+
+    def where(row: int, var_joinid: int | None = None) -> dict[str, Any]:
+        return task_where(part.before + row, var_joinid)  # type: ignore[no-any-return]
+
     found: dict[str, tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[Any]]] = {}
     for check, layer, uri in (("x_raw", "raw", task.uris.raw), ("x_normalized", "normalized", task.uris.normalized)):
         if uri is None:
@@ -250,75 +310,58 @@ def check_chunk(task: ChunkTask, context: DatasetContext) -> ChunkResult:
     # One key layout for expected and found entries: wide enough for any column either holds.
     widest = max([task.n_var - 1, 1, *(int(f[1].max(initial=0)) for f in found.values())])
     col_bits = widest.bit_length()
-    expected = _expected(s_rows, s_cols, s_vals, task.n_cells, col_bits, dropped)
-    bounds = expected.row_bounds(task.n_cells)
-    stats = _row_stats(bounds, expected.values)
-    per_gene = np.bincount(expected.cols, minlength=task.n_var)
-    res.var_ids = np.nonzero(per_gene)[0].astype(np.int64)
-    res.var_nnz = per_gene[res.var_ids].astype(np.int64)
-    res.expected_nnz = int(expected.key.size)
-    _compare_obs(task, spec, res, expected_obs, stats)
-    oj = expected_obs["observation_joinid"]
-
-    def where(row: int, var_joinid: int | None = None) -> dict[str, Any]:
-        return {"dataset_id": task.dataset_id, "organism": task.organism, "soma_joinid": lo + row,
-                "observation_joinid": str(oj[row]) if 0 <= row < oj.size else None, "var_joinid": var_joinid}
-
+    s_rows, s_cols, s_vals = coords
+    mapped = task.ctx.col_map[s_cols]
+    dropped = mapped < 0  # entries of genes and cells the Census leaves out
+    if not keep.all():
+        dropped |= ~keep[s_rows]
+        s_rows = (np.cumsum(keep) - 1)[s_rows]  # row among kept cells
+    expected = _expected(s_rows, mapped, s_vals, part.n, col_bits, dropped if dropped.any() else None)
+    res.expected_nnz += int(expected.key.size)
     raw_order: npt.NDArray[np.int64] | None = None
     raw: Entries | None = None
     if "raw" in found:
         rows, cols, vals = found["raw"]
-        raw, raw_order = _found(rows, cols, vals, task.n_cells, col_bits)
-        res.raw_nnz = int(vals.size)
+        raw, raw_order = _found(rows, cols, vals, part.n, col_bits)
+        res.raw_nnz += int(vals.size)
         _compare_raw(res, where, expected, raw)
     if "normalized" in found:
         rows, cols, vals = found["normalized"]
-        res.normalized_nnz = int(vals.size)
+        res.normalized_nnz += int(vals.size)
         if raw is not None and all(np.array_equal(a, b) for a, b in zip((rows, cols), found["raw"][:2], strict=True)):
             norm = Entries(raw.key, vals if raw_order is None else vals[raw_order], col_bits)  # same coordinates
         else:
-            norm, _ = _found(rows, cols, vals, task.n_cells, col_bits)
-        want = _normalized(task, res, expected, bounds, smart, where)
-        _compare_normalized(res, where, expected, want, norm, task.n_cells)
-    return res
+            norm, _ = _found(rows, cols, vals, part.n, col_bits)
+        bounds = expected.row_bounds(part.n)
+        want = _normalized(task, res, expected, bounds, part.smart, where)
+        _compare_normalized(res, where, expected, want, norm, part.n)
+    return expected
 
 
-def _source_chunk(
-    task: ChunkTask, spec: Spec, res: ChunkResult
-) -> tuple[dict[str, npt.NDArray[Any]], Coords, npt.NDArray[np.bool_] | None, npt.NDArray[np.bool_]]:
-    """The chunk's kept cells: expected obs metadata; the chunk's stored counts as (row among kept cells,
-    var soma_joinid, value) (duplicates and zeros as stored) with the entries of cells and genes the
-    Census leaves out marked (None if there are none; their coordinates are meaningless); Smart-seq rows."""
+def _source_obs(task: ChunkTask, spec: Spec, src: SourceFile
+                ) -> tuple[npt.NDArray[np.bool_], dict[str, npt.NDArray[Any]], npt.NDArray[np.bool_]]:
+    """The task's source rows: which are kept, the kept cells' expected obs metadata, their Smart-seq flags."""
     a, b = task.row_start, task.row_stop
-    with SourceFile(task.path) as src:
-        keep = keep_rows(spec, task.organism_term, src, a, b)
-        if int(keep.sum()) != task.n_cells:
-            raise RuntimeError(f"source rows {a}..{b - 1} now hold {int(keep.sum())} kept cells, planned "
-                               f"{task.n_cells} (did the file change?)")
-        obs: dict[str, npt.NDArray[Any]] = {}
-        for c in spec.obs_source_columns:
-            if c == "is_primary_data":
-                obs[c] = as_bools(src.column("obs", c, a, b))[keep]
-            else:
-                codes, names = src.codes("obs", c, a, b)
-                obs[c] = np.append(names, "nan")[codes[keep]]  # code -1 (NA) -> "nan"
-        s_rows, s_cols, s_data = src.matrix(task.matrix_key).read_coords(a, b)
-    _check_source_values(task, res, s_data)
-    mapped = task.ctx.col_map[s_cols]
-    dropped = mapped < 0
-    if not keep.all():
-        dropped |= ~keep[s_rows]
-        s_rows = (np.cumsum(keep) - 1)[s_rows]  # row among kept cells
-    coords = (s_rows, mapped, s_data)
+    keep = keep_rows(spec, task.organism_term, src, a, b)
+    if int(keep.sum()) != task.n_cells:
+        raise RuntimeError(f"source rows {a}..{b - 1} now hold {int(keep.sum())} kept cells, planned "
+                           f"{task.n_cells} (did the file change?)")
+    obs: dict[str, npt.NDArray[Any]] = {}
+    for c in spec.obs_source_columns:
+        if c == "is_primary_data":
+            obs[c] = as_bools(src.column("obs", c, a, b))[keep]
+        else:
+            codes, names = src.codes("obs", c, a, b)
+            obs[c] = np.append(names, "nan")[codes[keep]]  # code -1 (NA) -> "nan"
     obs["dataset_id"] = np.full(task.n_cells, task.dataset_id, dtype=object)
     tissue = obs["tissue_ontology_term_id"]
     obs["tissue_general_ontology_term_id"] = np.array([task.ctx.tissue_general[t][0] for t in tissue], dtype=object)
     obs["tissue_general"] = np.array([task.ctx.tissue_general[t][1] for t in tissue], dtype=object)
     smart = np.isin(obs["assay_ontology_term_id"].astype(str), sorted(spec.length_normalized_assays))
-    return obs, coords, dropped if dropped.any() else None, smart
+    return keep, obs, smart
 
 
-def _check_source_values(task: ChunkTask, res: ChunkResult, values: npt.NDArray[Any]) -> None:
+def _check_source_values(part: _Part, res: ChunkResult, values: npt.NDArray[Any]) -> None:
     """Counts must be finite non-negative integers (checked in the stored dtype: no float64 copy)."""
     if values.dtype.kind == "u":
         return
@@ -328,8 +371,8 @@ def _check_source_values(task: ChunkTask, res: ChunkResult, values: npt.NDArray[
         ok &= values == np.trunc(values)
     bad = ~ok
     if bad.any():
-        res.add("sources", Finding(f"{int(bad.sum())} count(s) in source rows {task.row_start}..{task.row_stop - 1}"
-                                   " are negative, non-integer or not finite", dataset_id=task.dataset_id,
+        res.add("sources", Finding(f"{int(bad.sum())} count(s) in source rows {part.start}..{part.stop - 1}"
+                                   " are negative, non-integer or not finite", dataset_id=part.task.dataset_id,
                                    found=float(values[np.argmax(bad)])))
 
 
@@ -339,6 +382,15 @@ class RowStats:
     raw_sum: npt.NDArray[np.float64]
     raw_mean_nnz: npt.NDArray[np.float64]
     raw_variance_nnz: npt.NDArray[np.float64]
+
+    @classmethod
+    def zeros(cls, n: int) -> RowStats:
+        return cls(np.zeros(n, np.int64), np.zeros(n), np.zeros(n), np.zeros(n))
+
+    def fill(self, start: int, part: RowStats) -> None:
+        """Set rows [start, start + len(part)) from ``part``."""
+        for name in ("nnz", "raw_sum", "raw_mean_nnz", "raw_variance_nnz"):
+            getattr(self, name)[start : start + part.nnz.size] = getattr(part, name)
 
 
 def _row_sums(bounds: npt.NDArray[np.int64], values: npt.NDArray[Any]) -> npt.NDArray[np.float64]:

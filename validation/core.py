@@ -44,7 +44,23 @@ from validation.tables import (
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_CHUNK_ENTRIES = 4_000_000  # source entries per phase-2 task: bounds a worker's memory
+DEFAULT_CHUNK_ENTRIES = 4_000_000  # source entries per row chunk: bounds a worker's memory
+# Source rows per phase-2 task (consecutive chunks of a dataset): obs is read once per task, and TileDB
+# decompresses whole tiles of obs rows (the builder's obs capacity is 65,536), so one read per 4 M-entry
+# chunk (~4,000 cells) decompressed the same tiles again and again.
+DEFAULT_TASK_ROWS = 16_384
+
+
+def task_groups(chunks: Sequence[tuple[int, int, int, int]], max_rows: int) -> list[list[tuple[int, int, int, int]]]:
+    """Consecutive row chunks (start, stop, kept before, kept in) grouped into tasks of at most ``max_rows``
+    source rows (a chunk longer than that is a task of its own)."""
+    groups: list[list[tuple[int, int, int, int]]] = []
+    for chunk in chunks:
+        if groups and chunk[1] - groups[-1][0][0] <= max_rows:
+            groups[-1].append(chunk)
+        else:
+            groups.append([chunk])
+    return groups
 REPORT_NAME = "validation_report.json"
 
 
@@ -61,6 +77,7 @@ def validate_release(
     report_path: Path | None = None,
     client: Any = None,
     chunk_entries: int = DEFAULT_CHUNK_ENTRIES,
+    task_rows: int = DEFAULT_TASK_ROWS,
     schema_version: str | None = None,
 ) -> ValidationReport:
     """Validate the release at ``release_uri`` against the sources in ``manifest_path``.
@@ -78,7 +95,7 @@ def validate_release(
     for problem in manifest.problems:
         findings.add("sources", Finding(problem))
     with tempfile.TemporaryDirectory(prefix="census-validate-") as tmp, _dask(client, workers) as cl:
-        run = Run(spec, manifest, release_uri, cl, chunk_entries, findings)
+        run = Run(spec, manifest, release_uri, cl, chunk_entries, findings, task_rows=task_rows)
         run.sources = fetch_sources(manifest, Path(tmp))
         for step in (run.plan_datasets, run.check_structure, run.check_contents, run.check_tables,
                      run.check_consistency):
@@ -106,8 +123,12 @@ def _dask(client: Any, workers: int | None) -> Iterator[Any]:
     # chunk instead of page-faulting every array in afresh (glibc maps blocks over 32 MiB anew each time,
     # and a task thread gets its own arena unless there is one): page faults cost ~25 us on this machine.
     # The trim threshold is above a chunk's working set; keeping freed memory never raises the peak.
+    # TileDB's thread pools share the cores among the workers instead of each sizing itself to all of them
+    # (2 workers on 2 cores: 24.3 -> 23.0 s, 5% less CPU, at 250 k cells).
+    threads = str(max(1, (os.cpu_count() or 1) // n))
     environ = {**dask.config.get("distributed.nanny.pre-spawn-environ", {}), "MALLOC_ARENA_MAX": "1",
-               "MALLOC_MMAP_THRESHOLD_": str(256 * 2**20), "MALLOC_TRIM_THRESHOLD_": str(2 * 2**30)}
+               "MALLOC_MMAP_THRESHOLD_": str(256 * 2**20), "MALLOC_TRIM_THRESHOLD_": str(2 * 2**30),
+               "TILEDB_SM_COMPUTE_CONCURRENCY_LEVEL": threads, "TILEDB_SM_IO_CONCURRENCY_LEVEL": threads}
     with dask.config.set({"distributed.worker.multiprocessing-method": "spawn", "distributed.worker.daemon": False,
                           "distributed.nanny.pre-spawn-environ": environ}), \
             LocalCluster(n_workers=n, threads_per_worker=1, processes=True,  # type: ignore[no-untyped-call]
@@ -184,6 +205,7 @@ class Run:
     client: Any
     chunk_entries: int
     findings: Findings
+    task_rows: int = DEFAULT_TASK_ROWS
     sources: dict[str, tuple[Path | None, str]] = field(default_factory=dict)
     model: Model | None = None
     layout: ReleaseLayout | None = None
@@ -284,12 +306,13 @@ class Run:
             for p in org.datasets:
                 col_map, col_length = org.col_map(p)
                 [context] = self.client.scatter([DatasetContext(col_map, col_length, p.tissue_general)], hash=False)
-                for a, b, before, n in p.chunks:
+                for group in task_groups(p.chunks, self.task_rows):
+                    (a, _, before, _), (_, b, _, _) = group[0], group[-1]
                     chunk_tasks.append((ChunkTask(
                         dataset_id=p.dataset_id, organism=name, path=p.path, matrix_key=p.matrix_key,
                         schema_version=self.spec.version, organism_term=p.organism_term, row_start=a, row_stop=b,
-                        joinid_start=org.offsets[p.dataset_id] + before, n_cells=n, n_var=len(org.var), uris=uris),
-                        context))
+                        joinid_start=org.offsets[p.dataset_id] + before, n_cells=sum(c[3] for c in group),
+                        n_var=len(org.var), uris=uris, parts=tuple((c[0], c[1]) for c in group)), context))
                 if exp.obs:
                     cell_tasks.append(CellSetTask(p.dataset_id, name, p.organism_term, p.path, self.spec.version,
                                                   exp.obs))

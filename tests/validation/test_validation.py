@@ -4,6 +4,7 @@ right check, with a finding that names what is wrong and where."""
 from __future__ import annotations
 
 import ast
+import itertools
 import json
 import shutil
 import subprocess
@@ -13,11 +14,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from tests.conftest import BuiltRelease
 from tests.validation import corruptions as c
 from validation import CHECKS, ValidationReport, validate_release
 from validation.__main__ import main
+from validation.core import task_groups
 
 VALIDATION_DIR = Path(__file__).resolve().parents[2] / "validation"
 
@@ -55,11 +59,13 @@ def test_untouched_release_passes(good_report: tuple[ValidationReport, Path]) ->
     assert doc == report.to_json()
 
 
+@pytest.mark.parametrize("task_rows", [1, 16_384])
 def test_small_chunks_and_default_report_path(example_release: BuiltRelease, validation_client: Any,
-                                              tmp_path: Path) -> None:
-    """Chunks of ~2000 source entries split every dataset (CSR, CSC, dense, raw.X) into many row ranges."""
+                                              tmp_path: Path, task_rows: int) -> None:
+    """Chunks of ~2000 source entries split every dataset (CSR, CSC, dense, raw.X) into many row ranges,
+    compared one task per chunk, or several chunks per task (obs read once)."""
     soma = _copy(example_release, tmp_path)
-    report = _validate(soma, example_release, validation_client, chunk_entries=2000)
+    report = _validate(soma, example_release, validation_client, chunk_entries=2000, task_rows=task_rows)
     assert report.passed, report.failed
     doc = json.loads((soma.parent / "validation_report.json").read_text(encoding="utf-8"))
     assert doc["passed"] is True and doc["release"] == str(soma)
@@ -145,6 +151,23 @@ def test_corruption_is_caught(name: str, corrupt: Corruption, check: str, where:
     assert any(ch["name"] == check and not ch["passed"] and ch["findings"] for ch in doc["checks"])
 
 
+SMALL_CHUNK_CASES = [x for x in CASES if x[0] in ("perturb_raw", "normalized_off_by_one", "raw_sum", "mouse_cell_type",
+                                                  "explicit_zero")]
+
+
+@pytest.mark.parametrize(("name", "corrupt", "check", "where"), SMALL_CHUNK_CASES,
+                         ids=[x[0] for x in SMALL_CHUNK_CASES])
+def test_corruption_is_located_in_a_task_of_many_chunks(
+        name: str, corrupt: Corruption, check: str, where: Callable[[c.Changed], dict[str, Any]],
+        example_release: BuiltRelease, validation_client: Any, tmp_path: Path) -> None:
+    """The same cell and gene are named when a task compares X in many row chunks."""
+    soma = _copy(example_release, tmp_path)
+    changed = corrupt(soma)
+    report = _validate(soma, example_release, validation_client, chunk_entries=2000)
+    assert not report.passed
+    _finding_named(report, check, **where(changed))
+
+
 def test_mouse_only_corruption_leaves_human_clean(example_release: BuiltRelease, validation_client: Any,
                                                   tmp_path: Path) -> None:
     soma = _copy(example_release, tmp_path)
@@ -218,3 +241,16 @@ def test_validation_imports_nothing_from_census_builder() -> None:
     proc = subprocess.run([sys.executable, "-c", "import sys, validation.core; print('census_builder' in sys.modules)"],
                           capture_output=True, text=True, check=True)
     assert proc.stdout.strip() == "False"
+
+
+@given(st.lists(st.tuples(st.integers(1, 50), st.integers(0, 30)), max_size=40), st.integers(1, 120))
+def test_task_groups_cover_the_chunks_in_order(spans: list[tuple[int, int]], max_rows: int) -> None:
+    chunks, start, before = [], 0, 0
+    for rows, gap in spans:  # chunks with kept cells, sometimes after rows that have none
+        start += gap
+        chunks.append((start, start + rows, before, rows))
+        start, before = start + rows, before + rows
+    groups = task_groups(chunks, max_rows)
+    assert [c for g in groups for c in g] == chunks
+    assert all(len(g) == 1 or g[-1][1] - g[0][0] <= max_rows for g in groups)
+    assert all(nxt[0][1] - g[0][0] > max_rows for g, nxt in itertools.pairwise(groups))  # groups are full
