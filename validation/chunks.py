@@ -165,6 +165,18 @@ class Entries:
         return np.searchsorted(self.key, np.arange(n_rows + 1, dtype=np.int64) << self.col_bits).astype(np.int64)
 
 
+_POSITIONS = np.zeros(0, dtype=np.int64)
+
+
+def _positions(n: int) -> npt.NDArray[np.int64]:
+    """``np.arange(n)`` (a read-only view of one array kept per process: every chunk needs it twice)."""
+    global _POSITIONS
+    if _POSITIONS.size < n:
+        _POSITIONS = np.arange(n, dtype=np.int64)
+        _POSITIONS.flags.writeable = False
+    return _POSITIONS[:n]
+
+
 def _sorted(key: npt.NDArray[np.int64], key_bits: int, *, runs: bool = False
             ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64] | None]:
     """(``key`` ascending, the stable permutation that sorts it; None if it was sorted already).
@@ -183,19 +195,20 @@ def _sorted(key: npt.NDArray[np.int64], key_bits: int, *, runs: bool = False
     # Packing each key with its position into one int64 lets numpy's value sort do it, several times
     # faster than an argsort; the sorted keys come out of the packed values without a gather.
     packed = key << pos_bits
-    packed |= np.arange(key.size, dtype=np.int64)
+    packed |= _positions(key.size)
     packed.sort(kind=kind)
     order = packed & ((1 << pos_bits) - 1)
     packed >>= pos_bits
     return packed, order
 
 
-def _found(rows: npt.NDArray[np.int64], cols: npt.NDArray[np.int64], values: npt.NDArray[Any], n_rows: int,
+def _found(rows: npt.NDArray[np.int64], cols: npt.NDArray[np.int64], values: npt.NDArray[Any], lo: int, n_rows: int,
            col_bits: int) -> tuple[Entries, npt.NDArray[np.int64] | None]:
-    """Values read back from the release (rows chunk-local), sorted by (row, column), and the permutation
-    that sorted them (None when nothing moved)."""
+    """Values read back from the release for rows [lo, lo + n_rows), sorted by (row - lo, column), and the
+    permutation that sorted them (None when nothing moved)."""
     key = rows << col_bits
     key |= cols
+    key -= lo << col_bits  # rows chunk-local
     key, order = _sorted(key, max(n_rows - 1, 1).bit_length() + col_bits, runs=True)
     return Entries(key, values if order is None else values[order], col_bits), order
 
@@ -306,7 +319,7 @@ def _compare_x(part: _Part, res: ChunkResult, coords: Coords, keep: npt.NDArray[
             res.add(check, Finding(f"cannot read X['{layer}'] rows {lo}..{hi - 1}: {type(e).__name__}: {e}",
                                    dataset_id=task.dataset_id, organism=task.organism))
             continue
-        found[layer] = (rows - lo, cols, vals)
+        found[layer] = (rows, cols, vals)
     # One key layout for expected and found entries: wide enough for any column either holds.
     widest = max([task.n_var - 1, 1, *(int(f[1].max(initial=0)) for f in found.values())])
     col_bits = widest.bit_length()
@@ -322,7 +335,7 @@ def _compare_x(part: _Part, res: ChunkResult, coords: Coords, keep: npt.NDArray[
     raw: Entries | None = None
     if "raw" in found:
         rows, cols, vals = found["raw"]
-        raw, raw_order = _found(rows, cols, vals, part.n, col_bits)
+        raw, raw_order = _found(rows, cols, vals, lo, part.n, col_bits)
         res.raw_nnz += int(vals.size)
         _compare_raw(res, where, expected, raw)
     if "normalized" in found:
@@ -331,7 +344,7 @@ def _compare_x(part: _Part, res: ChunkResult, coords: Coords, keep: npt.NDArray[
         if raw is not None and all(np.array_equal(a, b) for a, b in zip((rows, cols), found["raw"][:2], strict=True)):
             norm = Entries(raw.key, vals if raw_order is None else vals[raw_order], col_bits)  # same coordinates
         else:
-            norm, _ = _found(rows, cols, vals, part.n, col_bits)
+            norm, _ = _found(rows, cols, vals, lo, part.n, col_bits)
         bounds = expected.row_bounds(part.n)
         want = _normalized(task, res, expected, bounds, part.smart, where)
         _compare_normalized(res, where, expected, want, norm, part.n)
@@ -397,8 +410,8 @@ def _row_sums(bounds: npt.NDArray[np.int64], values: npt.NDArray[Any]) -> npt.ND
     """Per-row sums of ``values`` (summed in float64) for rows [bounds[i], bounds[i + 1]); 0 for empty rows."""
     out = np.zeros(bounds.size - 1, dtype=np.float64)
     filled = bounds[1:] > bounds[:-1]
-    if filled.any():
-        out[filled] = np.add.reduceat(values, bounds[:-1][filled], dtype=np.float64)
+    if filled.any():  # (converting first is 2x faster than reduceat's own casting)
+        out[filled] = np.add.reduceat(np.asarray(values, dtype=np.float64), bounds[:-1][filled])
     return out
 
 
@@ -543,15 +556,16 @@ def _normalized(task: ChunkTask, res: ChunkResult, exp: Entries, bounds: npt.NDA
     x = np.asarray(exp.values, dtype=np.float64)
     nnz = np.diff(bounds)
     if smart.any():
-        by_length = np.repeat(smart, nnz)  # entries of Smart-seq cells: X[i, j] / feature_length[j]
+        by_length = np.flatnonzero(np.repeat(smart, nnz))  # entries of Smart-seq cells: X[i, j] / feature_length[j]
         length = np.zeros(task.n_var, dtype=np.float64)
         length[task.ctx.col_map[task.ctx.col_map >= 0]] = task.ctx.col_length[task.ctx.col_map >= 0]
-        lengths = length[exp.cols]
-        bad = np.nonzero(by_length & (lengths <= 0))[0]
+        lengths = length[exp.key[by_length] & ((1 << exp.col_bits) - 1)]
+        bad = by_length[lengths <= 0]
         if bad.size:
             res.add("sources", Finding(f"{bad.size} count(s) of Smart-seq cells are for genes without a positive "
                                        "feature_length", **where(*_at(exp, int(bad[0])))))
-        x = np.where(by_length, x / np.where(lengths > 0, lengths, np.nan), x)
+        x = x.copy()
+        x[by_length] /= np.where(lengths > 0, lengths, np.nan)
     out: npt.NDArray[np.float64] = x / np.repeat(_row_sums(bounds, x), nnz)
     return out
 
