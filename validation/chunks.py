@@ -74,6 +74,14 @@ class DatasetContext:
     col_length: npt.NDArray[np.float64]  # source column -> the Census var feature_length of that gene
     tissue_general: dict[str, tuple[str, str]]
 
+    @functools.cached_property
+    def source_col(self) -> npt.NDArray[np.int64]:
+        """Expected var soma_joinid -> the dataset's source column of that gene, -1 if it has none."""
+        kept = np.flatnonzero(self.col_map >= 0)
+        out = np.full(int(self.col_map.max(initial=-1)) + 1, -1, dtype=np.int64)
+        out[self.col_map[kept]] = kept
+        return out
+
 
 @dataclass
 class ChunkResult:
@@ -146,49 +154,52 @@ def _read_x(uri: str, lo: int, hi: int) -> tuple[npt.NDArray[np.int64], npt.NDAr
 
 @dataclass(frozen=True)
 class Entries:
-    """A chunk's stored values sorted by (row, column): ``key = row << col_bits | column``, rows chunk-local."""
+    """A chunk's stored values sorted by (row, column code): ``key = row << col_bits | code``, rows chunk-local.
+
+    Columns are compared in the source's order, where a CSR source's stored counts already are: a gene's
+    code is its source column; a release column that is none of the dataset's genes (var soma_joinid v)
+    gets code n_source + v, so it matches nothing. ``col_map`` turns codes back into var soma_joinids.
+    """
 
     key: npt.NDArray[np.int64]
     values: npt.NDArray[Any]
     col_bits: int
+    col_map: npt.NDArray[np.int64]
 
     @property
-    def rows(self) -> npt.NDArray[np.int64]:
-        return self.key >> self.col_bits
-
-    @property
-    def cols(self) -> npt.NDArray[np.int64]:
+    def codes(self) -> npt.NDArray[np.int64]:
         return self.key & ((1 << self.col_bits) - 1)
+
+    def var_joinid(self, code: int) -> int:
+        n = self.col_map.size
+        return int(self.col_map[code]) if code < n else code - n
 
     def row_bounds(self, n_rows: int) -> npt.NDArray[np.int64]:
         """CSR-style row pointers: row i's entries are [bounds[i], bounds[i + 1])."""
         return np.searchsorted(self.key, np.arange(n_rows + 1, dtype=np.int64) << self.col_bits).astype(np.int64)
 
 
-_POSITIONS = np.zeros(0, dtype=np.int64)
+class _Positions:
+    """``np.arange(n)`` as a read-only view of one array kept per process (every sort needs one)."""
+
+    def __init__(self) -> None:
+        self._all = np.zeros(0, dtype=np.int64)
+
+    def __call__(self, n: int) -> npt.NDArray[np.int64]:
+        if self._all.size < n:
+            self._all = np.arange(n, dtype=np.int64)
+            self._all.flags.writeable = False
+        return self._all[:n]
 
 
-def _positions(n: int) -> npt.NDArray[np.int64]:
-    """``np.arange(n)`` (a read-only view of one array kept per process: every chunk needs it twice)."""
-    global _POSITIONS
-    if _POSITIONS.size < n:
-        _POSITIONS = np.arange(n, dtype=np.int64)
-        _POSITIONS.flags.writeable = False
-    return _POSITIONS[:n]
+_positions = _Positions()
 
 
-def _sorted(key: npt.NDArray[np.int64], key_bits: int, *, runs: bool = False
-            ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64] | None]:
-    """(``key`` ascending, the stable permutation that sorts it; None if it was sorted already).
-
-    ``runs``: the keys are a few long ascending runs (a release read back in TileDB's global order is
-    ascending within each column tile of a row tile), which a merge sort (timsort) exploits: 2x faster
-    there, slower on keys without runs.
-    """
+def _sorted(key: npt.NDArray[np.int64], key_bits: int) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64] | None]:
+    """(``key`` ascending, the stable permutation that sorts it; None if it was sorted already)."""
     if key.size < 2 or bool((key[1:] >= key[:-1]).all()):
         return key, None
     pos_bits = int(key.size - 1).bit_length()
-    kind: Any = "stable" if runs else None
     if key_bits + pos_bits > 63:
         order = np.argsort(key, kind="stable")
         return key[order], order
@@ -196,37 +207,51 @@ def _sorted(key: npt.NDArray[np.int64], key_bits: int, *, runs: bool = False
     # faster than an argsort; the sorted keys come out of the packed values without a gather.
     packed = key << pos_bits
     packed |= _positions(key.size)
-    packed.sort(kind=kind)
+    packed.sort()
     order = packed & ((1 << pos_bits) - 1)
     packed >>= pos_bits
     return packed, order
 
 
-def _found(rows: npt.NDArray[np.int64], cols: npt.NDArray[np.int64], values: npt.NDArray[Any], lo: int, n_rows: int,
-           col_bits: int) -> tuple[Entries, npt.NDArray[np.int64] | None]:
-    """Values read back from the release for rows [lo, lo + n_rows), sorted by (row - lo, column), and the
-    permutation that sorted them (None when nothing moved)."""
+def _codes(cols: npt.NDArray[np.int64], ctx: DatasetContext) -> npt.NDArray[np.int64]:
+    """Column codes (see Entries) of release var soma_joinids."""
+    source_col, n = ctx.source_col, ctx.col_map.size
+    if cols.size and int(cols.max()) >= source_col.size:  # beyond every gene of the dataset (a broken release)
+        codes = np.full(cols.size, -1, dtype=np.int64)
+        inside = cols < source_col.size
+        codes[inside] = source_col[cols[inside]]
+    else:
+        codes = source_col[cols]
+    stray = codes < 0
+    if stray.any():
+        codes[stray] = n + cols[stray]
+    return codes
+
+
+def _found(rows: npt.NDArray[np.int64], codes: npt.NDArray[np.int64], values: npt.NDArray[Any], lo: int,
+           n_rows: int, col_bits: int, col_map: npt.NDArray[np.int64]) -> tuple[Entries, npt.NDArray[np.int64] | None]:
+    """Values read back from the release for rows [lo, lo + n_rows), sorted by (row - lo, column code), and
+    the permutation that sorted them (None when nothing moved)."""
     key = rows << col_bits
-    key |= cols
+    key |= codes
     key -= lo << col_bits  # rows chunk-local
-    key, order = _sorted(key, max(n_rows - 1, 1).bit_length() + col_bits, runs=True)
-    return Entries(key, values if order is None else values[order], col_bits), order
+    key, order = _sorted(key, max(n_rows - 1, 1).bit_length() + col_bits)
+    return Entries(key, values if order is None else values[order], col_bits, col_map), order
 
 
 def _expected(rows: npt.NDArray[np.int64], cols: npt.NDArray[np.int64], values: npt.NDArray[Any], n_rows: int,
-              col_bits: int, dropped: npt.NDArray[np.bool_] | None) -> Entries:
-    """What a source's stored entries mean, as the release must hold them: sorted by (row, column) with
-    duplicates summed and zeros dropped, in float64; entries marked ``dropped`` (cells or genes the Census
-    leaves out) removed. They get a key past every real one, so the sort puts them last and the
-    permutation's head gathers exactly the kept values (cheaper than selecting first)."""
+              col_bits: int, dropped: npt.NDArray[np.bool_] | None, col_map: npt.NDArray[np.int64]) -> Entries:
+    """What a source's stored entries (rows among kept cells, source columns) mean, as the release must hold
+    them: sorted by (row, column) with duplicates summed and zeros dropped, in float64; entries marked
+    ``dropped`` (cells or genes the Census leaves out) removed. A canonical CSR source needs no sort."""
+    if dropped is not None:
+        kept = ~dropped
+        rows, cols, values = rows[kept], cols[kept], values[kept]
     key = rows << col_bits
     key |= cols
-    if dropped is not None:
-        key[dropped] = n_rows << col_bits
-    key, order = _sorted(key, n_rows.bit_length() + col_bits)
-    n = key.size - (int(np.count_nonzero(dropped)) if dropped is not None else 0)
-    key = key[:n]
-    x = np.asarray(values[:n] if order is None else values[order[:n]], dtype=np.float64)
+    key, order = _sorted(key, max(n_rows - 1, 1).bit_length() + col_bits)
+    n = key.size
+    x = np.asarray(values if order is None else values[order], dtype=np.float64)
     first = np.empty(n, dtype=bool)
     first[:1] = True
     np.not_equal(key[1:], key[:-1], out=first[1:])
@@ -236,7 +261,7 @@ def _expected(rows: npt.NDArray[np.int64], cols: npt.NDArray[np.int64], values: 
     nonzero = x != 0
     if not nonzero.all():
         key, x = key[nonzero], x[nonzero]
-    return Entries(key, x, col_bits)
+    return Entries(key, x, col_bits, col_map)
 
 
 def check_chunk(task: ChunkTask, context: DatasetContext) -> ChunkResult:
@@ -274,7 +299,9 @@ def check_chunk(task: ChunkTask, context: DatasetContext) -> ChunkResult:
             _check_source_values(part, res, coords[2])
             expected = _compare_x(part, res, coords, part_keep, where)
             stats.fill(before, _row_stats(expected.row_bounds(n), expected.values))
-            per_gene += np.bincount(expected.cols, minlength=task.n_var)
+            per_source_col = np.bincount(expected.codes, minlength=context.col_map.size)
+            present = np.flatnonzero(per_source_col)
+            per_gene[context.col_map[present]] += per_source_col[present]
             before += n
             del coords, expected  # before the next part's are read: memory stays one chunk's
     res.var_ids = np.nonzero(per_gene)[0].astype(np.int64)
@@ -320,31 +347,34 @@ def _compare_x(part: _Part, res: ChunkResult, coords: Coords, keep: npt.NDArray[
                                    dataset_id=task.dataset_id, organism=task.organism))
             continue
         found[layer] = (rows, cols, vals)
-    # One key layout for expected and found entries: wide enough for any column either holds.
-    widest = max([task.n_var - 1, 1, *(int(f[1].max(initial=0)) for f in found.values())])
+    col_map = task.ctx.col_map
+    same = "raw" in found and "normalized" in found and all(
+        np.array_equal(a, b) for a, b in zip(found["normalized"][:2], found["raw"][:2], strict=True))
+    codes = {layer: _codes(f[1], task.ctx) for layer, f in found.items() if not (same and layer == "normalized")}
+    # One key layout for expected and found entries: wide enough for any column code either holds.
+    widest = max([col_map.size - 1, 1, *(int(c.max(initial=0)) for c in codes.values())])
     col_bits = widest.bit_length()
     s_rows, s_cols, s_vals = coords
-    mapped = task.ctx.col_map[s_cols]
-    dropped = mapped < 0  # entries of genes and cells the Census leaves out
+    dropped = col_map[s_cols] < 0  # entries of genes and cells the Census leaves out
     if not keep.all():
         dropped |= ~keep[s_rows]
         s_rows = (np.cumsum(keep) - 1)[s_rows]  # row among kept cells
-    expected = _expected(s_rows, mapped, s_vals, part.n, col_bits, dropped if dropped.any() else None)
+    expected = _expected(s_rows, s_cols, s_vals, part.n, col_bits, dropped if dropped.any() else None, col_map)
     res.expected_nnz += int(expected.key.size)
     raw_order: npt.NDArray[np.int64] | None = None
     raw: Entries | None = None
     if "raw" in found:
-        rows, cols, vals = found["raw"]
-        raw, raw_order = _found(rows, cols, vals, lo, part.n, col_bits)
+        rows, _, vals = found["raw"]
+        raw, raw_order = _found(rows, codes["raw"], vals, lo, part.n, col_bits, col_map)
         res.raw_nnz += int(vals.size)
         _compare_raw(res, where, expected, raw)
     if "normalized" in found:
-        rows, cols, vals = found["normalized"]
+        rows, _, vals = found["normalized"]
         res.normalized_nnz += int(vals.size)
-        if raw is not None and all(np.array_equal(a, b) for a, b in zip((rows, cols), found["raw"][:2], strict=True)):
-            norm = Entries(raw.key, vals if raw_order is None else vals[raw_order], col_bits)  # same coordinates
+        if raw is not None and same:
+            norm = Entries(raw.key, vals if raw_order is None else vals[raw_order], col_bits, col_map)
         else:
-            norm, _ = _found(rows, cols, vals, lo, part.n, col_bits)
+            norm, _ = _found(rows, codes["normalized"], vals, lo, part.n, col_bits, col_map)
         bounds = expected.row_bounds(part.n)
         want = _normalized(task, res, expected, bounds, part.smart, where)
         _compare_normalized(res, where, expected, want, norm, part.n)
@@ -518,9 +548,9 @@ def _taken(values: npt.NDArray[Any], positions: npt.NDArray[np.int64] | None) ->
 
 
 def _at(e: Entries, k: int) -> tuple[int, int]:
-    """(row, column) of entry ``k``."""
+    """(row, var soma_joinid) of entry ``k``."""
     key = int(e.key[k])
-    return key >> e.col_bits, key & ((1 << e.col_bits) - 1)
+    return key >> e.col_bits, e.var_joinid(key & ((1 << e.col_bits) - 1))
 
 
 Where = Any  # callable (row, var_joinid) -> Finding location fields
@@ -557,9 +587,7 @@ def _normalized(task: ChunkTask, res: ChunkResult, exp: Entries, bounds: npt.NDA
     nnz = np.diff(bounds)
     if smart.any():
         by_length = np.flatnonzero(np.repeat(smart, nnz))  # entries of Smart-seq cells: X[i, j] / feature_length[j]
-        length = np.zeros(task.n_var, dtype=np.float64)
-        length[task.ctx.col_map[task.ctx.col_map >= 0]] = task.ctx.col_length[task.ctx.col_map >= 0]
-        lengths = length[exp.key[by_length] & ((1 << exp.col_bits) - 1)]
+        lengths = task.ctx.col_length[exp.key[by_length] & ((1 << exp.col_bits) - 1)]
         bad = by_length[lengths <= 0]
         if bad.size:
             res.add("sources", Finding(f"{bad.size} count(s) of Smart-seq cells are for genes without a positive "

@@ -15,6 +15,8 @@ from typing import Any
 import pyarrow as pa
 import tiledbsoma as soma
 
+from validation.source import SourceFile
+
 HUMAN = "census_data/homo_sapiens"
 MOUSE = "census_data/mus_musculus"
 
@@ -82,6 +84,19 @@ def perturb_raw(root: Path, exp: str = HUMAN, row: int = 10, delta: float = 1.0)
     cell = _cell(root, exp, row)
     return Changed(cell["dataset_id"], cell["observation_joinid"], row, _feature_id(root, exp, col), value,
                    value + delta)
+
+
+def stray_value(root: Path) -> Changed:
+    """A count in X['raw'] at a gene the cell's dataset does not measure at all."""
+    uri = root / HUMAN / "ms/RNA/X/raw"
+    cell = _cell(root, HUMAN, 10)
+    with SourceFile(root.parent / "h5ads" / f"{cell['dataset_id']}.h5ad") as src:
+        measured = set(src.index(src.counts().var))
+    with soma.DataFrame.open(str(root / HUMAN / "ms/RNA/var")) as var:
+        ids = var.read(column_names=["soma_joinid", "feature_id"]).concat().to_pydict()
+    col = next(j for j, f in zip(ids["soma_joinid"], ids["feature_id"], strict=True) if f not in measured)
+    _write_one(uri, 10, col, 5.0, pa.float32())
+    return Changed(cell["dataset_id"], cell["observation_joinid"], 10, _feature_id(root, HUMAN, col), "absent", 5.0)
 
 
 def perturb_mouse_raw(root: Path) -> Changed:

@@ -103,6 +103,9 @@ CASES: list[tuple[str, Corruption, str, Callable[[c.Changed], dict[str, Any]]]] 
     ("perturb_raw", c.perturb_raw, "x_raw",
      lambda ch: {"dataset_id": ch.dataset_id, "observation_joinid": ch.observation_joinid,
                  "feature_id": ch.feature_id, "expected": ch.expected, "found": ch.found}),
+    ("stray_value", c.stray_value, "x_raw",
+     lambda ch: {"dataset_id": ch.dataset_id, "observation_joinid": ch.observation_joinid,
+                 "feature_id": ch.feature_id, "expected": "absent", "found": 5.0}),
     ("explicit_zero", c.explicit_zero, "x_raw_explicit_zeros",
      lambda ch: {"dataset_id": ch.dataset_id, "observation_joinid": ch.observation_joinid,
                  "feature_id": ch.feature_id, "found": 0.0}),
@@ -152,7 +155,7 @@ def test_corruption_is_caught(name: str, corrupt: Corruption, check: str, where:
 
 
 SMALL_CHUNK_CASES = [x for x in CASES if x[0] in ("perturb_raw", "normalized_off_by_one", "raw_sum", "mouse_cell_type",
-                                                  "explicit_zero")]
+                                                  "explicit_zero", "stray_value")]
 
 
 @pytest.mark.parametrize(("name", "corrupt", "check", "where"), SMALL_CHUNK_CASES,
