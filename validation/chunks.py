@@ -297,13 +297,13 @@ def check_chunk(task: ChunkTask, context: DatasetContext) -> ChunkResult:
                 return res
             part = _Part(task, start, stop, before, n, smart[before : before + n])
             _check_source_values(part, res, coords[2])
-            expected = _compare_x(part, res, coords, part_keep, where)
-            stats.fill(before, _row_stats(expected.row_bounds(n), expected.values))
+            expected, bounds = _compare_x(part, res, coords, part_keep, where)
+            stats.fill(before, _row_stats(bounds, expected.values))
             per_source_col = np.bincount(expected.codes, minlength=context.col_map.size)
             present = np.flatnonzero(per_source_col)
             per_gene[context.col_map[present]] += per_source_col[present]
             before += n
-            del coords, expected  # before the next part's are read: memory stays one chunk's
+            del coords, expected, bounds  # before the next part's are read: memory stays one chunk's
     res.var_ids = np.nonzero(per_gene)[0].astype(np.int64)
     res.var_nnz = per_gene[res.var_ids]
     _compare_obs(task, spec, res, expected_obs, stats)
@@ -328,8 +328,9 @@ class _Part:
 
 
 def _compare_x(part: _Part, res: ChunkResult, coords: Coords, keep: npt.NDArray[np.bool_], task_where: Where
-               ) -> Entries:
-    """Compare X["raw"] and X["normalized"] over one part with its source counts; returns the expected entries."""
+               ) -> tuple[Entries, npt.NDArray[np.int64]]:
+    """Compare X["raw"] and X["normalized"] over one part with its source counts; returns the expected entries
+    and their row pointers."""
     task, (lo, hi) = part.task, part.joinids
 
     def where(row: int, var_joinid: int | None = None) -> dict[str, Any]:
@@ -360,6 +361,7 @@ def _compare_x(part: _Part, res: ChunkResult, coords: Coords, keep: npt.NDArray[
         dropped |= ~keep[s_rows]
         s_rows = (np.cumsum(keep) - 1)[s_rows]  # row among kept cells
     expected = _expected(s_rows, s_cols, s_vals, part.n, col_bits, dropped if dropped.any() else None, col_map)
+    bounds = expected.row_bounds(part.n)
     res.expected_nnz += int(expected.key.size)
     raw_order: npt.NDArray[np.int64] | None = None
     raw: Entries | None = None
@@ -375,10 +377,9 @@ def _compare_x(part: _Part, res: ChunkResult, coords: Coords, keep: npt.NDArray[
             norm = Entries(raw.key, vals if raw_order is None else vals[raw_order], col_bits, col_map)
         else:
             norm, _ = _found(rows, codes["normalized"], vals, lo, part.n, col_bits, col_map)
-        bounds = expected.row_bounds(part.n)
         want = _normalized(task, res, expected, bounds, part.smart, where)
         _compare_normalized(res, where, expected, want, norm, part.n)
-    return expected
+    return expected, bounds
 
 
 def _source_obs(task: ChunkTask, spec: Spec, src: SourceFile

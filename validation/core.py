@@ -44,6 +44,7 @@ from validation.tables import (
 
 logger = logging.getLogger(__name__)
 
+REPORT_NAME = "validation_report.json"
 DEFAULT_CHUNK_ENTRIES = 4_000_000  # source entries per row chunk: bounds a worker's memory
 # Source rows per phase-2 task (consecutive chunks of a dataset): obs is read once per task, and TileDB
 # decompresses whole tiles of obs rows (the builder's obs capacity is 65,536), so one read per 4 M-entry
@@ -61,7 +62,6 @@ def task_groups(chunks: Sequence[tuple[int, int, int, int]], max_rows: int) -> l
         else:
             groups.append([chunk])
     return groups
-REPORT_NAME = "validation_report.json"
 
 
 def default_report_path(release_uri: str) -> Path:
@@ -347,7 +347,7 @@ class Run:
             self.findings.add("obs_cells", Finding(f"cells could not be checked: {type(e).__name__}: {e}",
                                                    dataset_id=task.dataset_id, organism=task.organism))
 
-        logger.info("checking %d row chunk(s) of %d dataset(s)", len(chunk_tasks), len(cell_tasks))
+        logger.info("checking %d task(s) of %d dataset(s)", len(chunk_tasks), len(cell_tasks))
         jobs = [Job(check_chunk, t, chunk_done, chunk_failed, priority=t.n_cells, extra=(ctx,))
                 for t, ctx in chunk_tasks]
         jobs += [Job(check_cell_set, t, cells_done, cells_failed) for t in cell_tasks]
