@@ -364,21 +364,24 @@ def _compare_x(part: _Part, res: ChunkResult, coords: Coords, keep: npt.NDArray[
     bounds = expected.row_bounds(part.n)
     res.expected_nnz += int(expected.key.size)
     raw_order: npt.NDArray[np.int64] | None = None
-    raw: Entries | None = None
+    raw: tuple[Entries, Alignment] | None = None
     if "raw" in found:
         rows, _, vals = found["raw"]
-        raw, raw_order = _found(rows, codes["raw"], vals, lo, part.n, col_bits, col_map)
+        raw_entries, raw_order = _found(rows, codes["raw"], vals, lo, part.n, col_bits, col_map)
+        raw = raw_entries, _align(expected.key, raw_entries.key)
         res.raw_nnz += int(vals.size)
-        _compare_raw(res, where, expected, raw)
+        _compare_raw(res, where, expected, *raw)
     if "normalized" in found:
         rows, _, vals = found["normalized"]
         res.normalized_nnz += int(vals.size)
-        if raw is not None and same:
-            norm = Entries(raw.key, vals if raw_order is None else vals[raw_order], col_bits, col_map)
+        if raw is not None and same:  # raw's coordinates: its order and its alignment with the source
+            norm = Entries(raw[0].key, vals if raw_order is None else vals[raw_order], col_bits, col_map)
+            aligned = raw[1]
         else:
             norm, _ = _found(rows, codes["normalized"], vals, lo, part.n, col_bits, col_map)
+            aligned = _align(expected.key, norm.key)
         want = _normalized(task, res, expected, bounds, part.smart, where)
-        _compare_normalized(res, where, expected, want, norm, part.n)
+        _compare_normalized(res, where, expected, want, norm, aligned, part.n)
     return expected, bounds
 
 
@@ -527,8 +530,11 @@ def _compare_obs(task: ChunkTask, spec: Spec, res: ChunkResult, expected: dict[s
                                                str(exp_oj[idx[first]]))
 
 
-def _align(exp_keys: npt.NDArray[np.int64], got_keys: npt.NDArray[np.int64]) -> tuple[
-        npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64] | None, npt.NDArray[np.int64] | None]:
+Alignment = tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64] | None,
+                  npt.NDArray[np.int64] | None]
+
+
+def _align(exp_keys: npt.NDArray[np.int64], got_keys: npt.NDArray[np.int64]) -> Alignment:
     """Match two sorted key arrays: (expected-only positions, found-only positions, matched expected positions,
     matched found positions); the last two are None when every key matches (the usual case)."""
     empty = np.zeros(0, np.int64)
@@ -557,8 +563,8 @@ def _at(e: Entries, k: int) -> tuple[int, int]:
 Where = Any  # callable (row, var_joinid) -> Finding location fields
 
 
-def _compare_raw(res: ChunkResult, where: Where, exp: Entries, got: Entries) -> None:
-    only_e, only_g, mi, mg = _align(exp.key, got.key)
+def _compare_raw(res: ChunkResult, where: Where, exp: Entries, got: Entries, aligned: Alignment) -> None:
+    only_e, only_g, mi, mg = aligned
     zeros = np.nonzero(got.values == 0)[0]
     res.totals["x_raw_explicit_zeros"] += int(zeros.size)
     for k in zeros[: res.room("x_raw_explicit_zeros")]:
@@ -600,7 +606,7 @@ def _normalized(task: ChunkTask, res: ChunkResult, exp: Entries, bounds: npt.NDA
 
 
 def _compare_normalized(res: ChunkResult, where: Where, exp: Entries, want: npt.NDArray[np.float64],
-                        got: Entries, n_rows: int) -> None:
+                        got: Entries, aligned: Alignment, n_rows: int) -> None:
     check = "x_normalized"
     values = got.values
     nonpos = np.nonzero(~(values > 0))[0]
@@ -608,7 +614,7 @@ def _compare_normalized(res: ChunkResult, where: Where, exp: Entries, want: npt.
     for k in nonpos[: res.room(check)]:
         res.findings[check].append(Finding("X['normalized'] value is not > 0", **where(*_at(got, k)),
                                            found=float(values[k])))
-    only_e, only_g, mi, mg = _align(exp.key, got.key)
+    only_e, only_g, mi, mg = aligned
     res.totals[check] += int(only_e.size + only_g.size)
     for k in only_e[: res.room(check)]:
         res.findings[check].append(Finding("X['normalized'] has no value where X['raw'] must have one",
