@@ -27,6 +27,19 @@ WORKER_MALLOC_ENV = {
 }
 
 
+def available_cpus(cgroup_root: str = "/sys/fs/cgroup") -> int:
+    """CPUs this process may use: its affinity mask, capped by a cgroup v2 CPU quota (containers)."""
+    n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    try:
+        with open(os.path.join(cgroup_root, "cpu.max"), encoding="ascii") as f:
+            quota, period = f.read().split()[:2]
+    except (OSError, ValueError):
+        return max(1, n)
+    if quota != "max" and int(period) > 0:
+        n = min(n, max(1, int(quota) // int(period)))
+    return max(1, n)
+
+
 @contextmanager
 def dask_client(
     *, workers: int | None = None, scheduler: str | None = None, memory_limit: str | None = None
@@ -54,7 +67,7 @@ def dask_client(
         with Client(scheduler) as client:  # type: ignore[no-untyped-call]
             yield client
         return
-    n = workers or os.cpu_count() or 1
+    n = workers or available_cpus()
     logger.info("starting a local dask cluster: %d worker process(es)", n)
     with (
         LocalCluster(  # type: ignore[no-untyped-call]
