@@ -57,6 +57,4 @@ def record_publication(paths: BuildPaths, dest: Destination) -> None:
 
 def publications(paths: BuildPaths) -> list[Publication]:
     """Where the build was published, oldest first."""
-    return [
-        Publication(str(e["dest"]), e.get("endpoint_url"), str(e.get("published_at", ""))) for e in _read(paths)
-    ]
+    return [Publication(str(e["dest"]), e.get("endpoint_url"), str(e.get("published_at", ""))) for e in _read(paths)]
