@@ -198,9 +198,14 @@ def test_notes_compare_with_the_previous_published_release(
     old = tmp_path / "old-dest"
     _publish_soma(two_releases / V1, old, "2026-10-01")
     store = LocalDirectoryStore(old)
-    for name in ("2026-11-15", "2026-12-01"):  # retracted; newer than V2
-        store.update(lambda d, name=name: d.with_release(name, entry_for(Destination.parse(old), name)))
-    store.update(lambda d: d.with_retraction("2026-11-15", reason="wrong counts").with_alias("stable", "2026-10-01"))
+    store.update(
+        lambda d: (
+            d.with_release("2026-11-15", entry_for(Destination.parse(old), "2026-11-15"))
+            .with_retraction("2026-11-15", reason="wrong counts")
+            .with_release("2026-12-01", entry_for(Destination.parse(old), "2026-12-01"))  # newer than V2
+            .with_alias("stable", "2026-10-01")
+        )
+    )
     dest = tmp_path / "dest"
     old.rename(dest)  # release.json's absolute URIs are stale now: its relative_uri still finds the release
 
