@@ -164,7 +164,7 @@ def _parse(raw: bytes, where: str) -> dict[str, Any]:
     try:
         data = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as e:
-        raise ReleaseDirectoryError(f"{where} is not valid JSON ({e}); fix or delete it") from e
+        raise ReleaseDirectoryError(f"{where} is not valid JSON ({e}); fix or delete it, then re-run") from e
     return _check(data, where)
 
 

@@ -19,7 +19,8 @@ value is a build name::
     }
 
 ``relative_uri`` is relative to DEST: a ``mirrors.json`` entry whose ``base_uri`` is DEST with a trailing slash
-(``file:///srv/census/`` or ``s3://bucket/prefix/``) resolves it. ``uri`` is the absolute location, used by
+(``file:///srv/census/`` or ``s3://bucket/prefix/``) resolves it; publish writes that entry
+(:mod:`census_builder.mirrors`). ``uri`` is the absolute location, used by
 clients that predate mirrors and by ``get_source_h5ad_uri``.
 
 Rules kept on every change: names are plain (letters, digits, ``._-``), a name is either a build or an

@@ -286,3 +286,7 @@ def test_the_lock_is_exclusive_and_leaves_no_file(tmp_path: Path) -> None:
         t.join(10)
     assert order == ["first in", "first out", "second in"]
     assert list(tmp_path.iterdir()) == []
+    # A lock file left by a process killed while holding it is used, then removed, by the next update.
+    (tmp_path / LOCK_NAME).write_text("")
+    LocalDirectoryStore(tmp_path).update(lambda d: d.with_release("v1", entry_for(Destination.parse(tmp_path), "v1")))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["release.json"]
