@@ -27,6 +27,7 @@ from cellxgene_census import _release_directory as client_directory
 
 from census_builder import cli
 from census_builder.errors import PublishRefusedError, ReleaseDirectoryError, ReleaseExistsError, StorageError
+from census_builder.notes import make_notes
 from census_builder.publish import MIN_PART_SIZE, SourceObject, publish, s3_etag
 from census_builder.release_directory import Destination, LocalDirectoryStore, S3DirectoryStore, entry_for
 from census_builder.state import BuildPaths
@@ -610,6 +611,21 @@ def test_s3_release_json_writers_that_conflict_both_land(s3_server: S3Server, bu
     assert calls == 2
     final = b.read()
     assert set(final.releases) == {"base", "from-a", "from-b"} and final.aliases == {"latest": "from-b"}
+
+
+def test_notes_compare_with_the_previous_release_published_to_s3(
+    example_release: BuiltRelease, workdir: Path, s3_server: S3Server, bucket: str, tmp_path: Path
+) -> None:
+    """notes --from s3://...: the previous release is found in the bucket's release.json and read from S3."""
+    _validated_copy(example_release, workdir, "2026-11-01")
+    dest = f"s3://{bucket}/census"
+    publish(workdir, "2026-11-01", dest, endpoint_url=s3_server.endpoint)
+    shutil.rmtree(workdir / "2026-11-01")  # only the published copy is left
+    _validated_copy(example_release, workdir, "2026-11-22")
+    md = make_notes(workdir, "2026-11-22", dest=dest, endpoint_url=s3_server.endpoint, out_dir=tmp_path / "notes")
+    text = md.read_text()
+    assert "Compared with release 2026-11-01." in text
+    assert "Versus 2026-11-01: 0 added, 0 removed, 0 changed, 5 unchanged; cells +0 (1,070 -> 1,070)." in text
 
 
 def test_publish_to_a_missing_bucket_fails_before_uploading(
