@@ -1,4 +1,8 @@
-"""The notes command: ``release_notes/VERSION.md`` and PNG figures beside it, read from the releases themselves.
+"""The notes command: ``VERSION.md`` and PNG figures beside it, read from the releases themselves. Written to
+``DIR/VERSION/release_notes/`` (beside the build) unless ``--out`` says otherwise.
+
+    locate_previous  the release to compare with: the newest published, non-retracted one before VERSION in the
+                     destination's release.json (``--from``, or where VERSION was published), else a build
 
     read_release     facts of one release (root metadata, census_info tables, per-organism counts) via tiledbsoma
     diff_releases    datasets added / removed / changed and cell-count changes versus the previous release
@@ -20,6 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from census_builder.errors import CensusBuilderError
+from census_builder.published import publications
+from census_builder.release_directory import Destination, ReleaseDirectory, open_store
 from census_builder.state import BuildPaths
 
 logger = logging.getLogger(__name__)
@@ -248,7 +254,7 @@ def _draw_totals(cur: ReleaseFacts, prev: ReleaseFacts | None, path: Path) -> No
 def _draw_category(cur: ReleaseFacts, prev: ReleaseFacts | None, category: str, path: Path) -> None:
     import numpy as np
 
-    names = sorted(cur.organisms)
+    names = [n for n in sorted(cur.organisms) if cur.organisms[n].by_category.get(category)]
     tops = {n: _top(cur.organisms[n].by_category.get(category, {})) for n in names}
     rows = max([len(t) for t in tops.values()] + [1])
     fig = _new_figure(6 * max(len(names), 1), max(2.6, 1.2 + 0.3 * rows))
@@ -291,18 +297,14 @@ def _draw_dataset_changes(diff: ReleaseDiff, version: str, path: Path) -> None:
     )
     fig = _new_figure(8, 1.5 + 0.35 * max(len(rows), 1))
     ax = fig.subplots()
-    if rows:
-        y = np.arange(len(rows))
-        values = [v for _, v in rows]
-        bars = ax.barh(y, values, color=["#2ca02c" if v > 0 else "#d62728" if v < 0 else "#7f7f7f" for v in values])
-        ax.bar_label(bars, labels=[_signed(v) for v in values], fontsize=8, padding=2)
-        ax.margins(x=0.15)
-        ax.set_yticks(y, [k for k, _ in rows], fontsize=8)
-        ax.invert_yaxis()
-        ax.axvline(0, color="black", linewidth=0.8)
-    else:
-        ax.text(0.5, 0.5, "no dataset changes", ha="center", va="center", transform=ax.transAxes)
-        ax.set_yticks([])
+    y = np.arange(len(rows))
+    values = [v for _, v in rows]
+    bars = ax.barh(y, values, color=["#2ca02c" if v > 0 else "#d62728" if v < 0 else "#7f7f7f" for v in values])
+    ax.bar_label(bars, labels=[_signed(v) for v in values], fontsize=8, padding=2)
+    ax.margins(x=0.15)
+    ax.set_yticks(y, [k for k, _ in rows], fontsize=8)
+    ax.invert_yaxis()
+    ax.axvline(0, color="black", linewidth=0.8)
     ax.set_xlabel("change in cells")
     ax.set_title(f"Census {version} vs {diff.previous}: cells per dataset (+ added, - removed, ~ changed)", fontsize=10)
     fig.savefig(path, dpi=110)
@@ -311,15 +313,25 @@ def _draw_dataset_changes(diff: ReleaseDiff, version: str, path: Path) -> None:
 def draw_figures(
     cur: ReleaseFacts, prev: ReleaseFacts | None, diff: ReleaseDiff | None, out_dir: Path
 ) -> dict[str, Path]:
+    """The figures that have something to show (no chart without bars); a figure of an earlier run that has
+    nothing to show now is deleted."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    figures = {"totals": out_dir / f"{cur.version}-totals.png"}
-    _draw_totals(cur, prev, figures["totals"])
+    figures: dict[str, Path] = {}
+
+    def path(key: str) -> Path:
+        figures[key] = out_dir / f"{cur.version}-{key}.png"
+        return figures[key]
+
+    if cur.organisms or (prev is not None and prev.organisms):
+        _draw_totals(cur, prev, path("totals"))
     for cat in CATEGORIES:
-        figures[cat] = out_dir / f"{cur.version}-{cat}.png"
-        _draw_category(cur, prev, cat, figures[cat])
-    if diff is not None:
-        figures["datasets"] = out_dir / f"{cur.version}-datasets.png"
-        _draw_dataset_changes(diff, cur.version, figures["datasets"])
+        if any(o.by_category.get(cat) for o in cur.organisms.values()):
+            _draw_category(cur, prev, cat, path(cat))
+    if diff is not None and (diff.added or diff.removed or diff.changed):
+        _draw_dataset_changes(diff, cur.version, path("datasets"))
+    for key in ("totals", *CATEGORIES, "datasets"):
+        if key not in figures:
+            (out_dir / f"{cur.version}-{key}.png").unlink(missing_ok=True)
     return figures
 
 
@@ -327,9 +339,13 @@ def draw_figures(
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> list[str]:
+    """A markdown table; nothing at all when there are no rows. An empty cell shows as "-"."""
+    if not rows:
+        return []
+
     def cell(v: object) -> str:
         text = f"{v:,}" if isinstance(v, int) and not isinstance(v, bool) else str(v)
-        return text.replace("|", "\\|").replace("\n", " ")
+        return text.replace("|", "\\|").replace("\n", " ") or "-"
 
     out = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     out += ["| " + " | ".join(cell(v) for v in r) + " |" for r in rows]
@@ -373,15 +389,18 @@ def write_markdown(
             prev_cells = prev.organisms[name].cells if name in prev.organisms else 0
             row += [prev_cells, _signed((o.cells if o else 0) - prev_cells)]
         rows.append(row)
-    md += _table(header, rows)
-    md += ["", f"![Cells per organism]({figures['totals'].name})", ""]
+    md += [*_table(header, rows), ""]
+    if "totals" in figures:
+        md += [f"![Cells per organism]({figures['totals'].name})", ""]
 
     for cat in CATEGORIES:
-        md += [f"## Cells by {CATEGORY_TITLES[cat]}", ""]
+        section: list[str] = []
         for name, o in sorted(cur.organisms.items()):
             counts = o.by_category.get(cat, {})
             before = prev.organisms[name].by_category.get(cat, {}) if prev and name in prev.organisms else None
-            md += [f"### {o.label}", ""]
+            if not counts and not before:
+                continue
+            section += [f"### {o.label}", ""]
             head = [cat, "Cells"] + ([f"Cells in {prev.version}", "Change"] if before is not None and prev else [])
             labels = sorted(set(counts) | set(before or {}), key=lambda k: (-counts.get(k, 0), k))
             body: list[list[object]] = []
@@ -390,15 +409,18 @@ def write_markdown(
                 if before is not None:
                     r += [before.get(k, 0), _signed(counts.get(k, 0) - before.get(k, 0))]
                 body.append(r)
-            md += [*_table(head, body), ""]
-        md += [f"![Cells by {CATEGORY_TITLES[cat]}]({figures[cat].name})", ""]
+            section += [*_table(head, body), ""]
+        if cat in figures:
+            section += [f"![Cells by {CATEGORY_TITLES[cat]}]({figures[cat].name})", ""]
+        if section:
+            md += [f"## Cells by {CATEGORY_TITLES[cat]}", "", *section]
 
     md += ["## Datasets", ""]
     if diff is None or prev is None:
         md += [f"{len(cur.datasets)} datasets (no previous release to compare with).", ""]
         listed = sorted(cur.datasets.values(), key=lambda d: d.dataset_id)
-        md += _table(["Dataset", "Title", "Cells"], [[d.dataset_id, d.title, d.cells] for d in listed])
-        md.append("")
+        table = _table(["Dataset", "Title", "Cells"], [[d.dataset_id, d.title, d.cells] for d in listed])
+        md += [*table, ""] if table else []
     else:
         md += [
             f"Versus {prev.version}: {len(diff.added)} added, {len(diff.removed)} removed, "
@@ -406,31 +428,36 @@ def write_markdown(
             f"cells {_signed(cur.total_cells - prev.total_cells)} ({prev.total_cells:,} -> {cur.total_cells:,}).",
             "",
         ]
-        md += [f"### Added ({len(diff.added)})", ""]
-        md += [*_table(["Dataset", "Title", "Cells"], [[d.dataset_id, d.title, d.cells] for d in diff.added]), ""]
-        md += [f"### Removed ({len(diff.removed)})", ""]
-        md += [
-            *_table(
-                ["Dataset", "Title", f"Cells in {prev.version}"],
-                [[d.dataset_id, d.title, d.cells] for d in diff.removed],
-            ),
-            "",
+        changed_rows: list[list[object]] = [
+            [c.dataset_id, ", ".join(c.changed_fields), c.before.cells, c.after.cells, _signed(c.cell_delta)]
+            for c in diff.changed
         ]
-        md += [f"### Changed ({len(diff.changed)})", ""]
-        md += [
-            *_table(
-                ["Dataset", "What changed", f"Cells in {prev.version}", "Cells", "Change"],
-                [
-                    [c.dataset_id, ", ".join(c.changed_fields), c.before.cells, c.after.cells, _signed(c.cell_delta)]
-                    for c in diff.changed
-                ],
+        for title, table in (
+            (
+                f"Added ({len(diff.added)})",
+                _table(["Dataset", "Title", "Cells"], [[d.dataset_id, d.title, d.cells] for d in diff.added]),
             ),
-            "",
-        ]
-        md += [f"![Dataset changes]({figures['datasets'].name})", ""]
+            (
+                f"Removed ({len(diff.removed)})",
+                _table(
+                    ["Dataset", "Title", f"Cells in {prev.version}"],
+                    [[d.dataset_id, d.title, d.cells] for d in diff.removed],
+                ),
+            ),
+            (
+                f"Changed ({len(diff.changed)})",
+                _table(
+                    ["Dataset", "What changed", f"Cells in {prev.version}", "Cells", "Change"],
+                    changed_rows,
+                ),
+            ),
+        ):
+            if table:  # an empty section is left out: the summary line above already says 0
+                md += [f"### {title}", "", *table, ""]
+        if "datasets" in figures:
+            md += [f"![Dataset changes]({figures['datasets'].name})", ""]
 
     md += _left_out(inputs or {})
-    md += ["## Schema and software versions", ""]
     vrows = [
         [
             k,
@@ -439,7 +466,9 @@ def write_markdown(
         ]
         for k in VERSION_KEYS
     ]
-    md += [*_table(["", cur.version, *([prev.version] if prev else [])], vrows), ""]
+    vtable = _table(["Field", cur.version, *([prev.version] if prev else [])], [r for r in vrows if any(r[1:])])
+    if vtable:
+        md += ["## Schema and software versions", "", *vtable, ""]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(md), encoding="utf-8")
 
@@ -479,22 +508,149 @@ def find_previous(workdir: str | Path, version: str) -> str | None:
     return names[-1] if names else None
 
 
+def previous_published(directory: ReleaseDirectory, version: str) -> str | None:
+    """The newest release in ``directory`` (release.json) named before ``version`` that is not retracted."""
+    names = sorted(n for n, e in directory.releases.items() if n < version and not e.retracted)
+    return names[-1] if names else None
+
+
+@dataclass(frozen=True)
+class PreviousRelease:
+    name: str
+    uri: str  # the release's root collection
+    where: str  # for messages: "DEST/release.json" or the build directory
+    context: Any = None  # a SOMATileDBContext for S3 destinations
+
+
+def _tiledb_context(dest: Destination, region: str | None) -> Any:
+    """A tiledbsoma context that reads ``dest`` (S3 with its endpoint and region; credentials from the usual AWS
+    environment variables); None for a local destination."""
+    if dest.kind != "s3":
+        return None
+    import urllib.parse
+
+    import tiledbsoma as soma
+
+    config: dict[str, str | float] = {"vfs.s3.region": region or "us-east-1"}
+    if dest.endpoint_url:
+        url = urllib.parse.urlparse(dest.endpoint_url)
+        config.update(
+            {
+                "vfs.s3.endpoint_override": url.netloc,
+                "vfs.s3.scheme": url.scheme or "https",
+                "vfs.s3.use_virtual_addressing": "false",
+            }
+        )
+    return soma.SOMATileDBContext(tiledb_config=config)
+
+
+def _published_release(dest: Destination, directory: ReleaseDirectory, name: str) -> PreviousRelease:
+    build = directory.resolve(name)
+    entry = directory.releases[build]
+    if entry.retracted:
+        logger.warning("comparing with %s, which is retracted at %s", build, dest)
+    # relative_uri is relative to DEST (as a mirror resolves it): right even if DEST was moved or renamed.
+    uri = dest.base_uri + entry.soma.relative_uri if entry.soma.relative_uri else entry.soma.uri
+    return PreviousRelease(build, uri, f"{dest}/release.json", _tiledb_context(dest, entry.soma.s3_region))
+
+
+def _built_release(workdir: str | Path, name: str) -> PreviousRelease:
+    paths = BuildPaths.for_version(workdir, name)
+    if not paths.is_complete():
+        raise CensusBuilderError(
+            f"previous release {name!r}: no complete build at {paths.root} (and not published where --from points); "
+            "name a published release or a complete build in --workdir with --previous"
+        )
+    return PreviousRelease(name, str(paths.soma), str(paths.root))
+
+
+def locate_previous(
+    workdir: str | Path,
+    version: str,
+    *,
+    previous: str | None = None,
+    dest: str | Path | None = None,
+    endpoint_url: str | None = None,
+) -> PreviousRelease | None:
+    """The release to compare ``version`` with.
+
+    With a destination (``dest``, or where ``version`` was last published as recorded in
+    ``DIR/VERSION/published.json``): ``previous`` (a release or alias in its release.json, else a complete build
+    in ``workdir``), or by default the newest published, non-retracted release named before ``version``.
+    Without one: ``previous`` or the newest complete build in ``workdir`` named before ``version``.
+    """
+    target: Destination | None = None
+    recorded = False
+    if dest is not None:
+        target = Destination.parse(dest, endpoint_url=endpoint_url)
+    else:
+        done = publications(BuildPaths.for_version(workdir, version))
+        if done:
+            target, recorded = done[-1].destination(), True
+    if target is not None:
+        try:
+            directory = open_store(target).read()
+        except CensusBuilderError as e:
+            if not recorded:
+                raise
+            logger.warning(
+                "cannot read release.json at %s, where %s was published (%s); looking in --workdir instead "
+                "(pass --from DEST to choose the destination)",
+                target,
+                version,
+                e,
+            )
+        else:
+            if previous is not None:
+                if previous in directory.releases or previous in directory.aliases:
+                    return _published_release(target, directory, previous)
+                return _built_release(workdir, previous)
+            name = previous_published(directory, version)
+            if name is None:
+                logger.info("no published release before %s at %s: first release", version, target)
+                return None
+            logger.info("previous release: %s, the newest published before %s at %s", name, version, target)
+            return _published_release(target, directory, name)
+    if previous is not None:
+        return _built_release(workdir, previous)
+    name = find_previous(workdir, version)
+    if name is not None:
+        logger.info(
+            "previous release: %s, the newest complete build in %s (no destination given or recorded: "
+            "pass --from DEST to compare with the previous published release)",
+            name,
+            workdir,
+        )
+    return _built_release(workdir, name) if name is not None else None
+
+
 def make_notes(
-    workdir: str | Path, version: str, *, previous: str | None = None, out_dir: str | Path = "release_notes"
+    workdir: str | Path,
+    version: str,
+    *,
+    previous: str | None = None,
+    out_dir: str | Path | None = None,
+    dest: str | Path | None = None,
+    endpoint_url: str | None = None,
 ) -> Path:
-    """Write ``out_dir/VERSION.md`` and its figures; returns the markdown path. ``previous`` defaults to the
-    newest complete build in ``workdir`` named before ``version``."""
+    """Write ``out_dir/VERSION.md`` and its figures; returns the markdown path. ``out_dir`` defaults to
+    ``DIR/VERSION/release_notes`` (beside the build, never the current directory); the previous release is
+    found by :func:`locate_previous`."""
     paths = BuildPaths.for_version(workdir, version)
     if not paths.is_complete():
-        raise CensusBuilderError(f"build {version} in {paths.root} is not complete; build it first")
-    prev_name = previous if previous is not None else find_previous(workdir, version)
-    prev_paths = BuildPaths.for_version(workdir, prev_name) if prev_name else None
-    if prev_paths is not None and not prev_paths.is_complete():
-        raise CensusBuilderError(f"previous build {prev_name} in {prev_paths.root} is not complete")
+        raise CensusBuilderError(
+            f"build {version} in {paths.root} is not complete; build it first (census_builder build --version "
+            f"{version} --workdir {workdir} ...)"
+        )
+    prev_release = locate_previous(workdir, version, previous=previous, dest=dest, endpoint_url=endpoint_url)
     cur = read_release(str(paths.soma), version=version)
-    prev = read_release(str(prev_paths.soma), version=prev_name) if prev_paths is not None else None
+    prev = (
+        read_release(prev_release.uri, version=prev_release.name, context=prev_release.context)
+        if prev_release is not None
+        else None
+    )
     diff = diff_releases(prev, cur) if prev is not None else None
-    out = Path(out_dir)
+    out = Path(out_dir) if out_dir is not None else paths.root / "release_notes"
     figures = draw_figures(cur, prev, diff, out)
     md = out / f"{version}.md"
     report = json.loads(paths.report.read_text(encoding="utf-8")) if paths.report.is_file() else {}
@@ -503,6 +659,6 @@ def make_notes(
         "release notes written: %s (%d figures)%s",
         md,
         len(figures),
-        f", compared with {prev_name}" if prev_name else "",
+        f", compared with {prev_release.name} ({prev_release.where})" if prev_release else "",
     )
     return md

@@ -6,7 +6,9 @@
     upload_objects        copy each object, skipping those already at DEST with the same size and checksum
     remove_strays         delete objects under DEST/VERSION/{soma,h5ads} that the build does not have
     verify_objects        list DEST again: every object present with the right size and checksum
+    write_mirror          add a mirror for DEST to DEST/mirrors.json if it has none (see census_builder.mirrors)
     register_release      add VERSION to release.json (atomic, conflict-safe; see release_directory)
+    record_publication    note DEST in DIR/VERSION/published.json (notes finds the previous release there)
 
 release.json names a version only after every object is at DEST and verified, so an interrupted publish is
 invisible to consumers; re-running the command finishes it without re-sending complete objects.
@@ -38,6 +40,7 @@ from typing import Any, Protocol
 from census_builder import faults
 from census_builder.errors import PublishRefusedError, ReleaseExistsError, StorageError
 from census_builder.progress import Progress
+from census_builder.published import record_publication
 from census_builder.release_directory import Destination, ReleaseEntry, check_name, entry_for, open_store
 from census_builder.state import BuildPaths, read_json
 
@@ -376,6 +379,15 @@ def register_release(dest: Destination, version: str, entry: ReleaseEntry) -> No
     open_store(dest).update(lambda d: d.with_release(version, entry))
 
 
+def write_mirror(dest: Destination, region: str | None) -> None:
+    """Make sure DEST/mirrors.json has a mirror for DEST (see census_builder.mirrors); before registering, so
+    that a release listed in release.json always has a mirror."""
+    from census_builder.mirrors import ensure_mirror, mirror_for, update_mirrors
+
+    name, mirror = mirror_for(dest, region=region)
+    update_mirrors(dest, lambda m: ensure_mirror(m, name, mirror))
+
+
 def publish(
     workdir: str | Path,
     version: str,
@@ -459,8 +471,10 @@ def _publish(
     logger.info("all %d objects verified at %s/%s/", len(sources), target, version)
 
     faults.point("publish:before_register")
+    write_mirror(target, region)
     entry = entry_for(target, version, release_date=release_date, lts=lts, s3_region=region)
     register_release(target, version, entry)
+    record_publication(paths, target)
     logger.info("release %s published: %s", version, entry.soma.uri)
     return PublishResult(
         version=version,

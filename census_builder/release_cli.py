@@ -1,4 +1,5 @@
-"""Command line for releases: ``publish``, ``release {alias,retract,list}`` and ``notes``.
+"""Command line for releases: ``publish``, ``release {alias,unalias,retract,unretract,lts,mirrors,list}``
+and ``notes``.
 
 ``register_release_commands`` adds the subcommands to the main parser; each sets ``handler`` (args -> exit
 code), which ``census_builder.cli.main`` calls. Heavy imports happen inside the handlers.
@@ -36,7 +37,7 @@ def register_release_commands(sub: Any) -> None:
     p.add_argument("--jobs", type=int, default=8, help="concurrent transfers (default 8)")
     p.set_defaults(handler=_publish)
 
-    r = sub.add_parser("release", help="manage DEST/release.json: aliases, retractions, listing")
+    r = sub.add_parser("release", help="manage DEST/release.json and mirrors.json: aliases, retractions, LTS, listing")
     rsub = r.add_subparsers(dest="release_command", required=True)
     a = rsub.add_parser("alias", help="point alias NAME (e.g. latest, stable) at release VERSION")
     a.add_argument("name")
@@ -50,6 +51,38 @@ def register_release_commands(sub: Any) -> None:
     t.add_argument("--info-url", default=None, help="permalink to more information")
     _dest_options(t)
     t.set_defaults(handler=_retract)
+    ua = rsub.add_parser("unalias", help="remove alias NAME (the release it names stays published)")
+    ua.add_argument("name")
+    _dest_options(ua)
+    ua.set_defaults(handler=_unalias)
+    ur = rsub.add_parser("unretract", help="undo the retraction of release VERSION (aliases that moved stay)")
+    ur.add_argument("version")
+    _dest_options(ur)
+    ur.set_defaults(handler=_unretract)
+    lt = rsub.add_parser("lts", help="flag release VERSION long-term stable (flags.lts), or --clear the flag")
+    lt.add_argument("version")
+    lt.add_argument("--clear", action="store_true", help="clear the flag instead of setting it")
+    _dest_options(lt)
+    lt.set_defaults(handler=_lts)
+    m = rsub.add_parser(
+        "mirrors",
+        help="show DEST/mirrors.json and how a consumer opens DEST with cellxgene_census, or --set a mirror",
+    )
+    _dest_options(m)
+    m.add_argument("--set", default=None, metavar="NAME", help="add or replace mirror NAME")
+    m.add_argument(
+        "--base-uri",
+        default=None,
+        help="with --set: where the mirror's data is, s3://bucket/prefix or a local directory (default: DEST)",
+    )
+    m.add_argument("--region", default=None, help="with --set: the S3 bucket's region")
+    m.add_argument("--default", action="store_true", help="with --set: make NAME the default mirror")
+    m.add_argument(
+        "--url",
+        default=None,
+        help="the HTTP(S) URL at which DEST's release.json and mirrors.json are served (for the printed snippet)",
+    )
+    m.set_defaults(handler=_mirrors)
     ls = rsub.add_parser("list", help="list releases and aliases")
     _dest_options(ls)
     ls.add_argument("--json", action="store_true", help="print release.json as it is")
@@ -60,10 +93,23 @@ def register_release_commands(sub: Any) -> None:
     n.add_argument(
         "--previous",
         default=None,
-        help="build to compare with (default: the newest complete build in --workdir named before)",
+        help="release to compare with (default: the newest published, non-retracted release named before "
+        "VERSION in the release.json of --from; without a destination, the newest complete build in --workdir "
+        "named before VERSION)",
     )
     n.add_argument("--workdir", type=Path, default=Path("census-build"), help="build root (default ./census-build)")
-    n.add_argument("--out", type=Path, default=Path("release_notes"), help="output directory (default release_notes)")
+    n.add_argument(
+        "--from",
+        dest="from_dest",
+        default=None,
+        metavar="DEST",
+        help="destination whose release.json lists the published releases (default: where VERSION was "
+        "published, as recorded in DIR/VERSION/published.json)",
+    )
+    n.add_argument("--endpoint-url", default=None, help="S3-compatible endpoint for an s3:// --from")
+    n.add_argument(
+        "--out", type=Path, default=None, help="output directory (default DIR/VERSION/release_notes, beside the build)"
+    )
     n.set_defaults(handler=_notes)
 
 
@@ -113,6 +159,56 @@ def _retract(args: argparse.Namespace) -> int:
     return 0
 
 
+def _unalias(args: argparse.Namespace) -> int:
+    named: list[str] = []
+
+    def change(d: Any) -> Any:
+        named[:] = [d.aliases.get(args.name, "")]
+        return d.without_alias(args.name)
+
+    _store(args).update(change)
+    logger.info("alias %s removed (it named %s)", args.name, named[0])
+    return 0
+
+
+def _unretract(args: argparse.Namespace) -> int:
+    _store(args).update(lambda d: d.without_retraction(args.version))
+    v = args.version
+    logger.info("release %s is no longer retracted; aliases stay where they are (release alias NAME %s)", v, v)
+    return 0
+
+
+def _lts(args: argparse.Namespace) -> int:
+    lts = not args.clear
+    _store(args).update(lambda d: d.with_lts(args.version, lts))
+    logger.info("release %s: lts %s", args.version, "set" if lts else "cleared")
+    return 0
+
+
+def _mirrors(args: argparse.Namespace) -> int:
+    from census_builder.errors import ReleaseDirectoryError
+    from census_builder.mirrors import MIRRORS_JSON, Mirror, consumer_snippet, read_mirrors, update_mirrors, with_mirror
+    from census_builder.release_directory import Destination
+
+    dest = Destination.parse(args.to, endpoint_url=args.endpoint_url)
+    if args.set is None:
+        if args.base_uri or args.region or args.default:
+            raise ReleaseDirectoryError("--base-uri, --region and --default go with --set NAME")
+        mirrors = read_mirrors(dest)
+    else:
+        mirror = Mirror.for_uri(args.base_uri or dest.base_uri, region=args.region)
+        mirrors = update_mirrors(dest, lambda m: with_mirror(m, args.set, mirror, default=args.default))
+        logger.info("mirror %s: %s (%s)", args.set, mirror.base_uri, mirror.provider)
+    print(json.dumps(mirrors, indent=2))
+    if not mirrors:
+        print(f"no {MIRRORS_JSON} at {dest}: publish writes one, or run release mirrors --set NAME --to {args.to}")
+        return 0
+    url = args.url or "https://HOST/PATH-SERVING-DEST"
+    print(f"\n# A consumer opens a release of {dest} (release.json and {MIRRORS_JSON} served at {url}):")
+    print(consumer_snippet(url, str(mirrors.get("default", "NAME"))))
+    return 0
+
+
 def _list(args: argparse.Namespace) -> int:
     directory = _store(args).read()
     if args.json:
@@ -154,6 +250,13 @@ def _list(args: argparse.Namespace) -> int:
 def _notes(args: argparse.Namespace) -> int:
     from census_builder.notes import make_notes
 
-    md = make_notes(args.workdir, args.version, previous=args.previous, out_dir=args.out)
+    md = make_notes(
+        args.workdir,
+        args.version,
+        previous=args.previous,
+        out_dir=args.out,
+        dest=args.from_dest,
+        endpoint_url=args.endpoint_url,
+    )
     logger.info("notes: %s", md)
     return 0

@@ -19,7 +19,8 @@ value is a build name::
     }
 
 ``relative_uri`` is relative to DEST: a ``mirrors.json`` entry whose ``base_uri`` is DEST with a trailing slash
-(``file:///srv/census/`` or ``s3://bucket/prefix/``) resolves it. ``uri`` is the absolute location, used by
+(``file:///srv/census/`` or ``s3://bucket/prefix/``) resolves it; publish writes that entry
+(:mod:`census_builder.mirrors`). ``uri`` is the absolute location, used by
 clients that predate mirrors and by ``get_source_h5ad_uri``.
 
 Rules kept on every change: names are plain (letters, digits, ``._-``), a name is either a build or an
@@ -27,9 +28,10 @@ alias, aliases point at an existing, non-retracted build, and a published build 
 
 Updates are atomic and never lose a concurrent writer's change:
 
-- local DEST: read, change and write under an exclusive ``flock`` on ``DEST/.release.json.lock``; the new
-  file is written beside the old one and moved over it with ``os.replace``. (``flock`` is not reliable on
-  some network file systems; publish to such a DEST from one host at a time.)
+- local DEST: read, change and write under an exclusive ``flock`` on ``DEST/.release.json.lock``, a file the
+  holder deletes before it unlocks (see :func:`locked`: nothing stays behind); the new file is written beside
+  the old one and moved over it with ``os.replace``. (``flock`` is not reliable on some network file
+  systems; publish to such a DEST from one host at a time.)
 - S3 DEST: compare-and-swap with conditional PUTs (``If-Match: <ETag read>``, or ``If-None-Match: *`` when the
   file does not exist yet); on a 412/409 conflict the change is re-applied to the fresh file and retried. The
   first update through a store probes that the endpoint honours ``If-None-Match`` and refuses to write if it
@@ -370,6 +372,49 @@ class ReleaseDirectory:
         )
         return ReleaseDirectory({**self.releases, build: retracted}, aliases)
 
+    def without_alias(self, alias: str) -> ReleaseDirectory:
+        """Remove alias ``alias`` (the build it names stays published)."""
+        if alias in self.releases:
+            raise ReleaseDirectoryError(
+                f"{alias!r} is a published build, not an alias; a build is never removed (retract it instead: "
+                f"release retract {alias} --reason TEXT)"
+            )
+        if alias not in self.aliases:
+            raise ReleaseDirectoryError(
+                f"{alias!r} is not an alias in release.json; aliases: {', '.join(sorted(self.aliases)) or 'none'}"
+            )
+        return replace(self, aliases={a: t for a, t in self.aliases.items() if a != alias})
+
+    def without_retraction(self, build: str) -> ReleaseDirectory:
+        """Undo the retraction of ``build``: it is listed again. Aliases moved to its replacement stay there."""
+        if build in self.aliases:
+            raise ReleaseDirectoryError(
+                f"{build!r} is an alias (-> {self.aliases[build]!r}); name the retracted build by its own name"
+            )
+        self.resolve(build)
+        entry = self.releases[build]
+        if not entry.retracted:
+            raise ReleaseDirectoryError(f"release {build!r} is not retracted")
+        return replace(self, releases={**self.releases, build: replace(entry, retracted=False, retraction=None)})
+
+    def with_lts(self, build: str, lts: bool = True) -> ReleaseDirectory:
+        """Set (or with ``lts=False`` clear) the long-term-stable flag of ``build``; no change if already so."""
+        if build in self.aliases:
+            raise ReleaseDirectoryError(
+                f"{build!r} is an alias (-> {self.aliases[build]!r}); flag the build by its own name: "
+                f"release lts {self.resolve(build)}"
+            )
+        self.resolve(build)
+        entry = self.releases[build]
+        if entry.lts == lts:
+            return self
+        if lts and entry.retracted:
+            raise ReleaseDirectoryError(
+                f"release {build!r} is retracted; a retracted release cannot be flagged long-term stable "
+                f"(undo the retraction first: release unretract {build})"
+            )
+        return replace(self, releases={**self.releases, build: replace(entry, lts=lts)})
+
 
 # -- stores ------------------------------------------------------------------------------------------------
 
@@ -410,39 +455,66 @@ class LocalDirectoryStore:
             return ReleaseDirectory()
         return _parse(raw, str(self.path))
 
-    @contextlib.contextmanager
-    def _locked(self) -> Iterator[None]:
-        self.root.mkdir(parents=True, exist_ok=True)
-        with (self.root / LOCK_NAME).open("a") as fh:  # flock: per open file, so threads exclude each other too
-            fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
-
     def update(self, change: Change) -> ReleaseDirectory:
-        with self._locked():
+        with locked(self.root):
             current = self.read()
             new = change(current)
             if new != current:
-                self._write(new.dumps())
+                write_atomic(self.path, new.dumps())
             return new
 
-    def _write(self, data: bytes) -> None:
-        tmp = self.path.with_name(f".{RELEASE_JSON}.{os.getpid()}.{threading.get_ident()}.{uuid.uuid4().hex}.tmp")
+
+@contextlib.contextmanager
+def locked(root: Path) -> Iterator[None]:
+    """Hold the exclusive lock on the local destination ``root`` (for every read-change-write of its JSON files).
+
+    The lock is an ``flock`` on ``root/.release.json.lock``, which the holder deletes before releasing it, so
+    no lock file stays behind. A waiter may thus get the lock of a file that was deleted meanwhile: after
+    locking it checks that the path still names the file it locked, and otherwise starts again. (Only a
+    process killed while holding the lock leaves the file; the next update removes it.)
+    """
+    root.mkdir(parents=True, exist_ok=True)
+    path = root / LOCK_NAME
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)  # per open file: threads exclude each other too
         try:
-            with tmp.open("wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self.path)
-        finally:
-            tmp.unlink(missing_ok=True)
-        dir_fd = os.open(self.root, os.O_RDONLY)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            mine = os.fstat(fd)
+            try:
+                now = os.stat(path)
+            except FileNotFoundError:
+                now = None
+        except BaseException:
+            os.close(fd)
+            raise
+        if now is not None and (now.st_dev, now.st_ino) == (mine.st_dev, mine.st_ino):
+            break
+        os.close(fd)  # the holder before us deleted it: lock the new one
+    try:
+        yield
+    finally:
         try:
-            os.fsync(dir_fd)
+            path.unlink(missing_ok=True)  # still holding the lock: nobody else can hold this file's lock
         finally:
-            os.close(dir_fd)
+            os.close(fd)  # releases the flock
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Replace ``path`` with ``data``: written beside it, synced, renamed over it (readers see old or new)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.{uuid.uuid4().hex}.tmp")
+    try:
+        with tmp.open("wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
 
 
 def _error_code(e: Exception) -> tuple[str, int]:

@@ -27,6 +27,7 @@ from cellxgene_census import _release_directory as client_directory
 
 from census_builder import cli
 from census_builder.errors import PublishRefusedError, ReleaseDirectoryError, ReleaseExistsError, StorageError
+from census_builder.notes import make_notes
 from census_builder.publish import MIN_PART_SIZE, SourceObject, publish, s3_etag
 from census_builder.release_directory import Destination, LocalDirectoryStore, S3DirectoryStore, entry_for
 from census_builder.state import BuildPaths
@@ -122,6 +123,17 @@ def test_publish_to_a_local_directory(example_release: BuiltRelease, workdir: Pa
     assert result.objects == result.uploaded == len(expected) and result.skipped == 0
     assert _tree(dest / "2026-11-22") == expected  # soma/ and h5ads/ byte for byte; no .build/, no reports
     assert sorted(p.name for p in (dest / "2026-11-22").iterdir()) == ["h5ads", "soma"]
+    assert sorted(p.name for p in dest.iterdir()) == ["2026-11-22", "mirrors.json", "release.json"]  # no lock file
+    assert json.loads((dest / "mirrors.json").read_text()) == {
+        "default": "local",
+        "local": {
+            "provider": "file",
+            "base_uri": dest.resolve().as_uri() + "/",
+            "region": None,
+            "embeddings_base_uri": dest.resolve().as_uri() + "/",
+        },
+    }
+    assert json.loads((paths.root / "published.json").read_text())["destinations"][0]["dest"] == str(dest.resolve())
 
     entry = json.loads((dest / "release.json").read_text())["2026-11-22"]
     assert entry == {
@@ -261,6 +273,31 @@ def test_release_commands_on_a_local_destination(
     data = json.loads((dest / "release.json").read_text())
     assert data["stable"] == data["latest"] == "2026-11-22"
 
+    # unalias, unretract, lts: through the same atomic path, with their rules; no lock file is left behind.
+    def run(*argv: str) -> int:
+        code = cli.main([*argv, "--to", str(dest)])
+        assert sorted(p.name for p in dest.iterdir()) == ["2026-11-01", "2026-11-22", "mirrors.json", "release.json"]
+        return code
+
+    assert run("release", "unalias", "stable") == 0
+    assert run("release", "unalias", "stable") == 1  # no longer an alias
+    assert run("release", "unalias", "2026-11-22") == 1  # a build, not an alias
+    assert run("release", "lts", "2026-11-01") == 1  # retracted
+    assert run("release", "unretract", "2026-11-01") == 0
+    assert run("release", "unretract", "2026-11-01") == 1  # not retracted any more
+    assert run("release", "lts", "2026-11-01") == 0
+    assert run("release", "lts", "2026-11-22") == 0
+    assert run("release", "lts", "2026-11-22", "--clear") == 0
+    assert run("release", "lts", "latest") == 1  # an alias: flag the build by its name
+    data = json.loads((dest / "release.json").read_text())
+    assert data["latest"] == "2026-11-22" and "stable" not in data
+    assert data["2026-11-01"]["flags"] == {"lts": True, "retracted": False} and "retraction" not in data["2026-11-01"]
+    assert data["2026-11-22"]["flags"] == {"lts": False, "retracted": False}
+    capsys.readouterr()
+    assert run("release", "list") == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[2].split()[0] == "2026-11-01" and out[2].split()[3] == "lts"
+
 
 # -- the real client over HTTP -----------------------------------------------------------------------------
 
@@ -286,6 +323,47 @@ def http_root(tmp_path: Path) -> Iterator[tuple[Path, str]]:
         thread.join()
 
 
+def test_release_mirrors_command_prints_a_snippet_that_opens_the_release_over_http(
+    example_release: BuiltRelease,
+    workdir: Path,
+    http_root: tuple[Path, str],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    restore_logging: None,
+) -> None:
+    dest, base_url = http_root
+    _validated_copy(example_release, workdir, "2026-11-22")
+    assert cli.main(["publish", "--version", "2026-11-22", "--workdir", str(workdir), "--to", str(dest)]) == 0
+    assert cli.main(["release", "alias", "latest", "2026-11-22", "--to", str(dest)]) == 0
+    capsys.readouterr()
+    assert cli.main(["release", "mirrors", "--to", str(dest), "--url", base_url + "/"]) == 0
+    out = capsys.readouterr().out
+    shown, _, snippet = out.partition("\n# A consumer opens")
+    assert json.loads(shown) == json.loads((dest / "mirrors.json").read_text())
+    code = snippet.split("\n", 1)[1]
+    assert f'CELL_CENSUS_MIRRORS_DIRECTORY_URL = "{base_url}/mirrors.json"' in code
+    assert 'open_soma(census_version="latest", mirror="local")' in code
+    # Run it as a consumer would (the attributes it sets are put back after the test).
+    monkeypatch.setattr(client_directory, "CELL_CENSUS_RELEASE_DIRECTORY_URL", "unset")
+    monkeypatch.setattr(client_directory, "CELL_CENSUS_MIRRORS_DIRECTORY_URL", "unset")
+    exec(compile(code, "snippet", "exec"), {})  # the command's own output
+    assert "total_cell_count" in capsys.readouterr().out
+
+    # --set adds (or replaces) a mirror; a later publish keeps it and the chosen default.
+    other = dest.parent / "nfs-copy"
+    mirrors_cmd = ["release", "mirrors", "--to", str(dest)]
+    assert cli.main([*mirrors_cmd, "--set", "nfs", "--base-uri", str(other), "--default"]) == 0
+    assert cli.main([*mirrors_cmd, "--set", "web", "--base-uri", base_url]) == 1  # TileDB reads no http
+    assert cli.main([*mirrors_cmd, "--default"]) == 1  # --default goes with --set
+    _validated_copy(example_release, workdir, "2026-11-23")
+    assert cli.main(["publish", "--version", "2026-11-23", "--workdir", str(workdir), "--to", str(dest)]) == 0
+    mirrors = json.loads((dest / "mirrors.json").read_text())
+    assert mirrors["default"] == "nfs" and set(mirrors) == {"default", "local", "nfs"}
+    assert mirrors["nfs"]["base_uri"] == other.resolve().as_uri() + "/" and mirrors["nfs"]["provider"] == "file"
+    assert mirrors["local"]["base_uri"] == Destination.parse(dest).base_uri
+    assert sorted(p.name for p in dest.iterdir()) == ["2026-11-22", "2026-11-23", "mirrors.json", "release.json"]
+
+
 def test_cellxgene_census_resolves_our_aliases_and_locators_over_http(
     example_release: BuiltRelease, workdir: Path, http_root: tuple[Path, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -296,21 +374,23 @@ def test_cellxgene_census_resolves_our_aliases_and_locators_over_http(
     store = LocalDirectoryStore(dest)
     store.update(lambda d: d.with_alias("latest", "2026-11-22").with_alias("stable", "2026-11-01"))
     base_uri = Destination.parse(dest).base_uri
-    (dest / "mirrors.json").write_text(
-        json.dumps(
-            {
-                "default": "local-file",
-                "local-file": {
-                    "provider": "file",
-                    "base_uri": base_uri,
-                    "region": None,
-                    "embeddings_base_uri": base_uri,
-                },
-            }
-        )
-    )
+    # publish wrote DEST/mirrors.json; the client reads it and release.json over HTTP, the SOMA data (TileDB
+    # reads no http) from the mirror's file:// base_uri.
     monkeypatch.setattr(client_directory, "CELL_CENSUS_RELEASE_DIRECTORY_URL", f"{base_url}/release.json")
     monkeypatch.setattr(client_directory, "CELL_CENSUS_MIRRORS_DIRECTORY_URL", f"{base_url}/mirrors.json")
+    assert cellxgene_census.get_census_mirror_directory() == {
+        "local": {"provider": "file", "base_uri": base_uri, "region": None, "embeddings_base_uri": base_uri}
+    }
+    with cellxgene_census.open_soma(census_version="latest", mirror="local") as census:
+        assert census.uri.rstrip("/") == f"{base_uri}2026-11-22/soma"
+        obs = cellxgene_census.get_obs(
+            census, "Mus musculus", value_filter="soma_joinid < 10", column_names=["soma_joinid", "dataset_id"]
+        )
+    with soma.DataFrame.open(str(example_release.paths.soma / "census_data/mus_musculus/obs")) as built:
+        expected = built.read(coords=[slice(0, 9)], column_names=["soma_joinid", "dataset_id"]).concat().to_pandas()
+    assert len(obs) == 10 and obs.to_dict("list") == expected.to_dict("list")
+    with pytest.raises(ValueError, match="Mirror not found"):
+        cellxgene_census.open_soma(census_version="latest", mirror="elsewhere")
 
     directory = cellxgene_census.get_census_version_directory()
     assert list(directory) == ["stable", "latest", "2026-11-22", "2026-11-01"]
@@ -457,6 +537,30 @@ def test_publish_to_s3_then_open_with_tiledbsoma_and_cellxgene_census(
             assert x.nnz == local.nnz > 0
         obs = cellxgene_census.get_obs(census, "Mus musculus", column_names=["dataset_id"])
         assert len(obs) == CELLS["mus_musculus"]
+
+    # publish wrote cell-census/mirrors.json with an S3 mirror; the client reads both JSON files over HTTP
+    # (here moto's object URLs) and the SOMA data through TileDB's S3 client.
+    mirrors = json.loads(client.get_object(Bucket=bucket, Key="cell-census/mirrors.json")["Body"].read())
+    assert mirrors == {
+        "default": "s3-us-east-1",
+        "s3-us-east-1": {
+            "provider": "S3",
+            "base_uri": f"s3://{bucket}/cell-census/",
+            "region": "us-east-1",
+            "embeddings_base_uri": f"s3://{bucket}/cell-census/",
+        },
+    }
+    for key in ("cell-census/release.json", "cell-census/mirrors.json"):  # readable without credentials
+        client.put_object_acl(Bucket=bucket, Key=key, ACL="public-read")
+    with pytest.MonkeyPatch.context() as mp:
+        served = f"{s3_server.endpoint}/{bucket}/cell-census"
+        mp.setattr(client_directory, "CELL_CENSUS_RELEASE_DIRECTORY_URL", f"{served}/release.json")
+        mp.setattr(client_directory, "CELL_CENSUS_MIRRORS_DIRECTORY_URL", f"{served}/mirrors.json")
+        with cellxgene_census.open_soma(
+            census_version="2026-11-22", mirror="s3-us-east-1", tiledb_config=s3_server.tiledb_config()
+        ) as census:
+            assert census.uri.rstrip("/") == f"s3://{bucket}/cell-census/2026-11-22/soma"
+            assert int(census["census_data"]["homo_sapiens"].obs.count) == CELLS["homo_sapiens"]
     with pytest.raises(ReleaseExistsError):
         publish(workdir, "2026-11-22", dest, endpoint_url=s3_server.endpoint)
 
@@ -507,6 +611,21 @@ def test_s3_release_json_writers_that_conflict_both_land(s3_server: S3Server, bu
     assert calls == 2
     final = b.read()
     assert set(final.releases) == {"base", "from-a", "from-b"} and final.aliases == {"latest": "from-b"}
+
+
+def test_notes_compare_with_the_previous_release_published_to_s3(
+    example_release: BuiltRelease, workdir: Path, s3_server: S3Server, bucket: str, tmp_path: Path
+) -> None:
+    """notes --from s3://...: the previous release is found in the bucket's release.json and read from S3."""
+    _validated_copy(example_release, workdir, "2026-11-01")
+    dest = f"s3://{bucket}/census"
+    publish(workdir, "2026-11-01", dest, endpoint_url=s3_server.endpoint)
+    shutil.rmtree(workdir / "2026-11-01")  # only the published copy is left
+    _validated_copy(example_release, workdir, "2026-11-22")
+    md = make_notes(workdir, "2026-11-22", dest=dest, endpoint_url=s3_server.endpoint, out_dir=tmp_path / "notes")
+    text = md.read_text()
+    assert "Compared with release 2026-11-01." in text
+    assert "Versus 2026-11-01: 0 added, 0 removed, 0 changed, 5 unchanged; cells +0 (1,070 -> 1,070)." in text
 
 
 def test_publish_to_a_missing_bucket_fails_before_uploading(

@@ -15,10 +15,12 @@ from cellxgene_census import _release_directory as client_directory
 
 from census_builder.errors import ReleaseDirectoryError, ReleaseExistsError
 from census_builder.release_directory import (
+    LOCK_NAME,
     Destination,
     LocalDirectoryStore,
     ReleaseDirectory,
     entry_for,
+    locked,
 )
 
 DEST = Destination.parse("s3://bucket/census", endpoint_url=None)
@@ -145,6 +147,49 @@ def test_retraction_rules() -> None:
         _directory("v1", "v2").with_retraction("v2", reason="x").with_retraction("v1", reason="x", replaced_by="v2")
 
 
+def test_unalias_rules() -> None:
+    d = _directory("v1", "v2", latest="v2", stable="v1")
+    r = d.without_alias("latest")
+    assert r.aliases == {"stable": "v1"} and r.releases == d.releases
+    with pytest.raises(ReleaseDirectoryError, match=r"'latest' is not an alias in release.json; aliases: stable"):
+        r.without_alias("latest")
+    with pytest.raises(ReleaseDirectoryError, match=r"'v1' is a published build, not an alias.*release retract v1"):
+        d.without_alias("v1")
+
+
+def test_unretract_rules() -> None:
+    d = _directory("v1", "v2", latest="v1").with_retraction("v1", reason="wrong", replaced_by="v2", date="2026-12-01")
+    r = d.without_retraction("v1")
+    assert not r.releases["v1"].retracted and r.releases["v1"].retraction is None
+    assert r.releases["v1"] == _directory("v1").releases["v1"]  # exactly as published again
+    assert r.aliases == {"latest": "v2"}  # the alias moved to the replacement stays there
+    assert json.loads(r.dumps())["v1"]["flags"] == {"lts": False, "retracted": False}
+    assert "retraction" not in json.loads(r.dumps())["v1"]
+    with pytest.raises(ReleaseDirectoryError, match="release 'v1' is not retracted"):
+        r.without_retraction("v1")
+    with pytest.raises(ReleaseDirectoryError, match="'latest' is an alias"):
+        d.without_retraction("latest")
+    with pytest.raises(ReleaseDirectoryError, match="'v9' is not a published release"):
+        d.without_retraction("v9")
+    assert r.with_alias("latest", "v1").aliases == {"latest": "v1"}  # usable again
+
+
+def test_lts_rules() -> None:
+    d = _directory("v1", "v2", stable="v1")
+    r = d.with_lts("v1")
+    assert r.releases["v1"].lts and not r.releases["v2"].lts
+    assert json.loads(r.dumps())["v1"]["flags"] == {"lts": True, "retracted": False}
+    assert r.with_lts("v1") is r  # already set: no change, stores write nothing
+    assert r.with_lts("v1", False) == d
+    with pytest.raises(ReleaseDirectoryError, match=r"'stable' is an alias \(-> 'v1'\).*release lts v1"):
+        d.with_lts("stable")
+    retracted = d.with_retraction("v2", reason="x")
+    with pytest.raises(ReleaseDirectoryError, match=r"'v2' is retracted.*release unretract v2"):
+        retracted.with_lts("v2")
+    both = _directory("v1", "v2").with_lts("v2").with_retraction("v2", reason="x")
+    assert not both.with_lts("v2", False).releases["v2"].lts  # clearing is allowed on a retracted release
+
+
 def test_hand_edited_problems_are_listed() -> None:
     d = ReleaseDirectory.from_json({**json.loads(_directory("v1").dumps()), "latest": "v0"})
     assert d.problems() == ["alias 'latest' points at 'v0', which is not a published build"]
@@ -209,3 +254,39 @@ def test_concurrent_local_updates_lose_nothing_and_readers_never_see_a_partial_f
     assert set(final.releases) == {"base"} | {f"p{k}-{i:03d}" for k in range(3) for i in range(15)}
     assert set(final.aliases) == {f"t{k}-alias-{i:03d}" for k in range(4) for i in range(15)}
     assert not list(tmp_path.glob(".release.json.*.tmp"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["release.json"]  # no lock file left behind
+
+
+def test_the_lock_is_exclusive_and_leaves_no_file(tmp_path: Path) -> None:
+    """While one holder is inside, another waits (even after the first deleted the lock file); afterwards the
+    destination holds no lock file."""
+    inside = threading.Event()
+    release = threading.Event()
+    order: list[str] = []
+
+    def first() -> None:
+        with locked(tmp_path):
+            order.append("first in")
+            inside.set()
+            release.wait(10)
+            order.append("first out")
+
+    def second() -> None:
+        inside.wait(10)
+        with locked(tmp_path):
+            order.append("second in")
+
+    threads = [threading.Thread(target=first), threading.Thread(target=second)]
+    for t in threads:
+        t.start()
+    inside.wait(10)
+    assert (tmp_path / LOCK_NAME).exists()
+    release.set()
+    for t in threads:
+        t.join(10)
+    assert order == ["first in", "first out", "second in"]
+    assert list(tmp_path.iterdir()) == []
+    # A lock file left by a process killed while holding it is used, then removed, by the next update.
+    (tmp_path / LOCK_NAME).write_text("")
+    LocalDirectoryStore(tmp_path).update(lambda d: d.with_release("v1", entry_for(Destination.parse(tmp_path), "v1")))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["release.json"]
