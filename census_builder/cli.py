@@ -195,8 +195,7 @@ def _run_validation(paths: BuildPaths, *, workers: int | None, scheduler: str | 
     if not report.passed:
         logger.error("validation FAILED (%s); see %s", ", ".join(report.failed), paths.validation_report)
         return 1
-    logger.info("validation passed; report: %s", paths.validation_report)
-    return 0
+    return 0  # validation itself logged "validation passed; report: ..."
 
 
 def _example(args: argparse.Namespace) -> int:

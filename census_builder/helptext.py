@@ -66,8 +66,7 @@ HELP: dict[str, Help] = {
     ),
     "example": Help(
         "Write the small synthetic example corpus (H5ADs and manifest.csv) to --out.",
-        f"{PROG} example --out example-corpus && {PROG} build --version example "
-        "--manifest example-corpus/manifest.csv",
+        f"{PROG} example --out example-corpus && {PROG} build --version example --manifest example-corpus/manifest.csv",
     ),
     "publish": Help(
         "Copy the complete, validated build DIR/VERSION to DEST/VERSION (a local directory or\n"

@@ -47,7 +47,7 @@ RELEASE_BYTES_PER_SOURCE_BYTE = 0.65
 SCRATCH_BYTES_PER_CELL = 128
 # ... and per (chunk, gene of the dataset): the chunk result's gene ids and counts (2 x int64).
 SCRATCH_BYTES_PER_CHUNK_GENE = 16
-SCRATCH_BYTES_PER_DATASET = 256 * 1024  # plan json, genes parquet, stage records
+SCRATCH_BYTES_PER_DATASET = 64 * 1024  # plan json, genes parquet, obs marker (~40 KiB measured)
 # Peak RSS of one matrix-stage worker, measured (not derived): a build of one 60,000-cell, 12 M-entry
 # synthetic dataset on a single local worker, peak RSS read with getrusage in the worker, at --chunk-nnz
 # 1 M / 4 M / 8 M / 12 M: 0.56 / 0.63 / 1.00 / 1.16 GB. 512 MiB + 80 B per entry bounds all four (a
@@ -287,8 +287,8 @@ def check_host(
     workers: int | None,
     memory_limit: str | None,
     local_workers: bool = True,
-    free_bytes: Callable[[Path], int] = disk_free,
-    memory_total: Callable[[], int] = total_memory,
+    free_bytes: Callable[[Path], int] | None = None,
+    memory_total: Callable[[], int] | None = None,
 ) -> HostCheck:
     """Estimate what the build of ``manifest`` into ``paths`` needs and what the host has (no side effects)."""
     from census_builder.cluster import available_cpus
@@ -311,11 +311,13 @@ def check_host(
         notes.append(f"{fmt_bytes(done.total)} already written by an earlier run counted as done")
     mount = mount_point(root)
     per_worker = (
-        memory_per_worker(memory_limit, workers or available_cpus(), memory_total()) if local_workers else None
+        memory_per_worker(memory_limit, workers or available_cpus(), (memory_total or total_memory)())
+        if local_workers
+        else None
     )
     return HostCheck(
         filesystem=f"the filesystem of {paths.root} (mounted at {mount})",
-        free=free_bytes(root),
+        free=(free_bytes or disk_free)(root),
         need=need,
         memory_per_worker=per_worker,
         memory_needed=WORKER_BASE_BYTES + chunk_nnz * WORKER_BYTES_PER_ENTRY,
@@ -328,8 +330,8 @@ def preflight(
     manifest: Manifest,
     paths: BuildPaths,
     *,
-    free_bytes: Callable[[Path], int] = disk_free,
-    memory_total: Callable[[], int] = total_memory,
+    free_bytes: Callable[[Path], int] | None = None,
+    memory_total: Callable[[], int] | None = None,
 ) -> HostCheck:
     """The build's host check (``config`` is a BuildConfig): raise HostCheckError when the disk is short
     (a warning with ``config.skip_host_check``), warn when worker memory is short; returns the figures."""

@@ -34,7 +34,7 @@ def build_summary(paths: BuildPaths, report: dict[str, Any], stage_order: Sequen
     invalid = [d["dataset_id"] for d in inspected.get("invalid", [])]
     recorded = report.get("stage_seconds", {})
     names = [s for s in stage_order if s in recorded] + sorted(set(recorded) - set(stage_order))
-    stage_seconds = {k: float(recorded[k]) for k in names}
+    stage_seconds = [{"stage": k, "seconds": float(recorded[k])} for k in names]  # a list: JSON keeps its order
     return {
         "version": report.get("version", paths.root.name),
         "organisms": {
@@ -48,8 +48,8 @@ def build_summary(paths: BuildPaths, report: dict[str, Any], stage_order: Sequen
             "excluded_invalid": invalid,
         },
         "release_bytes": tree_bytes(paths.soma),
-        "stage_seconds": stage_seconds,
-        "build_seconds": round(sum(stage_seconds.values()), 3),
+        "stages": stage_seconds,
+        "build_seconds": round(sum(s["seconds"] for s in stage_seconds), 3),
         "paths": {
             "release": str(paths.soma),
             "report": str(paths.report),
@@ -107,7 +107,7 @@ def summary_lines(summary: dict[str, Any]) -> list[str]:
         f"  datasets: {d['included']} of {d['in_manifest']} included"
         + (f"; excluded: {'; '.join(excluded)}" if excluded else "")
     )
-    times = [f"{k} {_seconds(v)}" for k, v in summary["stage_seconds"].items()]
+    times = [f"{s['stage']} {_seconds(s['seconds'])}" for s in summary["stages"]]
     total = summary["build_seconds"]
     v = summary.get("validation")
     if v:
