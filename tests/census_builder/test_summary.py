@@ -20,7 +20,7 @@ def test_report_summary_matches_the_release(example_release: BuiltRelease) -> No
     s = read_json(paths.report)["summary"]
     for org, figures in s["organisms"].items():
         exp = f"{example_release.soma_uri}/census_data/{org}"
-        with soma.open(f"{exp}/obs") as obs, soma.open(f"{exp}/ms/RNA/var") as var:
+        with soma.DataFrame.open(f"{exp}/obs") as obs, soma.DataFrame.open(f"{exp}/ms/RNA/var") as var:
             assert figures["cells"] == obs.count
             assert figures["genes"] == var.count
             assert figures["datasets"] == len(
