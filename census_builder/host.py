@@ -47,6 +47,8 @@ RELEASE_BYTES_PER_SOURCE_BYTE = 0.65
 SCRATCH_BYTES_PER_CELL = 128
 # ... and per (chunk, gene of the dataset): the chunk result's gene ids and counts (2 x int64).
 SCRATCH_BYTES_PER_CHUNK_GENE = 16
+# ... and, for a source estimated from its size, per release byte (.build/ was 8% of the release there).
+SCRATCH_PER_RELEASE_BYTE = 0.1
 SCRATCH_BYTES_PER_DATASET = 64 * 1024  # plan json, genes parquet, obs marker (~40 KiB measured)
 # Peak RSS of one matrix-stage worker, measured (not derived): a build of one 60,000-cell, 12 M-entry
 # synthetic dataset on a single local worker, peak RSS read with getrusage in the worker, at --chunk-nnz
@@ -92,7 +94,7 @@ class DiskNeed:
 
 @dataclass(frozen=True)
 class HostCheck:
-    filesystem: str  # e.g. "/data (the filesystem of /data/census-build/V)"
+    filesystem: str  # "the filesystem of /data/census-build/V (mounted at /data)"
     free: int
     need: DiskNeed
     memory_per_worker: int | None  # None: workers are not local (--scheduler)
@@ -238,7 +240,7 @@ def estimate(sources: Sequence[SourceFacts], chunk_nnz: int) -> DiskNeed:
         staged += 0 if s.linked else s.size
         if s.entries is None:
             release += int(s.size * RELEASE_BYTES_PER_SOURCE_BYTE)
-            scratch += int(s.size * RELEASE_BYTES_PER_SOURCE_BYTE * 0.05)  # ~1/20 of the release in the runs above
+            scratch += int(s.size * RELEASE_BYTES_PER_SOURCE_BYTE * SCRATCH_PER_RELEASE_BYTE)
             continue
         release += int(s.entries * RELEASE_BYTES_PER_ENTRY)
         chunks = -(-s.entries // max(chunk_nnz, 1)) if s.entries else 0

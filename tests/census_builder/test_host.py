@@ -72,7 +72,7 @@ def test_estimate_per_part(corpus: Path, tmp_path: Path) -> None:
         (corpus.parent / f"{e.dataset_id}.h5ad").stat().st_size for e in manifest.entries
     )
     s3 = host.SourceFacts("s3", size=10_000, entries=None, n_obs=0, n_var=0, linked=False)
-    assert host.estimate([s3], 1000) == host.DiskNeed(10_000, 6_500, 325)
+    assert host.estimate([s3], 1000) == host.DiskNeed(10_000, 6_500, 650)
 
 
 def test_refuses_with_the_figures_before_staging(corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
