@@ -148,7 +148,7 @@ def build(config: BuildConfig) -> BuildPaths:
                 run.report("failed", error=f"{type(e).__name__}: {e}")
             raise
         run.report("complete", completed=time.time())
-        run.report("complete", summary=summary.build_summary(paths, read_json(paths.report), STAGES))
+        summary.store_summary(paths, STAGES)
     logger.info("release %s complete: %s", config.version, paths.soma)
     return paths
 

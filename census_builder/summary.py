@@ -1,6 +1,6 @@
 """The summary a complete build ends with: the same figures on the console and in ``build_report.json``.
 
-    summary = build_summary(paths, report)   # when the build completes; stored as report["summary"]
+    store_summary(paths, STAGES)             # when the build completes: report["summary"] = build_summary(...)
     record_validation(paths, passed, seconds)  # after validating: the verdict joins the stored summary
     summary_lines(summary)                   # the console text
 
@@ -58,6 +58,20 @@ def build_summary(paths: BuildPaths, report: dict[str, Any], stage_order: Sequen
         },
         "validation": None,  # {"passed", "seconds"} once validated; None: not validated
     }
+
+
+def store_summary(paths: BuildPaths, stage_order: Sequence[str] = ()) -> dict[str, Any] | None:
+    """Compute the complete build's summary and add it to build_report.json; a failure here only warns
+    (the release is complete either way)."""
+    try:
+        report = read_json(paths.report)
+        report["summary"] = build_summary(paths, report, stage_order)
+        write_json_atomic(paths.report, report)
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        logger.warning("could not write the build summary to %s: %s", paths.report, e)
+        return None
+    summary: dict[str, Any] = report["summary"]
+    return summary
 
 
 def record_validation(paths: BuildPaths, *, passed: bool, seconds: float) -> dict[str, Any] | None:

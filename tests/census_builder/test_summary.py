@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 from pathlib import Path
 
+import pytest
 import tiledbsoma as soma
 
 from census_builder.build import STAGES
 from census_builder.host import tree_bytes
 from census_builder.state import BuildPaths, read_json
-from census_builder.summary import record_validation, stored_summary, summary_lines
+from census_builder.summary import record_validation, store_summary, stored_summary, summary_lines
 from tests.conftest import BuiltRelease
 
 
@@ -103,3 +105,16 @@ def test_console_text() -> None:
     assert lines[5] == (
         "  validation: not run; run python -m census_builder validate --version 2026-11-22 --workdir /w"
     )
+
+
+def test_store_summary_never_fails_a_complete_build(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    paths = BuildPaths(tmp_path / "v")
+    paths.root.mkdir()
+    paths.report.write_text('{"status": "complete"}')
+    with caplog.at_level(logging.WARNING, logger="census_builder"):
+        assert store_summary(paths) is None  # no stage records
+    assert caplog.messages == [
+        f"could not write the build summary to {paths.report}: "
+        f"[Errno 2] No such file or directory: '{paths.stages / 'stage_and_inspect.json'}'"
+    ]
+    assert read_json(paths.report) == {"status": "complete"}
