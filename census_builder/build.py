@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from census_builder import __version__, faults, soma_io
+from census_builder import __version__, faults, host, soma_io, summary
 from census_builder.cluster import dask_client, run_tasks
 from census_builder.errors import BuildStateError, InputError, PreflightError, ReleaseExistsError
 from census_builder.manifest import Manifest, ManifestEntry, load_manifest, write_manifest
@@ -67,6 +67,7 @@ class BuildConfig:
     build_date: str | None = None  # ISO date; default: today (UTC) when the build first started
     memory_limit: str | None = None  # per local dask worker
     force_rebuild: bool = False  # build a complete version again, into a new DIR/VERSION.rebuild-<UTC time>
+    skip_host_check: bool = False  # build even when the host check finds too little disk space
 
 
 @dataclass
@@ -124,6 +125,7 @@ def build(config: BuildConfig) -> BuildPaths:
         _check_same_inputs(run)
         run.report("running")
         try:
+            run.report("running", host_check=host.preflight(config, manifest, paths).to_json())
             with dask_client(
                 workers=config.workers, scheduler=config.scheduler, memory_limit=config.memory_limit
             ) as client:
@@ -146,6 +148,7 @@ def build(config: BuildConfig) -> BuildPaths:
                 run.report("failed", error=f"{type(e).__name__}: {e}")
             raise
         run.report("complete", completed=time.time())
+        summary.store_summary(paths, STAGES)
     logger.info("release %s complete: %s", config.version, paths.soma)
     return paths
 

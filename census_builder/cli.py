@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -46,6 +47,11 @@ def _parser() -> argparse.ArgumentParser:
         help="if VERSION is complete, build it again into a new directory DIR/VERSION.rebuild-<time> "
         "(the complete release is never touched)",
     )
+    b.add_argument(
+        "--skip-host-check",
+        action="store_true",
+        help="build even when the host check estimates too little free disk space in the workdir",
+    )
 
     v = sub.add_parser("validate", help="validate a built release (DIR/VERSION/soma) against its sources")
     v.add_argument("--version", required=True)
@@ -58,7 +64,9 @@ def _parser() -> argparse.ArgumentParser:
     from census_builder.release_cli import register_release_commands  # publish, release, notes
 
     register_release_commands(sub)
-    return p
+    from census_builder.helptext import apply  # description, example and exit codes of every command
+
+    return apply(p)
 
 
 def _configure_logging(verbose: bool) -> None:
@@ -69,6 +77,7 @@ def _configure_logging(verbose: bool) -> None:
     root.handlers[:] = [handler]
     root.setLevel(logging.WARNING)
     logging.getLogger("census_builder").setLevel(level)
+    logging.getLogger("validation").setLevel(level)  # its progress lines, inside build and validate
     for noisy in ("distributed", "dask", "tornado", "asyncio"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
@@ -84,6 +93,17 @@ def _log_to_file(path: Path) -> None:
         if type(h) is logging.StreamHandler:
             h.setLevel(logging.getLogger("census_builder").level)
     logging.getLogger("census_builder").setLevel(logging.DEBUG)
+    logging.getLogger("validation").setLevel(logging.DEBUG)
+
+
+def log_to_version_dir(workdir: Path, version: str, name: str) -> None:
+    """Log to ``DIR/VERSION/name`` too (debug level; stderr keeps the user's level) when DIR/VERSION exists
+    (a command refused for a version that was never built leaves no directory behind)."""
+    from census_builder.state import BuildPaths
+
+    root = BuildPaths.for_version(workdir, version).root
+    if root.is_dir():
+        _log_to_file(root / name)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -127,13 +147,25 @@ def _build(args: argparse.Namespace) -> int:
         force_rebuild=args.force_rebuild,
         build_date=args.build_date,
         memory_limit=args.memory_limit,
+        skip_host_check=args.skip_host_check,
     )
     out = build(config)
     logger.info("release written to %s (report: %s)", out.soma, out.report)
     if args.no_validate:
         logger.warning("validation skipped (--no-validate): this release cannot be published until validated")
+        _print_summary(out)
         return 0
-    return _run_validation(out, workers=args.workers, scheduler=args.scheduler)
+    rc = _run_validation(out, workers=args.workers, scheduler=args.scheduler)
+    _print_summary(out)
+    return rc
+
+
+def _print_summary(paths: BuildPaths) -> None:
+    from census_builder.summary import stored_summary, summary_lines
+
+    found = stored_summary(paths)
+    if found is not None:
+        print("\n".join(summary_lines(found)), flush=True)  # the build's closing output, like the check lines
 
 
 def _validate(args: argparse.Namespace) -> int:
@@ -143,24 +175,27 @@ def _validate(args: argparse.Namespace) -> int:
     paths = BuildPaths.for_version(args.workdir, args.version)
     if not paths.is_complete():
         raise CensusBuilderError(f"no complete release at {paths.root}; build it first")
+    _log_to_file(paths.root / "validate.log")
     return _run_validation(paths, workers=args.workers, scheduler=args.scheduler)
 
 
 def _run_validation(paths: BuildPaths, *, workers: int | None, scheduler: str | None) -> int:
     """Validate with the independent checker; its report lands at DIR/VERSION/validation_report.json."""
     from census_builder.cluster import dask_client
+    from census_builder.summary import record_validation
     from validation import validate_release
 
     logger.info("validating %s against its sources", paths.soma)
+    t0 = time.perf_counter()
     with dask_client(workers=workers, scheduler=scheduler) as client:
         report = validate_release(str(paths.soma), paths.manifest, client=client, report_path=paths.validation_report)
+    record_validation(paths, passed=report.passed, seconds=time.perf_counter() - t0)
     for line in report.lines():
         print(line)  # the per-check lines are this command's output
     if not report.passed:
         logger.error("validation FAILED (%s); see %s", ", ".join(report.failed), paths.validation_report)
         return 1
-    logger.info("validation passed; report: %s", paths.validation_report)
-    return 0
+    return 0  # validation itself logged "validation passed; report: ..."
 
 
 def _example(args: argparse.Namespace) -> int:

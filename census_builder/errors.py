@@ -81,3 +81,7 @@ class PublishRefusedError(CensusBuilderError):
 
 class ReleaseDirectoryError(CensusBuilderError):
     """release.json is malformed, or a change to it breaks a rule (alias target, retraction, names)."""
+
+
+class HostCheckError(CensusBuilderError):
+    """This machine lacks what the build needs (disk space in the workdir's filesystem)."""

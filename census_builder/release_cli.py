@@ -114,7 +114,10 @@ def register_release_commands(sub: Any) -> None:
 
 
 def _publish(args: argparse.Namespace) -> int:
+    from census_builder.cli import log_to_version_dir
     from census_builder.publish import publish
+
+    log_to_version_dir(args.workdir, args.version, "publish.log")
 
     result = publish(
         args.workdir,
@@ -248,7 +251,10 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _notes(args: argparse.Namespace) -> int:
+    from census_builder.cli import log_to_version_dir
     from census_builder.notes import make_notes
+
+    log_to_version_dir(args.workdir, args.version, "notes.log")
 
     md = make_notes(
         args.workdir,

@@ -49,7 +49,12 @@ def restore_logging() -> Iterator[None]:
     handlers, level = root.handlers[:], root.level
     ours = logging.getLogger("census_builder")
     ours_level = ours.level
+    validation_level = logging.getLogger("validation").level
     yield
+    for h in root.handlers:
+        if h not in handlers:
+            h.close()  # e.g. the log file handlers of build / validate / publish / notes
     root.handlers[:] = handlers
     root.setLevel(level)
     ours.setLevel(ours_level)
+    logging.getLogger("validation").setLevel(validation_level)

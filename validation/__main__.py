@@ -12,10 +12,23 @@ import logging
 import sys
 from pathlib import Path
 
+EPILOG = """\
+One PASS/FAIL line per check, with the first offending rows; the JSON report is written beside the release.
+
+example:
+  python -m validation census-build/2026-11-22/soma --manifest census-build/2026-11-22/manifest.csv --workers 4
+
+exit status:
+  0    every check passed
+  1    a check failed
+  2    the command could not run (unreadable manifest, usage error)
+  130  interrupted (Ctrl-C)"""
+
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m validation",
-                                description="Validate a Census release against the schema and its source H5ADs.")
+                                description="Validate a Census release against the schema and its source H5ADs.",
+                                epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("release", metavar="RELEASE_SOMA_URI", help="the release's root SOMACollection (DIR/VERSION/soma)")
     p.add_argument("--manifest", required=True, type=Path, help="the manifest CSV the release was built from")
     p.add_argument("--workers", type=int, default=None, help="local dask worker processes (default: one per core)")

@@ -165,6 +165,7 @@ def run_jobs(client: Any, jobs: Sequence[Job], what: str) -> None:
     futures = [client.submit(j.fn, j.item, *j.extra, pure=False, priority=j.priority) for j in jobs]
     index = {f.key: i for i, f in enumerate(futures)}
     t0, last = time.monotonic(), 0.0
+    total_cells, cells = sum(getattr(j.item, "n_cells", 0) for j in jobs), 0
     for done, fut in enumerate(as_completed(futures), start=1):  # type: ignore[no-untyped-call]
         job = jobs[index[fut.key]]
         try:
@@ -174,11 +175,20 @@ def run_jobs(client: Any, jobs: Sequence[Job], what: str) -> None:
         else:
             job.on_result(job.item, res)
         fut.release()
+        cells += getattr(job.item, "n_cells", 0)
         now = time.monotonic()
-        if now - last > 10 or done == len(jobs):
+        if now - last > 5 or done == len(jobs):  # like the builder's progress lines: done/total, cells/s, ETA
             last = now
-            rate = done / max(now - t0, 1e-9)
-            logger.info("%s: %d/%d tasks done, ETA %.0fs", what, done, len(jobs), (len(jobs) - done) / rate)
+            elapsed = max(now - t0, 1e-9)
+            frac = cells / total_cells if total_cells else done / len(jobs)
+            eta = f", ETA {_hms(elapsed * (1 - frac) / frac)}" if 0 < frac < 1 else ""
+            rate = f", {cells:,} cells, {cells / elapsed:,.0f} cells/s" if cells else ""
+            logger.info("[%s] %d/%d tasks%s%s, elapsed %s", what, done, len(jobs), rate, eta, _hms(elapsed))
+
+
+def _hms(seconds: float) -> str:
+    s = int(max(0, seconds))
+    return f"{s // 3600:d}:{s % 3600 // 60:02d}:{s % 60:02d}"
 
 
 @dataclass

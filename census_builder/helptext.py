@@ -1,0 +1,151 @@
+"""``--help`` of every command: what it does, one example, the exit codes.
+
+The parsers are built where their options live (cli.py, release_cli.py); ``apply`` then walks the finished
+parser tree and sets each command's description and epilog from ``HELP``, keyed by the command path
+("build", "release alias", ...). A command without an entry keeps argparse's text plus the exit codes.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Help:
+    description: str
+    example: str
+    exit_codes: str = "common"  # a key of EXIT_CODES
+
+
+EXIT_CODES = {
+    "common": """\
+exit status:
+  0    success
+  1    failed (the error names the cause and the command that fixes it)
+  2    usage error, or the command could not run
+  130  interrupted (Ctrl-C); 143 terminated (SIGTERM)""",
+    "build": """\
+exit status:
+  0    the release is complete (and passed validation, unless --no-validate)
+  1    failed: a build error, or the release failed validation
+  2    usage error, or the command could not run
+  3    too many datasets excluded (--max-excluded)
+  130  interrupted (Ctrl-C); 143 terminated (SIGTERM); the last line says how to continue""",
+    "validate": """\
+exit status:
+  0    every check passed
+  1    a check failed (see the FAIL lines and the JSON report)
+  2    usage error, or the validation could not run
+  130  interrupted (Ctrl-C); 143 terminated (SIGTERM)""",
+}
+
+PROG = "python -m census_builder"
+
+HELP: dict[str, Help] = {
+    "": Help(
+        "Build, validate, publish and describe CELLxGENE Census releases (TileDB-SOMA collections) made from\n"
+        "a manifest CSV of H5AD files. `COMMAND --help` explains each command.",
+        f"{PROG} build --version 2026-11-22 --manifest manifest.csv --workdir census-build",
+    ),
+    "build": Help(
+        "Build (or resume) release VERSION from the manifest into DIR/VERSION/ (DIR: --workdir):\n"
+        "a host check of disk and memory, then staging and preflight of every source, the release under\n"
+        "DIR/VERSION/soma, and validation against the sources. Ends with a summary (cells and genes per\n"
+        "organism, datasets, size, time per stage); figures in DIR/VERSION/build_report.json, the debug log\n"
+        "in DIR/VERSION/build.log. Re-running the same command resumes an interrupted build.",
+        f"{PROG} build --version 2026-11-22 --manifest manifest.csv --workdir census-build --workers 4",
+        "build",
+    ),
+    "validate": Help(
+        "Validate the complete build DIR/VERSION/soma against its sources with the independent checker:\n"
+        "one PASS/FAIL line per check, the JSON report in DIR/VERSION/validation_report.json, the log in\n"
+        "DIR/VERSION/validate.log. (Any release, from any tool: python -m validation RELEASE --manifest M.)",
+        f"{PROG} validate --version 2026-11-22 --workdir census-build",
+        "validate",
+    ),
+    "example": Help(
+        "Write the small synthetic example corpus (H5ADs and manifest.csv) to --out.",
+        f"{PROG} example --out example-corpus && {PROG} build --version example --manifest example-corpus/manifest.csv",
+    ),
+    "publish": Help(
+        "Copy the complete, validated build DIR/VERSION to DEST/VERSION (a local directory or\n"
+        "s3://bucket/prefix), verify every object, then add VERSION to DEST/release.json. An interrupted\n"
+        "publish re-run finishes the job. Log: DIR/VERSION/publish.log.",
+        f"{PROG} publish --version 2026-11-22 --workdir census-build --to s3://my-bucket/census",
+    ),
+    "release": Help(
+        "Manage DEST/release.json, the release directory cellxgene_census reads: aliases, retractions,\n"
+        "listing. `release COMMAND --help` explains each.",
+        f"{PROG} release list --to s3://my-bucket/census",
+    ),
+    "release alias": Help(
+        "Point alias NAME (e.g. latest, stable) at published release VERSION.",
+        f"{PROG} release alias latest 2026-11-22 --to s3://my-bucket/census",
+    ),
+    "release retract": Help(
+        "Mark published release VERSION as retracted (with a reason; its aliases move to --replaced-by).",
+        f'{PROG} release retract 2026-11-22 --reason "wrong counts in dataset X" --replaced-by 2026-11-29 '
+        "--to s3://my-bucket/census",
+    ),
+    "release list": Help(
+        "List the releases and aliases of DEST (or print release.json with --json).",
+        f"{PROG} release list --to s3://my-bucket/census",
+    ),
+    "release unalias": Help(
+        "Remove alias NAME from DEST/release.json.",
+        f"{PROG} release unalias stable --to s3://my-bucket/census",
+    ),
+    "release unretract": Help(
+        "Undo the retraction of published release VERSION.",
+        f"{PROG} release unretract 2026-11-22 --to s3://my-bucket/census",
+    ),
+    "release lts": Help(
+        "Set (or with --clear, clear) the long-term-stable flag of published release VERSION.",
+        f"{PROG} release lts 2026-11-22 --to s3://my-bucket/census",
+    ),
+    "release mirrors": Help(
+        "Show DEST/mirrors.json and the code a consumer runs to open DEST with cellxgene_census; "
+        "--set NAME adds or replaces a mirror.",
+        f"{PROG} release mirrors --to s3://my-bucket/census --url https://census.example.org/",
+    ),
+    "notes": Help(
+        "Write release notes for build VERSION (markdown and PNG figures) to DIR/VERSION/release_notes/ (or --out),\n"
+        "compared with the newest earlier non-retracted release of --from DEST (or of the destination publish\n"
+        "recorded), or --previous.\n"
+        "Log: DIR/VERSION/notes.log.",
+        f"{PROG} notes --version 2026-11-22 --from s3://my-bucket/census --workdir census-build",
+    ),
+}
+
+
+def epilog(h: Help | None) -> str:
+    codes = EXIT_CODES[h.exit_codes if h else "common"]
+    return f"example:\n  {h.example}\n\n{codes}" if h else codes
+
+
+def _subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    found: dict[str, argparse.ArgumentParser] = {}
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            found.update(action.choices)
+    return found
+
+
+def commands(parser: argparse.ArgumentParser, path: str = "") -> dict[str, argparse.ArgumentParser]:
+    """Every parser in the tree, by command path ("" for the root)."""
+    out = {path: parser}
+    for name, sub in _subcommands(parser).items():
+        out.update(commands(sub, f"{path} {name}".strip()))
+    return out
+
+
+def apply(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Set description, example and exit codes on ``parser`` and every subcommand parser under it."""
+    for path, p in commands(parser).items():
+        h = HELP.get(path)
+        if h is not None:
+            p.description = h.description
+        p.epilog = epilog(h)
+        p.formatter_class = argparse.RawDescriptionHelpFormatter
+    return parser
