@@ -15,13 +15,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from validation.errors import InputError
+
 logger = logging.getLogger(__name__)
 
 REQUIRED = ("dataset_id", "h5ad_uri")
 OPTIONAL = ("dataset_version_id", "collection_id", "collection_name", "collection_doi", "dataset_title")
 
 
-class ManifestError(ValueError):
+class ManifestError(InputError):
     """The manifest cannot be read at all (nothing can be validated against it)."""
 
 
