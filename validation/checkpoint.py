@@ -10,13 +10,14 @@
 The fingerprint covers the release (every file's path, size and mtime), the manifest (its bytes and each
 local source's size, mtime and inode), the validator (its code and schema data) and the options that shape
 the tasks; a checkpoint with another fingerprint is discarded, so a changed release or source never reuses
-a stale result. A task's key is a hash of its function and its pickled arguments. Records are pickles:
-the checkpoint is trusted like the release folder it lives in. Nothing is written anywhere else, so a
-killed validation leaves its files here only, and the next run reuses or removes them.
+a stale result. A task's key is a hash of its function and a canonical description of its argument.
+Records are pickles: the checkpoint is trusted like the release folder it lives in. Nothing is written
+anywhere else, so a killed validation leaves its files here only, and the next run reuses or removes them.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
 import hashlib
 import logging
@@ -29,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import census_schema
+import numpy as np
 
 from validation.errors import CheckpointBusyError
 from validation.manifest import Manifest
@@ -106,12 +108,29 @@ def fingerprint(release_uri: str, manifest: Manifest, options: dict[str, Any]) -
     return h.hexdigest()
 
 
+def _canonical(x: Any) -> Any:
+    """A plain, order-independent description of a task argument whose repr identifies it exactly (numpy arrays
+    by dtype, shape and a hash of their bytes; anything unknown by its pickle)."""
+    if dataclasses.is_dataclass(x) and not isinstance(x, type):
+        return (type(x).__module__, type(x).__qualname__,
+                tuple((f.name, _canonical(getattr(x, f.name))) for f in dataclasses.fields(x)))
+    if isinstance(x, np.ndarray):
+        return ("ndarray", x.dtype.str, x.shape, hashlib.sha256(np.ascontiguousarray(x).tobytes()).hexdigest())
+    if isinstance(x, list | tuple):
+        return (type(x).__name__, tuple(_canonical(v) for v in x))
+    if isinstance(x, dict):
+        return ("dict", tuple(sorted((repr(_canonical(k)), repr(_canonical(v))) for k, v in x.items())))
+    if isinstance(x, set | frozenset):
+        return ("set", tuple(sorted(repr(_canonical(v)) for v in x)))
+    if x is None or isinstance(x, str | int | float | bytes | np.generic):
+        return (type(x).__name__, x)
+    return ("pickle", pickle.dumps(x, protocol=5))
+
+
 def task_key(fn: Callable[..., Any], item: Any) -> str:
-    """A task's identity: its function and its pickled argument (an argument that does not pickle the same way
-    twice is only ever recomputed, never confused with another)."""
-    h = hashlib.sha256(f"{fn.__module__}.{fn.__qualname__}".encode())
-    h.update(pickle.dumps(item, protocol=5))
-    return h.hexdigest()
+    """A task's identity: its function and its argument (see _canonical)."""
+    text = repr((fn.__module__, fn.__qualname__, _canonical(item)))
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 class Checkpoint:

@@ -79,23 +79,24 @@ def test_an_interrupted_validation_resumes_where_it_stopped(
     caplog.set_level("INFO", logger="validation")
     soma = _copy(example_release, tmp_path)
     tasks = soma.parent / ".validation" / "tasks"
-    _stop_after_saving(monkeypatch, 5)
+    n_plan = 2 * len(read_manifest(example_release.manifest).sources)  # a plan and a checksum task per dataset
+    _stop_after_saving(monkeypatch, n_plan + 3)  # in check_contents, after 3 of its tasks
     with pytest.raises(Interrupted):
         validate_release(str(soma), example_release.manifest, client=validation_client)
-    assert len(list(tasks.glob("*.pkl"))) == 5
+    assert len(list(tasks.glob("*.pkl"))) == n_plan + 3
     assert not (soma.parent / "validation_report.json").exists()
     monkeypatch.undo()
 
     resumed = Counting(validation_client)
     report = validate_release(str(soma), example_release.manifest, client=resumed)
     assert report.passed, report.failed
-    n_plan = 2 * len(read_manifest(example_release.manifest).sources)  # a plan and a checksum task per dataset
-    assert f"plan_datasets: resuming: 5 of {n_plan} tasks already checked" in caplog.text
+    assert f"plan_datasets: resuming: {n_plan} of {n_plan} tasks already checked" in caplog.text
+    assert re.search(r"check_contents: resuming: 3 of \d+ tasks already checked", caplog.text)
     assert not (soma.parent / ".validation").exists()  # complete: the checkpoint is gone
 
     fresh = Counting(validation_client)
     again = validate_release(str(soma), example_release.manifest, client=fresh)
-    assert resumed.submitted == fresh.submitted - 5
+    assert resumed.submitted == fresh.submitted - n_plan - 3
     assert _verdict(again) == _verdict(report)
     assert json.loads((soma.parent / "validation_report.json").read_text(encoding="utf-8")) == again.to_json()
 
