@@ -155,11 +155,12 @@ def _dask(client: Any, workers: int | None, scratch: Path | None = None) -> Iter
               "distributed.nanny.pre-spawn-environ": environ}
     if scratch is not None:
         config["temporary-directory"] = str(scratch)
-    with dask.config.set(config), _sigint_ignored():
-        cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True,  # type: ignore[no-untyped-call]
-                               dashboard_address=":0", silence_logs=logging.WARNING)
-    with cluster, Client(cluster) as c:  # type: ignore[no-untyped-call]
-        yield c
+    with dask.config.set(config):
+        with _sigint_ignored():
+            cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True,  # type: ignore[no-untyped-call]
+                                   dashboard_address=":0", silence_logs=logging.WARNING)
+        with cluster, Client(cluster) as c:  # type: ignore[no-untyped-call]
+            yield c
 
 
 @contextmanager
