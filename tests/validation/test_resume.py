@@ -23,9 +23,9 @@ from tests.conftest import BuiltRelease
 from tests.validation import corruptions as c
 from validation import ValidationReport, validate_release
 from validation.__main__ import Terminated, main
-from validation.checkpoint import Checkpoint, checkpoint_dir, fingerprint
+from validation.checkpoint import MISSING, Checkpoint, checkpoint_dir, fingerprint
 from validation.errors import CheckpointBusyError
-from validation.manifest import read_manifest
+from validation.manifest import fetch_sources, read_manifest
 
 
 class Interrupted(Exception):  # noqa: N818 - stands for a KeyboardInterrupt
@@ -252,3 +252,44 @@ def test_ctrl_c_prints_one_line_leaves_no_temp_files_and_the_same_command_resume
     assert "validation PASSED" in done.stdout
     assert not (soma.parent / ".validation").exists()
     assert list(tmp.iterdir()) == []
+
+
+def test_checkpoint_records_reopen_tear_and_expire(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    root = tmp_path / ".validation"
+    cp = Checkpoint.open(root, "fp-1")
+    cp.save("a", {"findings": [1, 2]})
+    cp.save("b", 2)
+    (cp.tasks / ".c.pkl.tmp").write_bytes(b"half a rec")  # a record being written when the run was killed
+    cp.close()
+    cp = Checkpoint.open(root, "fp-1")
+    assert cp.recorded == 2 and not (cp.tasks / ".c.pkl.tmp").exists()
+    assert cp.load("a") == {"findings": [1, 2]} and cp.load("c") is MISSING
+    (cp.tasks / "b.pkl").write_bytes(b"torn")
+    assert cp.load("b") is MISSING
+    assert "ignoring unreadable checkpoint record" in caplog.text
+    cp.close()
+    cp = Checkpoint.open(root, "fp-2")  # another release, manifest, source or validator: nothing is reused
+    assert cp.recorded == 0 and cp.load("a") is MISSING
+    cp.remove()
+    assert not root.exists()
+
+
+def test_s3_sources_are_downloaded_into_the_checkpoint_once(tmp_path: Path) -> None:
+    manifest_path = tmp_path / "manifest.csv"
+    manifest_path.write_text("dataset_id,h5ad_uri\nd1,s3://bucket/corpus/d1.h5ad\n", encoding="utf-8")
+    manifest = read_manifest(manifest_path)
+
+    class FakeS3:
+        def __init__(self) -> None:
+            self.calls: list[tuple[str, str, str]] = []
+
+        def download_file(self, bucket: str, key: str, dest: str) -> None:
+            self.calls.append((bucket, key, dest))
+            Path(dest).write_bytes(b"h5ad")
+
+    s3 = FakeS3()
+    sources = tmp_path / ".validation" / "sources"
+    sources.mkdir(parents=True)
+    assert fetch_sources(manifest, sources, client=s3) == {"d1": (sources / "d1.h5ad", "")}
+    assert fetch_sources(manifest, sources, client=s3) == {"d1": (sources / "d1.h5ad", "")}  # a resumed run
+    assert s3.calls == [("bucket", "corpus/d1.h5ad", str(sources / "d1.h5ad"))]
