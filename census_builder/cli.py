@@ -77,7 +77,7 @@ def _configure_logging(verbose: bool) -> None:
     root.handlers[:] = [handler]
     root.setLevel(logging.WARNING)
     logging.getLogger("census_builder").setLevel(level)
-    logging.getLogger("validation").setLevel(level)  # its progress lines, inside build and validate
+    logging.getLogger("validation").setLevel(level)  # its progress and "resuming" lines, like the build stages'
     for noisy in ("distributed", "dask", "tornado", "asyncio"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 

@@ -9,19 +9,24 @@ imports nothing from ``census_builder``, so one bug cannot hide itself in both p
     report.passed, report.checks, report.to_json()
 
 Command line: ``python -m validation RELEASE_SOMA_URI --manifest MANIFEST.csv [--workers N] [--report PATH]``.
+An interrupted validation resumes from its checkpoint (``.validation/`` beside the report) when run again.
 """
 
 from __future__ import annotations
 
 from validation.core import default_report_path, validate_release
+from validation.errors import CheckpointBusyError, InputError, ReleaseNotFoundError
 from validation.manifest import ManifestError
 from validation.report import CHECKS, CheckResult, Finding, ValidationReport
 
 __all__ = [
     "CHECKS",
     "CheckResult",
+    "CheckpointBusyError",
     "Finding",
+    "InputError",
     "ManifestError",
+    "ReleaseNotFoundError",
     "ValidationReport",
     "default_report_path",
     "validate_release",

@@ -2,15 +2,28 @@
 
 Prints one line per check (PASS / FAIL with the first offending rows), writes the JSON report (default:
 ``validation_report.json`` beside the release directory) and exits 0 only if every check passed
-(1: a check failed; 2: the command could not run).
+(1: a check failed; 2: the command could not run, nothing was touched; 130 / 143: interrupted by Ctrl-C /
+SIGTERM). An interrupted validation resumes where it stopped when the same command is run again (finished
+tasks are kept in ``.validation/`` beside the report).
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import shlex
+import signal
 import sys
 from pathlib import Path
+from types import FrameType
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, turned into an exception so that the cluster is stopped and the checkpoint kept as on Ctrl-C."""
+
+
+def _terminate(signum: int, frame: FrameType | None) -> None:
+    raise Terminated
 
 EPILOG = """\
 One PASS/FAIL line per check, with the first offending rows; the JSON report is written beside the release.
@@ -47,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from validation.core import default_report_path, validate_release  # heavy imports after parsing
-    from validation.manifest import ManifestError
+    from validation.errors import InputError
 
     if not args.verbose:  # the local scheduler runs in this process: keep its INFO chatter out of the output
         import distributed  # noqa: F401  (creates its loggers, with their own levels)
@@ -57,6 +70,7 @@ def main(argv: list[str] | None = None) -> int:
                 logging.getLogger(name).setLevel(logging.WARNING)
 
     client = None
+    previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         if args.scheduler:
             from distributed import Client
@@ -64,10 +78,17 @@ def main(argv: list[str] | None = None) -> int:
             client = Client(args.scheduler)  # type: ignore[no-untyped-call]
         report = validate_release(args.release, args.manifest, workers=args.workers, report_path=args.report,
                                   client=client)
-    except ManifestError as e:
+    except InputError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as e:
+        what = "terminated" if isinstance(e, Terminated) else "interrupted"
+        command = shlex.join(["python", "-m", "validation", *(sys.argv[1:] if argv is None else argv)])
+        print(f"validation {what}; finished checks are kept: run the same command to resume: {command}",
+              file=sys.stderr)
+        return 143 if isinstance(e, Terminated) else 130
     finally:
+        signal.signal(signal.SIGTERM, previous)
         if client is not None:
             client.close()  # type: ignore[no-untyped-call]
     for line in report.lines():

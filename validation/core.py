@@ -7,13 +7,16 @@
     check_consistency  the release's own sums agree with each other
 
 Findings are collected throughout and judged once at the end; the JSON report is always written.
+Every task's result is recorded in a checkpoint beside the report (validation.checkpoint), so an
+interrupted validation resumes where it stopped; a completed one removes its checkpoint.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import tempfile
+import signal
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -25,10 +28,14 @@ import numpy as np
 import numpy.typing as npt
 
 from validation.cells import CellSetResult, CellSetTask, check_cell_set
+from validation.checkpoint import MISSING, Checkpoint, checkpoint_dir, fingerprint, local_path, task_key
+from validation.checksums import ChecksumTask, source_checksum
 from validation.chunks import ChunkResult, ChunkTask, DatasetContext, ReleaseUris, check_chunk
+from validation.errors import ReleaseNotFoundError
 from validation.expected import DatasetPlan, PlanTask, plan_dataset
 from validation.manifest import Manifest, fetch_sources, read_manifest
 from validation.model import Model, OrganismModel, build_model
+from validation.progress import Progress
 from validation.release import ReleaseLayout, check_joinids, open_layout, read_table
 from validation.report import Finding, Findings, ValidationReport
 from validation.spec import Spec, load_spec
@@ -84,33 +91,47 @@ def validate_release(
 
     Runs on ``client`` (a ``distributed.Client``) if given, else on a local cluster of ``workers`` processes
     (default: one per core). Writes the JSON report to ``report_path`` (default: beside the release) and
-    returns it. Raises ManifestError only if the manifest itself cannot be read.
+    returns it. Each finished task is recorded in a checkpoint beside the report; the same call after an
+    interruption resumes from it. Raises an InputError (ManifestError, ReleaseNotFoundError,
+    CheckpointBusyError) before touching anything if an input is unusable.
     """
     t0 = time.perf_counter()
     path = report_path or default_report_path(release_uri)
-    path.unlink(missing_ok=True)  # a crashed run must not leave an earlier verdict behind
     spec = load_spec(schema_version) if schema_version else load_spec()
     manifest = read_manifest(manifest_path)
-    findings = Findings()
-    for problem in manifest.problems:
-        findings.add("sources", Finding(problem))
-    with tempfile.TemporaryDirectory(prefix="census-validate-") as tmp, _dask(client, workers) as cl:
-        run = Run(spec, manifest, release_uri, cl, chunk_entries, findings, task_rows=task_rows)
-        run.sources = fetch_sources(manifest, Path(tmp))
-        for step in (run.plan_datasets, run.check_structure, run.check_contents, run.check_tables,
-                     run.check_consistency):
-            t = time.perf_counter()
-            step()
-            logger.info("[%s] done in %.1fs", step.__name__, time.perf_counter() - t)
-    report = ValidationReport(release_uri, str(manifest.path), list(findings.checks.values()),
-                              time.perf_counter() - t0)
-    report.write(path)
+    release = local_path(release_uri)
+    if release is not None and not release.is_dir():
+        raise ReleaseNotFoundError(f"no release at {release_uri}: {release} is not a directory (expected the "
+                                   "release's root SOMACollection, e.g. DIR/VERSION/soma)")
+    options = {"chunk_entries": chunk_entries, "task_rows": task_rows, "schema": spec.version}
+    checkpoint = Checkpoint.open(checkpoint_dir(path), fingerprint(release_uri, manifest, options))
+    try:
+        path.unlink(missing_ok=True)  # a crashed run must not leave an earlier verdict behind
+        findings = Findings()
+        for problem in manifest.problems:
+            findings.add("sources", Finding(problem))
+        with _dask(client, workers, checkpoint.scratch) as cl:
+            run = Run(spec, manifest, release_uri, cl, chunk_entries, findings, task_rows=task_rows,
+                      checkpoint=checkpoint)
+            run.sources = fetch_sources(manifest, checkpoint.sources)
+            for step in (run.plan_datasets, run.check_structure, run.check_contents, run.check_tables,
+                         run.check_consistency):
+                t = time.perf_counter()
+                step()
+                logger.info("[%s] done in %.1fs", step.__name__, time.perf_counter() - t)
+        report = ValidationReport(release_uri, str(manifest.path), list(findings.checks.values()),
+                                  time.perf_counter() - t0, source_checksums=run.checksums)
+        report.write(path)
+    finally:
+        checkpoint.close()
+    checkpoint.remove()  # complete: the next validation starts afresh
     logger.info("validation %s; report: %s", "passed" if report.passed else "FAILED", path)
     return report
 
 
 @contextmanager
-def _dask(client: Any, workers: int | None) -> Iterator[Any]:
+def _dask(client: Any, workers: int | None, scratch: Path | None = None) -> Iterator[Any]:
+    """``client``, or a local cluster whose scratch space is ``scratch`` (not the system temp directory)."""
     if client is not None:
         yield client
         return
@@ -127,14 +148,33 @@ def _dask(client: Any, workers: int | None) -> Iterator[Any]:
     # (2 workers on 2 cores: 24.3 -> 23.0 s, 5% less CPU, at 250 k cells).
     threads = str(max(1, (os.cpu_count() or 1) // n))
     environ = {**dask.config.get("distributed.nanny.pre-spawn-environ", {}), "MALLOC_ARENA_MAX": "1",
+               "DASK_LOGGING": "{'distributed.worker.state_machine': 'error'}",  # no cancel chatter on stop
                "MALLOC_MMAP_THRESHOLD_": str(256 * 2**20), "MALLOC_TRIM_THRESHOLD_": str(2 * 2**30),
                "TILEDB_SM_COMPUTE_CONCURRENCY_LEVEL": threads, "TILEDB_SM_IO_CONCURRENCY_LEVEL": threads}
-    with dask.config.set({"distributed.worker.multiprocessing-method": "spawn", "distributed.worker.daemon": False,
-                          "distributed.nanny.pre-spawn-environ": environ}), \
-            LocalCluster(n_workers=n, threads_per_worker=1, processes=True,  # type: ignore[no-untyped-call]
-                         dashboard_address=":0", silence_logs=logging.WARNING) as cluster, \
-            Client(cluster) as c:  # type: ignore[no-untyped-call]
-        yield c
+    config = {"distributed.worker.multiprocessing-method": "spawn", "distributed.worker.daemon": False,
+              "distributed.nanny.pre-spawn-environ": environ}
+    if scratch is not None:
+        config["temporary-directory"] = str(scratch)
+    with dask.config.set(config):
+        with _sigint_ignored():
+            cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True,  # type: ignore[no-untyped-call]
+                                   dashboard_address=":0", silence_logs=logging.WARNING)
+        with cluster, Client(cluster) as c:  # type: ignore[no-untyped-call]
+            yield c
+
+
+@contextmanager
+def _sigint_ignored() -> Iterator[None]:
+    """Worker processes started in here ignore SIGINT (they inherit it): a Ctrl-C interrupts this process only,
+    which then stops the cluster, instead of every worker printing its own traceback."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 # Checks that need the release open; each records "not checked" rather than passing when it is not.
@@ -154,41 +194,50 @@ class Job:
     on_error: Callable[[Any, BaseException], None]
     priority: int = 0  # higher runs first: big pieces early, so no worker idles at the end
     extra: tuple[Any, ...] = ()  # further arguments (e.g. a scattered per-dataset context)
+    cells: int = 0  # source cells the task checks (progress: cells/s)
 
 
-def run_jobs(client: Any, jobs: Sequence[Job], what: str) -> None:
-    """Run ``jobs`` on the cluster, handling each outcome as it completes (results stream, none pile up)."""
+def run_jobs(client: Any, jobs: Sequence[Job], what: str, checkpoint: Checkpoint | None = None) -> None:
+    """Run ``jobs`` on the cluster, handling each outcome as it completes (results stream, none pile up).
+
+    A job whose result ``checkpoint`` holds is not run again: its recorded result is handled instead. Each
+    new result is recorded before it is handled; a job that raised is not recorded (it runs again next time).
+    """
     from distributed import as_completed
 
     if not jobs:
         return
-    futures = [client.submit(j.fn, j.item, *j.extra, pure=False, priority=j.priority) for j in jobs]
-    index = {f.key: i for i, f in enumerate(futures)}
-    t0, last = time.monotonic(), 0.0
-    total_cells, cells = sum(getattr(j.item, "n_cells", 0) for j in jobs), 0
-    for done, fut in enumerate(as_completed(futures), start=1):  # type: ignore[no-untyped-call]
-        job = jobs[index[fut.key]]
+    keys = [task_key(j.fn, j.item) if checkpoint else "" for j in jobs]
+    pending: list[int] = []
+    resumed_cells = 0
+    for i, job in enumerate(jobs):
+        res = checkpoint.load(keys[i]) if checkpoint else MISSING
+        if res is MISSING:
+            pending.append(i)
+        else:
+            job.on_result(job.item, res)
+            resumed_cells += job.cells
+    resumed = len(jobs) - len(pending)
+    if resumed:
+        logger.info("%s: resuming: %d of %d tasks already checked", what, resumed, len(jobs))
+    progress = Progress(what, len(jobs), total_cells=sum(j.cells for j in jobs), resumed=resumed,
+                        resumed_cells=resumed_cells)
+    futures = [client.submit(jobs[i].fn, jobs[i].item, *jobs[i].extra, pure=False, priority=jobs[i].priority)
+               for i in pending]
+    index = {f.key: i for f, i in zip(futures, pending, strict=True)}
+    for fut in as_completed(futures):  # type: ignore[no-untyped-call]
+        i = index[fut.key]
+        job = jobs[i]
         try:
             res = fut.result()
         except Exception as e:
             job.on_error(job.item, e)
         else:
+            if checkpoint:
+                checkpoint.save(keys[i], res)
             job.on_result(job.item, res)
         fut.release()
-        cells += getattr(job.item, "n_cells", 0)
-        now = time.monotonic()
-        if now - last > 5 or done == len(jobs):  # like the builder's progress lines: done/total, cells/s, ETA
-            last = now
-            elapsed = max(now - t0, 1e-9)
-            frac = cells / total_cells if total_cells else done / len(jobs)
-            eta = f", ETA {_hms(elapsed * (1 - frac) / frac)}" if 0 < frac < 1 else ""
-            rate = f", {cells:,} cells, {cells / elapsed:,.0f} cells/s" if cells else ""
-            logger.info("[%s] %d/%d tasks%s%s, elapsed %s", what, done, len(jobs), rate, eta, _hms(elapsed))
-
-
-def _hms(seconds: float) -> str:
-    s = int(max(0, seconds))
-    return f"{s // 3600:d}:{s % 3600 // 60:02d}:{s % 60:02d}"
+        progress.update(job.cells)
 
 
 @dataclass
@@ -216,7 +265,9 @@ class Run:
     chunk_entries: int
     findings: Findings
     task_rows: int = DEFAULT_TASK_ROWS
+    checkpoint: Checkpoint | None = None
     sources: dict[str, tuple[Path | None, str]] = field(default_factory=dict)
+    checksums: dict[str, dict[str, Any]] = field(default_factory=dict)  # dataset_id -> {path, size, sha256}
     model: Model | None = None
     layout: ReleaseLayout | None = None
     found: dict[str, Found] = field(default_factory=dict)
@@ -245,7 +296,8 @@ class Run:
             plans[task.dataset_id] = DatasetPlan(task.dataset_id, task.path,
                                                  problems=[f"cannot be planned: {type(e).__name__}: {e}"])
 
-        run_jobs(self.client, [Job(plan_dataset, t, on_result, on_error) for t in tasks], "plan_datasets")
+        jobs = [Job(plan_dataset, t, on_result, on_error) for t in tasks]
+        run_jobs(self.client, jobs + self._checksum_jobs(), "plan_datasets", self.checkpoint)
         ordered = [plans[s.dataset_id] for s in self.manifest.sources]
         for p in ordered:
             for problem in p.problems:
@@ -256,6 +308,20 @@ class Run:
             if p.readable and not p.contributes:
                 logger.info("dataset %s contributes no cells: %s", p.dataset_id, p.exclusion)
         self.model = build_model(self.spec, {s.dataset_id: s for s in self.manifest.sources}, ordered)
+
+    def _checksum_jobs(self) -> list[Job]:
+        """A SHA-256 task per readable source (for ``source_checksums`` in the report)."""
+        tasks = [ChecksumTask(s.dataset_id, str(path), s.uri if s.is_s3 else str(path))
+                 for s in self.manifest.sources for path in [self.sources[s.dataset_id][0]] if path is not None]
+
+        def on_result(task: ChecksumTask, checksum: dict[str, Any]) -> None:
+            self.checksums[task.dataset_id] = checksum
+
+        def on_error(task: ChecksumTask, e: BaseException) -> None:
+            self.findings.add("sources", Finding(f"cannot be read to its end: {type(e).__name__}: {e}",
+                                                 dataset_id=task.dataset_id))
+
+        return [Job(source_checksum, t, on_result, on_error) for t in tasks]
 
     # -- structure -------------------------------------------------------------------------------------
     def check_structure(self) -> None:
@@ -358,10 +424,10 @@ class Run:
                                                    dataset_id=task.dataset_id, organism=task.organism))
 
         logger.info("checking %d task(s) of %d dataset(s)", len(chunk_tasks), len(cell_tasks))
-        jobs = [Job(check_chunk, t, chunk_done, chunk_failed, priority=t.n_cells, extra=(ctx,))
+        jobs = [Job(check_chunk, t, chunk_done, chunk_failed, priority=t.n_cells, extra=(ctx,), cells=t.n_cells)
                 for t, ctx in chunk_tasks]
         jobs += [Job(check_cell_set, t, cells_done, cells_failed) for t in cell_tasks]
-        run_jobs(self.client, jobs, "check_contents")
+        run_jobs(self.client, jobs, "check_contents", self.checkpoint)
         for name, org in model.organisms.items():
             if name in layout.experiments:
                 self._n_measured_vars(org)

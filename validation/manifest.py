@@ -2,7 +2,7 @@
 
 CSV with a header; required columns ``dataset_id,h5ad_uri``; optional ``dataset_version_id,
 collection_id, collection_name, collection_doi, dataset_title``. Relative paths are taken from the
-manifest's directory; ``s3://`` sources are downloaded (boto3) into a temporary directory.
+manifest's directory; ``s3://`` sources are downloaded (boto3) into the validation's checkpoint folder.
 """
 
 from __future__ import annotations
@@ -15,13 +15,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from validation.errors import InputError
+
 logger = logging.getLogger(__name__)
 
 REQUIRED = ("dataset_id", "h5ad_uri")
 OPTIONAL = ("dataset_version_id", "collection_id", "collection_name", "collection_doi", "dataset_title")
 
 
-class ManifestError(ValueError):
+class ManifestError(InputError):
     """The manifest cannot be read at all (nothing can be validated against it)."""
 
 
@@ -91,12 +93,16 @@ def _s3_client() -> Any:
 
 
 def fetch_sources(manifest: Manifest, tmp_dir: Path, client: Any = None) -> dict[str, tuple[Path | None, str]]:
-    """dataset_id -> (local path or None, problem). S3 sources are downloaded into ``tmp_dir``."""
+    """dataset_id -> (local path or None, problem). S3 sources are downloaded into ``tmp_dir`` (the validation's
+    checkpoint folder, never the system temp directory); a file already there is reused."""
     out: dict[str, tuple[Path | None, str]] = {}
     for s in manifest.sources:
         if s.is_s3:
             bucket, _, key = s.uri.removeprefix("s3://").partition("/")
             dest = tmp_dir / f"{s.dataset_id}.h5ad"
+            if dest.is_file():  # downloaded by an interrupted run of the same validation (boto3 renames when done)
+                out[s.dataset_id] = (dest, "")
+                continue
             try:
                 client = client or _s3_client()
                 client.download_file(bucket, key, str(dest))

@@ -163,6 +163,8 @@ class ValidationReport:
     manifest: str
     checks: list[CheckResult]
     seconds: float = 0.0
+    # dataset_id -> {"path": the file read (S3: its URI), "size": bytes, "sha256": hex} of every source read
+    source_checksums: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def passed(self) -> bool:
@@ -177,7 +179,8 @@ class ValidationReport:
 
     def to_json(self) -> dict[str, Any]:
         return {"passed": self.passed, "release": self.release, "manifest": self.manifest,
-                "checks": [c.to_json() for c in self.checks], "seconds": round(self.seconds, 3)}
+                "checks": [c.to_json() for c in self.checks], "seconds": round(self.seconds, 3),
+                "source_checksums": {k: dict(v) for k, v in sorted(self.source_checksums.items())}}
 
     def lines(self) -> Iterator[str]:
         for c in self.checks:
