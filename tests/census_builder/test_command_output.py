@@ -58,7 +58,9 @@ def test_validate_shows_progress_and_logs_to_a_file(
     err = capsys.readouterr().err
     total = sum(o["cells"] for o in read_json(release_copy.report)["summary"]["organisms"].values())
     # like the build stages: tasks done / total, cells, cells/s, elapsed
-    progress = re.compile(rf"\[check_contents\] (\d+)/\1 tasks, {total:,}/{total:,} cells, [\d,]+ cells/s, elapsed \d:\d\d:\d\d")
+    progress = re.compile(
+        rf"\[check_contents\] (\d+)/\1 tasks, {total:,}/{total:,} cells, [\d,]+ cells/s, elapsed \d:\d\d:\d\d"
+    )
     assert any(progress.search(line) for line in err.splitlines()), err
     log = (release_copy.root / "validate.log").read_text()
     assert "[check_contents]" in log and "validation passed" in log
