@@ -225,9 +225,8 @@ class CountsMatrix:
         costs = None if csr else np.zeros(n_obs, dtype=np.int64)
         for lo, hi in _blocks(int(indptr[-1]), block):
             idx = np.asarray(self.node["indices"][lo:hi])
-            out = (idx < 0) | (idx >= minor)
-            if out.any():
-                i = int(np.argmax(out))
+            if idx.size and (idx.min() < 0 or idx.max() >= minor):
+                i = int(np.argmax((idx < 0) | (idx >= minor)))
                 major = int(np.searchsorted(indptr, lo + i, side="right")) - 1
                 raise self.h5.error(
                     f"index {idx[i]} out of range [0, {minor}) at stored entry {lo + i}"
@@ -305,11 +304,9 @@ def first_bad_count(values: npt.NDArray[Any]) -> tuple[int, str] | None:
         if not finite.all():
             i = int(np.argmin(finite))
             return i, f"non-finite count {values[i]} (NaN or infinite)"
-    if values.dtype.kind != "u":
-        negative = values < 0
-        if negative.any():
-            i = int(np.argmax(negative))
-            return i, f"negative count {values[i]}"
+    if values.dtype.kind != "u" and values.min() < 0:  # reductions first: locate only when something is wrong
+        i = int(np.argmax(values < 0))
+        return i, f"negative count {values[i]}"
     if values.dtype.kind == "f":
         frac = values != np.floor(values)
         if frac.any():
@@ -317,8 +314,8 @@ def first_bad_count(values: npt.NDArray[Any]) -> tuple[int, str] | None:
             return i, f"non-integer count {values[i]!r}: counts must be integers (raw counts, not normalized)"
     if values.dtype.itemsize <= 2 or values.dtype == np.float32:
         return None  # float32 holds every value of these types exactly
-    large = np.nonzero(values > FLOAT32_EXACT_MAX)[0]
-    if large.size:
+    if values.max() > FLOAT32_EXACT_MAX:
+        large = np.nonzero(values > FLOAT32_EXACT_MAX)[0]
         big = values[large]
         as32 = big.astype(np.float32)
         if values.dtype.kind == "f":

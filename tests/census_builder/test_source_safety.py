@@ -342,3 +342,22 @@ def test_resuming_with_another_build_date_is_refused(tmp_path: Path, stop_after_
         build(config("2026-12-01"))
     assert "--build-date 2026-11-22, not 2026-12-01" in str(info.value)
     assert "resume it with --build-date 2026-11-22 (or without --build-date)" in str(info.value)
+
+
+def test_staging_copies_where_it_can_neither_reflink_nor_link(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+    import os
+
+    def no_link(src: object, dst: object) -> None:
+        raise OSError(errno.EXDEV, "Invalid cross-device link")
+
+    manifest = write_corpus(tmp_path / "corpus", [DatasetSpec("a", n_cells=10)])
+    m = load_manifest(manifest)
+    paths = BuildPaths.for_version(tmp_path / "w", "v")
+    monkeypatch.setattr(os, "link", no_link)
+    dest = stage_source(m, m.entries[0], paths.h5ad("a"), records_dir(paths))
+    rec = read_record(records_dir(paths), "a")
+    assert rec is not None and rec["method"] == "copy"
+    assert dest.stat().st_ino != (tmp_path / "corpus" / "a.h5ad").stat().st_ino
+    assert _sha(dest) == _sha(tmp_path / "corpus" / "a.h5ad")
+    assert [p.name for p in paths.h5ads.iterdir()] == ["a.h5ad"]  # no partial left behind
