@@ -341,28 +341,35 @@ def _link_or_copy(src: Path, dest: Path) -> str:
     return "copy"
 
 
-def _download(entry: ManifestEntry, ident: dict[str, Any], dest: Path, client: Any) -> str:
-    """Stream the S3 object (the version whose ETag was recorded) to ``dest``; returns its SHA-256."""
+def _download(entry: ManifestEntry, ident: dict[str, Any], dest: Path, client: Any, attempts: int = 3) -> str:
+    """Stream the S3 object (the version whose ETag was recorded) to ``dest``; returns its SHA-256. A transfer
+    that breaks off is started again (up to ``attempts`` times): the hash covers exactly the bytes written."""
     from botocore.exceptions import BotoCoreError, ClientError
 
     bucket, key = split_s3_uri(entry.h5ad_uri)
-    h = hashlib.sha256()
-    try:
-        args: dict[str, Any] = {"Bucket": bucket, "Key": key}
-        if ident.get("etag"):
-            args["IfMatch"] = ident["etag"]
-        body = (client or s3_client()).get_object(**args)["Body"]
-        with dest.open("wb") as f:
-            for chunk in body.iter_chunks(8 * 1024**2):
-                h.update(chunk)
-                f.write(chunk)
-    except ClientError as e:
-        code = e.response.get("Error", {}).get("Code", "")
-        if code in ("PreconditionFailed", "412"):
-            raise InputError(
-                entry.dataset_id, "the object changed while it was being downloaded; re-run", uri=entry.h5ad_uri
-            ) from e
-        raise InputError(entry.dataset_id, f"S3 download failed after retries: {e}", uri=entry.h5ad_uri) from e
-    except BotoCoreError as e:
-        raise InputError(entry.dataset_id, f"S3 download failed after retries: {e}", uri=entry.h5ad_uri) from e
-    return h.hexdigest()
+    args: dict[str, Any] = {"Bucket": bucket, "Key": key}
+    if ident.get("etag"):
+        args["IfMatch"] = ident["etag"]
+    for attempt in range(1, attempts + 1):
+        h = hashlib.sha256()
+        try:
+            body = (client or s3_client()).get_object(**args)["Body"]
+            with dest.open("wb") as f:
+                for chunk in body.iter_chunks(8 * 1024**2):
+                    h.update(chunk)
+                    f.write(chunk)
+            return h.hexdigest()
+        except ClientError as e:
+            code = e.response.get("Error", {}).get("Code", "")
+            if code in ("PreconditionFailed", "412"):
+                raise InputError(
+                    entry.dataset_id, "the object changed while it was being downloaded; re-run", uri=entry.h5ad_uri
+                ) from e
+            raise InputError(entry.dataset_id, f"S3 download failed after retries: {e}", uri=entry.h5ad_uri) from e
+        except BotoCoreError as e:  # connection dropped mid-stream: botocore retries requests, not reads
+            if attempt == attempts:
+                raise InputError(
+                    entry.dataset_id, f"S3 download failed after {attempts} attempts: {e}", uri=entry.h5ad_uri
+                ) from e
+            logger.warning("dataset %s: download of %s broke off (%s); starting again", entry.dataset_id, key, e)
+    raise AssertionError("unreachable")  # pragma: no cover
