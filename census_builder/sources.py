@@ -241,7 +241,7 @@ def stage_source(
     _drop_partial(rec)
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex[:12]}.partial")
-    previous = rec.get("staged") if rec and _ours(rec, dest) else None
+    previous = file_identity(dest) if rec is not None and _ours(rec, dest) else None  # ours, to be replaced
     base = {"dataset_id": ds, "dest": str(dest), "source": ident, "replaced": previous}
     _write_record(records, ds, {**base, "partial": str(tmp), "staged": None, "method": None})  # before creating
     try:

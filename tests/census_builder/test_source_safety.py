@@ -361,3 +361,32 @@ def test_staging_copies_where_it_can_neither_reflink_nor_link(tmp_path: Path, mo
     assert dest.stat().st_ino != (tmp_path / "corpus" / "a.h5ad").stat().st_ino
     assert _sha(dest) == _sha(tmp_path / "corpus" / "a.h5ad")
     assert [p.name for p in paths.h5ads.iterdir()] == ["a.h5ad"]  # no partial left behind
+
+
+def test_staging_interrupted_before_the_rename_is_finished_on_the_next_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+
+    from census_builder import sources
+
+    manifest = write_corpus(tmp_path / "corpus", [DatasetSpec("a", n_cells=10)])
+    m = load_manifest(manifest)
+    paths = BuildPaths.for_version(tmp_path / "w", "v")
+    dest = paths.h5ad("a")
+    stage_source(m, m.entries[0], dest, records_dir(paths))
+    old_inode = dest.stat().st_ino
+    _replace(tmp_path / "corpus" / "a.h5ad", write_h5ad(tmp_path / "new.h5ad", DatasetSpec("a", n_cells=10, seed=5)))
+
+    def killed(src: object, dst: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(sources.os, "replace", killed)
+    with pytest.raises(KeyboardInterrupt):
+        stage_source(m, m.entries[0], dest, records_dir(paths))
+    rec = read_record(records_dir(paths), "a")
+    assert rec is not None and rec["partial"] and rec["replaced"]["inode"] == old_inode == dest.stat().st_ino
+    monkeypatch.setattr(sources.os, "replace", os.replace)
+    stage_source(m, m.entries[0], dest, records_dir(paths))  # the old copy is recognised as ours and replaced
+    assert dest.stat().st_ino == (tmp_path / "corpus" / "a.h5ad").stat().st_ino != old_inode
+    assert [p.name for p in paths.h5ads.iterdir()] == ["a.h5ad"]
