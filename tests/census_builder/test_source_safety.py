@@ -378,15 +378,19 @@ def test_staging_interrupted_before_the_rename_is_finished_on_the_next_run(
     old_inode = dest.stat().st_ino
     _replace(tmp_path / "corpus" / "a.h5ad", write_h5ad(tmp_path / "new.h5ad", DatasetSpec("a", n_cells=10, seed=5)))
 
-    def killed(src: object, dst: object) -> None:
-        raise KeyboardInterrupt
+    real_replace = os.replace
+
+    def killed(src: str | Path, dst: str | Path) -> None:  # killed right before the staged copy's rename
+        if Path(dst) == dest:
+            raise KeyboardInterrupt
+        real_replace(src, dst)
 
     monkeypatch.setattr(sources.os, "replace", killed)
     with pytest.raises(KeyboardInterrupt):
         stage_source(m, m.entries[0], dest, records_dir(paths))
     rec = read_record(records_dir(paths), "a")
     assert rec is not None and rec["partial"] and rec["replaced"]["inode"] == old_inode == dest.stat().st_ino
-    monkeypatch.setattr(sources.os, "replace", os.replace)
+    monkeypatch.setattr(sources.os, "replace", real_replace)
     stage_source(m, m.entries[0], dest, records_dir(paths))  # the old copy is recognised as ours and replaced
     assert dest.stat().st_ino == (tmp_path / "corpus" / "a.h5ad").stat().st_ino != old_inode
     assert [p.name for p in paths.h5ads.iterdir()] == ["a.h5ad"]
