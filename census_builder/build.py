@@ -34,7 +34,15 @@ from census_builder.matrix import ChunkSummary, ChunkTask, process_chunk, result
 from census_builder.plan import DatasetPlan, PlanFiles, inspect_dataset, unreadable
 from census_builder.progress import Progress
 from census_builder.schema import CensusSchema, load_schema
-from census_builder.sources import source_size, stage_source
+from census_builder.sources import (
+    changed_sources,
+    check_layout,
+    records_dir,
+    remove_staged,
+    source_identity,
+    source_uri,
+    stage_source,
+)
 from census_builder.state import BuildPaths, StageRecord, build_lock, read_json, write_json_atomic
 from census_builder.tables import (
     CellCounts,
@@ -119,10 +127,12 @@ def build(config: BuildConfig) -> BuildPaths:
         stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
         paths = BuildPaths(paths.root.with_name(f"{config.version}.rebuild-{stamp}"))
         logger.warning("%s is complete and stays untouched; rebuilding into %s", config.version, paths.root)
+    check_layout(manifest, config.manifest, paths)  # before anything is written
     paths.root.mkdir(parents=True, exist_ok=True)
     with build_lock(paths) as lock:
         run = BuildRun(config, schema, manifest, paths, StageRecord(paths), run_id=lock.run_id)
         _check_same_inputs(run)
+        _check_sources_unchanged(run)
         run.report("running")
         try:
             run.report("running", host_check=host.preflight(config, manifest, paths).to_json())
@@ -171,10 +181,32 @@ def _check_same_inputs(run: BuildRun) -> None:
                 "resume it with the same manifest and options, or use another --workdir/--version"
             )
         run_date = recorded["build_date"]
+        if run.config.build_date is not None and run.config.build_date != run_date:
+            raise BuildStateError(
+                f"{run.paths.root} holds an unfinished build with --build-date {run_date}, not "
+                f"{run.config.build_date}; resume it with --build-date {run_date} (or without --build-date), "
+                "or discard it with --restart, or use another --workdir/--version"
+            )
     else:
         run_date = run.config.build_date or dt.datetime.now(dt.UTC).date().isoformat()
         write_json_atomic(path, {**key, "build_date": run_date})
     run.build_date = run_date
+
+
+def _check_sources_unchanged(run: BuildRun) -> None:
+    """A resumed build was planned from the sources as they were staged: refuse if one changed since."""
+    if not run.stages.done("stage_and_inspect"):
+        return  # staging notices changed sources itself and stages them again
+    outputs = run.stages.get("stage_and_inspect")["outputs"]
+    ids = [*outputs["datasets"], *(p["dataset_id"] for p in outputs.get("invalid", []))]
+    changed = changed_sources(run.manifest, ids, run.paths)
+    if changed:
+        lines = "\n".join(f"  - {c}" for c in changed)
+        raise BuildStateError(
+            f"{len(changed)} source(s) changed after this build of {run.config.version} planned them:\n{lines}\n"
+            "The unfinished release was planned from the old contents. Restore the old file(s), or discard the "
+            "unfinished build and start again with the same command plus --restart (or build another --version)."
+        )
 
 
 # -- step 1 ------------------------------------------------------------------------------------------------
@@ -188,33 +220,39 @@ class InspectTask:
     plan_dir: str
     schema_version: str
     chunk_nnz: int
+    records: str  # .build/staged: what staging created
 
 
 def _stage_and_inspect_one(task: InspectTask) -> DatasetPlan | InputError:
     """Worker: stage one source and preflight it. Input problems come back as values, to be reported together."""
     ds = task.entry.dataset_id
+    uri = source_uri(task.manifest, task.entry)  # errors name the user's file, not the staged copy
     try:
-        local = stage_source(task.manifest, task.entry, Path(task.dest))
-        return inspect_dataset(ds, str(local), load_schema(task.schema_version), task.chunk_nnz, task.plan_dir)
+        local = stage_source(task.manifest, task.entry, Path(task.dest), Path(task.records))
+        schema = load_schema(task.schema_version)
+        return inspect_dataset(ds, str(local), schema, task.chunk_nnz, task.plan_dir, source=uri)
     except InputError as e:
         return e
     except OSError as e:
         if e.errno in (28, 122):  # ENOSPC, EDQUOT: not the dataset's fault; fail the build, resumable
             raise
-        return unreadable(ds, task.entry.h5ad_uri, e)
+        return unreadable(ds, uri, e)
     except Exception as e:  # a malformed file can make h5py/anndata raise anything
-        return unreadable(ds, task.entry.h5ad_uri, e)
+        return unreadable(ds, uri, e)
 
 
 def stage_and_inspect(run: BuildRun) -> dict[str, Any]:
     entries = run.manifest.entries
-    # Missing sources are found with a cheap look before anything is copied, and reported together.
+    # Missing or unreadable sources are found with a cheap look before anything is staged, and reported at
+    # once (naming the manifest's files): nothing is downloaded or copied before they are fixed.
     problems: list[InputError] = []
     for e in entries:
         try:
-            source_size(run.manifest, e)
+            source_identity(run.manifest, e)
         except InputError as err:
             problems.append(err)
+    if problems and not run.config.exclude_invalid:
+        raise PreflightError(problems)
     bad = {p.dataset_id for p in problems}
     tasks = [
         InspectTask(
@@ -224,6 +262,7 @@ def stage_and_inspect(run: BuildRun) -> dict[str, Any]:
             str(run.paths.plans),
             run.schema.version,
             run.config.chunk_nnz,
+            str(records_dir(run.paths)),
         )
         for e in entries
         if e.dataset_id not in bad
@@ -245,8 +284,13 @@ def stage_and_inspect(run: BuildRun) -> dict[str, Any]:
         raise PreflightError(problems)
     for bad_input in problems:
         logger.warning("excluding invalid dataset: %s", bad_input)
-        run.paths.h5ad(bad_input.dataset_id).unlink(missing_ok=True)
+        remove_staged(records_dir(run.paths), bad_input.dataset_id, run.paths.h5ad(bad_input.dataset_id))
     plans = [done[e.dataset_id] for e in entries if e.dataset_id in done]
+    if not any(p.organism is not None for p in plans):
+        raise PreflightError(
+            [*problems, *(InputError(p.dataset_id, f"contributes no cells: {p.excluded_reason}") for p in plans)],
+            hint="No dataset contributes any cell to the Census; nothing to build. Check the manifest.",
+        )
     write_manifest(run.paths.manifest, run.manifest, set(done))  # what this release was built from
     for plan in plans:
         if plan.organism is None:
@@ -319,10 +363,13 @@ def plan_axes(run: BuildRun) -> dict[str, Any]:
                 col_length=col_length,
             )
     if not organisms:
-        raise InputError("*", "no dataset contributes any cell to the Census; nothing to build")
+        raise PreflightError(
+            [InputError(p.dataset_id, f"contributes no cells: {p.excluded_reason}") for p in plans],
+            hint="No dataset contributes any cell to the Census; nothing to build. Check the manifest.",
+        )
     for p in plans:
         if p.organism is None:  # the release ships only the sources of its datasets
-            run.paths.h5ad(p.dataset_id).unlink(missing_ok=True)
+            remove_staged(records_dir(run.paths), p.dataset_id, run.paths.h5ad(p.dataset_id))
     if run.paths.partial.exists():
         shutil.rmtree(run.paths.partial)  # a structure half-created by an interrupted run
     shapes = {k: soma_io.ExperimentShape(v["n_obs"], v["n_var"]) for k, v in organisms.items()}

@@ -43,16 +43,16 @@ class InputError(CensusBuilderError):
 class PreflightError(CensusBuilderError):
     """Several input problems, all found before anything was written; ``problems`` lists each."""
 
-    def __init__(self, problems: list[InputError]) -> None:
-        self.problems = problems
-        lines = "\n".join(f"  - {p}" for p in problems)
-        super().__init__(
-            f"{len(problems)} input problem(s) found before writing anything:\n{lines}\n"
-            "Fix the sources or the manifest, or re-run with --exclude-invalid to build without them."
-        )
+    DEFAULT_HINT = "Fix the sources or the manifest, or re-run with --exclude-invalid to build without them."
 
-    def __reduce__(self) -> tuple[type[PreflightError], tuple[list[InputError]]]:
-        return (PreflightError, (self.problems,))
+    def __init__(self, problems: list[InputError], hint: str | None = None) -> None:
+        self.problems = problems
+        self.hint = hint or self.DEFAULT_HINT
+        lines = "\n".join(f"  - {p}" for p in problems)
+        super().__init__(f"{len(problems)} input problem(s) found before writing anything:\n{lines}\n{self.hint}")
+
+    def __reduce__(self) -> tuple[type[PreflightError], tuple[list[InputError], str]]:
+        return (PreflightError, (self.problems, self.hint))
 
 
 class ReleaseExistsError(CensusBuilderError):

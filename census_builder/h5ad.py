@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import itertools
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -27,6 +27,10 @@ logger = logging.getLogger(__name__)
 MatrixFormat = Literal["csr", "csc", "dense"]
 # Bound on the number of stored entries read at once while scanning a CSC matrix for a row range.
 _CSC_SCAN_BLOCK = 8_000_000
+# X["raw"] is float32: every integer up to 2**24 is exact, above it only some are.
+FLOAT32_EXACT_MAX = 2**24
+
+CellGeneNamer = Callable[[int, int], str]  # (source row, source column) -> "cell ..., gene ..." for messages
 
 
 @dataclass(frozen=True)
@@ -40,9 +44,10 @@ class CountsLocation:
 class H5AD:
     """An open H5AD file. Use as a context manager; every failure raises InputError naming the dataset."""
 
-    def __init__(self, path: str | Path, dataset_id: str) -> None:
+    def __init__(self, path: str | Path, dataset_id: str, *, source: str = "") -> None:
         self.path = Path(path)
         self.dataset_id = dataset_id
+        self.source = source  # the user's file (manifest URI) that ``path`` is a staged copy of: errors name it
         self._file: h5py.File | None = None
 
     def __enter__(self) -> H5AD:
@@ -66,7 +71,7 @@ class H5AD:
         return self._file
 
     def error(self, reason: str, field: str = "") -> InputError:
-        return InputError(self.dataset_id, reason, uri=str(self.path), field=field)
+        return InputError(self.dataset_id, reason, uri=self.source or str(self.path), field=field)
 
     # -- uns -------------------------------------------------------------------------------------------
     def uns_string(self, key: str, default: str | None = None) -> str:
@@ -148,6 +153,7 @@ class CountsMatrix:
         self.key = key
         self.node = node
         self._indptr: npt.NDArray[np.int64] | None = None
+        self._row_costs: npt.NDArray[np.int64] | None = None  # CSC: counted by check_values on its way
         if isinstance(node, h5py.Dataset):
             self.format: MatrixFormat = "dense"
             if node.ndim != 2:
@@ -186,22 +192,57 @@ class CountsMatrix:
             return np.full(n_obs, n_var, dtype=np.int64)
         if self.format == "csr":
             return np.diff(self.indptr)
+        if self._row_costs is not None:
+            return self._row_costs
         counts = np.zeros(n_obs, dtype=np.int64)
         for lo, hi in _blocks(int(self.indptr[-1]), _CSC_SCAN_BLOCK):
             idx = self._indices(lo, hi)
             counts += np.bincount(idx, minlength=n_obs)[:n_obs]
         return counts
 
-    def check_values(self, block: int = _CSC_SCAN_BLOCK) -> None:
-        """Counts must be finite, non-negative integers: raise InputError naming the first offender."""
+    def check_values(self, block: int = _CSC_SCAN_BLOCK, name: CellGeneNamer | None = None) -> None:
+        """One pass over the stored values (and sparse indices): counts must be finite, non-negative integers
+        that float32 (X["raw"]'s type) holds exactly, and indices must lie inside the shape. Raises InputError
+        naming the first offender; ``name(row, col)`` names its cell and gene."""
+
+        def where(row: int, col: int | None) -> str:
+            if name is None:
+                return f" (row {row}" + ("" if col is None else f", column {col}") + ")"
+            return f" at {name(row, -1 if col is None else col)}"
+
+        n_obs, n_var = self.shape
         if self.format == "dense":
-            rows = max(1, block // max(1, self.shape[1]))
-            blocks = ((np.asarray(self.node[lo:hi, :]).ravel(), lo) for lo, hi in _blocks(self.shape[0], rows))
-        else:
-            total = int(self.indptr[-1])
-            blocks = ((np.asarray(self.node["data"][lo:hi]), lo) for lo, hi in _blocks(total, block))
-        for values, _ in blocks:
-            check_counts(values, self.h5, self.key)
+            rows = max(1, block // max(1, n_var))
+            for lo, hi in _blocks(n_obs, rows):
+                bad = first_bad_count(np.asarray(self.node[lo:hi, :]).ravel())
+                if bad is not None:
+                    r, c = divmod(bad[0], n_var)
+                    raise self.h5.error(bad[1] + where(lo + r, c), field=self.key)
+            return
+        indptr = self.indptr
+        csr = self.format == "csr"
+        minor = n_var if csr else n_obs
+        costs = None if csr else np.zeros(n_obs, dtype=np.int64)
+        for lo, hi in _blocks(int(indptr[-1]), block):
+            idx = np.asarray(self.node["indices"][lo:hi])
+            if idx.size and (idx.min() < 0 or idx.max() >= minor):
+                i = int(np.argmax((idx < 0) | (idx >= minor)))
+                major = int(np.searchsorted(indptr, lo + i, side="right")) - 1
+                raise self.h5.error(
+                    f"index {idx[i]} out of range [0, {minor}) at stored entry {lo + i}"
+                    + (where(major, None) if csr else f" (column {major})"),
+                    field=f"{self.key}/indices",
+                )
+            if costs is not None:
+                costs += np.bincount(idx, minlength=n_obs)[:n_obs]
+            bad = first_bad_count(np.asarray(self.node["data"][lo:hi]))
+            if bad is not None:
+                i = bad[0]
+                major = int(np.searchsorted(indptr, lo + i, side="right")) - 1
+                row, col = (major, int(idx[i])) if csr else (int(idx[i]), major)
+                raise self.h5.error(bad[1] + where(row, col), field=self.key)
+        if costs is not None:
+            self._row_costs = costs
 
     def read_rows(self, start: int, stop: int) -> sp.csr_matrix:
         """Rows [start, stop) with all columns, as stored (duplicates and explicit zeros kept)."""
@@ -245,25 +286,54 @@ class CountsMatrix:
 
 
 def check_counts(values: npt.NDArray[Any], h5: H5AD, key: str) -> None:
-    """Raise InputError unless every value is a finite, non-negative integer."""
+    """Raise InputError unless every value is a finite, non-negative integer that float32 holds exactly."""
+    bad = first_bad_count(values)
+    if bad is not None:
+        raise h5.error(bad[1], field=key)
+
+
+def first_bad_count(values: npt.NDArray[Any]) -> tuple[int, str] | None:
+    """(position, reason) of the first value that is not a valid count, or None: counts are finite,
+    non-negative integers, and X["raw"] stores them as float32, so one above 2**24 must be exactly a float32."""
     if values.size == 0:
-        return
-    if values.dtype.kind in "iu":
-        if values.dtype.kind == "i" and values.min() < 0:
-            raise h5.error(f"negative count {values.min()}", field=key)
-        return
-    if values.dtype.kind != "f":
-        raise h5.error(f"counts have non-numeric dtype {values.dtype}", field=key)
-    finite = np.isfinite(values)
-    if not finite.all():
-        raise h5.error(f"non-finite count {values[~finite][0]} (NaN or infinite)", field=key)
-    if values.min() < 0:
-        raise h5.error(f"negative count {values.min()}", field=key)
-    frac = values != np.floor(values)
-    if frac.any():
-        raise h5.error(
-            f"non-integer count {values[frac][0]!r}: counts must be integers (raw counts, not normalized)", field=key
-        )
+        return None
+    if values.dtype.kind not in "iuf":
+        return 0, f"counts have non-numeric dtype {values.dtype}"
+    if values.dtype.kind == "f":
+        finite = np.isfinite(values)
+        if not finite.all():
+            i = int(np.argmin(finite))
+            return i, f"non-finite count {values[i]} (NaN or infinite)"
+    if values.dtype.kind != "u" and values.min() < 0:  # reductions first: locate only when something is wrong
+        i = int(np.argmax(values < 0))
+        return i, f"negative count {values[i]}"
+    if values.dtype.kind == "f":
+        frac = values != np.floor(values)
+        if frac.any():
+            i = int(np.argmax(frac))
+            return i, f"non-integer count {values[i]!r}: counts must be integers (raw counts, not normalized)"
+    if values.dtype.itemsize <= 2 or values.dtype == np.float32:
+        return None  # float32 holds every value of these types exactly
+    if values.max() > FLOAT32_EXACT_MAX:
+        large = np.nonzero(values > FLOAT32_EXACT_MAX)[0]
+        big = values[large]
+        as32 = big.astype(np.float32)
+        if values.dtype.kind == "f":
+            inexact = as32.astype(values.dtype) != big
+        else:  # compare as integers (float64 cannot hold every int64); rounding up past the type's max is inexact
+            limit = 2.0 ** (values.dtype.itemsize * 8 - (1 if values.dtype.kind == "i" else 0))
+            in_range = as32.astype(np.float64) < limit
+            back = np.zeros_like(big)
+            back[in_range] = as32[in_range].astype(values.dtype)
+            inexact = ~in_range | (back != big)
+        if inexact.any():
+            j = int(np.argmax(inexact))
+            v = big[j]
+            return int(large[j]), (
+                f"count {int(v)} cannot be stored exactly in X['raw'] (float32 would make it "
+                f"{int(as32[j])}); counts above {FLOAT32_EXACT_MAX:,} must be exact float32 values"
+            )
+    return None
 
 
 def _blocks(total: int, size: int) -> Iterator[tuple[int, int]]:

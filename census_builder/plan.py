@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -100,11 +101,12 @@ class PlanFiles:
 
 
 def inspect_dataset(
-    dataset_id: str, h5ad_path: str, schema: CensusSchema, chunk_target: int, out_dir: str
+    dataset_id: str, h5ad_path: str, schema: CensusSchema, chunk_target: int, out_dir: str, *, source: str = ""
 ) -> DatasetPlan:
-    """Preflight one dataset and write its plan files; returns the plan."""
+    """Preflight one dataset and write its plan files; returns the plan. Errors name ``source`` (the user's
+    file from the manifest) when given, else ``h5ad_path``."""
     files = PlanFiles(Path(out_dir), dataset_id)
-    with H5AD(h5ad_path, dataset_id) as h5:
+    with H5AD(h5ad_path, dataset_id, source=source) as h5:
         plan, arrays, obs, genes = _inspect(h5, schema, chunk_target)
     files.dir.mkdir(parents=True, exist_ok=True)
     obs.to_parquet(files.obs, index=False)
@@ -130,6 +132,8 @@ def _inspect(
     obs_cols = list(dict.fromkeys([*schema.source_obs_columns, "organism_ontology_term_id"]))
     obs = h5.read_dataframe("obs", obs_cols)
     _check_obs(h5, obs, schema)
+    warnings: list[str] = []
+    _check_assays(h5, obs, schema, warnings)
 
     loc = h5.counts_location()
     var_key = loc.var if loc.var in h5.file else "var"
@@ -147,7 +151,13 @@ def _inspect(
         raise h5.error(
             f"matrix shape {matrix.shape} does not match obs x var ({len(obs)}, {len(var)})", field=loc.matrix
         )
-    matrix.check_values()
+    joinids = obs["observation_joinid"].astype(str).to_numpy()
+
+    def cell_and_gene(row: int, col: int) -> str:
+        cell = f"cell {obs.index[row]!r} (observation_joinid {joinids[row]!r})" if 0 <= row < len(obs) else f"row {row}"
+        return cell if col < 0 else f"{cell}, gene {var.index[col]!r}" if col < len(var) else f"{cell}, column {col}"
+
+    matrix.check_values(name=cell_and_gene)
 
     # Genes: biotype "gene" from a Census organism. The multi-species rule keeps only the cells of the one
     # organism the genes come from; genes from several organisms mean no cells at all.
@@ -156,10 +166,13 @@ def _inspect(
         refs, list(schema.organism_terms)
     )
     gene_orgs = sorted(set(refs[is_gene]))
-    warnings: list[str] = []
     organism = None
     reason = ""
-    if len(gene_orgs) == 0:
+    if len(obs) == 0:
+        reason = "the file has no cells (obs is empty)"
+    elif len(var) == 0:
+        reason = "the file has no genes (var is empty)"
+    elif len(gene_orgs) == 0:
         reason = "no genes with feature_biotype 'gene' from a Census organism"
     elif len(gene_orgs) > 1:
         reason = f"genes from several organisms ({', '.join(gene_orgs)}): no cells are included"
@@ -247,6 +260,34 @@ def _check_obs(h5: H5AD, obs: pd.DataFrame, schema: CensusSchema) -> None:
             raise h5.error("has missing (NA) values", field=f"obs/{c}")
 
 
+_TERM_ID = re.compile(r"^EFO:[0-9]{7}$")  # dataset schema 4.0.0: assays are EFO terms
+
+
+def _check_assays(h5: H5AD, obs: pd.DataFrame, schema: CensusSchema, warnings: list[str]) -> None:
+    """A value that is no EFO term id at all (whitespace, typo) is an error; a well-formed term the Census
+    schema neither includes nor excludes is a warning with its cell count. Known excluded assays (multiome,
+    spatial, ...) are the Census rules at work and say nothing."""
+    counts = obs["assay_ontology_term_id"].astype(str).value_counts(sort=False)
+    counts = counts[counts > 0]
+    malformed = [(str(t), int(n)) for t, n in counts.items() if not _TERM_ID.match(str(t))]
+    if malformed:
+        shown = ", ".join(
+            f"{t!r} ({n} cell(s){', leading/trailing whitespace' if t != t.strip() else ''})" for t, n in malformed
+        )
+        raise h5.error(
+            f"{len(malformed)} value(s) are not EFO term ids (EFO:NNNNNNN): {shown}; fix the file, or its cells "
+            "would be dropped without a word",
+            field="obs/assay_ontology_term_id",
+        )
+    for t, n in counts.items():
+        term = str(t)
+        if term not in schema.included_assays and term not in schema.excluded_assays:
+            warnings.append(
+                f"assay {term!r} is not a Census assay (neither included nor excluded by Census schema "
+                f"{schema.version}): its {int(n)} cell(s) are left out"
+            )
+
+
 def _feature_lengths(
     h5: H5AD, var: pd.DataFrame, cols: npt.NDArray[np.int64], var_key: str, *, required: bool
 ) -> npt.NDArray[np.int64]:
@@ -257,11 +298,23 @@ def _feature_lengths(
                 field=f"{var_key}/feature_length",
             )
         return np.zeros(cols.size, dtype=np.int64)
-    fl = pd.to_numeric(var["feature_length"], errors="coerce").to_numpy()[cols]
-    if required and (np.isnan(fl).any() or (fl <= 0).any()):
+    fl = pd.to_numeric(var["feature_length"], errors="coerce").to_numpy(dtype=np.float64)[cols]
+    ids = var.index[cols]
+    negative = np.nonzero(fl < 0)[0]
+    if negative.size:
         raise h5.error(
-            "must be a positive integer for every gene of a Smart-seq dataset", field=f"{var_key}/feature_length"
+            f"negative feature_length {fl[negative[0]]:g} for gene {ids[negative[0]]!r} "
+            f"({negative.size} gene(s) negative); lengths are base pairs, >= 0",
+            field=f"{var_key}/feature_length",
         )
+    if required:
+        bad = np.nonzero(np.isnan(fl) | (fl <= 0))[0]
+        if bad.size:
+            raise h5.error(
+                f"must be a positive integer for every gene of a Smart-seq dataset: gene {ids[bad[0]]!r} has "
+                f"{fl[bad[0]]:g} ({bad.size} gene(s) missing or 0)",
+                field=f"{var_key}/feature_length",
+            )
     return np.asarray(np.nan_to_num(fl), dtype=np.int64)
 
 

@@ -3,6 +3,9 @@
     check_publishable     build_report.json says complete and validation_report.json says passed
     list_sources          every file under DIR/VERSION/{soma,h5ads} (never .build/ or the reports)
     check_not_published   VERSION is not in DEST/release.json yet
+    check_validated_sources  every h5ads/<id>.h5ad has the size and SHA-256 validation recorded for the
+                          source it read (validation_report.json "source_checksums"): what is published
+                          is what was validated, even if a (hard-linked) source was edited since
     upload_objects        copy each object, skipping those already at DEST with the same size and checksum
     remove_strays         delete objects under DEST/VERSION/{soma,h5ads} that the build does not have
     verify_objects        list DEST again: every object present with the right size and checksum
@@ -107,6 +110,54 @@ def check_publishable(paths: BuildPaths) -> None:
         raise PublishRefusedError(f"build {version} failed validation (see {validation}); it cannot be published")
 
 
+def validated_source_checksums(paths: BuildPaths) -> dict[str, dict[str, Any]]:
+    """validation_report.json's ``source_checksums``: {dataset_id: {"path", "size", "sha256"}} of every source
+    the validation read."""
+    try:
+        checksums = read_json(paths.validation_report).get("source_checksums")
+    except (OSError, ValueError, AttributeError) as e:
+        raise PublishRefusedError(f"{paths.validation_report} is unreadable ({e}); re-run the validate command") from e
+    if not isinstance(checksums, dict) or not all(
+        isinstance(v, dict) and isinstance(v.get("sha256"), str) and isinstance(v.get("size"), int)
+        for v in checksums.values()
+    ):
+        raise PublishRefusedError(
+            f"{paths.validation_report} records no checksums of the sources it validated (\"source_checksums\"), "
+            f"so publish cannot tell that the h5ads are the validated ones; re-run the validate command "
+            f"(python -m census_builder validate --version {paths.root.name} --workdir {paths.root.parent})"
+        )
+    return checksums
+
+
+def check_validated_sources(
+    paths: BuildPaths, sources: list[SourceObject], sha256: dict[str, str], validated: dict[str, dict[str, Any]]
+) -> None:
+    """Refuse unless every staged h5ad (``sha256``: relative path -> its SHA-256) is byte for byte a source
+    that validation read (validation also reads the sources of datasets without cells, which are not shipped)."""
+    problems: list[str] = []
+    for src in sources:
+        if not src.relative.startswith("h5ads/") or not src.relative.endswith(".h5ad"):
+            continue
+        ds = src.relative.removeprefix("h5ads/").removesuffix(".h5ad")
+        want = validated.get(ds)
+        if want is None:
+            problems.append(f"dataset {ds!r}: {src.path} was not validated (no checksum in the validation report)")
+        elif want["size"] != src.size or want["sha256"] != sha256[src.relative]:
+            problems.append(
+                f"dataset {ds!r}: {src.path} ({src.size} bytes, sha256 {sha256[src.relative][:16]}...) is not the "
+                f"file validation read from {want.get('path', '?')} ({want['size']} bytes, sha256 "
+                f"{want['sha256'][:16]}...)"
+            )
+    if problems:
+        lines = "\n".join(f"  - {p}" for p in problems)
+        raise PublishRefusedError(
+            f"build {paths.root.name}: {len(problems)} source file(s) differ from what was validated:\n{lines}\n"
+            "A source changed after validation (edited in place? a hard-linked staged copy changes with it). "
+            "Nothing was uploaded. Restore the validated file, or rebuild (build --restart, or another --version) "
+            "and validate again."
+        )
+
+
 def list_sources(paths: BuildPaths) -> list[SourceObject]:
     out: list[SourceObject] = []
     for part in PARTS:
@@ -146,6 +197,22 @@ class ObjectStore(Protocol):
 def _sha256(path: Path) -> str:
     with path.open("rb") as f:
         return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def s3_etag_and_sha256(path: Path, part_size: int) -> tuple[str, str]:
+    """:func:`s3_etag` and the file's SHA-256 from one read."""
+    sha = hashlib.sha256()
+    digests: list[bytes] = []
+    whole = hashlib.md5(usedforsecurity=False)
+    size = 0
+    for part in _parts(path, part_size):
+        sha.update(part)
+        whole.update(part)
+        digests.append(hashlib.md5(part, usedforsecurity=False).digest())
+        size += len(part)
+    if size <= part_size:
+        return whole.hexdigest(), sha.hexdigest()
+    return f"{hashlib.md5(b''.join(digests), usedforsecurity=False).hexdigest()}-{len(digests)}", sha.hexdigest()
 
 
 class LocalObjects:
@@ -288,6 +355,29 @@ def _fingerprints(store: ObjectStore, sources: list[SourceObject], workers: int)
         return dict(zip((s.relative for s in sources), ex.map(store.fingerprint, sources), strict=True))
 
 
+def _h5ad_sha256(
+    store: ObjectStore, sources: list[SourceObject], expected: dict[str, str], workers: int
+) -> dict[str, str]:
+    """SHA-256 of each h5ad: the local store's fingerprints already are; for S3 the expected ETag is computed
+    again from the same read as the SHA-256, so the bytes checked are the bytes whose ETag is verified."""
+    h5ads = [s for s in sources if s.relative.startswith("h5ads/")]
+    if isinstance(store, LocalObjects):
+        return {s.relative: expected[s.relative] for s in h5ads}
+    if not isinstance(store, S3Objects):
+        return {s.relative: _sha256(s.path) for s in h5ads}
+    part_size = store.part_size
+
+    def both(s: SourceObject) -> tuple[str, str]:
+        return s3_etag_and_sha256(s.path, part_size)
+
+    out: dict[str, str] = {}
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="publish-sha256") as ex:
+        for s, (etag, sha) in zip(h5ads, ex.map(both, h5ads), strict=True):
+            expected[s.relative] = etag
+            out[s.relative] = sha
+    return out
+
+
 def upload_objects(
     store: ObjectStore,
     sources: list[SourceObject],
@@ -405,6 +495,7 @@ def publish(
     paths = BuildPaths.for_version(workdir, version)
     target = Destination.parse(dest, endpoint_url=endpoint_url)
     check_publishable(paths)
+    validated = validated_source_checksums(paths)
     sources = list_sources(paths)
     storage_errors: tuple[type[Exception], ...] = (OSError,)
     if target.kind == "s3":
@@ -416,6 +507,7 @@ def publish(
             paths,
             target,
             sources,
+            validated,
             lts=lts,
             release_date=release_date,
             workers=workers,
@@ -433,6 +525,7 @@ def _publish(
     paths: BuildPaths,
     target: Destination,
     sources: list[SourceObject],
+    validated: dict[str, dict[str, Any]],
     *,
     lts: bool,
     release_date: str | None,
@@ -464,6 +557,7 @@ def _publish(
     )
 
     expected = _fingerprints(store, sources, workers)
+    check_validated_sources(paths, sources, _h5ad_sha256(store, sources, expected, workers), validated)
     existing = store.list()
     uploaded, skipped, nbytes = upload_objects(store, sources, expected, existing, workers=workers, on_object=on_object)
     removed = remove_strays(store, sources, existing)

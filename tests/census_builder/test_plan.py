@@ -219,3 +219,104 @@ def test_truncated_file(tmp_path: Path) -> None:
     with pytest.raises(InputError) as info:
         inspect_dataset("t", str(path), SCHEMA, 1000, str(tmp_path / "plan"))
     assert info.value.dataset_id == "t"
+
+
+# -- issue #12: what preflight must not let through silently --------------------------------------------------
+
+
+def _put_count(layout: str, pos: int, value: int, dtype: str) -> Callable[[h5py.File], tuple[int, int]]:
+    """Store the counts as ``dtype`` with ``value`` at stored entry ``pos`` (dense: flat position); returns the
+    (row, column) it lands on."""
+
+    def edit(f: h5py.File) -> tuple[int, int]:
+        if layout == "dense":
+            x = f["X"][...].astype(dtype)
+            row, col = divmod(pos, x.shape[1])
+            x[row, col] = value
+            attrs = dict(f["X"].attrs)
+            del f["X"]
+            f.create_dataset("X", data=x)
+            f["X"].attrs.update(attrs)
+            return row, col
+        g = f["X"]
+        data = g["data"][...].astype(dtype)
+        data[pos] = value
+        del g["data"]
+        g.create_dataset("data", data=data)
+        major = int(np.searchsorted(g["indptr"][...], pos, side="right")) - 1
+        minor = int(g["indices"][pos])
+        return (major, minor) if layout == "csr" else (minor, major)
+
+    return edit
+
+
+@pytest.mark.parametrize(("layout", "dtype"), [("csr", "int64"), ("csc", "float64"), ("dense", "float64")])
+def test_counts_float32_cannot_hold_are_an_error_naming_cell_and_gene(tmp_path: Path, layout: str, dtype: str) -> None:
+    spec = DatasetSpec("big", n_cells=N, n_genes=30, layout=layout)
+    path = write_h5ad(tmp_path / "big.h5ad", spec)
+    with h5py.File(path, "r+") as f:
+        row, col = _put_count(layout, 7, 2**24 + 1, dtype)(f)
+        obs, var = read_elem(f["obs"]), read_elem(f["var"])
+    with pytest.raises(InputError) as info:
+        inspect_dataset("big", str(path), SCHEMA, 1000, str(tmp_path / "plan"), source="/corpus/big.h5ad")
+    err = info.value
+    assert (err.dataset_id, err.uri, err.field) == ("big", "/corpus/big.h5ad", "X")
+    assert err.reason == (
+        "count 16777217 cannot be stored exactly in X['raw'] (float32 would make it 16777216); counts above "
+        f"16,777,216 must be exact float32 values at cell {obs.index[row]!r} (observation_joinid "
+        f"{obs['observation_joinid'].iloc[row]!r}), gene {var.index[col]!r}"
+    )
+    with h5py.File(path, "r+") as f:  # 2**24 + 2 is a float32: fine
+        _put_count(layout, 7, 2**24 + 2, dtype)(f)
+    assert inspect_dataset("big", str(path), SCHEMA, 1000, str(tmp_path / "plan")).n_cells == N
+
+
+def test_csr_index_out_of_range_is_found_in_preflight(tmp_path: Path) -> None:
+    def edit(f: h5py.File) -> None:
+        f["X"]["indices"][9] = 10_000
+
+    with pytest.raises(InputError) as info:
+        _plan(tmp_path, DatasetSpec("idx", n_cells=N, n_genes=30), edit)
+    assert info.value.field == "X/indices"
+    assert info.value.reason.startswith("index 10000 out of range [0, 33) at stored entry 9 at cell ")
+
+
+def test_assay_terms_with_whitespace_are_an_error_and_unknown_ones_a_warning(tmp_path: Path) -> None:
+    terms = ["EFO:0009922"] * (N - 3) + [" EFO:0009922", " EFO:0009922", "EFO:0009922 "]
+    with pytest.raises(InputError) as info:
+        _plan(tmp_path, DatasetSpec("ws", n_cells=N), _set_obs("assay_ontology_term_id", pd.Categorical(terms)))
+    assert info.value.field == "obs/assay_ontology_term_id"
+    assert info.value.reason == (
+        "2 value(s) are not EFO term ids (EFO:NNNNNNN): ' EFO:0009922' (2 cell(s), leading/trailing whitespace), "
+        "'EFO:0009922 ' (1 cell(s), leading/trailing whitespace); fix the file, or its cells would be dropped "
+        "without a word"
+    )
+    unknown = ["EFO:0009922"] * (N - 4) + ["EFO:0000001"] * 4
+    multiome = ["EFO:0030059"]  # excluded by the Census schema: its rules at work, no warning
+    plan, _ = _plan(
+        tmp_path,
+        DatasetSpec("unknown", n_cells=N + 1),
+        _set_obs("assay_ontology_term_id", pd.Categorical(unknown + multiome)),
+    )
+    assert plan.n_cells == N - 4
+    assert plan.warnings == (
+        "assay 'EFO:0000001' is not a Census assay (neither included nor excluded by Census schema 1.3.0): "
+        "its 4 cell(s) are left out",
+    )
+
+
+def test_negative_feature_length_is_an_error_naming_the_gene(tmp_path: Path) -> None:
+    gene: list[str] = []
+
+    def edit(f: h5py.File) -> None:
+        var = read_elem(f["var"])
+        i = int(np.nonzero(var["feature_biotype"].astype(str).to_numpy() == "gene")[0][2])
+        gene.append(var.index[i])
+        f["var"]["feature_length"][i] = -5
+
+    with pytest.raises(InputError) as info:
+        _plan(tmp_path, DatasetSpec("neg", n_cells=N), edit)
+    assert info.value.field == "var/feature_length"
+    assert info.value.reason == (
+        f"negative feature_length -5 for gene {gene[0]!r} (1 gene(s) negative); lengths are base pairs, >= 0"
+    )

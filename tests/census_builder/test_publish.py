@@ -8,6 +8,7 @@ requests while holding the GIL, so an in-process server thread could not answer 
 from __future__ import annotations
 
 import functools
+import hashlib
 import http.server
 import json
 import os
@@ -43,8 +44,19 @@ def _validated_copy(release: BuiltRelease, workdir: Path, version: str, *, passe
     """A copy of the example build under ``workdir/version`` with a validation report."""
     paths = BuildPaths.for_version(workdir, version)
     shutil.copytree(release.paths.root, paths.root)
-    (paths.root / "validation_report.json").write_text(json.dumps({"passed": passed, "findings": []}))
+    write_validation_report(paths, passed=passed)
     return paths
+
+
+def write_validation_report(paths: BuildPaths, *, passed: bool = True) -> None:
+    """A validation report as the validator writes it, with the checksums of the sources it read (here: the
+    staged copies, byte-identical to the sources)."""
+    checksums = {
+        p.stem: {"path": str(p), "size": p.stat().st_size, "sha256": hashlib.sha256(p.read_bytes()).hexdigest()}
+        for p in sorted(paths.h5ads.glob("*.h5ad"))
+    }
+    report = {"passed": passed, "findings": [], "source_checksums": checksums}
+    (paths.root / "validation_report.json").write_text(json.dumps(report))
 
 
 def _tree(root: Path) -> dict[str, bytes]:
