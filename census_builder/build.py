@@ -122,6 +122,7 @@ def build(config: BuildConfig) -> BuildPaths:
     with build_lock(paths) as lock:
         run = BuildRun(config, schema, manifest, paths, StageRecord(paths), run_id=lock.run_id)
         _check_same_inputs(run)
+        _check_not_wedged(run)
         run.report("running")
         try:
             with dask_client(
@@ -172,6 +173,16 @@ def _check_same_inputs(run: BuildRun) -> None:
         run_date = run.config.build_date or dt.datetime.now(dt.UTC).date().isoformat()
         write_json_atomic(path, {**key, "build_date": run_date})
     run.build_date = run_date
+
+
+def _check_not_wedged(run: BuildRun) -> None:
+    """An unfinished build whose release under construction is gone cannot be resumed: say how to start over."""
+    if run.stages.done("plan_axes") and not run.paths.partial.is_dir() and not run.paths.soma.is_dir():
+        raise BuildStateError(
+            f"{run.paths.root} holds an unfinished build whose release under construction ({run.paths.partial}) "
+            "is gone (removed by hand or by a crashed run); it cannot be resumed. Discard the unfinished build "
+            "and start again with the same command plus --restart"
+        )
 
 
 # -- step 1 ------------------------------------------------------------------------------------------------
