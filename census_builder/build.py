@@ -31,6 +31,7 @@ from census_builder.cluster import dask_client, run_tasks
 from census_builder.errors import BuildStateError, InputError, PreflightError, ReleaseExistsError
 from census_builder.manifest import Manifest, ManifestEntry, load_manifest, write_manifest
 from census_builder.matrix import ChunkSummary, ChunkTask, process_chunk, result_exists
+from census_builder.names import check_version_name
 from census_builder.plan import DatasetPlan, PlanFiles, inspect_dataset, unreadable
 from census_builder.progress import Progress
 from census_builder.schema import CensusSchema, load_schema
@@ -106,6 +107,7 @@ class BuildRun:
 
 def build(config: BuildConfig) -> BuildPaths:
     """Build (or resume building) ``config.version``; returns its paths once complete."""
+    check_version_name(config.version)
     schema = load_schema(config.schema_version)
     manifest = load_manifest(config.manifest)
     paths = BuildPaths.for_version(config.workdir, config.version)

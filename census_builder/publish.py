@@ -37,8 +37,9 @@ from typing import Any, Protocol
 
 from census_builder import faults
 from census_builder.errors import PublishRefusedError, ReleaseExistsError, StorageError
+from census_builder.names import check_version_name
 from census_builder.progress import Progress
-from census_builder.release_directory import Destination, ReleaseEntry, check_name, entry_for, open_store
+from census_builder.release_directory import Destination, ReleaseEntry, entry_for, open_store
 from census_builder.state import BuildPaths, read_json
 
 logger = logging.getLogger(__name__)
@@ -389,7 +390,7 @@ def publish(
     on_object: ObjectCallback | None = None,
 ) -> PublishResult:
     """Publish build ``version`` of ``workdir`` to ``dest`` (a local directory or ``s3://bucket/prefix``)."""
-    check_name(version, "release")
+    check_version_name(version)
     paths = BuildPaths.for_version(workdir, version)
     target = Destination.parse(dest, endpoint_url=endpoint_url)
     check_publishable(paths)

@@ -26,7 +26,13 @@ import tiledbsoma as soma
 from cellxgene_census import _release_directory as client_directory
 
 from census_builder import cli
-from census_builder.errors import PublishRefusedError, ReleaseDirectoryError, ReleaseExistsError, StorageError
+from census_builder.errors import (
+    PublishRefusedError,
+    ReleaseDirectoryError,
+    ReleaseExistsError,
+    StorageError,
+    UsageError,
+)
 from census_builder.publish import MIN_PART_SIZE, SourceObject, publish, s3_etag
 from census_builder.release_directory import Destination, LocalDirectoryStore, S3DirectoryStore, entry_for
 from census_builder.state import BuildPaths
@@ -107,7 +113,7 @@ def test_refuses_a_build_that_is_incomplete_or_not_validated(
 
 
 def test_refuses_a_version_name_that_is_not_plain(tmp_path: Path) -> None:
-    with pytest.raises(ReleaseDirectoryError, match="not a valid name"):
+    with pytest.raises(UsageError, match="not a valid release version"):
         publish(tmp_path, "../v1", tmp_path / "dest")
 
 
