@@ -28,7 +28,6 @@ from cellxgene_census import _release_directory as client_directory
 from census_builder import cli
 from census_builder.errors import (
     PublishRefusedError,
-    ReleaseDirectoryError,
     ReleaseExistsError,
     StorageError,
     UsageError,

@@ -101,9 +101,9 @@ def test_a_crashed_takeover_without_flock_is_named(tmp_path: Path, monkeypatch: 
     _stale_lock(paths)
     owner = paths.state / "lock.takeover.owner"
     owner.write_text(json.dumps({"pid": _dead_pid(), "host": socket.gethostname()}))
-    with pytest.raises(BuildLockedError, match=r"crashed; no build runs there\. Remove .*lock\.takeover\.owner"):
-        with build_lock(paths):
-            pass
+    message = r"crashed; no build runs there\. Remove .*lock\.takeover\.owner"
+    with pytest.raises(BuildLockedError, match=message), build_lock(paths):
+        pass
     owner.unlink()
     with build_lock(paths) as lock:
         assert json.loads(paths.lock.read_text())["run_id"] == lock.run_id
