@@ -163,14 +163,16 @@ def test_interrupted_local_publish_is_invisible_then_resumes(
     with pytest.raises(KeyboardInterrupt):
         publish(workdir, "v1", dest, workers=2, on_object=_StopAfter(60))
     assert set(json.loads((dest / "release.json").read_text())) == {"v0"}
-    partial = _tree(dest / "v1")
+    staging = dest / ".publish" / "v1" / "staging"
+    assert not (dest / "v1").exists()  # the upload goes to the staging directory first
+    partial = _tree(staging)
     total = len(_published_tree(paths))
     assert 60 <= len(partial) < total
     # Damage one finished object (same size, other bytes) and leave a stray file, as a bad disk or an
     # earlier attempt might: the re-run must repair the first and remove the second.
     damaged = sorted(partial)[0]
-    (dest / "v1" / damaged).write_bytes(b"\0" * len(partial[damaged]))
-    stray = dest / "v1" / "soma" / "census_data" / "stray-fragment.tdb"
+    (staging / damaged).write_bytes(b"\0" * len(partial[damaged]))
+    stray = staging / "soma" / "census_data" / "stray-fragment.tdb"
     stray.write_bytes(b"junk")
 
     result = publish(workdir, "v1", dest, workers=2)
@@ -178,6 +180,7 @@ def test_interrupted_local_publish_is_invisible_then_resumes(
     assert result.uploaded == total - len(partial) + 1
     assert result.removed == 1 and not stray.exists()
     assert _tree(dest / "v1") == _published_tree(paths)
+    assert not (dest / ".publish").exists()  # no claim, no staging copy left
     assert set(json.loads((dest / "release.json").read_text())) == {"v0", "v1"}
     assert _obs_counts(str(dest / "v1" / "soma")) == CELLS
 
@@ -211,7 +214,7 @@ def test_killed_cli_publish_resumes(example_release: BuiltRelease, workdir: Path
     )
     assert killed.returncode == -9, killed.stderr
     assert not (dest / "release.json").exists()
-    assert len(_tree(dest / "v1")) >= 40
+    assert len(_tree(dest / ".publish" / "v1" / "staging")) >= 40
     done = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "already there" in done.stderr
@@ -474,9 +477,11 @@ def test_interrupted_s3_publish_is_invisible_then_resumes(
     with pytest.raises(KeyboardInterrupt):
         publish(workdir, "v1", dest, endpoint_url=s3_server.endpoint, workers=2, on_object=_StopAfter(50))
     client = s3_server.client()
-    partial = _keys(client, bucket, "census/v1/")
+    partial = _keys(client, bucket, "census/.publish/v1/staging/")
     total = len(_published_tree(paths))
     assert 50 <= len(partial) < total
+    assert not _keys(client, bucket, "census/v1/")  # nothing under DEST/V/ before the upload is verified
+    assert set(_keys(client, bucket, "census/.publish/v1/")) == {"claim.json", *(f"staging/{k}" for k in partial)}
     assert "Contents" not in client.list_objects_v2(Bucket=bucket, Prefix="census/release.json")
     # A multipart upload an interrupted run left open is aborted by the next run.
     client.create_multipart_upload(Bucket=bucket, Key="census/v1/h5ads/half-sent.h5ad")
@@ -485,6 +490,7 @@ def test_interrupted_s3_publish_is_invisible_then_resumes(
     assert result.skipped == len(partial) and result.uploaded == total - len(partial)
     assert "Uploads" not in client.list_multipart_uploads(Bucket=bucket)
     assert set(_keys(client, bucket, "census/v1/")) == set(_published_tree(paths))
+    assert not _keys(client, bucket, "census/.publish/")  # staging copy and claim are gone
     directory = json.loads(client.get_object(Bucket=bucket, Key="census/release.json")["Body"].read())
     assert set(directory) == {"v1"}
     ctx = soma.SOMATileDBContext(tiledb_config=s3_server.tiledb_config())
