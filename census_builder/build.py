@@ -28,6 +28,7 @@ import pandas as pd
 
 from census_builder import __version__, faults, soma_io
 from census_builder.cluster import dask_client, run_tasks
+from census_builder.diskfull import disk_full_error
 from census_builder.errors import BuildStateError, InputError, PreflightError, ReleaseExistsError
 from census_builder.manifest import Manifest, ManifestEntry, load_manifest, write_manifest
 from census_builder.matrix import ChunkSummary, ChunkTask, process_chunk, result_exists
@@ -145,8 +146,11 @@ def build(config: BuildConfig) -> BuildPaths:
                     faults.point(f"after:{name}")
                     run.report("running")
         except BaseException as e:
+            full = disk_full_error(e, where=paths.root)  # ENOSPC in any form, from any worker: one clear line
             with contextlib.suppress(OSError):  # e.g. the disk is full: the original error matters more
-                run.report("failed", error=f"{type(e).__name__}: {e}")
+                run.report("failed", error=f"{type(full or e).__name__}: {full or e}")
+            if full is not None and full is not e:
+                raise full from e
             raise
         run.report("complete", completed=time.time())
     logger.info("release %s complete: %s", config.version, paths.soma)
@@ -204,16 +208,24 @@ def _stage_and_inspect_one(task: InspectTask) -> DatasetPlan | InputError:
     """Worker: stage one source and preflight it. Input problems come back as values, to be reported together."""
     ds = task.entry.dataset_id
     try:
+        faults.point(f"stage:{ds}", task.dest)
         local = stage_source(task.manifest, task.entry, Path(task.dest))
         return inspect_dataset(ds, str(local), load_schema(task.schema_version), task.chunk_nnz, task.plan_dir)
     except InputError as e:
         return e
-    except OSError as e:
-        if e.errno in (28, 122):  # ENOSPC, EDQUOT: not the dataset's fault; fail the build, resumable
-            raise
-        return unreadable(ds, task.entry.h5ad_uri, e)
     except Exception as e:  # a malformed file can make h5py/anndata raise anything
+        # A full disk is not the dataset's fault: fail the build (resumable), saying what the copy needs.
+        full = disk_full_error(e, where=task.dest, needed=_source_size_or_none(task), what=f"staging dataset {ds}")
+        if full is not None:
+            raise full from e
         return unreadable(ds, task.entry.h5ad_uri, e)
+
+
+def _source_size_or_none(task: InspectTask) -> int | None:
+    try:
+        return source_size(task.manifest, task.entry)
+    except Exception:
+        return None
 
 
 def stage_and_inspect(run: BuildRun) -> dict[str, Any]:
@@ -407,7 +419,7 @@ def chunk_tasks(run: BuildRun) -> list[ChunkTask]:
 
 
 def _process_chunk_with_faults(task: ChunkTask) -> ChunkSummary:
-    faults.point(f"chunk:{task.key}")
+    faults.point(f"chunk:{task.key}", task.raw_uri)
     return process_chunk(task)
 
 
@@ -572,7 +584,7 @@ def finalize_release(run: BuildRun) -> dict[str, Any]:
     with soma.Collection.open(str(paths.partial), "w", context=soma_io.context()) as root:  # type: ignore[var-annotated]
         for k, v in meta.items():
             root.metadata[k] = v
-    faults.point("before:move_release")
+    faults.point("before:move_release", paths.partial)
     os.replace(paths.partial, paths.soma)
     return {"metadata": meta, "totals": tables}
 

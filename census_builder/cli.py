@@ -94,9 +94,21 @@ def _configure_logging(verbose: bool) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
+class _LogFile(logging.FileHandler):
+    """The build log. When the disk is full, records it cannot write are dropped without a traceback."""
+
+    def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 - logging's name
+        from census_builder.diskfull import DISK_FULL_ERRNOS
+
+        exc = sys.exc_info()[1]
+        if isinstance(exc, OSError) and exc.errno in DISK_FULL_ERRNOS:
+            return
+        super().handleError(record)
+
+
 def _log_to_file(path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fh = logging.FileHandler(path, encoding="utf-8")
+    fh = _LogFile(path, encoding="utf-8")
     fh.setLevel(logging.DEBUG)
     fh.setFormatter(logging.Formatter("%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s"))
     logging.getLogger().addHandler(fh)
@@ -127,6 +139,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         logger.error("interrupted; re-run the same command to resume")
         return 130
+    except Exception as e:
+        from census_builder.diskfull import disk_full_error
+
+        full = disk_full_error(e, where=getattr(args, "workdir", None) or Path.cwd())
+        if full is None:
+            raise
+        logger.error("%s", full)  # a full disk is one line, not a traceback
+        return 1
     return 2
 
 

@@ -4,8 +4,9 @@ source a hard link on the same filesystem, else a copy).
 The build reads only these copies, so the release's ``dataset_h5ad_path`` names exactly what was built.
 A hard link costs no I/O (copying a 1 M-cell corpus wrote 8.9 GB and took most of the first stage); the
 build never writes to a source, and H5ADs of a corpus are not edited in place.
-Copies are written to a temporary name and renamed, so an interrupted copy is never mistaken for a
-finished one; a finished copy of the right size is not fetched again on resume.
+Copies and S3 downloads are written to ``h5ads/.<id>.h5ad.partial`` (in the workdir, never the system temp
+directory) and renamed, so an interrupted copy is never mistaken for a finished one; a finished copy of the
+right size is not fetched again on resume.
 """
 
 from __future__ import annotations
@@ -81,7 +82,10 @@ def stage_source(manifest: Manifest, entry: ManifestEntry, dest: Path, client: A
 
             bucket, key = split_s3_uri(entry.h5ad_uri)
             try:
-                (client or s3_client()).download_file(bucket, key, str(tmp))
+                # Into our own .partial beside the destination (the workdir), never the system temp directory;
+                # download_file would write a temporary file of its own there, which a killed run leaves behind.
+                with tmp.open("wb") as f:
+                    (client or s3_client()).download_fileobj(bucket, key, f)
             except (BotoCoreError, ClientError) as e:
                 raise InputError(entry.dataset_id, f"S3 download failed after retries: {e}", uri=entry.h5ad_uri) from e
         else:
