@@ -107,7 +107,9 @@ class _DownloadRecorder:
 
 
 def test_s3_sources_download_into_the_workdir_not_the_system_temp_dir(
-    tmp_path: Path, s3_endpoint: str, monkeypatch: pytest.MonkeyPatch  # noqa: F811
+    tmp_path: Path,
+    s3_endpoint: str,  # noqa: F811 - the fixture imported above
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     import tempfile
 

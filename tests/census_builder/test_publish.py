@@ -590,9 +590,7 @@ def test_a_second_build_publishing_the_same_local_version_is_refused_at_once(
         publish(tmp_path / "work-2", "v1", dest)
 
 
-def test_an_interrupted_publish_keeps_its_claim_and_resumes(
-    example_release: BuiltRelease, tmp_path: Path
-) -> None:
+def test_an_interrupted_publish_keeps_its_claim_and_resumes(example_release: BuiltRelease, tmp_path: Path) -> None:
     first = _validated_copy(example_release, tmp_path / "work-1", "v1")
     _other_build(example_release, tmp_path / "work-2", "v1")
     dest = tmp_path / "dest"
