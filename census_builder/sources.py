@@ -82,8 +82,9 @@ def stage_source(manifest: Manifest, entry: ManifestEntry, dest: Path, client: A
 
             bucket, key = split_s3_uri(entry.h5ad_uri)
             try:
-                # Into our own .partial beside the destination (the workdir), never the system temp directory;
-                # download_file would write a temporary file of its own there, which a killed run leaves behind.
+                # Straight into our own .partial beside the destination (in the workdir, never the system temp
+                # directory). download_file also stays beside its target, but through a temporary file of its
+                # own ('<name>.<random>'), which a killed run leaves behind and no re-run removes.
                 with tmp.open("wb") as f:
                     (client or s3_client()).download_fileobj(bucket, key, f)
             except (BotoCoreError, ClientError) as e:
