@@ -6,8 +6,10 @@ from __future__ import annotations
 import errno
 import fcntl
 import json
+import os
 import socket
 import subprocess
+import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -138,3 +140,47 @@ def test_a_build_whose_partial_release_is_gone_says_how_to_start_over(tmp_path: 
     (paths.stages / "plan_axes.json").write_text("{}")
     with pytest.raises(BuildStateError, match=r"soma\.partial\) is gone .* --restart"):
         build(BuildConfig(version="v", manifest=manifest, workdir=tmp_path / "w", workers=1))
+
+
+_CONTENDER = """
+import sys
+from pathlib import Path
+from census_builder.errors import BuildLockedError
+from census_builder.state import BuildPaths, build_lock
+try:
+    with build_lock(BuildPaths(Path(sys.argv[1]))) as lock:
+        print("won", lock.run_id, flush=True)
+        sys.stdin.read()  # hold the lock until the test closes stdin
+except BuildLockedError as e:
+    print("refused:", e, flush=True)
+    sys.exit(3)
+"""
+
+
+def test_two_builder_processes_taking_over_a_stale_lock_have_one_winner(tmp_path: Path) -> None:
+    """The same race between two processes: A paused inside its take-over, B waiting for A's guard."""
+    paths = BuildPaths.for_version(tmp_path / "w", "v")
+    _stale_lock(paths)
+    pause = tmp_path / "pause"
+    env = {**os.environ, faults.PAUSE_DIR_ENV: str(pause), faults.PAUSE_ENV: "lock:takeover"}
+
+    def contender() -> subprocess.Popen[str]:
+        cmd = [sys.executable, "-c", _CONTENDER, str(paths.root)]
+        return subprocess.Popen(cmd, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+
+    a = contender()
+    try:
+        faults.wait_reached(pause, "lock:takeover", paused=True)
+        b = contender()
+        faults.wait_reached(pause, "lock:guard_busy")
+        faults.resume(pause, "lock:takeover")
+        out_b, _ = b.communicate(timeout=60)
+        assert b.returncode == 3 and f"is locked by a running build (pid {a.pid} on" in out_b, out_b
+        assert a.stdout is not None
+        won = a.stdout.readline().split()
+        assert won[0] == "won" and json.loads(paths.lock.read_text())["run_id"] == won[1]
+        a.communicate("", timeout=60)
+        assert a.returncode == 0 and not paths.lock.exists()
+    finally:
+        a.kill()
+        a.wait()
