@@ -94,12 +94,22 @@ def scheduler(text: str) -> str:
     if not host or (port_text and not port_text.isdigit()):
         raise argparse.ArgumentTypeError(f"{text!r} is not a scheduler address (e.g. tcp://host:8786)")
     port = int(port_text) if port_text else DEFAULT_SCHEDULER_PORT
+    silent = f"{host}:{port} accepted the connection but did not answer like a dask scheduler"
     try:
-        with socket.create_connection((host, port), timeout=SCHEDULER_CONNECT_TIMEOUT):
-            pass
+        sock = socket.create_connection((host, port), timeout=SCHEDULER_CONNECT_TIMEOUT)
     except OSError as e:
+        answered, problem = False, f"{host}:{port}: {'no answer' if isinstance(e, TimeoutError) else e.strerror or e}"
+    else:
+        # A dask scheduler speaks first on plain TCP (its handshake): a port that accepts and stays silent (a
+        # proxy, another service) is not one. TLS and websockets start with the client: connecting is all.
+        with sock:
+            try:
+                answered, problem = scheme != "tcp" or sock.recv(1) != b"", silent
+            except OSError:
+                answered, problem = False, silent
+    if not answered:
         raise argparse.ArgumentTypeError(
-            f"cannot reach the dask scheduler at {text} ({host}:{port}: {e.strerror or e}); start it "
-            "(dask scheduler --port 8786) or fix the address"
-        ) from None
+            f"cannot reach the dask scheduler at {text} ({problem} within {SCHEDULER_CONNECT_TIMEOUT:g} s); "
+            "start it (dask scheduler --port 8786) or fix the address"
+        )
     return text

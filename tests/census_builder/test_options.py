@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import socket
+import threading
 from pathlib import Path
 
 import pytest
 
-from census_builder import cli
+from census_builder import cli, options
 from census_builder.build import BuildConfig, build
 from census_builder.errors import UsageError
 from census_builder.names import check_version_name
@@ -105,20 +106,40 @@ def test_bad_option_values_are_one_line_and_exit_2(tmp_path: Path, capsys: pytes
     assert not (tmp_path / "w").exists()
 
 
-def test_an_unreachable_scheduler_is_refused_at_once(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_an_unreachable_scheduler_is_refused_at_once(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     port = _closed_port()
     for scheduler in (f"tcp://127.0.0.1:{port}", f"127.0.0.1:{port}"):
         err = _usage_error(
             capsys,
             ["build", "--version", "v", "--manifest", "m.csv", "--workdir", str(tmp_path), "--scheduler", scheduler],
         )
-        assert f"cannot reach the dask scheduler at {scheduler} (127.0.0.1:{port}: Connection refused)" in err
+        assert (
+            f"cannot reach the dask scheduler at {scheduler} (127.0.0.1:{port}: Connection refused within 5 s)" in err
+        )
     err = _usage_error(capsys, ["validate", "--version", "v", "--scheduler", "tcp://127.0.0.1:notaport"])
     assert "is not a scheduler address" in err
-    with socket.socket() as listening:  # something answers: accepted
-        listening.bind(("127.0.0.1", 0))
-        listening.listen()
-        from census_builder.options import scheduler as scheduler_arg
 
-        address = f"tcp://127.0.0.1:{listening.getsockname()[1]}"
-        assert scheduler_arg(address) == address
+    monkeypatch.setattr(options, "SCHEDULER_CONNECT_TIMEOUT", 0.5)
+    with socket.socket() as silent:  # accepts connections (as a proxy would) but never speaks: not a scheduler
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        address = f"tcp://127.0.0.1:{silent.getsockname()[1]}"
+        err = _usage_error(capsys, ["validate", "--version", "v", "--scheduler", address])
+        assert "accepted the connection but did not answer like a dask scheduler within 0.5 s" in err
+
+    with socket.socket() as server:  # speaks first, as a dask scheduler's handshake does: accepted
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+
+        def greet() -> None:
+            conn, _ = server.accept()
+            with conn:
+                conn.sendall(b"handshake")
+
+        t = threading.Thread(target=greet, daemon=True)
+        t.start()
+        address = f"tcp://127.0.0.1:{server.getsockname()[1]}"
+        assert options.scheduler(address) == address
+        t.join(10)
