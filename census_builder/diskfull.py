@@ -70,7 +70,9 @@ def disk_full_error(
     cause = disk_full_cause(exc)
     if cause is None:
         return None
-    path = getattr(cause, "filename", None) if isinstance(cause, OSError) else None
+    path = None
+    if isinstance(cause, OSError):  # a copy's error names the source first, the file written second
+        path = cause.filename2 or cause.filename
     if not path:
         m = _QUOTED_PATH.search(str(cause))
         path = m.group(1) if m else os.fspath(where)

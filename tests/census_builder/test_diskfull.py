@@ -51,6 +51,9 @@ def test_disk_full_errors_in_every_form_become_one_storage_error(tmp_path: Path)
         found = str(disk_full_error(wrapped, where=tmp_path))
         assert found.startswith(f"disk full: no space left on device writing {target}")
 
+    copy = OSError(errno.ENOSPC, "No space left on device", "/corpus/a.h5ad", None, str(target))  # as shutil's
+    assert str(disk_full_error(copy, where=tmp_path)).startswith(f"disk full: no space left on device writing {target}")
+
     assert disk_full_error(OSError(errno.EACCES, "Permission denied"), where=tmp_path) is None
     assert disk_full_error(ValueError("bad value"), where=tmp_path) is None
 
