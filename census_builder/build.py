@@ -28,9 +28,11 @@ import pandas as pd
 
 from census_builder import __version__, faults, host, soma_io, summary
 from census_builder.cluster import dask_client, run_tasks
+from census_builder.diskfull import disk_full_error
 from census_builder.errors import BuildStateError, InputError, PreflightError, ReleaseExistsError
 from census_builder.manifest import Manifest, ManifestEntry, load_manifest, write_manifest
 from census_builder.matrix import ChunkSummary, ChunkTask, process_chunk, result_exists
+from census_builder.names import check_version_name
 from census_builder.plan import DatasetPlan, PlanFiles, inspect_dataset, unreadable
 from census_builder.progress import Progress
 from census_builder.schema import CensusSchema, load_schema
@@ -40,6 +42,7 @@ from census_builder.sources import (
     records_dir,
     remove_staged,
     source_identity,
+    source_size,
     source_uri,
     stage_source,
 )
@@ -115,6 +118,7 @@ class BuildRun:
 
 def build(config: BuildConfig) -> BuildPaths:
     """Build (or resume building) ``config.version``; returns its paths once complete."""
+    check_version_name(config.version)
     schema = load_schema(config.schema_version)
     manifest = load_manifest(config.manifest)
     paths = BuildPaths.for_version(config.workdir, config.version)
@@ -133,6 +137,7 @@ def build(config: BuildConfig) -> BuildPaths:
         run = BuildRun(config, schema, manifest, paths, StageRecord(paths), run_id=lock.run_id)
         _check_same_inputs(run)
         _check_sources_unchanged(run)
+        _check_not_wedged(run)
         run.report("running")
         try:
             run.report("running", host_check=host.preflight(config, manifest, paths).to_json())
@@ -154,8 +159,11 @@ def build(config: BuildConfig) -> BuildPaths:
                     faults.point(f"after:{name}")
                     run.report("running")
         except BaseException as e:
+            full = disk_full_error(e, where=paths.root)  # ENOSPC in any form, from any worker: one clear line
             with contextlib.suppress(OSError):  # e.g. the disk is full: the original error matters more
-                run.report("failed", error=f"{type(e).__name__}: {e}")
+                run.report("failed", error=f"{type(full or e).__name__}: {full or e}")
+            if full is not None and full is not e:
+                raise full from e
             raise
         run.report("complete", completed=time.time())
         summary.store_summary(paths, STAGES)
@@ -209,6 +217,16 @@ def _check_sources_unchanged(run: BuildRun) -> None:
         )
 
 
+def _check_not_wedged(run: BuildRun) -> None:
+    """An unfinished build whose release under construction is gone cannot be resumed: say how to start over."""
+    if run.stages.done("plan_axes") and not run.paths.partial.is_dir() and not run.paths.soma.is_dir():
+        raise BuildStateError(
+            f"{run.paths.root} holds an unfinished build whose release under construction ({run.paths.partial}) "
+            "is gone (removed by hand or by a crashed run); it cannot be resumed. Discard the unfinished build "
+            "and start again with the same command plus --restart"
+        )
+
+
 # -- step 1 ------------------------------------------------------------------------------------------------
 
 
@@ -228,17 +246,25 @@ def _stage_and_inspect_one(task: InspectTask) -> DatasetPlan | InputError:
     ds = task.entry.dataset_id
     uri = source_uri(task.manifest, task.entry)  # errors name the user's file, not the staged copy
     try:
+        faults.point(f"stage:{ds}", task.dest)
         local = stage_source(task.manifest, task.entry, Path(task.dest), Path(task.records))
         schema = load_schema(task.schema_version)
         return inspect_dataset(ds, str(local), schema, task.chunk_nnz, task.plan_dir, source=uri)
     except InputError as e:
         return e
-    except OSError as e:
-        if e.errno in (28, 122):  # ENOSPC, EDQUOT: not the dataset's fault; fail the build, resumable
-            raise
-        return unreadable(ds, uri, e)
     except Exception as e:  # a malformed file can make h5py/anndata raise anything
+        # A full disk is not the dataset's fault: fail the build (resumable), saying what the copy needs.
+        full = disk_full_error(e, where=task.dest, needed=_source_size_or_none(task), what=f"staging dataset {ds}")
+        if full is not None:
+            raise full from e
         return unreadable(ds, uri, e)
+
+
+def _source_size_or_none(task: InspectTask) -> int | None:
+    try:
+        return source_size(task.manifest, task.entry)
+    except Exception:
+        return None
 
 
 def stage_and_inspect(run: BuildRun) -> dict[str, Any]:
@@ -444,7 +470,7 @@ def chunk_tasks(run: BuildRun) -> list[ChunkTask]:
 
 
 def _process_chunk_with_faults(task: ChunkTask) -> ChunkSummary:
-    faults.point(f"chunk:{task.key}")
+    faults.point(f"chunk:{task.key}", task.raw_uri)
     return process_chunk(task)
 
 
@@ -609,7 +635,7 @@ def finalize_release(run: BuildRun) -> dict[str, Any]:
     with soma.Collection.open(str(paths.partial), "w", context=soma_io.context()) as root:  # type: ignore[var-annotated]
         for k, v in meta.items():
             root.metadata[k] = v
-    faults.point("before:move_release")
+    faults.point("before:move_release", paths.partial)
     os.replace(paths.partial, paths.soma)
     return {"metadata": meta, "totals": tables}
 

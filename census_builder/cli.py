@@ -17,29 +17,44 @@ logger = logging.getLogger("census_builder")
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="census_builder", description=__doc__)
+    from census_builder import options
+
+    p = options.ArgumentParser(prog="census_builder", description=__doc__)
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = p.add_subparsers(dest="command", required=True)
 
     b = sub.add_parser("build", help="build (or resume) a Census release from a manifest")
-    b.add_argument("--version", required=True, help="release version, e.g. 2026-11-22")
+    b.add_argument("--version", required=True, type=options.version, help="release version, e.g. 2026-11-22")
     b.add_argument("--manifest", required=True, type=Path, help="CSV with header dataset_id,h5ad_uri[,...]")
-    b.add_argument("--workdir", type=Path, default=Path("census-build"), help="build root (default ./census-build)")
-    b.add_argument("--workers", type=int, default=None, help="local dask worker processes (default: one per core)")
-    b.add_argument("--scheduler", default=None, help="address of an existing dask scheduler to use instead")
+    b.add_argument(
+        "--workdir", type=options.workdir, default=Path("census-build"), help="build root (default ./census-build)"
+    )
+    b.add_argument(
+        "--workers", type=options.positive_int, default=None, help="local dask worker processes (default: one per core)"
+    )
+    b.add_argument(
+        "--scheduler", type=options.scheduler, default=None, help="address of an existing dask scheduler to use instead"
+    )
     b.add_argument(
         "--chunk-nnz",
-        type=int,
+        type=options.positive_int,
         default=4_000_000,
         help="stored entries per matrix task; bounds each worker's memory (default 4,000,000)",
     )
-    b.add_argument("--memory-limit", default=None, help="per local worker, e.g. 3GiB (default: auto)")
+    b.add_argument(
+        "--memory-limit", type=options.memory_limit, default=None, help="per local worker, e.g. 3GiB (default: auto)"
+    )
     b.add_argument(
         "--exclude-invalid",
         action="store_true",
         help="build without datasets that fail preflight, recording them in the report",
     )
-    b.add_argument("--build-date", default=None, help="ISO date recorded as census_build_date (default: today, UTC)")
+    b.add_argument(
+        "--build-date",
+        type=options.iso_date,
+        default=None,
+        help="ISO date recorded as census_build_date (default: today, UTC)",
+    )
     b.add_argument("--no-validate", action="store_true", help="skip validating the release against its sources")
     b.add_argument(
         "--force-rebuild",
@@ -54,10 +69,16 @@ def _parser() -> argparse.ArgumentParser:
     )
 
     v = sub.add_parser("validate", help="validate a built release (DIR/VERSION/soma) against its sources")
-    v.add_argument("--version", required=True)
-    v.add_argument("--workdir", type=Path, default=Path("census-build"), help="build root (default ./census-build)")
-    v.add_argument("--workers", type=int, default=None, help="local dask worker processes (default: one per core)")
-    v.add_argument("--scheduler", default=None, help="address of an existing dask scheduler to use instead")
+    v.add_argument("--version", required=True, type=options.version)
+    v.add_argument(
+        "--workdir", type=options.workdir, default=Path("census-build"), help="build root (default ./census-build)"
+    )
+    v.add_argument(
+        "--workers", type=options.positive_int, default=None, help="local dask worker processes (default: one per core)"
+    )
+    v.add_argument(
+        "--scheduler", type=options.scheduler, default=None, help="address of an existing dask scheduler to use instead"
+    )
 
     e = sub.add_parser("example", help="write the small example corpus (H5ADs + manifest.csv)")
     e.add_argument("--out", type=Path, default=Path("example-corpus"))
@@ -82,9 +103,21 @@ def _configure_logging(verbose: bool) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
+class _LogFile(logging.FileHandler):
+    """The build log. When the disk is full, records it cannot write are dropped without a traceback."""
+
+    def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 - logging's name
+        from census_builder.diskfull import DISK_FULL_ERRNOS
+
+        exc = sys.exc_info()[1]
+        if isinstance(exc, OSError) and exc.errno in DISK_FULL_ERRNOS:
+            return
+        super().handleError(record)
+
+
 def _log_to_file(path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fh = logging.FileHandler(path, encoding="utf-8")
+    fh = _LogFile(path, encoding="utf-8")
     fh.setLevel(logging.DEBUG)
     fh.setFormatter(logging.Formatter("%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s"))
     logging.getLogger().addHandler(fh)
@@ -126,6 +159,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         logger.error("interrupted; re-run the same command to resume")
         return 130
+    except Exception as e:
+        from census_builder.diskfull import disk_full_error
+
+        full = disk_full_error(e, where=getattr(args, "workdir", None) or Path.cwd())
+        if full is None:
+            raise
+        logger.error("%s", full)  # a full disk is one line, not a traceback
+        return 1
     return 2
 
 

@@ -10,6 +10,10 @@ class CensusBuilderError(Exception):
     """Root of every error census_builder raises on purpose."""
 
 
+class UsageError(CensusBuilderError):
+    """A command-line value is invalid (a version name, an option); the command line exits 2 for it."""
+
+
 class ManifestError(CensusBuilderError):
     """The manifest file itself is malformed (header, rows, duplicates, URIs)."""
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import io
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,7 +12,16 @@ from census_builder.errors import ManifestError
 
 REQUIRED_COLUMNS = ("dataset_id", "h5ad_uri")
 OPTIONAL_COLUMNS = ("dataset_version_id", "collection_id", "collection_name", "collection_doi", "dataset_title")
-_DATASET_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+_DATASET_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+NAME_MAX = 255  # bytes in one file name on Linux file systems (ext4, xfs, NFS, tmpfs...)
+# File names derived from a dataset id by the build and by publish; the longest sets the limit on ids.
+DERIVED_NAMES = (
+    "{id}.h5ad",  # h5ads/
+    ".{id}.h5ad.partial",  # a copy or download in progress
+    "{id}.genes.parquet",  # .build/plan/
+    ".{id}.h5ad." + "0" * 32 + ".partial",  # publish's temporary name at a local destination
+)
+MAX_DATASET_ID_BYTES = NAME_MAX - max(len(t.format(id="")) for t in DERIVED_NAMES)
 
 
 @dataclass(frozen=True)
@@ -61,10 +69,11 @@ def parse_manifest(raw: bytes, *, source: str = "<manifest>", base_dir: str = ".
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as e:
         raise ManifestError(f"manifest {source} is not UTF-8 text: {e}") from e
-    lines = [ln for ln in text.splitlines() if ln.strip()]
+    kept = [(n, ln) for n, ln in enumerate(text.splitlines(), start=1) if ln.strip()]
+    lines = [ln for _, ln in kept]  # blank lines dropped; problems still name the file's own line numbers
     if not lines:
         raise ManifestError(f"manifest {source} is empty; expected a header 'dataset_id,h5ad_uri'")
-    reader = csv.DictReader(io.StringIO("\n".join(lines)))
+    reader = csv.DictReader(lines)
     header = [h.strip() for h in (reader.fieldnames or [])]
     missing = [c for c in REQUIRED_COLUMNS if c not in header]
     if missing:
@@ -78,14 +87,25 @@ def parse_manifest(raw: bytes, *, source: str = "<manifest>", base_dir: str = ".
         problems.append(f"unknown column(s) {unknown}; allowed: {list(REQUIRED_COLUMNS + OPTIONAL_COLUMNS)}")
     entries: list[ManifestEntry] = []
     seen: dict[str, int] = {}
-    for lineno, row in enumerate(reader, start=2):
+    for row in reader:
+        lineno = kept[reader.line_num - 1][0]  # the line the row ends on
         values = {(k or "").strip(): (v or "").strip() for k, v in row.items() if k is not None}
         if None in row:
             problems.append(f"line {lineno}: more fields than header columns")
             continue
         dataset_id, uri = values.get("dataset_id", ""), values.get("h5ad_uri", "")
-        if not dataset_id or not _DATASET_ID.match(dataset_id):
-            problems.append(f"line {lineno}: invalid dataset_id {dataset_id!r} (letters, digits, '.', '_', '-')")
+        if not dataset_id or not _DATASET_ID.fullmatch(dataset_id):
+            problems.append(
+                f"line {lineno}: invalid dataset_id {dataset_id!r} (letters, digits, '.', '_', '-', "
+                "starting with a letter or digit)"
+            )
+            continue
+        if len(dataset_id.encode()) > MAX_DATASET_ID_BYTES:
+            problems.append(
+                f"line {lineno}: dataset_id {dataset_id[:32]!r}... is {len(dataset_id.encode())} bytes long: file "
+                "names made from it (the longest is '.<id>.h5ad.<32 hex digits>.partial') would not fit the "
+                f"{NAME_MAX}-byte limit of a file name; use at most {MAX_DATASET_ID_BYTES} bytes"
+            )
             continue
         if dataset_id in seen:
             problems.append(f"line {lineno}: duplicate dataset_id {dataset_id!r} (first on line {seen[dataset_id]})")
@@ -93,6 +113,9 @@ def parse_manifest(raw: bytes, *, source: str = "<manifest>", base_dir: str = ".
         seen[dataset_id] = lineno
         if not uri:
             problems.append(f"line {lineno}: dataset {dataset_id!r} has no h5ad_uri")
+            continue
+        if any(ord(c) < 32 or ord(c) == 127 for c in uri):
+            problems.append(f"line {lineno}: dataset {dataset_id!r} h5ad_uri {uri!r} contains a control character")
             continue
         if not uri.lower().endswith(".h5ad"):
             problems.append(f"line {lineno}: dataset {dataset_id!r} h5ad_uri {uri!r} does not name an .h5ad file")

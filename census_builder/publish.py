@@ -6,33 +6,49 @@
     check_validated_sources  every h5ads/<id>.h5ad has the size and SHA-256 validation recorded for the
                           source it read (validation_report.json "source_checksums"): what is published
                           is what was validated, even if a (hard-linked) source was edited since
-    upload_objects        copy each object, skipping those already at DEST with the same size and checksum
-    remove_strays         delete objects under DEST/VERSION/{soma,h5ads} that the build does not have
-    verify_objects        list DEST again: every object present with the right size and checksum
+    claim_version         atomically create DEST/.publish/VERSION/claim.json holding the build's fingerprint
+                          (local: hard link / O_EXCL; S3: PUT with If-None-Match: *); another build's claim
+                          refuses at once, this build's own (an interrupted run) resumes
+    upload_objects        copy each object into DEST/.publish/VERSION/staging/, skipping those already there
+                          with the same size and checksum
+    remove_strays         delete staged objects that the build does not have
+    verify_objects        list the staging copy again: every object present with the right size and checksum
+    move_into_place       staging -> DEST/VERSION/ (local: one directory rename; S3: server-side copies with
+                          the same ETags), then verify DEST/VERSION/ and delete the staging copy
     write_mirror          add a mirror for DEST to DEST/mirrors.json if it has none (see census_builder.mirrors)
-    register_release      add VERSION to release.json (atomic, conflict-safe; see release_directory)
+    register_release      add VERSION to release.json (atomic, conflict-safe; see release_directory), then
+                          delete the claim: release.json now refuses every other publisher of VERSION
     record_publication    note DEST in DIR/VERSION/published.json (notes finds the previous release there)
 
-release.json names a version only after every object is at DEST and verified, so an interrupted publish is
-invisible to consumers; re-running the command finishes it without re-sending complete objects.
+release.json names a version only after every object is in place at DEST/VERSION/ and verified, so an
+interrupted publish is invisible to consumers; re-running the command finishes it without re-sending
+complete objects. Locally DEST/VERSION/ appears complete in one rename; on S3 a listing of DEST/VERSION/
+during the copy shows part of it, but nothing names it before release.json does.
 
 Checksums: local DEST compares SHA-256. S3 compares the ETag, which S3 computes from the bytes it stored:
 the MD5 for a single PUT, the MD5 of the part MD5s plus ``-N`` for a multipart upload; publish uploads with
 a fixed part size, so the expected ETag is known, and sends Content-MD5 with every request. (Buckets with
-SSE-KMS encryption return ETags that are not MD5s; publishing there is not supported.)
+SSE-KMS encryption return ETags that are not MD5s; publishing there is not supported.) The build's
+fingerprint is the SHA-256 of every object's path, size and checksum: a re-run of the same build (same part
+size on S3) has the same fingerprint.
 
-Publish a given VERSION to a given DEST from one place at a time: two publishers of the same version are not
-coordinated while they upload (the second to register gets ReleaseExistsError). Publishers of different
+Two publishers of the same VERSION from different builds: the second is refused when it claims, before it
+sends a byte. Two runs of the same build at once are not told apart: run one. Publishers of different
 versions may run at once; release.json keeps both.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
+import datetime as dt
+import errno
 import hashlib
+import json
 import logging
 import os
 import shutil
+import socket
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -42,9 +58,17 @@ from typing import Any, Protocol
 
 from census_builder import faults
 from census_builder.errors import PublishRefusedError, ReleaseExistsError, StorageError
+from census_builder.names import check_version_name
 from census_builder.progress import Progress
 from census_builder.published import record_publication
-from census_builder.release_directory import Destination, ReleaseEntry, check_name, entry_for, open_store
+from census_builder.release_directory import (
+    RELEASE_JSON,
+    Destination,
+    ReleaseEntry,
+    S3DirectoryStore,
+    entry_for,
+    open_store,
+)
 from census_builder.state import BuildPaths, read_json
 
 logger = logging.getLogger(__name__)
@@ -192,6 +216,8 @@ class ObjectStore(Protocol):
     def remote_fingerprint(self, relative: str, obj: RemoteObject) -> str: ...
     def put(self, src: SourceObject) -> None: ...
     def delete(self, relative: str) -> None: ...
+    def move_from(self, staging: Any, src: SourceObject) -> None: ...
+    def clear(self) -> None: ...
 
 
 def _sha256(path: Path) -> str:
@@ -253,6 +279,16 @@ class LocalObjects:
 
     def delete(self, relative: str) -> None:
         (self.root / relative).unlink(missing_ok=True)
+
+    def move_from(self, staging: LocalObjects, src: SourceObject) -> None:
+        """Move one verified object from the staging directory to its place here."""
+        target = self.root / src.relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(staging.root / src.relative, target)
+
+    def clear(self) -> None:
+        """Remove this directory (the staging directory, once everything is in place)."""
+        shutil.rmtree(self.root, ignore_errors=True)
 
 
 def _parts(path: Path, part_size: int) -> Iterator[bytes]:
@@ -345,6 +381,163 @@ class S3Objects:
 
     def delete(self, relative: str) -> None:
         self.client.delete_object(Bucket=self.bucket, Key=self.base + relative)
+
+    def move_from(self, staging: S3Objects, src: SourceObject) -> None:
+        """Copy one verified object from the staging prefix to its place here (server-side), with the same
+        ETag: one CopyObject for a single-part object, the same part ranges for a multipart one."""
+        key = self.base + src.relative
+        source = {"Bucket": staging.bucket, "Key": staging.base + src.relative}
+        if src.size <= self.part_size:
+            self.client.copy_object(Bucket=self.bucket, Key=key, CopySource=source)
+            return
+        upload_id = self.client.create_multipart_upload(Bucket=self.bucket, Key=key)["UploadId"]
+        try:
+            done = []
+            for number, start in enumerate(range(0, src.size, self.part_size), start=1):
+                end = min(start + self.part_size, src.size) - 1
+                r = self.client.upload_part_copy(
+                    Bucket=self.bucket,
+                    Key=key,
+                    UploadId=upload_id,
+                    PartNumber=number,
+                    CopySource=source,
+                    CopySourceRange=f"bytes={start}-{end}",
+                )
+                done.append({"PartNumber": number, "ETag": r["CopyPartResult"]["ETag"]})
+            self.client.complete_multipart_upload(
+                Bucket=self.bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": done}
+            )
+        except BaseException:
+            self.client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
+            raise
+
+    def clear(self) -> None:
+        """Delete every object under this prefix (the staging prefix, once everything is in place)."""
+        paginator = self.client.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=self.base):
+            keys = [{"Key": o["Key"]} for o in page.get("Contents", [])]
+            if keys:
+                self.client.delete_objects(Bucket=self.bucket, Delete={"Objects": keys, "Quiet": True})
+
+
+# -- the claim ---------------------------------------------------------------------------------------------
+
+STAGING_DIR = ".publish"  # DEST/.publish/VERSION/{claim.json, staging/}: gone once VERSION is registered
+
+
+def build_fingerprint(sources: list[SourceObject], expected: dict[str, str]) -> str:
+    """What identifies the build being published: every object's path, size and checksum."""
+    h = hashlib.sha256()
+    for s in sources:
+        h.update(f"{s.relative}\0{s.size}\0{expected[s.relative]}\n".encode())
+    return h.hexdigest()
+
+
+class ClaimStore(Protocol):
+    uri: str
+
+    def create(self, data: bytes) -> bytes | None:
+        """Create the claim atomically; None if created, else the existing claim's content."""
+        ...
+
+    def delete(self) -> None: ...
+
+
+class LocalClaim:
+    def __init__(self, dest: Path, version: str) -> None:
+        self.path = dest / STAGING_DIR / version / "claim.json"
+        self.uri = str(self.path)
+
+    def create(self, data: bytes) -> bytes | None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(f".claim.{uuid.uuid4().hex}.tmp")
+        try:
+            with tmp.open("wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            try:
+                os.link(tmp, self.path)  # atomic, complete when it appears, fails if the claim exists (NFS too)
+                return None
+            except FileExistsError:
+                return self.path.read_bytes()
+            except OSError as e:
+                if e.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK, errno.ENOSYS):
+                    raise
+            try:  # no hard links on this file system
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                return self.path.read_bytes()
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            return None
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def delete(self) -> None:
+        self.path.unlink(missing_ok=True)
+        for d in (self.path.parent, self.path.parent.parent):  # DEST/.publish/V, DEST/.publish if empty
+            with contextlib.suppress(OSError):
+                d.rmdir()
+
+
+class S3Claim:
+    def __init__(self, dest: Destination, version: str, client: Any) -> None:
+        self.client = client
+        self.bucket = dest.bucket
+        self.key = dest.key(f"{STAGING_DIR}/{version}/claim.json")
+        self.uri = f"s3://{self.bucket}/{self.key}"
+        self.dest = dest
+
+    def create(self, data: bytes) -> bytes | None:
+        from botocore.exceptions import ClientError
+
+        # An endpoint that ignores If-None-Match would let two publishers both "create" the claim: refuse it.
+        S3DirectoryStore(self.client, self.bucket, self.dest.key(RELEASE_JSON)).require_conditional_writes()
+        try:
+            self.client.put_object(Bucket=self.bucket, Key=self.key, Body=data, IfNoneMatch="*")
+            return None
+        except ClientError as e:
+            code = str(e.response.get("Error", {}).get("Code", ""))
+            status = int(e.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+            if status not in (409, 412) and code not in ("PreconditionFailed", "ConditionalRequestConflict"):
+                raise
+        return bytes(self.client.get_object(Bucket=self.bucket, Key=self.key)["Body"].read())
+
+    def delete(self) -> None:
+        self.client.delete_object(Bucket=self.bucket, Key=self.key)
+
+
+def claim_version(claims: ClaimStore, paths: BuildPaths, fingerprint: str, staging_uri: str) -> bool:
+    """Claim the version at the destination for this build; True if this call created the claim, False if
+    it resumes this build's own interrupted publish. Another build's claim refuses at once."""
+    version = paths.root.name
+    mine = {
+        "version": version,
+        "fingerprint": fingerprint,
+        "build": str(paths.root),
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "claimed": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+    }
+    existing = claims.create(json.dumps(mine, indent=2).encode())
+    if existing is None:
+        logger.info("claimed %s at %s", version, claims.uri)
+        return True
+    try:
+        other = json.loads(existing.decode("utf-8"))
+        other_fingerprint = other["fingerprint"]
+    except (UnicodeDecodeError, ValueError, TypeError, KeyError):
+        other, other_fingerprint = {}, None
+    if other_fingerprint == fingerprint:
+        logger.info("resuming the interrupted publish of this build (claim %s of %s)", claims.uri, other.get("claimed"))
+        return False
+    raise ReleaseExistsError(
+        f"release {version} is being published by another build (claim {claims.uri}: build {other.get('build')} "
+        f"on {other.get('host')}, pid {other.get('pid')}, since {other.get('claimed')}, fingerprint "
+        f"{str(other_fingerprint)[:16]}; this build's is {fingerprint[:16]}). Publish this build under another "
+        f"version; if that publish was abandoned, delete {claims.uri} and {staging_uri} and re-run"
+    )
 
 
 # -- the command -------------------------------------------------------------------------------------------
@@ -491,7 +684,7 @@ def publish(
     on_object: ObjectCallback | None = None,
 ) -> PublishResult:
     """Publish build ``version`` of ``workdir`` to ``dest`` (a local directory or ``s3://bucket/prefix``)."""
-    check_name(version, "release")
+    check_version_name(version)
     paths = BuildPaths.for_version(workdir, version)
     target = Destination.parse(dest, endpoint_url=endpoint_url)
     check_publishable(paths)
@@ -521,6 +714,45 @@ def publish(
         ) from e
 
 
+def move_into_place(
+    final: ObjectStore, staging: ObjectStore, sources: list[SourceObject], expected: dict[str, str], *, workers: int
+) -> int:
+    """Move the verified staging copy to DEST/VERSION/: locally one directory rename when DEST/VERSION does not
+    exist yet, else (and on S3, where a move is a server-side copy) object by object, skipping objects an
+    interrupted run already moved. Returns the number of objects moved."""
+    if isinstance(final, LocalObjects) and isinstance(staging, LocalObjects) and not final.root.exists():
+        os.rename(staging.root, final.root)
+        return len(sources)
+    placed = final.list()
+
+    def move(src: SourceObject) -> bool:
+        have = placed.get(src.relative)
+        if (
+            have is not None
+            and have.size == src.size
+            and final.remote_fingerprint(src.relative, have) == expected[src.relative]
+        ):
+            return False
+        final.move_from(staging, src)
+        return True
+
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="publish-move") as ex:
+        return sum(ex.map(move, sources))
+
+
+def _stores(target: Destination, version: str, part_size: int) -> tuple[ObjectStore, ObjectStore, ClaimStore, str]:
+    """DEST/VERSION/, its staging copy DEST/.publish/VERSION/staging/, the claim, and the staging location."""
+    staging_dir = f"{STAGING_DIR}/{version}/staging"
+    if target.kind == "local":
+        dest = target.local_path
+        staging = LocalObjects(dest / staging_dir)
+        return LocalObjects(dest / version), staging, LocalClaim(dest, version), str(staging.root)
+    final = S3Objects(target, version, part_size=part_size)
+    s3_staging = S3Objects(target, staging_dir, part_size=part_size, client=final.client)
+    claim = S3Claim(target, version, final.client)
+    return final, s3_staging, claim, f"s3://{target.bucket}/{s3_staging.base}"
+
+
 def _publish(
     paths: BuildPaths,
     target: Destination,
@@ -535,33 +767,51 @@ def _publish(
 ) -> PublishResult:
     version = paths.root.name
     check_not_published(target, version)
+    final, staging, claims, staging_uri = _stores(target, version, part_size)
+    region = final.client.meta.region_name if isinstance(final, S3Objects) else None
 
-    store: ObjectStore
-    region: str | None = None
-    if target.kind == "local":
-        store = LocalObjects(target.local_path / version)
-    else:
-        s3 = S3Objects(target, version, part_size=part_size)
-        region = s3.client.meta.region_name
-        aborted = s3.abort_stale_uploads()
-        if aborted:
-            logger.info("aborted %d multipart upload(s) left by an interrupted run", aborted)
-        store = s3
+    expected = _fingerprints(final, sources, workers)
+    check_validated_sources(paths, sources, _h5ad_sha256(final, sources, expected, workers), validated)
+    fresh = claim_version(claims, paths, build_fingerprint(sources, expected), staging_uri)
+    try:  # a publisher that registered VERSION and dropped its claim before we claimed is seen here
+        check_not_published(target, version)
+    except ReleaseExistsError:
+        if fresh:
+            claims.delete()
+        raise
+    for store in (final, staging):  # only the claim's holder may touch uploads in progress
+        if isinstance(store, S3Objects):
+            aborted = store.abort_stale_uploads()
+            if aborted:
+                logger.info("aborted %d multipart upload(s) left by an interrupted run", aborted)
     logger.info(
-        "publishing %s (%d objects, %.1f MB) to %s/%s/",
+        "publishing %s (%d objects, %.1f MB) to %s/%s/ through %s",
         version,
         len(sources),
         sum(s.size for s in sources) / 1e6,
         target,
         version,
+        staging_uri,
     )
 
-    expected = _fingerprints(store, sources, workers)
-    check_validated_sources(paths, sources, _h5ad_sha256(store, sources, expected, workers), validated)
-    existing = store.list()
-    uploaded, skipped, nbytes = upload_objects(store, sources, expected, existing, workers=workers, on_object=on_object)
-    removed = remove_strays(store, sources, existing)
-    verify_objects(store, sources, expected, workers=workers)
+    staged, placed = staging.list(), final.list()
+    if staged or not placed:
+        uploaded, skipped, nbytes = upload_objects(
+            staging, sources, expected, staged, workers=workers, on_object=on_object
+        )
+        removed = remove_strays(staging, sources, staged)
+        verify_objects(staging, sources, expected, workers=workers)
+        faults.point("publish:before_move")
+        moved = move_into_place(final, staging, sources, expected, workers=workers)
+        logger.info("moved %d verified object(s) into %s/%s/", moved, target, version)
+        removed += remove_strays(final, sources, final.list())
+    else:  # an interrupted run had moved the upload into place already: finish it there
+        uploaded, skipped, nbytes = upload_objects(
+            final, sources, expected, placed, workers=workers, on_object=on_object
+        )
+        removed = remove_strays(final, sources, placed)
+    verify_objects(final, sources, expected, workers=workers)
+    staging.clear()
     logger.info("all %d objects verified at %s/%s/", len(sources), target, version)
 
     faults.point("publish:before_register")
@@ -569,6 +819,7 @@ def _publish(
     entry = entry_for(target, version, release_date=release_date, lts=lts, s3_region=region)
     register_release(target, version, entry)
     record_publication(paths, target)
+    claims.delete()  # release.json names VERSION now: it refuses any other publisher of it
     logger.info("release %s published: %s", version, entry.soma.uri)
     return PublishResult(
         version=version,

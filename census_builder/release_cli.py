@@ -13,6 +13,8 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from census_builder import options
+
 logger = logging.getLogger("census_builder")
 
 
@@ -29,12 +31,19 @@ def _dest_options(p: argparse.ArgumentParser) -> None:
 def register_release_commands(sub: Any) -> None:
     """Add ``publish``, ``release`` and ``notes`` to the subparsers ``sub`` of the main parser."""
     p = sub.add_parser("publish", help="copy a validated build to DEST/VERSION and add it to DEST/release.json")
-    p.add_argument("--version", required=True, help="the build to publish")
-    p.add_argument("--workdir", type=Path, default=Path("census-build"), help="build root (default ./census-build)")
+    p.add_argument("--version", required=True, type=options.version, help="the build to publish")
+    p.add_argument(
+        "--workdir", type=options.workdir, default=Path("census-build"), help="build root (default ./census-build)"
+    )
     _dest_options(p)
     p.add_argument("--lts", action="store_true", help="flag the release as long-term stable")
-    p.add_argument("--release-date", default=None, help="ISO date recorded as release_date (default: today, UTC)")
-    p.add_argument("--jobs", type=int, default=8, help="concurrent transfers (default 8)")
+    p.add_argument(
+        "--release-date",
+        type=options.iso_date,
+        default=None,
+        help="ISO date recorded as release_date (default: today, UTC)",
+    )
+    p.add_argument("--jobs", type=options.positive_int, default=8, help="concurrent transfers (default 8)")
     p.set_defaults(handler=_publish)
 
     r = sub.add_parser("release", help="manage DEST/release.json and mirrors.json: aliases, retractions, LTS, listing")
@@ -45,7 +54,7 @@ def register_release_commands(sub: Any) -> None:
     _dest_options(a)
     a.set_defaults(handler=_alias)
     t = rsub.add_parser("retract", help="mark release VERSION as retracted")
-    t.add_argument("version")
+    t.add_argument("version", type=options.version)
     t.add_argument("--reason", required=True)
     t.add_argument("--replaced-by", default=None, help="release (or alias) replacing it; its aliases move there")
     t.add_argument("--info-url", default=None, help="permalink to more information")
@@ -56,11 +65,11 @@ def register_release_commands(sub: Any) -> None:
     _dest_options(ua)
     ua.set_defaults(handler=_unalias)
     ur = rsub.add_parser("unretract", help="undo the retraction of release VERSION (aliases that moved stay)")
-    ur.add_argument("version")
+    ur.add_argument("version", type=options.version)
     _dest_options(ur)
     ur.set_defaults(handler=_unretract)
     lt = rsub.add_parser("lts", help="flag release VERSION long-term stable (flags.lts), or --clear the flag")
-    lt.add_argument("version")
+    lt.add_argument("version", type=options.version)
     lt.add_argument("--clear", action="store_true", help="clear the flag instead of setting it")
     _dest_options(lt)
     lt.set_defaults(handler=_lts)
@@ -89,7 +98,7 @@ def register_release_commands(sub: Any) -> None:
     ls.set_defaults(handler=_list)
 
     n = sub.add_parser("notes", help="write release notes (markdown and PNG figures) for a build")
-    n.add_argument("--version", required=True)
+    n.add_argument("--version", required=True, type=options.version)
     n.add_argument(
         "--previous",
         default=None,
@@ -97,7 +106,9 @@ def register_release_commands(sub: Any) -> None:
         "VERSION in the release.json of --from; without a destination, the newest complete build in --workdir "
         "named before VERSION)",
     )
-    n.add_argument("--workdir", type=Path, default=Path("census-build"), help="build root (default ./census-build)")
+    n.add_argument(
+        "--workdir", type=options.workdir, default=Path("census-build"), help="build root (default ./census-build)"
+    )
     n.add_argument(
         "--from",
         dest="from_dest",

@@ -553,6 +553,11 @@ class S3DirectoryStore:
     def read(self) -> ReleaseDirectory:
         return self._get()[0]
 
+    def require_conditional_writes(self) -> None:
+        """Raise StorageError unless the endpoint honours ``If-None-Match`` (probed once per store)."""
+        if not self._probed:
+            self._probe_conditional_writes()
+
     def _probe_conditional_writes(self) -> None:
         """Refuse endpoints that ignore ``If-None-Match`` (they would let concurrent publishers lose entries)."""
         from botocore.exceptions import ClientError

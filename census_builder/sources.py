@@ -12,7 +12,8 @@ deletes or replaces a file under ``h5ads/`` only when such a record says it crea
 (same inode); anything else there is refused, never touched. A staged copy is reused only while both the
 source and the copy still match their records: a source replaced (``cp good .tmp && mv .tmp src.h5ad``)
 or edited in place is staged again, and the log says so. Copies are written to a temporary name that
-is recorded first, so an interrupted copy is never mistaken for a finished one and is cleaned up on resume.
+is recorded first (in ``h5ads/``, never the system temp directory), so an interrupted copy is never
+mistaken for a finished one and is cleaned up on resume.
 """
 
 from __future__ import annotations

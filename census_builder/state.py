@@ -14,6 +14,8 @@ DIR/VERSION/
 from __future__ import annotations
 
 import contextlib
+import errno
+import fcntl
 import json
 import logging
 import os
@@ -26,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from census_builder import faults
 from census_builder.errors import BuildLockedError
 
 logger = logging.getLogger(__name__)
@@ -143,12 +146,47 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def read_lock_holder(paths: BuildPaths) -> dict[str, Any] | None:
+    """What the build lock says about its holder: None if there is no lock, {} if it cannot be read."""
+    try:
+        holder = read_json(paths.lock)
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError):
+        return {}
+    return holder if isinstance(holder, dict) else {}
+
+
+def holder_is_dead(holder: dict[str, Any]) -> bool:
+    """True only when the holder is known to be gone: a process of this host that no longer exists.
+    A holder on another host (or an unreadable lock) may be alive: this host cannot tell."""
+    pid = holder.get("pid")
+    return holder.get("host") == socket.gethostname() and isinstance(pid, int) and not _pid_alive(pid)
+
+
+def live_holder(paths: BuildPaths) -> dict[str, Any] | None:
+    """The holder of the version's build lock if it may still be running, else None (no lock, or a dead
+    holder's lock, which the next :func:`build_lock` takes over). For commands that must not run beside a
+    build (e.g. discarding an unfinished build); to act on the version, hold :func:`build_lock` instead."""
+    holder = read_lock_holder(paths)
+    if holder is None or holder_is_dead(holder):
+        return None
+    return holder
+
+
 @contextlib.contextmanager
 def build_lock(paths: BuildPaths) -> Iterator[BuildLock]:
     """Hold the version's build lock; refuse if a live build holds it, take over a dead one's.
 
-    Taking over a dead build's lock also kills the local dask worker processes it recorded: a worker
-    outlives a SIGKILLed driver and would otherwise go on writing chunks into the release.
+    The lock is ``.build/lock`` (JSON: pid, host, run_id, workers), created atomically (hard link of a
+    complete file, or ``O_EXCL``). Taking over a dead holder's lock happens under a take-over guard (an
+    exclusive ``flock`` of ``.build/lock.takeover``, or, where the filesystem has no flock, an exclusive
+    create of ``.build/lock.takeover.owner``): the winner checks the lock still names the dead holder,
+    kills the local dask workers it recorded (they outlive a SIGKILLed driver and would go on writing
+    chunks) and replaces the lock with its own in one rename, so that the lock never disappears; a
+    contender that waited for the guard then finds a live holder and is refused. Only a holder on this
+    host can be judged dead, so the guard only has to exclude processes of one host, which ``flock``
+    does on every filesystem that has it (NFS included).
     """
     paths.state.mkdir(parents=True, exist_ok=True)
     me: dict[str, Any] = {
@@ -157,42 +195,142 @@ def build_lock(paths: BuildPaths) -> Iterator[BuildLock]:
         "started": time.time(),
         "run_id": uuid.uuid4().hex,
     }
-    for _ in range(3):
-        try:
-            fd = os.open(paths.lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
-            try:
-                holder = read_json(paths.lock)
-            except (OSError, ValueError):
-                holder = {}
-            if (
-                holder.get("host") == me["host"]
-                and isinstance(holder.get("pid"), int)
-                and not _pid_alive(holder["pid"])
-            ):
-                logger.warning("taking over stale build lock of dead process %s", holder["pid"])
-                _kill_orphans(holder.get("workers", []))
-                with contextlib.suppress(FileNotFoundError):
-                    paths.lock.unlink()
-                continue
-            if not holder:  # a lock being written right now, or garbage: give the writer a moment
-                time.sleep(0.2)
-                with contextlib.suppress(OSError, ValueError):
-                    holder = read_json(paths.lock)
-            raise BuildLockedError(  # noqa: B904 - the FileExistsError is the expected signal, not a cause
-                f"{paths.root} is locked by a running build (pid {holder.get('pid')} on {holder.get('host')}); "
-                f"wait for it to finish. If that process is gone for good, remove {paths.lock}."
-            )
-        with os.fdopen(fd, "w") as f:
-            json.dump(me, f)
-        break
-    else:
-        raise BuildLockedError(f"could not take the build lock {paths.lock}")
+    _acquire(paths, me)
     try:
         yield BuildLock(paths.lock, me)
     finally:
-        with contextlib.suppress(FileNotFoundError):
-            paths.lock.unlink()
+        current = read_lock_holder(paths)
+        if current is not None and current.get("run_id") == me["run_id"]:  # never remove a successor's lock
+            with contextlib.suppress(FileNotFoundError):
+                paths.lock.unlink()
+
+
+def _create_exclusive(path: Path, content: dict[str, Any]) -> bool:
+    """Create ``path`` holding ``content`` unless it exists; readers never see it empty."""
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        with tmp.open("w", encoding="utf-8") as f:
+            json.dump(content, f)
+            f.flush()
+            os.fsync(f.fileno())
+        try:
+            os.link(tmp, path)
+            return True
+        except FileExistsError:
+            return False
+        except OSError as e:  # no hard links on this filesystem: an exclusive create instead
+            if e.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK, errno.ENOSYS):
+                raise
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            return False
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(content, f)
+        return True
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _acquire(paths: BuildPaths, me: dict[str, Any]) -> None:
+    for _ in range(5):
+        if _create_exclusive(paths.lock, me):
+            return
+        holder = read_lock_holder(paths)
+        if holder is None:  # released in the meantime
+            continue
+        if holder_is_dead(holder):
+            with _takeover_guard(paths, me):
+                current = read_lock_holder(paths)
+                if current != holder:  # released or taken over while we waited for the guard: look again
+                    continue
+                faults.point("lock:takeover")
+                logger.warning("taking over stale build lock of dead process %s", holder["pid"])
+                _kill_orphans(holder.get("workers", []))
+                write_json_atomic(paths.lock, me)  # one rename: the lock is never absent
+                return
+        if not holder:  # a lock written by an older version right now, or garbage: give the writer a moment
+            time.sleep(0.2)
+            holder = read_lock_holder(paths) or {}
+        raise BuildLockedError(
+            f"{paths.root} is locked by a running build (pid {holder.get('pid')} on {holder.get('host')}); "
+            f"wait for it to finish. If that process is gone for good, remove {paths.lock}."
+        )
+    raise BuildLockedError(f"could not take the build lock {paths.lock}: it changed hands 5 times; re-run the command")
+
+
+_NO_FLOCK = (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOTSUP, errno.ENOSYS, errno.EINVAL, errno.EBADF)
+TAKEOVER_WAIT = 30.0  # seconds a contender waits for another's take-over (which waits up to 10 s for workers)
+
+
+@contextlib.contextmanager
+def _takeover_guard(paths: BuildPaths, me: dict[str, Any]) -> Iterator[None]:
+    guard = paths.state / "lock.takeover"
+    fd = os.open(guard, os.O_CREAT | os.O_RDWR, 0o644)
+    try:
+        has_flock = True
+        deadline = time.monotonic() + TAKEOVER_WAIT
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                faults.point("lock:guard_busy")
+                if time.monotonic() > deadline:
+                    raise BuildLockedError(  # noqa: B904 - waiting is the expected path, not a cause
+                        f"another build is taking over the lock of {paths.root} (guard {guard}); re-run the command"
+                    )
+                time.sleep(0.05)
+            except OSError as e:
+                if e.errno not in _NO_FLOCK:
+                    raise
+                logger.debug("no flock on %s (%s): guarding the take-over with an exclusive create", guard, e)
+                has_flock = False
+                break
+        if not has_flock:
+            with _exclusive_guard(paths, me):
+                yield
+            return
+        try:
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def _exclusive_guard(paths: BuildPaths, me: dict[str, Any]) -> Iterator[None]:
+    """The take-over guard where the filesystem has no flock: the file ``lock.takeover.owner``, created
+    exclusively. One left by a take-over that crashed is not removed automatically (that would race):
+    the message names it."""
+    owner = paths.state / "lock.takeover.owner"
+    deadline = time.monotonic() + TAKEOVER_WAIT
+    while not _create_exclusive(owner, me):
+        other = read_json_or_empty(owner)
+        if other and holder_is_dead(other):
+            raise BuildLockedError(
+                f"a take-over of the build lock of {paths.root} by process {other.get('pid')} crashed; no build "
+                f"runs there. Remove {owner} and re-run the command"
+            )
+        faults.point("lock:guard_busy")
+        if time.monotonic() > deadline:
+            raise BuildLockedError(
+                f"another build is taking over the lock of {paths.root} ({owner}); re-run the command"
+            )
+        time.sleep(0.05)
+    try:
+        yield
+    finally:
+        owner.unlink(missing_ok=True)
+
+
+def read_json_or_empty(path: Path) -> dict[str, Any]:
+    try:
+        data = read_json(path)
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 @dataclass

@@ -13,6 +13,7 @@ import http.server
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import threading
@@ -26,8 +27,13 @@ import pytest
 import tiledbsoma as soma
 from cellxgene_census import _release_directory as client_directory
 
-from census_builder import cli
-from census_builder.errors import PublishRefusedError, ReleaseDirectoryError, ReleaseExistsError, StorageError
+from census_builder import cli, faults
+from census_builder.errors import (
+    PublishRefusedError,
+    ReleaseExistsError,
+    StorageError,
+    UsageError,
+)
 from census_builder.notes import make_notes
 from census_builder.publish import MIN_PART_SIZE, SourceObject, publish, s3_etag
 from census_builder.release_directory import Destination, LocalDirectoryStore, S3DirectoryStore, entry_for
@@ -120,7 +126,7 @@ def test_refuses_a_build_that_is_incomplete_or_not_validated(
 
 
 def test_refuses_a_version_name_that_is_not_plain(tmp_path: Path) -> None:
-    with pytest.raises(ReleaseDirectoryError, match="not a valid name"):
+    with pytest.raises(UsageError, match="not a valid release version"):
         publish(tmp_path, "../v1", tmp_path / "dest")
 
 
@@ -182,14 +188,16 @@ def test_interrupted_local_publish_is_invisible_then_resumes(
     with pytest.raises(KeyboardInterrupt):
         publish(workdir, "v1", dest, workers=2, on_object=_StopAfter(60))
     assert set(json.loads((dest / "release.json").read_text())) == {"v0"}
-    partial = _tree(dest / "v1")
+    staging = dest / ".publish" / "v1" / "staging"
+    assert not (dest / "v1").exists()  # the upload goes to the staging directory first
+    partial = _tree(staging)
     total = len(_published_tree(paths))
     assert 60 <= len(partial) < total
     # Damage one finished object (same size, other bytes) and leave a stray file, as a bad disk or an
     # earlier attempt might: the re-run must repair the first and remove the second.
     damaged = sorted(partial)[0]
-    (dest / "v1" / damaged).write_bytes(b"\0" * len(partial[damaged]))
-    stray = dest / "v1" / "soma" / "census_data" / "stray-fragment.tdb"
+    (staging / damaged).write_bytes(b"\0" * len(partial[damaged]))
+    stray = staging / "soma" / "census_data" / "stray-fragment.tdb"
     stray.write_bytes(b"junk")
 
     result = publish(workdir, "v1", dest, workers=2)
@@ -197,6 +205,7 @@ def test_interrupted_local_publish_is_invisible_then_resumes(
     assert result.uploaded == total - len(partial) + 1
     assert result.removed == 1 and not stray.exists()
     assert _tree(dest / "v1") == _published_tree(paths)
+    assert not (dest / ".publish").exists()  # no claim, no staging copy left
     assert set(json.loads((dest / "release.json").read_text())) == {"v0", "v1"}
     assert _obs_counts(str(dest / "v1" / "soma")) == CELLS
 
@@ -230,7 +239,7 @@ def test_killed_cli_publish_resumes(example_release: BuiltRelease, workdir: Path
     )
     assert killed.returncode == -9, killed.stderr
     assert not (dest / "release.json").exists()
-    assert len(_tree(dest / "v1")) >= 40
+    assert len(_tree(dest / ".publish" / "v1" / "staging")) >= 40
     done = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "already there" in done.stderr
@@ -585,9 +594,11 @@ def test_interrupted_s3_publish_is_invisible_then_resumes(
     with pytest.raises(KeyboardInterrupt):
         publish(workdir, "v1", dest, endpoint_url=s3_server.endpoint, workers=2, on_object=_StopAfter(50))
     client = s3_server.client()
-    partial = _keys(client, bucket, "census/v1/")
+    partial = _keys(client, bucket, "census/.publish/v1/staging/")
     total = len(_published_tree(paths))
     assert 50 <= len(partial) < total
+    assert not _keys(client, bucket, "census/v1/")  # nothing under DEST/V/ before the upload is verified
+    assert set(_keys(client, bucket, "census/.publish/v1/")) == {"claim.json", *(f"staging/{k}" for k in partial)}
     assert "Contents" not in client.list_objects_v2(Bucket=bucket, Prefix="census/release.json")
     # A multipart upload an interrupted run left open is aborted by the next run.
     client.create_multipart_upload(Bucket=bucket, Key="census/v1/h5ads/half-sent.h5ad")
@@ -596,6 +607,7 @@ def test_interrupted_s3_publish_is_invisible_then_resumes(
     assert result.skipped == len(partial) and result.uploaded == total - len(partial)
     assert "Uploads" not in client.list_multipart_uploads(Bucket=bucket)
     assert set(_keys(client, bucket, "census/v1/")) == set(_published_tree(paths))
+    assert not _keys(client, bucket, "census/.publish/")  # staging copy and claim are gone
     directory = json.loads(client.get_object(Bucket=bucket, Key="census/release.json")["Body"].read())
     assert set(directory) == {"v1"}
     ctx = soma.SOMATileDBContext(tiledb_config=s3_server.tiledb_config())
@@ -646,3 +658,105 @@ def test_publish_to_a_missing_bucket_fails_before_uploading(
     _validated_copy(example_release, workdir, "v1")
     with pytest.raises(StorageError, match=r"s3://no-such-bucket/census/release\.json.*NoSuchBucket"):
         publish(workdir, "v1", "s3://no-such-bucket/census", endpoint_url=s3_server.endpoint)
+
+
+# -- two publishers of one version (forced interleaving) ---------------------------------------------------
+
+
+def _other_build(release: BuiltRelease, workdir: Path, version: str) -> BuildPaths:
+    """Another build under the same version name (one more object: another fingerprint)."""
+    paths = _validated_copy(release, workdir, version)
+    (paths.h5ads / "zz-other-build.bin").write_bytes(b"a different build")
+    return paths
+
+
+class _Publisher(threading.Thread):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(daemon=True)
+        self.args, self.kwargs = args, kwargs
+        self.result: Any = None
+
+    def run(self) -> None:
+        try:
+            self.result = publish(*self.args, **self.kwargs)
+        except BaseException as e:
+            self.result = e
+
+
+def _race(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, first: tuple[Any, ...], second: tuple[Any, ...], **kw: Any
+) -> tuple[Any, Exception]:
+    """Publisher 1 stops after its 5th object (fault point publish:object:5); publisher 2 then starts and must
+    be refused at once; publisher 1 then finishes."""
+    pause = tmp_path / "pause"
+    monkeypatch.setenv(faults.PAUSE_DIR_ENV, str(pause))
+    monkeypatch.setenv(faults.PAUSE_ENV, "publish:object:5")
+    one = _Publisher(*first, **kw)
+    one.start()
+    faults.wait_reached(pause, "publish:object:5", paused=True)
+    with pytest.raises(ReleaseExistsError) as refused:
+        publish(*second, **kw)
+    faults.resume(pause, "publish:object:5")
+    one.join(180)
+    assert not one.is_alive()
+    return one.result, refused.value
+
+
+def test_a_second_build_publishing_the_same_local_version_is_refused_at_once(
+    example_release: BuiltRelease, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = _validated_copy(example_release, tmp_path / "work-1", "v1")
+    _other_build(example_release, tmp_path / "work-2", "v1")
+    dest = tmp_path / "dest"
+    done, refused = _race(monkeypatch, tmp_path, (tmp_path / "work-1", "v1", dest), (tmp_path / "work-2", "v1", dest))
+    message = str(refused)
+    assert "release v1 is being published by another build (claim " in message
+    assert f"build {first.root} on {socket.gethostname()}" in message
+    assert f"delete {dest / '.publish/v1/claim.json'} and {dest / '.publish/v1/staging'} and re-run" in message
+    assert done.objects == done.uploaded == len(_published_tree(first))
+    assert _tree(dest / "v1") == _published_tree(first)  # the first build only: no object of the second
+    assert set(json.loads((dest / "release.json").read_text())) == {"v1"}
+    assert not (dest / ".publish").exists()
+    with pytest.raises(ReleaseExistsError, match="already published"):  # later: release.json refuses it
+        publish(tmp_path / "work-2", "v1", dest)
+
+
+def test_an_interrupted_publish_keeps_its_claim_and_resumes(example_release: BuiltRelease, tmp_path: Path) -> None:
+    first = _validated_copy(example_release, tmp_path / "work-1", "v1")
+    _other_build(example_release, tmp_path / "work-2", "v1")
+    dest = tmp_path / "dest"
+    with pytest.raises(KeyboardInterrupt):
+        publish(tmp_path / "work-1", "v1", dest, workers=2, on_object=_StopAfter(20))
+    claim = json.loads((dest / ".publish" / "v1" / "claim.json").read_text())
+    assert claim["build"] == str(first.root) and len(claim["fingerprint"]) == 64
+    with pytest.raises(ReleaseExistsError, match="being published by another build"):
+        publish(tmp_path / "work-2", "v1", dest)
+    result = publish(tmp_path / "work-1", "v1", dest, workers=2)  # same build: same fingerprint, resumes
+    assert result.skipped >= 20 and _tree(dest / "v1") == _published_tree(first)
+    assert not (dest / ".publish").exists()
+
+
+def test_a_second_build_publishing_the_same_s3_version_is_refused_at_once(
+    example_release: BuiltRelease, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, s3_server: S3Server, bucket: str
+) -> None:
+    first = _validated_copy(example_release, tmp_path / "work-1", "v1")
+    _other_build(example_release, tmp_path / "work-2", "v1")
+    dest = f"s3://{bucket}/census"
+    done, refused = _race(
+        monkeypatch,
+        tmp_path,
+        (tmp_path / "work-1", "v1", dest),
+        (tmp_path / "work-2", "v1", dest),
+        endpoint_url=s3_server.endpoint,
+        workers=2,
+    )
+    assert f"claim s3://{bucket}/census/.publish/v1/claim.json: build {first.root}" in str(refused)
+    client = s3_server.client()
+    assert done.uploaded == len(_published_tree(first))
+    remote = _keys(client, bucket, "census/v1/")
+    assert set(remote) == set(_published_tree(first))
+    for rel in remote:
+        assert remote[rel][1] == s3_etag(first.root / rel, 64 * 1024**2)
+    assert not _keys(client, bucket, "census/.publish/")
+    directory = json.loads(client.get_object(Bucket=bucket, Key="census/release.json")["Body"].read())
+    assert set(directory) == {"v1"}
