@@ -95,18 +95,19 @@ def test_a_full_disk_at_each_stage_is_one_line(
 
 
 class _DownloadRecorder:
-    """A boto3 client that records where download_fileobj writes (download_file would fail: not offered)."""
+    """A boto3 client that notes, as the download starts, where the staging record says it writes."""
 
-    def __init__(self, real: Any) -> None:
+    def __init__(self, real: Any, record: Path) -> None:
         self.real = real
-        self.written_to: list[str] = []
+        self.record = record
+        self.partials: list[str] = []
 
     def head_object(self, **kw: Any) -> Any:
         return self.real.head_object(**kw)
 
-    def download_fileobj(self, bucket: str, key: str, fileobj: Any, **kw: Any) -> None:
-        self.written_to.append(fileobj.name)
-        self.real.download_fileobj(bucket, key, fileobj, **kw)
+    def get_object(self, **kw: Any) -> Any:
+        self.partials.append(json.loads(self.record.read_text())["partial"])
+        return self.real.get_object(**kw)
 
 
 def test_s3_sources_download_into_the_workdir_not_the_system_temp_dir(
@@ -130,9 +131,12 @@ def test_s3_sources_download_into_the_workdir_not_the_system_temp_dir(
     manifest_path.write_text("dataset_id,h5ad_uri\na,s3://corpus/a.h5ad\n")
     manifest = load_manifest(manifest_path)
     dest = tmp_path / "w" / "v" / "h5ads" / "a.h5ad"
-    client = _DownloadRecorder(real)
-    assert stage_source(manifest, manifest.entries[0], dest, client=client) == dest
-    assert client.written_to == [str(dest.with_name(".a.h5ad.partial"))]
+    records = tmp_path / "w" / "v" / ".build" / "staged"
+    client = _DownloadRecorder(real, records / "a.json")
+    assert stage_source(manifest, manifest.entries[0], dest, records, client=client) == dest
+    # the download goes to a recorded temporary file beside the destination
+    [partial] = client.partials
+    assert Path(partial).parent == dest.parent and Path(partial).name.startswith(".a.h5ad.")
     assert dest.read_bytes() == data
     assert sorted(p.name for p in dest.parent.iterdir()) == ["a.h5ad"]
     assert list(system_tmp.iterdir()) == []

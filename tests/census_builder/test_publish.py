@@ -309,7 +309,9 @@ def test_release_commands_on_a_local_destination(
     assert run("release", "lts", "2026-11-01") == 0
     assert run("release", "lts", "2026-11-22") == 0
     assert run("release", "lts", "2026-11-22", "--clear") == 0
-    assert run("release", "lts", "latest") == 1  # an alias: flag the build by its name
+    with pytest.raises(SystemExit) as usage:  # an alias name, not a version: flag the build by its name
+        run("release", "lts", "latest")
+    assert usage.value.code == 2
     data = json.loads((dest / "release.json").read_text())
     assert data["latest"] == "2026-11-22" and "stable" not in data
     assert data["2026-11-01"]["flags"] == {"lts": True, "retracted": False} and "retraction" not in data["2026-11-01"]
