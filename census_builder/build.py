@@ -26,13 +26,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from census_builder import __version__, faults, soma_io
+from census_builder import __version__, exclusions, faults, soma_io, staged
 from census_builder.cluster import dask_client, run_tasks
 from census_builder.errors import BuildStateError, InputError, PreflightError, ReleaseExistsError
 from census_builder.manifest import Manifest, ManifestEntry, load_manifest, write_manifest
 from census_builder.matrix import ChunkSummary, ChunkTask, process_chunk, result_exists
 from census_builder.plan import DatasetPlan, PlanFiles, inspect_dataset, unreadable
 from census_builder.progress import Progress
+from census_builder.restart import discard_run_state, refuse_restart_of, release_started
 from census_builder.schema import CensusSchema, load_schema
 from census_builder.sources import source_size, stage_source
 from census_builder.state import BuildPaths, StageRecord, build_lock, read_json, write_json_atomic
@@ -67,6 +68,8 @@ class BuildConfig:
     build_date: str | None = None  # ISO date; default: today (UTC) when the build first started
     memory_limit: str | None = None  # per local dask worker
     force_rebuild: bool = False  # build a complete version again, into a new DIR/VERSION.rebuild-<UTC time>
+    restart: bool = False  # discard an unfinished build's run state first (never a complete release)
+    max_excluded: float = 0.1  # with exclude_invalid: refuse when a larger share of the datasets is invalid
 
 
 @dataclass
@@ -110,6 +113,8 @@ def build(config: BuildConfig) -> BuildPaths:
     manifest = load_manifest(config.manifest)
     paths = BuildPaths.for_version(config.workdir, config.version)
     if paths.is_complete():
+        if config.restart and not config.force_rebuild:
+            refuse_restart_of(paths)
         if not config.force_rebuild:
             raise ReleaseExistsError(
                 f"release {config.version} at {paths.root} is complete and immutable; build another version, "
@@ -119,7 +124,9 @@ def build(config: BuildConfig) -> BuildPaths:
         paths = BuildPaths(paths.root.with_name(f"{config.version}.rebuild-{stamp}"))
         logger.warning("%s is complete and stays untouched; rebuilding into %s", config.version, paths.root)
     paths.root.mkdir(parents=True, exist_ok=True)
-    with build_lock(paths) as lock:
+    with build_lock(paths) as lock:  # no live build holds it from here on: run state may be discarded
+        if config.restart:
+            discard_run_state(paths, reason="--restart")
         run = BuildRun(config, schema, manifest, paths, StageRecord(paths), run_id=lock.run_id)
         _check_same_inputs(run)
         run.report("running")
@@ -143,9 +150,13 @@ def build(config: BuildConfig) -> BuildPaths:
                     run.report("running")
         except BaseException as e:
             with contextlib.suppress(OSError):  # e.g. the disk is full: the original error matters more
-                run.report("failed", error=f"{type(e).__name__}: {e}")
+                if isinstance(e, KeyboardInterrupt):  # Ctrl-C, SIGTERM: nothing is wrong, the run just stopped
+                    run.report("interrupted", error=f"interrupted by {e or 'SIGINT'}", interrupted=time.time())
+                else:
+                    run.report("failed", error=f"{type(e).__name__}: {e}")
             raise
         run.report("complete", completed=time.time())
+        exclusions.log_summary(run.stages.get("stage_and_inspect")["outputs"].get("invalid", []), len(manifest))
     logger.info("release %s complete: %s", config.version, paths.soma)
     return paths
 
@@ -159,19 +170,39 @@ def _check_same_inputs(run: BuildRun) -> None:
         "exclude_invalid": run.config.exclude_invalid,
     }
     path = run.paths.state / "inputs.json"
-    if path.is_file():
-        recorded = read_json(path)
-        diff = {k: (recorded.get(k), v) for k, v in key.items() if k != "build_date" and recorded.get(k) != v}
-        if diff:
+    recorded = read_json(path) if path.is_file() else None
+    diff = {k: (recorded.get(k), v) for k, v in key.items() if recorded.get(k) != v} if recorded else {}
+    if diff:
+        changed = "; ".join(_describe_change(k, old, new, recorded or {}, run) for k, (old, new) in diff.items())
+        if release_started(run.paths, run.stages):
             raise BuildStateError(
-                f"{run.paths.root} holds an unfinished build with other inputs {diff} (recorded, now); "
-                "resume it with the same manifest and options, or use another --workdir/--version"
+                f"{run.paths.root} holds an unfinished build that already wrote release objects, with other "
+                f"inputs: {changed}. Resume it with its recorded manifest and options, or discard it and build "
+                "from scratch with these inputs: add --restart to this command (or build another --version)"
             )
+        logger.warning(
+            "%s: the unfinished build wrote no release object yet; restarting it with the new inputs (%s)",
+            run.paths.root,
+            changed,
+        )
+        discard_run_state(run.paths, reason="inputs changed before any release object was written")
+        recorded = None
+    if recorded:
         run_date = recorded["build_date"]
     else:
         run_date = run.config.build_date or dt.datetime.now(dt.UTC).date().isoformat()
-        write_json_atomic(path, {**key, "build_date": run_date})
+        write_json_atomic(path, {**key, "manifest": str(run.config.manifest.resolve()), "build_date": run_date})
     run.build_date = run_date
+
+
+def _describe_change(key: str, old: Any, new: Any, recorded: dict[str, Any], run: BuildRun) -> str:
+    if key == "manifest_sha256":
+        was = recorded.get("manifest", "")
+        now = str(run.config.manifest.resolve())
+        where = f"{was} -> {now}" if was and was != now else now
+        return f"manifest ({where}; content sha256 {str(old)[:12]}... -> {str(new)[:12]}...)"
+    option = {"chunk_nnz": "--chunk-nnz", "exclude_invalid": "--exclude-invalid", "schema": "schema version"}
+    return f"{option.get(key, key)} ({old} -> {new})"
 
 
 # -- step 1 ------------------------------------------------------------------------------------------------
@@ -240,18 +271,25 @@ def stage_and_inspect(run: BuildRun) -> dict[str, Any]:
     problems.sort(key=lambda p: order.get(p.dataset_id, -1))
     if problems and not run.config.exclude_invalid:
         raise PreflightError(problems)
+    invalid = [p.to_json() for p in problems]
+    if problems:  # loud, and refused before any release object when too many are left out
+        run.report("running", excluded=exclusions.record(invalid, len(entries), run.config.max_excluded))
+        exclusions.log_summary(invalid, len(entries))
+        exclusions.enforce_max_excluded(invalid, len(entries), run.config.max_excluded)
     for bad_input in problems:
-        logger.warning("excluding invalid dataset: %s", bad_input)
         run.paths.h5ad(bad_input.dataset_id).unlink(missing_ok=True)
     plans = [done[e.dataset_id] for e in entries if e.dataset_id in done]
-    write_manifest(run.paths.manifest, run.manifest, set(done))  # what this release was built from
+    # The release is built from the staged copies: validation reads them too (a moved corpus does not matter).
+    staged.set_aside(run.paths, {p.dataset_id for p in plans if p.organism is None})
+    uris = {p.dataset_id: staged.staged_uri(run.paths, p.dataset_id, p.organism is not None) for p in plans}
+    write_manifest(run.paths.manifest, run.manifest, set(done), uris)  # what this release was built from
     for plan in plans:
         if plan.organism is None:
             logger.info("dataset %s contributes no cells: %s", plan.dataset_id, plan.excluded_reason)
         for warning in plan.warnings:
             logger.warning("dataset %s: %s", plan.dataset_id, warning)
     inputs = {
-        "invalid": [p.to_json() for p in problems],
+        "invalid": invalid,
         "no_cells": [{"dataset_id": p.dataset_id, "reason": p.excluded_reason} for p in plans if p.organism is None],
         "warnings": {p.dataset_id: list(p.warnings) for p in plans if p.warnings},
     }

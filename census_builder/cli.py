@@ -18,6 +18,9 @@ logger = logging.getLogger("census_builder")
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="census_builder", description=__doc__)
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    p.add_argument(
+        "--about", action=_About, help="print census-builder's version, git commit and dependency versions, and exit"
+    )
     sub = p.add_subparsers(dest="command", required=True)
 
     b = sub.add_parser("build", help="build (or resume) a Census release from a manifest")
@@ -46,6 +49,7 @@ def _parser() -> argparse.ArgumentParser:
         help="if VERSION is complete, build it again into a new directory DIR/VERSION.rebuild-<time> "
         "(the complete release is never touched)",
     )
+    _restart_options(b)
 
     v = sub.add_parser("validate", help="validate a built release (DIR/VERSION/soma) against its sources")
     v.add_argument("--version", required=True)
@@ -58,7 +62,58 @@ def _parser() -> argparse.ArgumentParser:
     from census_builder.release_cli import register_release_commands  # publish, release, notes
 
     register_release_commands(sub)
+    _verbose_everywhere(p)
     return p
+
+
+class _About(argparse.Action):
+    def __init__(self, option_strings: Sequence[str], dest: str, help: str | None = None) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, help=help)
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: object, **kwargs: object) -> None:
+        from census_builder.about import about_lines
+
+        print("\n".join(about_lines()))
+        parser.exit(0)
+
+
+def _restart_options(b: argparse.ArgumentParser) -> None:
+    b.add_argument(
+        "--restart",
+        action="store_true",
+        help="discard the unfinished build of VERSION (DIR/VERSION/.build/ and its report's state; never a "
+        "complete release) once no live build holds its lock, then build from scratch with these inputs",
+    )
+    b.add_argument(
+        "--max-excluded",
+        type=_fraction,
+        default=0.1,
+        metavar="FRACTION",
+        help="with --exclude-invalid: refuse (exit 3) before writing the release when more than this share "
+        "of the manifest's datasets is invalid (0..1, default 0.1)",
+    )
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a share between 0 and 1 (e.g. 0.25)")
+    return value
+
+
+def _verbose_everywhere(parser: argparse.ArgumentParser) -> None:
+    """``-v`` after any (sub)command as well as before it: ``build ... -v``."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in set(action.choices.values()):
+                if "-v" not in sub._option_string_actions:
+                    sub.add_argument(
+                        "-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="debug logging"
+                    )
+                _verbose_everywhere(sub)
 
 
 def _configure_logging(verbose: bool) -> None:
@@ -87,26 +142,50 @@ def _log_to_file(path: Path) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = _parser().parse_args(argv)
     _configure_logging(args.verbose)
-    from census_builder.errors import CensusBuilderError
+    from census_builder.errors import CensusBuilderError, TooManyExcludedError
+    from census_builder.interrupt import signals_interrupt
 
     try:
-        if hasattr(args, "handler"):
-            return int(args.handler(args))
-        if args.command == "build":
-            return _build(args)
-        if args.command == "example":
-            return _example(args)
-        if args.command == "validate":
-            return _validate(args)
+        with signals_interrupt():
+            if hasattr(args, "handler"):
+                return int(args.handler(args))
+            if args.command == "build":
+                return _build(args)
+            if args.command == "example":
+                return _example(args)
+            if args.command == "validate":
+                return _validate(args)
+    except TooManyExcludedError as e:
+        logger.error("%s", e)
+        return EXIT_TOO_MANY_EXCLUDED
     except CensusBuilderError as e:
         logger.error("%s", e)
         return 1
-    except KeyboardInterrupt:
-        logger.error("interrupted; re-run the same command to resume")
-        return 130
+    except KeyboardInterrupt as e:
+        return _interrupted(e, args, argv)
     return 2
+
+
+EXIT_TOO_MANY_EXCLUDED = 3  # README "Exit status"
+
+
+def _interrupted(e: KeyboardInterrupt, args: argparse.Namespace, argv: list[str]) -> int:
+    """One line: what was stopped and the command that carries on; exit 128 + signal."""
+    from census_builder.interrupt import Interrupted, command_line, signal_name, signum_of
+
+    signum = signum_of(e)
+    what = e.what if isinstance(e, Interrupted) and e.what else f"{args.command} interrupted"
+    if isinstance(e, Interrupted) and e.continue_with:
+        todo = e.continue_with
+    elif args.command == "build":  # finished work is kept; --restart again would discard it
+        todo = command_line(argv, drop=("--restart",))
+    else:
+        todo = command_line(argv)
+    logger.error("%s by %s; continue with: %s", what, signal_name(signum), todo)
+    return 128 + signum
 
 
 def _build(args: argparse.Namespace) -> int:
@@ -127,13 +206,31 @@ def _build(args: argparse.Namespace) -> int:
         force_rebuild=args.force_rebuild,
         build_date=args.build_date,
         memory_limit=args.memory_limit,
+        restart=args.restart,
+        max_excluded=args.max_excluded,
     )
     out = build(config)
     logger.info("release written to %s (report: %s)", out.soma, out.report)
     if args.no_validate:
         logger.warning("validation skipped (--no-validate): this release cannot be published until validated")
         return 0
-    return _run_validation(out, workers=args.workers, scheduler=args.scheduler)
+    try:
+        return _run_validation(out, workers=args.workers, scheduler=args.scheduler)
+    except KeyboardInterrupt as e:  # the release is complete (immutable): only validation is left to do
+        from census_builder.interrupt import Interrupted, signum_of
+
+        raise Interrupted(
+            signum_of(e),
+            continue_with=_validate_command(out),
+            what=f"validation of the complete release {out.root.name} interrupted",
+        ) from None
+
+
+def _validate_command(paths: BuildPaths) -> str:
+    import shlex
+
+    argv = ["validate", "--version", paths.root.name, "--workdir", str(paths.root.parent)]
+    return shlex.join(["python", "-m", "census_builder", *argv])
 
 
 def _validate(args: argparse.Namespace) -> int:
@@ -149,15 +246,23 @@ def _validate(args: argparse.Namespace) -> int:
 def _run_validation(paths: BuildPaths, *, workers: int | None, scheduler: str | None) -> int:
     """Validate with the independent checker; its report lands at DIR/VERSION/validation_report.json."""
     from census_builder.cluster import dask_client
+    from census_builder.staged import validation_manifest
     from validation import validate_release
 
+    manifest = validation_manifest(paths)
     logger.info("validating %s against its sources", paths.soma)
     with dask_client(workers=workers, scheduler=scheduler) as client:
-        report = validate_release(str(paths.soma), paths.manifest, client=client, report_path=paths.validation_report)
+        report = validate_release(str(paths.soma), manifest, client=client, report_path=paths.validation_report)
     for line in report.lines():
         print(line)  # the per-check lines are this command's output
     if not report.passed:
-        logger.error("validation FAILED (%s); see %s", ", ".join(report.failed), paths.validation_report)
+        logger.error(
+            "validation FAILED (%s); see %s. The release stays unpublishable; what to do: README, "
+            "'When validation fails' (fix the cause, then %s; or build again with --force-rebuild or a new --version)",
+            ", ".join(report.failed),
+            paths.validation_report,
+            _validate_command(paths),
+        )
         return 1
     logger.info("validation passed; report: %s", paths.validation_report)
     return 0

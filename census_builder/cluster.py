@@ -77,10 +77,34 @@ def dask_client(
             dashboard_address=":0",  # any free port: never collide with another cluster
             memory_limit=memory_limit or "auto",
             silence_logs=logging.WARNING,
+            preload=["census_builder.worker_setup"],  # workers leave Ctrl-C to the driver
         ) as cluster,
         Client(cluster) as client,  # type: ignore[no-untyped-call]
     ):
-        yield client
+        try:
+            yield client
+        except KeyboardInterrupt:
+            _quiet_logs()  # closing the cluster under a signal: its expected warnings say nothing useful
+            raise
+
+
+QUIET_LOGGERS = ("distributed", "dask", "tornado", "asyncio")
+
+
+def _quiet_logs() -> None:
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
+def quiet_shutdown(client: Any) -> None:
+    """Before an interrupted run cancels its tasks and closes the cluster: dask's loggers in the driver and
+    in the workers keep only errors (cancelled tasks, workers killed after the close timeout are expected
+    then and are logged as warnings). Real errors still show."""
+    _quiet_logs()
+    try:
+        client.run(_quiet_logs, callback_timeout=2)
+    except Exception as e:  # workers already gone, or busy: their warnings are harmless, say nothing more
+        logger.debug("could not quiet the workers' logs: %s", e)
 
 
 def run_tasks(
@@ -117,7 +141,9 @@ def run_tasks(
             results[i] = res
             if on_result is not None:
                 on_result(items[i], res)
-    except BaseException:
+    except BaseException as e:
+        if isinstance(e, KeyboardInterrupt):
+            quiet_shutdown(client)
         client.cancel(futures)
         raise
     return results

@@ -81,3 +81,7 @@ class PublishRefusedError(CensusBuilderError):
 
 class ReleaseDirectoryError(CensusBuilderError):
     """release.json is malformed, or a change to it breaks a rule (alias target, retraction, names)."""
+
+
+class TooManyExcludedError(CensusBuilderError):
+    """``--exclude-invalid`` would drop more than ``--max-excluded`` of the manifest's datasets (exit 3)."""
