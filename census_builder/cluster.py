@@ -88,12 +88,21 @@ def dask_client(
             raise
 
 
-QUIET_LOGGERS = ("distributed", "dask", "tornado", "asyncio")
+# While an interrupted run closes its cluster: dask keeps its errors; the event loops' "exception in
+# callback" reports are dropped (distributed's own cancel of an interrupted wait can raise one, harmlessly).
+QUIET_LOGGERS = {
+    "distributed": logging.ERROR,
+    "dask": logging.ERROR,
+    "tornado": logging.CRITICAL,
+    "asyncio": logging.CRITICAL,
+}
 
 
 def _quiet_logs() -> None:
-    for name in QUIET_LOGGERS:
-        logging.getLogger(name).setLevel(logging.ERROR)
+    for name in [*QUIET_LOGGERS, *logging.root.manager.loggerDict]:
+        level = QUIET_LOGGERS.get(name.split(".")[0])
+        if level is not None:
+            logging.getLogger(name).setLevel(level)
 
 
 def quiet_shutdown(client: Any) -> None:
