@@ -245,6 +245,7 @@ def _validate(args: argparse.Namespace) -> int:
 
 def _run_validation(paths: BuildPaths, *, workers: int | None, scheduler: str | None) -> int:
     """Validate with the independent checker; its report lands at DIR/VERSION/validation_report.json."""
+    from census_builder import faults
     from census_builder.cluster import dask_client
     from census_builder.staged import validation_manifest
     from validation import validate_release
@@ -252,6 +253,7 @@ def _run_validation(paths: BuildPaths, *, workers: int | None, scheduler: str | 
     manifest = validation_manifest(paths)
     logger.info("validating %s against its sources", paths.soma)
     with dask_client(workers=workers, scheduler=scheduler) as client:
+        faults.point("validate:start")
         report = validate_release(str(paths.soma), manifest, client=client, report_path=paths.validation_report)
     for line in report.lines():
         print(line)  # the per-check lines are this command's output
