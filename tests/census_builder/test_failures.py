@@ -5,6 +5,7 @@ corpus moved."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import logging
@@ -267,6 +268,7 @@ def test_failed_validation_points_to_the_way_forward(
     paths = BuildPaths(tmp_path / "v")
     monkeypatch.setattr(validation, "validate_release", lambda *a, **k: Failed())
     monkeypatch.setattr("census_builder.staged.validation_manifest", lambda p: p.manifest)
+    monkeypatch.setattr("census_builder.cluster.dask_client", lambda **k: contextlib.nullcontext())
     caplog.set_level(logging.INFO, logger="census_builder")
     assert cli._run_validation(paths, workers=1, scheduler=None) == 1
     assert _messages(caplog, logging.ERROR)[-1] == (
