@@ -156,7 +156,8 @@ def build(config: BuildConfig) -> BuildPaths:
                     run.report("failed", error=f"{type(e).__name__}: {e}")
             raise
         run.report("complete", completed=time.time())
-        exclusions.log_summary(run.stages.get("stage_and_inspect")["outputs"].get("invalid", []), len(manifest))
+        invalid = run.stages.get("stage_and_inspect")["outputs"].get("invalid", [])
+        exclusions.log_summary(invalid, len(manifest), _user_sources(manifest))
     logger.info("release %s complete: %s", config.version, paths.soma)
     return paths
 
@@ -193,6 +194,10 @@ def _check_same_inputs(run: BuildRun) -> None:
         run_date = run.config.build_date or dt.datetime.now(dt.UTC).date().isoformat()
         write_json_atomic(path, {**key, "manifest": str(run.config.manifest.resolve()), "build_date": run_date})
     run.build_date = run_date
+
+
+def _user_sources(manifest: Manifest) -> dict[str, str]:
+    return {e.dataset_id: e.h5ad_uri if e.is_s3 else str(manifest.local_path(e)) for e in manifest.entries}
 
 
 def _describe_change(key: str, old: Any, new: Any, recorded: dict[str, Any], run: BuildRun) -> str:
@@ -274,7 +279,7 @@ def stage_and_inspect(run: BuildRun) -> dict[str, Any]:
     invalid = [p.to_json() for p in problems]
     if problems:  # loud, and refused before any release object when too many are left out
         run.report("running", excluded=exclusions.record(invalid, len(entries), run.config.max_excluded))
-        exclusions.log_summary(invalid, len(entries))
+        exclusions.log_summary(invalid, len(entries), _user_sources(run.manifest))
         exclusions.enforce_max_excluded(invalid, len(entries), run.config.max_excluded)
     for bad_input in problems:
         run.paths.h5ad(bad_input.dataset_id).unlink(missing_ok=True)

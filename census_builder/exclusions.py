@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Mapping
 from typing import Any
 
 from census_builder.errors import TooManyExcludedError
@@ -30,8 +31,9 @@ def record(invalid: list[dict[str, str]], total: int, max_excluded: float) -> di
     }
 
 
-def log_summary(invalid: list[dict[str, str]], total: int) -> None:
-    """WARNING lines: how many of how many datasets were left out, which, and why each."""
+def log_summary(invalid: list[dict[str, str]], total: int, sources: Mapping[str, str] | None = None) -> None:
+    """WARNING lines: how many of how many datasets were left out, which (``sources``: dataset_id -> the
+    manifest's file, rather than the build's copy), and why each."""
     if not invalid:
         return
     logger.warning(
@@ -41,7 +43,8 @@ def log_summary(invalid: list[dict[str, str]], total: int) -> None:
         100 * _share(len(invalid), total),
     )
     for p in invalid:
-        where = f" ({p['uri']})" if p.get("uri") else ""
+        uri = (sources or {}).get(p["dataset_id"]) or p.get("uri")
+        where = f" ({uri})" if uri else ""
         field = f", field {p['field']!r}" if p.get("field") else ""
         logger.warning("  excluded %s%s%s: %s", p["dataset_id"], where, field, p["reason"])
 

@@ -16,6 +16,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -73,27 +74,50 @@ def _cli(argv: list[str], **env: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def _messages(caplog: pytest.LogCaptureFixture, level: int = logging.INFO) -> list[str]:
-    return [r.getMessage() for r in caplog.records if r.levelno >= level]
+class _Records(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+    def clear(self) -> None:
+        self.records.clear()
+
+
+@pytest.fixture
+def logs() -> Iterator[_Records]:
+    """census_builder's log records (cli.main replaces the root logger's handlers, pytest's among them)."""
+    ours = logging.getLogger("census_builder")
+    handler, level = _Records(), ours.level
+    ours.addHandler(handler)
+    ours.setLevel(logging.INFO)
+    yield handler
+    ours.removeHandler(handler)
+    ours.setLevel(level)
+
+
+def _messages(logs: _Records, level: int = logging.INFO) -> list[str]:
+    return [r.getMessage() for r in logs.records if r.levelno >= level]
 
 
 # -- 1. restart ---------------------------------------------------------------------------------------------
 
 
 def test_preflight_failure_then_exclude_invalid_restarts_and_max_excluded(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture, restore_logging: None
+    tmp_path: Path, logs: _Records, restore_logging: None
 ) -> None:
     manifest = _with_invalid(tmp_path)
     workdir = tmp_path / "w"
     paths = BuildPaths.for_version(workdir, "v")
     with pytest.raises(PreflightError, match="re-run with --exclude-invalid"):
-        build(BuildConfig(version="v", manifest=manifest, workdir=workdir, workers=1))
+        build(BuildConfig(version="v", manifest=manifest, workdir=workdir, workers=1, chunk_nnz=2000))
 
     # The advice works: the build never wrote a release object, so it restarts with the new option; 2 of 5
     # invalid is more than the default --max-excluded 0.1: exit 3 before anything of the release is written.
-    caplog.set_level(logging.INFO, logger="census_builder")
     assert cli.main(_build_argv(manifest, workdir, "--exclude-invalid", "--no-validate")) == 3
-    msgs = _messages(caplog)
+    msgs = _messages(logs)
     assert any(
         m.startswith(f"{paths.root}: the unfinished build wrote no release object yet; restarting it with the new")
         and "--exclude-invalid (False -> True)" in m
@@ -111,29 +135,28 @@ def test_preflight_failure_then_exclude_invalid_restarts_and_max_excluded(
     assert [d["dataset_id"] for d in report["excluded"]["datasets"]] == ["bad", "gone"]
 
     # The suggested command builds without them and ends with the loud summary.
-    caplog.clear()
+    logs.clear()
     assert cli.main(_build_argv(manifest, workdir, "--exclude-invalid", "--max-excluded", "0.4", "--no-validate")) == 0
-    warnings = _messages(caplog, logging.WARNING)
+    warnings = _messages(logs, logging.WARNING)
     summary = "--exclude-invalid left out 2 of 5 dataset(s) (40%); the release does not contain them:"
     i = max(i for i, m in enumerate(warnings) if m == summary)  # at the end of the build, too
-    assert warnings[i + 1].startswith("  excluded bad (") and "not a readable HDF5" in warnings[i + 1]
+    assert warnings[i + 1].startswith(f"  excluded bad ({tmp_path / 'corpus' / 'bad.h5ad'}): not a readable HDF5")
     assert warnings[i + 2] == f"  excluded gone ({tmp_path / 'corpus' / 'missing.h5ad'}): file not found"
     report = json.loads(paths.report.read_text())
     assert report["status"] == "complete" and report["excluded"]["max_excluded"] == 0.4
     assert [p["dataset_id"] for p in report["inputs"]["invalid"]] == ["bad", "gone"]
 
 
-def test_fixed_manifest_restarts_without_restart_flag(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_fixed_manifest_restarts_without_restart_flag(tmp_path: Path, logs: _Records) -> None:
     manifest = _with_invalid(tmp_path)
     workdir = tmp_path / "w"
     with pytest.raises(PreflightError):
         build(BuildConfig(version="v", manifest=manifest, workdir=workdir, workers=1))
     fixed = tmp_path / "corpus" / "fixed.csv"
     fixed.write_text("".join(manifest.read_text().splitlines(keepends=True)[:4]))  # header + the 3 good rows
-    caplog.set_level(logging.INFO, logger="census_builder")
     paths = build(BuildConfig(version="v", manifest=fixed, workdir=workdir, workers=1))
     assert paths.is_complete()
-    assert any("restarting it with the new inputs (manifest (" in m for m in _messages(caplog, logging.WARNING))
+    assert any("restarting it with the new inputs (manifest (" in m for m in _messages(logs, logging.WARNING))
 
 
 def test_changed_inputs_after_release_objects_need_restart(tmp_path: Path) -> None:
@@ -254,7 +277,7 @@ def test_ctrl_c_during_final_validation_says_validate(tmp_path: Path) -> None:
 
 
 def test_failed_validation_points_to_the_way_forward(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, logs: _Records
 ) -> None:
     class Failed:
         passed = False
@@ -269,9 +292,8 @@ def test_failed_validation_points_to_the_way_forward(
     monkeypatch.setattr(validation, "validate_release", lambda *a, **k: Failed())
     monkeypatch.setattr("census_builder.staged.validation_manifest", lambda p: p.manifest)
     monkeypatch.setattr("census_builder.cluster.dask_client", lambda **k: contextlib.nullcontext())
-    caplog.set_level(logging.INFO, logger="census_builder")
     assert cli._run_validation(paths, workers=1, scheduler=None) == 1
-    assert _messages(caplog, logging.ERROR)[-1] == (
+    assert _messages(logs, logging.ERROR)[-1] == (
         f"validation FAILED (x_raw); see {paths.validation_report}. The release stays unpublishable; what to do: "
         "README, 'When validation fails' (fix the cause, then python -m census_builder validate --version v "
         f"--workdir {tmp_path}; or build again with --force-rebuild or a new --version)"
@@ -333,7 +355,7 @@ def _rows(manifest: Path) -> dict[str, str]:
 
 
 def test_validate_after_the_corpus_moved_reads_the_staged_copies(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture, restore_logging: None, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, logs: _Records, restore_logging: None, capsys: pytest.CaptureFixture[str]
 ) -> None:
     manifest = _small_corpus(tmp_path / "corpus")
     workdir = tmp_path / "w"
@@ -346,10 +368,9 @@ def test_validate_after_the_corpus_moved_reads_the_staged_copies(
     assert sorted(p.name for p in paths.h5ads.iterdir()) == ["human.h5ad", "mouse.h5ad"]
     shutil.rmtree(tmp_path / "corpus")
 
-    caplog.set_level(logging.INFO, logger="census_builder")
     assert cli.main(["validate", "--version", "v", "--workdir", str(workdir), "--workers", "1"]) == 0
     assert f"validation reads the build's own copies of its sources, as {paths.manifest} names them" in _messages(
-        caplog
+        logs
     )
     assert "validation PASSED" in capsys.readouterr().out
 
@@ -359,10 +380,10 @@ def test_validate_after_the_corpus_moved_reads_the_staged_copies(
         w.writerow(["dataset_id", "h5ad_uri"])
         for ds in ("human", "mouse", "filtered"):
             w.writerow([ds, str(tmp_path / "corpus" / f"{ds}.h5ad")])
-    caplog.clear()
+    logs.clear()
     assert cli.main(["validate", "--version", "v", "--workdir", str(workdir), "--workers", "1"]) == 0
     assert (
         f"3 source(s) named in {paths.manifest} are gone or differ from the build's copies (filtered, human, mouse); "
         f"validation reads the staged copies under {paths.root} instead (manifest: "
         f"{paths.state / 'validation_manifest.csv'})"
-    ) in _messages(caplog)
+    ) in _messages(logs)
