@@ -246,7 +246,7 @@ def test_ctrl_c_and_sigterm_end_with_one_clean_line(
     manifest = _small_corpus(tmp_path / "corpus")
     argv = _build_argv(manifest, tmp_path / "w", "--no-validate")
     # Paused inside a worker's chunk task: the worker is busy when the signal comes.
-    rc, lines = _signal_midway(argv, "chunk:human#1", signum, group=group, tmp_path=tmp_path)
+    rc, lines = _signal_midway(argv, "chunk:human#0", signum, group=group, tmp_path=tmp_path)
     text = "\n".join(lines)
     assert rc == code, text[-3000:]
     assert "Traceback" not in text and "WARNING" not in text, text
@@ -375,11 +375,12 @@ def test_validate_after_the_corpus_moved_reads_the_staged_copies(
     assert "validation PASSED" in capsys.readouterr().out
 
     # A build whose manifest.csv names the original corpus (as builds before this change wrote it), gone now.
+    with paths.manifest.open(newline="") as f:
+        rows = list(csv.DictReader(f))
     with paths.manifest.open("w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["dataset_id", "h5ad_uri"])
-        for ds in ("human", "mouse", "filtered"):
-            w.writerow([ds, str(tmp_path / "corpus" / f"{ds}.h5ad")])
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows({**r, "h5ad_uri": str(tmp_path / "corpus" / f"{r['dataset_id']}.h5ad")} for r in rows)
     logs.clear()
     assert cli.main(["validate", "--version", "v", "--workdir", str(workdir), "--workers", "1"]) == 0
     assert (
