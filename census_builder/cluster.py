@@ -84,34 +84,29 @@ def dask_client(
         try:
             yield client
         except KeyboardInterrupt:
-            _quiet_logs()  # closing the cluster under a signal: its expected warnings say nothing useful
+            quiet_dask_logs()  # closing the cluster under a signal: what dask says about it is expected
             raise
 
 
-# While an interrupted run closes its cluster: dask keeps its errors; the event loops' "exception in
-# callback" reports are dropped (distributed's own cancel of an interrupted wait can raise one, harmlessly).
-QUIET_LOGGERS = {
-    "distributed": logging.ERROR,
-    "dask": logging.ERROR,
-    "tornado": logging.CRITICAL,
-    "asyncio": logging.CRITICAL,
-}
+DASK_LOGGERS = ("distributed", "dask", "tornado", "asyncio")
 
 
-def _quiet_logs() -> None:
-    for name in [*QUIET_LOGGERS, *logging.root.manager.loggerDict]:
-        level = QUIET_LOGGERS.get(name.split(".")[0])
-        if level is not None:
+def quiet_dask_logs(level: int = logging.CRITICAL) -> None:
+    """Once a run is interrupted (Ctrl-C, SIGTERM), dask's own reports are about the shutdown: workers the
+    signal stopped too, cancelled tasks, lost connections, workers killed after the close timeout,
+    distributed's cancel of an interrupted wait. Nothing the build does is logged by these loggers; its
+    own errors propagate as exceptions."""
+    for name in [*DASK_LOGGERS, *logging.root.manager.loggerDict]:
+        if name.split(".")[0] in DASK_LOGGERS:
             logging.getLogger(name).setLevel(level)
 
 
 def quiet_shutdown(client: Any) -> None:
-    """Before an interrupted run cancels its tasks and closes the cluster: dask's loggers in the driver and
-    in the workers keep only errors (cancelled tasks, workers killed after the close timeout are expected
-    then and are logged as warnings). Real errors still show."""
-    _quiet_logs()
+    """Before an interrupted run cancels its tasks and closes the cluster: quiet dask in the driver and in
+    the workers (they write to the same terminal)."""
+    quiet_dask_logs()
     try:
-        client.run(_quiet_logs, callback_timeout=2)
+        client.run(quiet_dask_logs, callback_timeout=2, on_error="return")
     except Exception as e:  # workers already gone, or busy: their warnings are harmless, say nothing more
         logger.debug("could not quiet the workers' logs: %s", e)
 

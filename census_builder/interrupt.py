@@ -53,6 +53,9 @@ def signals_interrupt() -> Iterator[None]:
             logger.debug("%s while stopping: ignored", signal.Signals(signum).name)
             return
         stopping = True
+        from census_builder.cluster import quiet_dask_logs
+
+        quiet_dask_logs()  # at once: local workers got the same signal, and dask reports their going
         raise Interrupted(signum)
 
     old = {s: signal.signal(s, handler) for s in HANDLED}
