@@ -186,7 +186,7 @@ def _check_same_inputs(run: BuildRun) -> None:
             run.paths.root,
             changed,
         )
-        discard_run_state(run.paths, reason="inputs changed before any release object was written")
+        discard_run_state(run.paths, reason="inputs changed before any release object was written", level=logging.DEBUG)
         recorded = None
     if recorded:
         run_date = recorded["build_date"]

@@ -40,9 +40,9 @@ def refuse_restart_of(paths: BuildPaths) -> None:
     )
 
 
-def discard_run_state(paths: BuildPaths, *, reason: str) -> list[str]:
-    """Delete the unfinished build's run state (the caller holds the build lock). Returns what was deleted,
-    relative to ``DIR/VERSION``."""
+def discard_run_state(paths: BuildPaths, *, reason: str, level: int = logging.WARNING) -> list[str]:
+    """Delete the unfinished build's run state (the caller holds the build lock); log what at ``level``.
+    Returns what was deleted, relative to ``DIR/VERSION``."""
     if paths.soma.exists():
         if paths.is_complete():
             refuse_restart_of(paths)
@@ -61,7 +61,8 @@ def discard_run_state(paths: BuildPaths, *, reason: str) -> list[str]:
         if f.is_file() or f.is_symlink():
             f.unlink()
             removed.append(f.name)
-    logger.warning(
+    logger.log(
+        level,
         "%s: discarded the unfinished build's run state (%s): %s; building from scratch",
         paths.root,
         reason,

@@ -156,7 +156,37 @@ def test_fixed_manifest_restarts_without_restart_flag(tmp_path: Path, logs: _Rec
     fixed.write_text("".join(manifest.read_text().splitlines(keepends=True)[:4]))  # header + the 3 good rows
     paths = build(BuildConfig(version="v", manifest=fixed, workdir=workdir, workers=1))
     assert paths.is_complete()
-    assert any("restarting it with the new inputs (manifest (" in m for m in _messages(logs, logging.WARNING))
+    said = [m for m in _messages(logs, logging.WARNING) if "restart" in m or "discard" in m]
+    assert len(said) == 1 and "restarting it with the new inputs (manifest (" in said[0], said
+
+
+def test_discard_run_state_deletes_only_the_builds_run_state(tmp_path: Path) -> None:
+    from census_builder.restart import discard_run_state
+
+    paths = BuildPaths(tmp_path / "w" / "v")
+    outside = tmp_path / "outside"
+    (outside / "data").mkdir(parents=True)
+    (outside / "data" / "keep.txt").write_text("mine")
+    for d in (paths.plans, paths.partial / "census_data", paths.chunks / "human", paths.h5ads):
+        d.mkdir(parents=True)
+    (paths.chunks / "human" / "000000.npz").write_bytes(b"x")
+    (paths.state / "link").symlink_to(outside / "data")  # followed by nothing: the link goes, its target stays
+    paths.lock.write_text("{}")
+    paths.h5ad("human").write_bytes(b"staged")
+    for f in (paths.report, paths.manifest, paths.log):
+        f.write_text("x")
+    removed = discard_run_state(paths, reason="test")
+    assert sorted(removed) == [
+        ".build/chunks", ".build/link", ".build/plan", ".build/soma.partial", "build_report.json", "manifest.csv"
+    ]  # fmt: skip
+    assert [p.name for p in paths.state.iterdir()] == ["lock"]
+    assert (outside / "data" / "keep.txt").read_text() == "mine"
+    assert paths.h5ad("human").read_bytes() == b"staged" and paths.log.is_file()
+
+    paths.soma.mkdir()  # moved into place by an interrupted run, final stage not recorded: not discarded
+    with pytest.raises(BuildStateError, match="without --restart to record it complete"):
+        discard_run_state(paths, reason="test")
+    assert paths.soma.is_dir()
 
 
 def test_changed_inputs_after_release_objects_need_restart(tmp_path: Path) -> None:
@@ -369,9 +399,7 @@ def test_validate_after_the_corpus_moved_reads_the_staged_copies(
     shutil.rmtree(tmp_path / "corpus")
 
     assert cli.main(["validate", "--version", "v", "--workdir", str(workdir), "--workers", "1"]) == 0
-    assert f"validation reads the build's own copies of its sources, as {paths.manifest} names them" in _messages(
-        logs
-    )
+    assert f"validation reads the build's own copies of its sources, as {paths.manifest} names them" in _messages(logs)
     assert "validation PASSED" in capsys.readouterr().out
 
     # A build whose manifest.csv names the original corpus (as builds before this change wrote it), gone now.
