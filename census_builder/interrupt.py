@@ -12,6 +12,7 @@ import contextlib
 import logging
 import shlex
 import signal
+import threading
 from collections.abc import Iterator, Sequence
 from types import FrameType
 
@@ -58,6 +59,9 @@ def signals_interrupt() -> Iterator[None]:
         quiet_dask_logs()  # at once: local workers got the same signal, and dask reports their going
         raise Interrupted(signum)
 
+    if threading.current_thread() is not threading.main_thread():  # only the main thread may set handlers
+        yield
+        return
     old = {s: signal.signal(s, handler) for s in HANDLED}
     try:
         yield
