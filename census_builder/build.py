@@ -120,9 +120,16 @@ def build(config: BuildConfig) -> BuildPaths:
                 f"release {config.version} at {paths.root} is complete and immutable; build another version, "
                 "or pass --force-rebuild to build it again into a new directory beside it"
             )
-        stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
-        paths = BuildPaths(paths.root.with_name(f"{config.version}.rebuild-{stamp}"))
-        logger.warning("%s is complete and stays untouched; rebuilding into %s", config.version, paths.root)
+        unfinished = _unfinished_rebuild(paths)
+        if unfinished is not None:  # an interrupted rebuild: the same command continues it
+            paths = unfinished
+            logger.warning(
+                "%s is complete and stays untouched; continuing the rebuild in %s", config.version, paths.root
+            )
+        else:
+            stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+            paths = BuildPaths(paths.root.with_name(f"{config.version}.rebuild-{stamp}"))
+            logger.warning("%s is complete and stays untouched; rebuilding into %s", config.version, paths.root)
     paths.root.mkdir(parents=True, exist_ok=True)
     with build_lock(paths) as lock:  # no live build holds it from here on: run state may be discarded
         if config.restart:
@@ -160,6 +167,13 @@ def build(config: BuildConfig) -> BuildPaths:
         exclusions.log_summary(invalid, len(manifest), _user_sources(manifest))
     logger.info("release %s complete: %s", config.version, paths.soma)
     return paths
+
+
+def _unfinished_rebuild(paths: BuildPaths) -> BuildPaths | None:
+    """The latest ``DIR/VERSION.rebuild-<time>`` that is not complete, if any."""
+    candidates = sorted(paths.root.parent.glob(f"{paths.root.name}.rebuild-*"))
+    unfinished = [BuildPaths(p) for p in candidates if p.is_dir() and not BuildPaths(p).is_complete()]
+    return unfinished[-1] if unfinished else None
 
 
 def _check_same_inputs(run: BuildRun) -> None:

@@ -416,3 +416,18 @@ def test_validate_after_the_corpus_moved_reads_the_staged_copies(
         f"validation reads the staged copies under {paths.root} instead (manifest: "
         f"{paths.state / 'validation_manifest.csv'})"
     ) in _messages(logs)
+
+
+def test_an_interrupted_force_rebuild_is_continued_by_the_same_command(tmp_path: Path) -> None:
+    from census_builder.build import _unfinished_rebuild
+
+    paths = BuildPaths(tmp_path / "v")
+    assert _unfinished_rebuild(paths) is None
+    done, older, latest = (tmp_path / f"v.rebuild-2026112{i}T000000Z" for i in (1, 2, 3))
+    for d in (done, older, latest):
+        d.mkdir()
+    (done / "soma").mkdir()
+    (done / ".build" / "stages").mkdir(parents=True)
+    (done / ".build" / "stages" / "finalize_release.json").write_text("{}")
+    (tmp_path / "v2.rebuild-20261124T000000Z").mkdir()  # another version's
+    assert _unfinished_rebuild(paths) == BuildPaths(latest)
