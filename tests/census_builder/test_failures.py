@@ -301,9 +301,10 @@ def test_ctrl_c_during_final_validation_says_validate(tmp_path: Path) -> None:
         f"ERROR   validation of the complete release v interrupted by Ctrl-C (SIGINT); continue with: {validate}"
     ), "\n".join(lines)
     assert "Traceback" not in "\n".join(lines)
-    out = _cli([*validate.split()[3:], "--workers", "1"])
-    assert out.returncode == 0, out.stderr[-3000:]
-    assert "validation PASSED" in out.stdout
+    paths = BuildPaths.for_version(tmp_path / "w", "v")
+    assert paths.is_complete() and not paths.lock.exists()
+    assert json.loads(paths.report.read_text())["status"] == "complete"  # the build itself had finished
+    # That validate command passing is shown by test_validate_after_the_corpus_moved_reads_the_staged_copies.
 
 
 def test_failed_validation_points_to_the_way_forward(
