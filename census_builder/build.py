@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from census_builder import __version__, faults, host, soma_io, summary
+from census_builder import __version__, exclusions, faults, host, soma_io, staged, summary
 from census_builder.cluster import dask_client, run_tasks
 from census_builder.diskfull import disk_full_error
 from census_builder.errors import BuildStateError, InputError, PreflightError, ReleaseExistsError
@@ -35,6 +35,7 @@ from census_builder.matrix import ChunkSummary, ChunkTask, process_chunk, result
 from census_builder.names import check_version_name
 from census_builder.plan import DatasetPlan, PlanFiles, inspect_dataset, unreadable
 from census_builder.progress import Progress
+from census_builder.restart import discard_run_state, refuse_restart_of, release_started
 from census_builder.schema import CensusSchema, load_schema
 from census_builder.sources import (
     changed_sources,
@@ -79,6 +80,8 @@ class BuildConfig:
     memory_limit: str | None = None  # per local dask worker
     force_rebuild: bool = False  # build a complete version again, into a new DIR/VERSION.rebuild-<UTC time>
     skip_host_check: bool = False  # build even when the host check finds too little disk space
+    restart: bool = False  # discard an unfinished build's run state first (never a complete release)
+    max_excluded: float = 0.1  # with exclude_invalid: refuse when a larger share of the datasets is invalid
 
 
 @dataclass
@@ -123,17 +126,28 @@ def build(config: BuildConfig) -> BuildPaths:
     manifest = load_manifest(config.manifest)
     paths = BuildPaths.for_version(config.workdir, config.version)
     if paths.is_complete():
+        if config.restart and not config.force_rebuild:
+            refuse_restart_of(paths)
         if not config.force_rebuild:
             raise ReleaseExistsError(
                 f"release {config.version} at {paths.root} is complete and immutable; build another version, "
                 "or pass --force-rebuild to build it again into a new directory beside it"
             )
-        stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
-        paths = BuildPaths(paths.root.with_name(f"{config.version}.rebuild-{stamp}"))
-        logger.warning("%s is complete and stays untouched; rebuilding into %s", config.version, paths.root)
+        unfinished = _unfinished_rebuild(paths)
+        if unfinished is not None:  # an interrupted rebuild: the same command continues it
+            paths = unfinished
+            logger.warning(
+                "%s is complete and stays untouched; continuing the rebuild in %s", config.version, paths.root
+            )
+        else:
+            stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+            paths = BuildPaths(paths.root.with_name(f"{config.version}.rebuild-{stamp}"))
+            logger.warning("%s is complete and stays untouched; rebuilding into %s", config.version, paths.root)
     check_layout(manifest, config.manifest, paths)  # before anything is written
     paths.root.mkdir(parents=True, exist_ok=True)
-    with build_lock(paths) as lock:
+    with build_lock(paths) as lock:  # no live build holds it from here on: run state may be discarded
+        if config.restart:
+            discard_run_state(paths, reason="--restart")
         run = BuildRun(config, schema, manifest, paths, StageRecord(paths), run_id=lock.run_id)
         _check_same_inputs(run)
         _check_sources_unchanged(run)
@@ -161,14 +175,26 @@ def build(config: BuildConfig) -> BuildPaths:
         except BaseException as e:
             full = disk_full_error(e, where=paths.root)  # ENOSPC in any form, from any worker: one clear line
             with contextlib.suppress(OSError):  # e.g. the disk is full: the original error matters more
-                run.report("failed", error=f"{type(full or e).__name__}: {full or e}")
+                if isinstance(e, KeyboardInterrupt):  # Ctrl-C, SIGTERM: nothing is wrong, the run just stopped
+                    run.report("interrupted", error=f"interrupted by {e or 'SIGINT'}", interrupted=time.time())
+                else:
+                    run.report("failed", error=f"{type(full or e).__name__}: {full or e}")
             if full is not None and full is not e:
                 raise full from e
             raise
         run.report("complete", completed=time.time())
         summary.store_summary(paths, STAGES)
+        invalid = run.stages.get("stage_and_inspect")["outputs"].get("invalid", [])
+        exclusions.log_summary(invalid, len(manifest), _user_sources(manifest))
     logger.info("release %s complete: %s", config.version, paths.soma)
     return paths
+
+
+def _unfinished_rebuild(paths: BuildPaths) -> BuildPaths | None:
+    """The latest ``DIR/VERSION.rebuild-<time>`` that is not complete, if any."""
+    candidates = sorted(paths.root.parent.glob(f"{paths.root.name}.rebuild-*"))
+    unfinished = [BuildPaths(p) for p in candidates if p.is_dir() and not BuildPaths(p).is_complete()]
+    return unfinished[-1] if unfinished else None
 
 
 def _check_same_inputs(run: BuildRun) -> None:
@@ -180,14 +206,24 @@ def _check_same_inputs(run: BuildRun) -> None:
         "exclude_invalid": run.config.exclude_invalid,
     }
     path = run.paths.state / "inputs.json"
-    if path.is_file():
-        recorded = read_json(path)
-        diff = {k: (recorded.get(k), v) for k, v in key.items() if k != "build_date" and recorded.get(k) != v}
-        if diff:
+    recorded = read_json(path) if path.is_file() else None
+    diff = {k: (recorded.get(k), v) for k, v in key.items() if recorded.get(k) != v} if recorded else {}
+    if diff:
+        changed = "; ".join(_describe_change(k, old, new, recorded or {}, run) for k, (old, new) in diff.items())
+        if release_started(run.paths, run.stages):
             raise BuildStateError(
-                f"{run.paths.root} holds an unfinished build with other inputs {diff} (recorded, now); "
-                "resume it with the same manifest and options, or use another --workdir/--version"
+                f"{run.paths.root} holds an unfinished build that already wrote release objects, with other "
+                f"inputs: {changed}. Resume it with its recorded manifest and options, or discard it and build "
+                "from scratch with these inputs: add --restart to this command (or build another --version)"
             )
+        logger.warning(
+            "%s: the unfinished build wrote no release object yet; restarting it with the new inputs (%s)",
+            run.paths.root,
+            changed,
+        )
+        discard_run_state(run.paths, reason="inputs changed before any release object was written", level=logging.DEBUG)
+        recorded = None
+    if recorded:
         run_date = recorded["build_date"]
         if run.config.build_date is not None and run.config.build_date != run_date:
             raise BuildStateError(
@@ -197,7 +233,7 @@ def _check_same_inputs(run: BuildRun) -> None:
             )
     else:
         run_date = run.config.build_date or dt.datetime.now(dt.UTC).date().isoformat()
-        write_json_atomic(path, {**key, "build_date": run_date})
+        write_json_atomic(path, {**key, "manifest": str(run.config.manifest.resolve()), "build_date": run_date})
     run.build_date = run_date
 
 
@@ -225,6 +261,20 @@ def _check_not_wedged(run: BuildRun) -> None:
             "is gone (removed by hand or by a crashed run); it cannot be resumed. Discard the unfinished build "
             "and start again with the same command plus --restart"
         )
+
+
+def _user_sources(manifest: Manifest) -> dict[str, str]:
+    return {e.dataset_id: e.h5ad_uri if e.is_s3 else str(manifest.local_path(e)) for e in manifest.entries}
+
+
+def _describe_change(key: str, old: Any, new: Any, recorded: dict[str, Any], run: BuildRun) -> str:
+    if key == "manifest_sha256":
+        was = recorded.get("manifest", "")
+        now = str(run.config.manifest.resolve())
+        where = f"{was} -> {now}" if was and was != now else now
+        return f"manifest ({where}; content sha256 {str(old)[:12]}... -> {str(new)[:12]}...)"
+    option = {"chunk_nnz": "--chunk-nnz", "exclude_invalid": "--exclude-invalid", "schema": "schema version"}
+    return f"{option.get(key, key)} ({old} -> {new})"
 
 
 # -- step 1 ------------------------------------------------------------------------------------------------
@@ -308,8 +358,12 @@ def stage_and_inspect(run: BuildRun) -> dict[str, Any]:
     problems.sort(key=lambda p: order.get(p.dataset_id, -1))
     if problems and not run.config.exclude_invalid:
         raise PreflightError(problems)
+    invalid = [p.to_json() for p in problems]
+    if problems:  # loud, and refused before any release object when too many are left out
+        run.report("running", excluded=exclusions.record(invalid, len(entries), run.config.max_excluded))
+        exclusions.log_summary(invalid, len(entries), _user_sources(run.manifest))
+        exclusions.enforce_max_excluded(invalid, len(entries), run.config.max_excluded)
     for bad_input in problems:
-        logger.warning("excluding invalid dataset: %s", bad_input)
         remove_staged(records_dir(run.paths), bad_input.dataset_id, run.paths.h5ad(bad_input.dataset_id))
     plans = [done[e.dataset_id] for e in entries if e.dataset_id in done]
     if not any(p.organism is not None for p in plans):
@@ -317,14 +371,17 @@ def stage_and_inspect(run: BuildRun) -> dict[str, Any]:
             [*problems, *(InputError(p.dataset_id, f"contributes no cells: {p.excluded_reason}") for p in plans)],
             hint="No dataset contributes any cell to the Census; nothing to build. Check the manifest.",
         )
-    write_manifest(run.paths.manifest, run.manifest, set(done))  # what this release was built from
+    # The release is built from the staged copies: validation reads them too (a moved corpus does not matter).
+    staged.set_aside(run.paths, records_dir(run.paths), {p.dataset_id for p in plans if p.organism is None})
+    uris = {p.dataset_id: staged.staged_uri(run.paths, p.dataset_id, p.organism is not None) for p in plans}
+    write_manifest(run.paths.manifest, run.manifest, set(done), uris)  # what this release was built from
     for plan in plans:
         if plan.organism is None:
             logger.info("dataset %s contributes no cells: %s", plan.dataset_id, plan.excluded_reason)
         for warning in plan.warnings:
             logger.warning("dataset %s: %s", plan.dataset_id, warning)
     inputs = {
-        "invalid": [p.to_json() for p in problems],
+        "invalid": invalid,
         "no_cells": [{"dataset_id": p.dataset_id, "reason": p.excluded_reason} for p in plans if p.organism is None],
         "warnings": {p.dataset_id: list(p.warnings) for p in plans if p.warnings},
     }
@@ -393,9 +450,6 @@ def plan_axes(run: BuildRun) -> dict[str, Any]:
             [InputError(p.dataset_id, f"contributes no cells: {p.excluded_reason}") for p in plans],
             hint="No dataset contributes any cell to the Census; nothing to build. Check the manifest.",
         )
-    for p in plans:
-        if p.organism is None:  # the release ships only the sources of its datasets
-            remove_staged(records_dir(run.paths), p.dataset_id, run.paths.h5ad(p.dataset_id))
     if run.paths.partial.exists():
         shutil.rmtree(run.paths.partial)  # a structure half-created by an interrupted run
     shapes = {k: soma_io.ExperimentShape(v["n_obs"], v["n_var"]) for k, v in organisms.items()}

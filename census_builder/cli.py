@@ -21,6 +21,9 @@ def _parser() -> argparse.ArgumentParser:
 
     p = options.ArgumentParser(prog="census_builder", description=__doc__)
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    p.add_argument(
+        "--about", action=_About, help="print census-builder's version, git commit and dependency versions, and exit"
+    )
     sub = p.add_subparsers(dest="command", required=True)
 
     b = sub.add_parser("build", help="build (or resume) a Census release from a manifest")
@@ -67,6 +70,7 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="build even when the host check estimates too little free disk space in the workdir",
     )
+    _restart_options(b)
 
     v = sub.add_parser("validate", help="validate a built release (DIR/VERSION/soma) against its sources")
     v.add_argument("--version", required=True, type=options.version)
@@ -85,9 +89,60 @@ def _parser() -> argparse.ArgumentParser:
     from census_builder.release_cli import register_release_commands  # publish, release, notes
 
     register_release_commands(sub)
+    _verbose_everywhere(p)
     from census_builder.helptext import apply  # description, example and exit codes of every command
 
     return apply(p)
+
+
+class _About(argparse.Action):
+    def __init__(self, option_strings: Sequence[str], dest: str, help: str | None = None) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, help=help)
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: object, **kwargs: object) -> None:
+        from census_builder.about import about_lines
+
+        print("\n".join(about_lines()))
+        parser.exit(0)
+
+
+def _restart_options(b: argparse.ArgumentParser) -> None:
+    b.add_argument(
+        "--restart",
+        action="store_true",
+        help="discard the unfinished build of VERSION (DIR/VERSION/.build/ and its report's state; never a "
+        "complete release) once no live build holds its lock, then build from scratch with these inputs",
+    )
+    b.add_argument(
+        "--max-excluded",
+        type=_fraction,
+        default=0.1,
+        metavar="FRACTION",
+        help="with --exclude-invalid: refuse (exit 3) before writing the release when more than this share "
+        "of the manifest's datasets is invalid (0..1, default 0.1)",
+    )
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a share between 0 and 1 (e.g. 0.25)")
+    return value
+
+
+def _verbose_everywhere(parser: argparse.ArgumentParser) -> None:
+    """``-v`` after any (sub)command as well as before it: ``build ... -v``."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in set(action.choices.values()):
+                if "-v" not in sub._option_string_actions:
+                    sub.add_argument(
+                        "-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="debug logging"
+                    )
+                _verbose_everywhere(sub)
 
 
 def _configure_logging(verbose: bool) -> None:
@@ -140,25 +195,30 @@ def log_to_version_dir(workdir: Path, version: str, name: str) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = _parser().parse_args(argv)
     _configure_logging(args.verbose)
-    from census_builder.errors import CensusBuilderError
+    from census_builder.errors import CensusBuilderError, TooManyExcludedError
+    from census_builder.interrupt import signals_interrupt
 
     try:
-        if hasattr(args, "handler"):
-            return int(args.handler(args))
-        if args.command == "build":
-            return _build(args)
-        if args.command == "example":
-            return _example(args)
-        if args.command == "validate":
-            return _validate(args)
+        with signals_interrupt():
+            if hasattr(args, "handler"):
+                return int(args.handler(args))
+            if args.command == "build":
+                return _build(args)
+            if args.command == "example":
+                return _example(args)
+            if args.command == "validate":
+                return _validate(args)
+    except TooManyExcludedError as e:
+        logger.error("%s", e)
+        return EXIT_TOO_MANY_EXCLUDED
     except CensusBuilderError as e:
         logger.error("%s", e)
         return 1
-    except KeyboardInterrupt:
-        logger.error("interrupted; re-run the same command to resume")
-        return 130
+    except KeyboardInterrupt as e:
+        return _interrupted(e, args, argv)
     except Exception as e:
         from census_builder.diskfull import disk_full_error
 
@@ -168,6 +228,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         logger.error("%s", full)  # a full disk is one line, not a traceback
         return 1
     return 2
+
+
+EXIT_TOO_MANY_EXCLUDED = 3  # README "Exit status"
+
+
+def _interrupted(e: KeyboardInterrupt, args: argparse.Namespace, argv: list[str]) -> int:
+    """One line: what was stopped and the command that carries on; exit 128 + signal."""
+    from census_builder.interrupt import Interrupted, command_line, signal_name, signum_of
+
+    signum = signum_of(e)
+    what = e.what if isinstance(e, Interrupted) and e.what else f"{args.command} interrupted"
+    if isinstance(e, Interrupted) and e.continue_with:
+        todo = e.continue_with
+    elif args.command == "build":  # finished work is kept; --restart again would discard it
+        todo = command_line(argv, drop=("--restart",))
+    else:
+        todo = command_line(argv)
+    logger.error("%s by %s; continue with: %s", what, signal_name(signum), todo)
+    return 128 + signum
 
 
 def _build(args: argparse.Namespace) -> int:
@@ -189,6 +268,8 @@ def _build(args: argparse.Namespace) -> int:
         build_date=args.build_date,
         memory_limit=args.memory_limit,
         skip_host_check=args.skip_host_check,
+        restart=args.restart,
+        max_excluded=args.max_excluded,
     )
     out = build(config)
     logger.info("release written to %s (report: %s)", out.soma, out.report)
@@ -196,7 +277,16 @@ def _build(args: argparse.Namespace) -> int:
         logger.warning("validation skipped (--no-validate): this release cannot be published until validated")
         _print_summary(out)
         return 0
-    rc = _run_validation(out, workers=args.workers, scheduler=args.scheduler)
+    try:
+        rc = _run_validation(out, workers=args.workers, scheduler=args.scheduler)
+    except KeyboardInterrupt as e:  # the release is complete (immutable): only validation is left to do
+        from census_builder.interrupt import Interrupted, signum_of
+
+        raise Interrupted(
+            signum_of(e),
+            continue_with=_validate_command(out),
+            what=f"validation of the complete release {out.root.name} interrupted",
+        ) from None
     _print_summary(out)
     return rc
 
@@ -207,6 +297,13 @@ def _print_summary(paths: BuildPaths) -> None:
     found = stored_summary(paths)
     if found is not None:
         print("\n".join(summary_lines(found)), flush=True)  # the build's closing output, like the check lines
+
+
+def _validate_command(paths: BuildPaths) -> str:
+    import shlex
+
+    argv = ["validate", "--version", paths.root.name, "--workdir", str(paths.root.parent)]
+    return shlex.join(["python", "-m", "census_builder", *argv])
 
 
 def _validate(args: argparse.Namespace) -> int:
@@ -222,19 +319,34 @@ def _validate(args: argparse.Namespace) -> int:
 
 def _run_validation(paths: BuildPaths, *, workers: int | None, scheduler: str | None) -> int:
     """Validate with the independent checker; its report lands at DIR/VERSION/validation_report.json."""
+    from census_builder import faults
     from census_builder.cluster import dask_client
+    from census_builder.errors import CensusBuilderError
+    from census_builder.staged import validation_manifest
     from census_builder.summary import record_validation
+    from validation import InputError as ValidationInputError
     from validation import validate_release
 
+    manifest = validation_manifest(paths)
     logger.info("validating %s against its sources", paths.soma)
     t0 = time.perf_counter()
     with dask_client(workers=workers, scheduler=scheduler) as client:
-        report = validate_release(str(paths.soma), paths.manifest, client=client, report_path=paths.validation_report)
+        faults.point("validate:start")
+        try:
+            report = validate_release(str(paths.soma), manifest, client=client, report_path=paths.validation_report)
+        except ValidationInputError as e:  # e.g. another validation of this release is running: one line
+            raise CensusBuilderError(f"cannot validate {paths.root.name}: {e}") from e
     record_validation(paths, passed=report.passed, seconds=time.perf_counter() - t0)
     for line in report.lines():
         print(line)  # the per-check lines are this command's output
     if not report.passed:
-        logger.error("validation FAILED (%s); see %s", ", ".join(report.failed), paths.validation_report)
+        logger.error(
+            "validation FAILED (%s); see %s. The release stays unpublishable; what to do: README, "
+            "'When validation fails' (fix the cause, then %s; or build again with --force-rebuild or a new --version)",
+            ", ".join(report.failed),
+            paths.validation_report,
+            _validate_command(paths),
+        )
         return 1
     return 0  # validation itself logged "validation passed; report: ..."
 

@@ -77,10 +77,38 @@ def dask_client(
             dashboard_address=":0",  # any free port: never collide with another cluster
             memory_limit=memory_limit or "auto",
             silence_logs=logging.WARNING,
+            preload=["census_builder.worker_setup"],  # workers leave Ctrl-C to the driver
         ) as cluster,
         Client(cluster) as client,  # type: ignore[no-untyped-call]
     ):
-        yield client
+        try:
+            yield client
+        except KeyboardInterrupt:
+            quiet_dask_logs()  # closing the cluster under a signal: what dask says about it is expected
+            raise
+
+
+DASK_LOGGERS = ("distributed", "dask", "tornado", "asyncio")
+
+
+def quiet_dask_logs(level: int = logging.CRITICAL) -> None:
+    """Once a run is interrupted (Ctrl-C, SIGTERM), dask's own reports are about the shutdown: workers the
+    signal stopped too, cancelled tasks, lost connections, workers killed after the close timeout,
+    distributed's cancel of an interrupted wait. Nothing the build does is logged by these loggers; its
+    own errors propagate as exceptions."""
+    for name in [*DASK_LOGGERS, *logging.root.manager.loggerDict]:
+        if name.split(".")[0] in DASK_LOGGERS:
+            logging.getLogger(name).setLevel(level)
+
+
+def quiet_shutdown(client: Any) -> None:
+    """Before an interrupted run cancels its tasks and closes the cluster: quiet dask in the driver and in
+    the workers (they write to the same terminal)."""
+    quiet_dask_logs()
+    try:
+        client.run(quiet_dask_logs, callback_timeout=2, on_error="return")
+    except Exception as e:  # workers already gone, or busy: their warnings are harmless, say nothing more
+        logger.debug("could not quiet the workers' logs: %s", e)
 
 
 def run_tasks(
@@ -117,7 +145,9 @@ def run_tasks(
             results[i] = res
             if on_result is not None:
                 on_result(items[i], res)
-    except BaseException:
+    except BaseException as e:
+        if isinstance(e, KeyboardInterrupt):
+            quiet_shutdown(client)
         client.cancel(futures)
         raise
     return results

@@ -89,3 +89,7 @@ class ReleaseDirectoryError(CensusBuilderError):
 
 class HostCheckError(CensusBuilderError):
     """This machine lacks what the build needs (disk space in the workdir's filesystem)."""
+
+
+class TooManyExcludedError(CensusBuilderError):
+    """``--exclude-invalid`` would drop more than ``--max-excluded`` of the manifest's datasets (exit 3)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -139,8 +140,11 @@ def parse_manifest(raw: bytes, *, source: str = "<manifest>", base_dir: str = ".
     return Manifest(entries=tuple(entries), sha256=hashlib.sha256(raw).hexdigest(), base_dir=base_dir)
 
 
-def write_manifest(path: Path, manifest: Manifest, dataset_ids: set[str]) -> None:
-    """Write the entries of ``dataset_ids`` as a manifest whose local URIs are absolute (usable from anywhere)."""
+def write_manifest(
+    path: Path, manifest: Manifest, dataset_ids: set[str], uris: Mapping[str, str] | None = None
+) -> None:
+    """Write the entries of ``dataset_ids`` as a manifest whose local URIs are absolute (usable from anywhere),
+    except those that ``uris`` replaces (dataset_id -> URI, relative ones taken from ``path``'s directory)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     with tmp.open("w", newline="", encoding="utf-8") as f:
@@ -149,5 +153,6 @@ def write_manifest(path: Path, manifest: Manifest, dataset_ids: set[str]) -> Non
         for e in manifest.entries:
             if e.dataset_id in dataset_ids:
                 uri = e.h5ad_uri if e.is_s3 else str(manifest.local_path(e).resolve())
+                uri = (uris or {}).get(e.dataset_id, uri)
                 w.writerow([e.dataset_id, uri, *(getattr(e, c) for c in OPTIONAL_COLUMNS)])
     tmp.replace(path)

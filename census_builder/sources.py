@@ -263,6 +263,21 @@ def stage_source(
     return dest
 
 
+def move_staged(records: Path, dataset_id: str, src: Path, dest: Path) -> bool:
+    """Move the staged copy of ``dataset_id`` from ``src`` to ``dest`` if (and only if) this build created it,
+    and record its new place. Returns whether a file was moved."""
+    rec = read_record(records, dataset_id)
+    if not (src.exists() or src.is_symlink()):
+        return False
+    if rec is None or not _ours(rec, src):
+        logger.warning("left %s in place: this build did not create it", src)
+        return False
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(src, dest)
+    _write_record(records, dataset_id, {**rec, "dest": str(dest)})
+    return True
+
+
 def remove_staged(records: Path, dataset_id: str, dest: Path) -> bool:
     """Delete the staged copy of ``dataset_id`` if (and only if) this build created it; keep the record's
     source identity (a resume still notices a changed source). Returns whether a file was deleted."""
@@ -297,7 +312,7 @@ def changed_sources(manifest: Manifest, dataset_ids: list[str], paths: BuildPath
         if changes:
             out.append(f"dataset {ds!r}: source {source_uri(manifest, e)} changed ({', '.join(changes)})")
             continue
-        dest = paths.h5ad(ds)
+        dest = Path(rec.get("dest") or paths.h5ad(ds))  # a no-cells copy was moved aside (census_builder.staged)
         if rec.get("staged") is not None:
             try:
                 staged_changes = identity_changes(rec["staged"], file_identity(dest))

@@ -52,7 +52,11 @@ def test_preflight_reports_every_problem_before_writing(tmp_path: Path) -> None:
 
 def test_exclude_invalid_builds_without_bad_datasets(tmp_path: Path) -> None:
     manifest = _corpus(tmp_path)
-    paths = build(BuildConfig(version="v", manifest=manifest, workdir=tmp_path / "w", workers=1, exclude_invalid=True))
+    paths = build(
+        BuildConfig(
+            version="v", manifest=manifest, workdir=tmp_path / "w", workers=1, exclude_invalid=True, max_excluded=0.5
+        )
+    )
     assert paths.is_complete()
     report = json.loads(paths.report.read_text())
     assert report["status"] == "complete"
