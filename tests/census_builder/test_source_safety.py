@@ -142,13 +142,24 @@ def test_excluded_datasets_lose_only_their_staged_links(tmp_path: Path, schedule
     _break_counts(corpus / "bad.h5ad")
     before = {p.name: _sha(p) for p in corpus.glob("*.h5ad")}
     paths = build(
-        BuildConfig(version="v", manifest=manifest, workdir=tmp_path / "w", scheduler=scheduler, exclude_invalid=True)
+        BuildConfig(
+            version="v",
+            manifest=manifest,
+            workdir=tmp_path / "w",
+            scheduler=scheduler,
+            exclude_invalid=True,
+            max_excluded=0.5,
+        )
     )
     assert sorted(p.name for p in paths.h5ads.iterdir()) == ["good.h5ad"]
     assert {p.name: _sha(p) for p in corpus.glob("*.h5ad")} == before
-    for ds in ("merfish", "bad"):
-        rec = read_record(records_dir(paths), ds)
-        assert rec is not None and rec["removed"] is True and rec["staged"] is None
+    bad = read_record(records_dir(paths), "bad")
+    assert bad is not None and bad["removed"] is True and bad["staged"] is None
+    # a dataset without cells keeps its copy beside the release (validation reads it), recorded there
+    merfish = read_record(records_dir(paths), "merfish")
+    aside = paths.state / "no_cells" / "merfish.h5ad"
+    assert merfish is not None and merfish["dest"] == str(aside)
+    assert aside.is_file() and aside.stat().st_ino == merfish["staged"]["inode"]
 
 
 # -- 3. a fixed source is staged again; a source changed after planning is refused -------------------------
