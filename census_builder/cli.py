@@ -29,15 +29,7 @@ def _parser() -> argparse.ArgumentParser:
     b = sub.add_parser("build", help="build (or resume) a Census release from a manifest")
     b.add_argument("--version", required=True, type=options.version, help="release version, e.g. 2026-11-22")
     b.add_argument("--manifest", required=True, type=Path, help="CSV with header dataset_id,h5ad_uri[,...]")
-    b.add_argument(
-        "--workdir", type=options.workdir, default=Path("census-build"), help="build root (default ./census-build)"
-    )
-    b.add_argument(
-        "--workers", type=options.positive_int, default=None, help="local dask worker processes (default: one per core)"
-    )
-    b.add_argument(
-        "--scheduler", type=options.scheduler, default=None, help="address of an existing dask scheduler to use instead"
-    )
+    _workdir_and_cluster_options(b)
     b.add_argument(
         "--chunk-nnz",
         type=options.positive_int,
@@ -74,15 +66,7 @@ def _parser() -> argparse.ArgumentParser:
 
     v = sub.add_parser("validate", help="validate a built release (DIR/VERSION/soma) against its sources")
     v.add_argument("--version", required=True, type=options.version)
-    v.add_argument(
-        "--workdir", type=options.workdir, default=Path("census-build"), help="build root (default ./census-build)"
-    )
-    v.add_argument(
-        "--workers", type=options.positive_int, default=None, help="local dask worker processes (default: one per core)"
-    )
-    v.add_argument(
-        "--scheduler", type=options.scheduler, default=None, help="address of an existing dask scheduler to use instead"
-    )
+    _workdir_and_cluster_options(v)
 
     e = sub.add_parser("example", help="write the small example corpus (H5ADs + manifest.csv)")
     e.add_argument("--out", type=Path, default=Path("example-corpus"))
@@ -104,6 +88,20 @@ class _About(argparse.Action):
 
         print("\n".join(about_lines()))
         parser.exit(0)
+
+
+def _workdir_and_cluster_options(p: argparse.ArgumentParser) -> None:
+    from census_builder import options
+
+    p.add_argument(
+        "--workdir", type=options.workdir, default=Path("census-build"), help="build root (default ./census-build)"
+    )
+    p.add_argument(
+        "--workers", type=options.positive_int, default=None, help="local dask worker processes (default: one per core)"
+    )
+    p.add_argument(
+        "--scheduler", type=options.scheduler, default=None, help="address of an existing dask scheduler to use instead"
+    )
 
 
 def _restart_options(b: argparse.ArgumentParser) -> None:

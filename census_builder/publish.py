@@ -571,6 +571,18 @@ def _h5ad_sha256(
     return out
 
 
+def _already_there(
+    store: ObjectStore, listed: dict[str, RemoteObject], src: SourceObject, expected: dict[str, str]
+) -> bool:
+    """``src`` is in ``store`` already, with its size and checksum (an interrupted run's object is kept)."""
+    have = listed.get(src.relative)
+    return (
+        have is not None
+        and have.size == src.size
+        and store.remote_fingerprint(src.relative, have) == expected[src.relative]
+    )
+
+
 def upload_objects(
     store: ObjectStore,
     sources: list[SourceObject],
@@ -586,12 +598,7 @@ def upload_objects(
     uploaded = skipped = nbytes = 0
 
     def one(src: SourceObject) -> bool:
-        have = existing.get(src.relative)
-        if (
-            have is not None
-            and have.size == src.size
-            and store.remote_fingerprint(src.relative, have) == expected[src.relative]
-        ):
+        if _already_there(store, existing, src, expected):
             return False
         store.put(src)
         return True
@@ -726,12 +733,7 @@ def move_into_place(
     placed = final.list()
 
     def move(src: SourceObject) -> bool:
-        have = placed.get(src.relative)
-        if (
-            have is not None
-            and have.size == src.size
-            and final.remote_fingerprint(src.relative, have) == expected[src.relative]
-        ):
+        if _already_there(final, placed, src, expected):
             return False
         final.move_from(staging, src)
         return True
