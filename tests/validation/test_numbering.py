@@ -136,9 +136,8 @@ def drop_cell(r: Release) -> Planted:
     e.obs = e.obs.filter(pa.array(np.arange(e.obs.num_rows) != k))
     e.obs = _set_column(e.obs, "soma_joinid", shift(e.obs.column("soma_joinid").to_numpy()))
     for layer, t in e.x.items():
-        rows = np.asarray(t.column("soma_dim_0").to_numpy())
-        t = t.filter(pa.array(rows != k))
-        e.x[layer] = _set_column(t, "soma_dim_0", shift(t.column("soma_dim_0").to_numpy()))
+        kept = t.filter(pa.array(np.asarray(t.column("soma_dim_0").to_numpy()) != k))
+        e.x[layer] = _set_column(kept, "soma_dim_0", shift(kept.column("soma_dim_0").to_numpy()))
     return Planted("homo_sapiens", cell["dataset_id"], cell["observation_joinid"], expected="present",
                    found="absent")
 
