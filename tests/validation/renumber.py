@@ -155,7 +155,7 @@ def _empty_rows(release_dir: Path, manifest: Path, datasets: pa.Table) -> pa.Tab
             if ds in listed:
                 continue
             shutil.copyfile(manifest.parent / entry["h5ad_uri"], release_dir / "h5ads" / f"{ds}.h5ad")
-            row = {name: "" for name in datasets.column_names}
+            row: dict[str, Any] = {name: "" for name in datasets.column_names}
             row.update({k: v for k, v in entry.items() if k in row and k != "h5ad_uri"})
             row.update(dataset_id=ds, dataset_total_cell_count=0, dataset_h5ad_path=f"h5ads/{ds}.h5ad",
                        soma_joinid=datasets.num_rows + len(rows))
