@@ -24,6 +24,7 @@ import numpy.typing as npt
 import pyarrow as pa
 
 from validation.expected import as_bools, keep_rows
+from validation.fingerprint import entry_hashes, metadata_fingerprints, row_fingerprints
 from validation.report import Finding
 from validation.source import Coords, SourceFile
 from validation.spec import Spec, load_spec
@@ -64,6 +65,11 @@ class ChunkTask:
     # General path: the release obs soma_joinid of each kept cell of the task (-1: the release lacks the cell);
     # None when they are joinid_start, joinid_start + 1, ...
     joinids: npt.NDArray[np.int64] | None = field(default=None, compare=False)
+    # "compare": read the release at the cells and compare (fast or general path); "fingerprint": read only the
+    # source, return each kept cell's expectations (CellExpectations) for the release scan (validation.scan);
+    # "detail": compare, value by value, only the cells whose joinid is not -1, reporting X and obs metadata
+    # differences only (the scan checked the rest).
+    mode: str = "compare"
 
     @property
     def cell_joinids(self) -> npt.NDArray[np.int64]:
@@ -96,6 +102,26 @@ class DatasetContext:
 
 
 @dataclass
+class CellExpectations:
+    """What the release must hold for each kept cell of a task (fingerprint mode), in the task's cell order."""
+
+    raw: npt.NDArray[np.uint64]  # fingerprint of the expected X['raw'] row (validation.fingerprint)
+    metadata: npt.NDArray[np.uint64]  # fingerprint of the expected obs metadata
+    nnz: npt.NDArray[np.int64]
+    raw_sum: npt.NDArray[np.float64]
+    raw_mean_nnz: npt.NDArray[np.float64]
+    raw_variance_nnz: npt.NDArray[np.float64]
+    denominator: npt.NDArray[np.float64]  # X['normalized'] = value [/ feature_length] / denominator
+    smart: npt.NDArray[np.bool_]  # divided by feature_length (Smart-seq)
+
+
+def metadata_columns(spec: Spec) -> tuple[str, ...]:
+    """The obs columns compared with the source value by value (observation_joinid identifies the cell)."""
+    columns = (*spec.obs_source_columns, "dataset_id", "tissue_general", "tissue_general_ontology_term_id")
+    return tuple(c for c in columns if c != "observation_joinid")
+
+
+@dataclass
 class ChunkResult:
     dataset_id: str
     organism: str
@@ -111,6 +137,7 @@ class ChunkResult:
     # found n_measured_vars value -> (cells, first soma_joinid, its observation_joinid)
     n_measured_vars: dict[int, tuple[int, int, str]] = field(default_factory=dict)
     max_findings: int = 20
+    cells: CellExpectations | None = None  # fingerprint mode
 
     def add(self, check: str, finding: Finding) -> None:
         self.totals[check] += 1
@@ -331,6 +358,8 @@ def check_chunk(task: ChunkTask, context: DatasetContext) -> ChunkResult:
                     "observation_joinid": str(oj[row]) if inside else None, "var_joinid": var_joinid}
 
         stats = RowStats.zeros(task.n_cells)
+        fingerprints = np.zeros(task.n_cells, dtype=np.uint64)
+        denominators = np.zeros(task.n_cells, dtype=np.float64)
         per_gene = np.zeros(task.n_var, dtype=np.int64)
         before = 0  # kept cells of the task before the part
         for start, stop in task.parts:
@@ -344,7 +373,14 @@ def check_chunk(task: ChunkTask, context: DatasetContext) -> ChunkResult:
                 return res
             part = _Part(task, start, stop, before, n, smart[before : before + n])
             _check_source_values(part, res, coords[2])
-            expected, bounds = _compare_x(part, res, coords, part_keep, where)
+            if task.mode == "fingerprint":
+                col_bits = max(context.col_map.size - 1, 1).bit_length()
+                expected, bounds = _expected_part(part, coords, part_keep, col_bits)
+                hashes = entry_hashes(expected.col_map[expected.codes], expected.values)
+                fingerprints[before : before + n] = row_fingerprints(hashes, bounds)
+                denominators[before : before + n] = _denominators(task, expected, bounds, part.smart)
+            else:
+                expected, bounds = _compare_x(part, res, coords, part_keep, where)
             stats.fill(before, _row_stats(bounds, expected.values))
             per_source_col = np.bincount(expected.codes, minlength=context.col_map.size)
             present = np.flatnonzero(per_source_col)
@@ -353,8 +389,25 @@ def check_chunk(task: ChunkTask, context: DatasetContext) -> ChunkResult:
             del coords, expected, bounds  # before the next part's are read: memory stays one chunk's
     res.var_ids = np.nonzero(per_gene)[0].astype(np.int64)
     res.var_nnz = per_gene[res.var_ids]
-    _compare_obs(task, spec, res, expected_obs, stats)
+    if task.mode == "fingerprint":
+        columns = [expected_obs[c] for c in metadata_columns(spec)]
+        res.cells = CellExpectations(fingerprints, metadata_fingerprints(columns, task.n_cells), stats.nnz,
+                                     stats.raw_sum, stats.raw_mean_nnz, stats.raw_variance_nnz, denominators, smart)
+    else:
+        _compare_obs(task, spec, res, expected_obs, stats)
     return res
+
+
+def _denominators(task: ChunkTask, exp: Entries, bounds: npt.NDArray[np.int64],
+                  smart: npt.NDArray[np.bool_]) -> npt.NDArray[np.float64]:
+    """Per kept cell: the sum normalized values divide by (of counts, or of counts / feature_length)."""
+    x = np.asarray(exp.values, dtype=np.float64)
+    if smart.any():
+        by_length = np.flatnonzero(np.repeat(smart, np.diff(bounds)))
+        lengths = task.ctx.col_length[exp.codes[by_length]]
+        x = x.copy()
+        x[by_length] /= np.where(lengths > 0, lengths, np.nan)
+    return _row_sums(bounds, x)
 
 
 @dataclass(frozen=True)
@@ -408,14 +461,11 @@ def _compare_x(part: _Part, res: ChunkResult, coords: Coords, keep: npt.NDArray[
     # One key layout for expected and found entries: wide enough for any column code either holds.
     widest = max([col_map.size - 1, 1, *(int(c.max(initial=0)) for c in codes.values())])
     col_bits = widest.bit_length()
-    s_rows, s_cols, s_vals = coords
-    dropped = col_map[s_cols] < 0  # entries of genes and cells the Census leaves out
-    if not keep.all():
-        dropped |= ~keep[s_rows]
-        s_rows = (np.cumsum(keep) - 1)[s_rows]  # row among kept cells
-    expected = _expected(s_rows, s_cols, s_vals, part.n, col_bits, dropped if dropped.any() else None, col_map)
-    bounds = expected.row_bounds(part.n)
-    res.expected_nnz += int(expected.key.size)
+    expected_all, bounds = _expected_part(part, coords, keep, col_bits)
+    res.expected_nnz += int(expected_all.key.size)
+    expected, cmp_bounds, cmp_smart = expected_all, bounds, part.smart
+    if task.joinids is not None and bool((joinids < 0).any()):  # cells the release lacks, or not asked about
+        expected, cmp_bounds = _only_rows(expected_all, bounds, joinids >= 0)
     raw_order: npt.NDArray[np.int64] | None = None
     raw: tuple[Entries, Alignment] | None = None
     if "raw" in found:
@@ -433,9 +483,30 @@ def _compare_x(part: _Part, res: ChunkResult, coords: Coords, keep: npt.NDArray[
         else:
             norm, _ = _found(rows, codes["normalized"], vals, lo, part.n, col_bits, col_map)
             aligned = _align(expected.key, norm.key)
-        want = _normalized(task, res, expected, bounds, part.smart, where)
+        want = _normalized(task, res, expected, cmp_bounds, cmp_smart, where)
         _compare_normalized(res, where, expected, want, norm, aligned, part.n)
-    return expected, bounds
+    return expected_all, bounds
+
+
+def _expected_part(part: _Part, coords: Coords, keep: npt.NDArray[np.bool_], col_bits: int
+                   ) -> tuple[Entries, npt.NDArray[np.int64]]:
+    """A part's expected entries (rows: the part's kept cells) and their row pointers."""
+    col_map = part.task.ctx.col_map
+    s_rows, s_cols, s_vals = coords
+    dropped = col_map[s_cols] < 0  # entries of genes and cells the Census leaves out
+    if not keep.all():
+        dropped |= ~keep[s_rows]
+        s_rows = (np.cumsum(keep) - 1)[s_rows]  # row among kept cells
+    expected = _expected(s_rows, s_cols, s_vals, part.n, col_bits, dropped if dropped.any() else None, col_map)
+    return expected, expected.row_bounds(part.n)
+
+
+def _only_rows(e: Entries, bounds: npt.NDArray[np.int64], rows: npt.NDArray[np.bool_]
+               ) -> tuple[Entries, npt.NDArray[np.int64]]:
+    """The entries of the rows marked in ``rows`` only (row numbers unchanged) and their row pointers."""
+    sel = np.repeat(rows, np.diff(bounds))
+    kept = Entries(e.key[sel], e.values[sel], e.col_bits, e.col_map)
+    return kept, kept.row_bounds(rows.size)
 
 
 def _source_obs(task: ChunkTask, spec: Spec, src: SourceFile
@@ -563,11 +634,13 @@ def _compare_obs(task: ChunkTask, spec: Spec, res: ChunkResult, expected: dict[s
                 soma_joinid=int(cells[i]), observation_joinid=str(exp_oj[i]), column=column, expected=exp[k],
                 found=got[k]))
 
-    for column in (*spec.obs_source_columns, "dataset_id", "tissue_general", "tissue_general_ontology_term_id"):
-        if column not in found or column == "observation_joinid":
+    for column in metadata_columns(spec):
+        if column not in found:
             continue  # a missing column is an encodings finding
         exp, got = expected[column][idx], found[column][fpos]
         report("obs_metadata", column, exp != got, exp, got)
+    if task.mode == "detail":
+        return  # statistics were compared by the release scan
 
     exp_stats = {"nnz": stats.nnz, "raw_sum": stats.raw_sum, "raw_mean_nnz": stats.raw_mean_nnz,
                  "raw_variance_nnz": stats.raw_variance_nnz}

@@ -27,11 +27,13 @@ import numpy.typing as npt
 from validation.cells import CellSetResult, CellSetTask, check_cell_set, foreign_cells
 from validation.chunks import ChunkResult, ChunkTask, DatasetContext, ReleaseUris, check_chunk
 from validation.expected import DatasetPlan, PlanTask, plan_dataset
+from validation.general import GeneralPath
 from validation.manifest import Manifest, fetch_sources, read_manifest
 from validation.model import Model, OrganismModel, build_model
 from validation.numbering import VarNumbering, match_var, read_var_numbering
 from validation.release import ReleaseLayout, check_joinids, open_layout, read_table
 from validation.report import Finding, Findings, ValidationReport
+from validation.scan import ScanResult, ScanTask, check_scan
 from validation.spec import Spec, load_spec
 from validation.tables import (
     check_datasets_table,
@@ -340,10 +342,13 @@ class Run:
 
         # Then X and obs, chunk by chunk, through the cell and gene numbering the release uses.
         chunk_tasks: list[tuple[ChunkTask, Any]] = []  # (task, future of its dataset's context)
+        general: dict[str, GeneralPath] = {}  # organisms not numbered in consecutive runs: validation.general
         for name, org in model.organisms.items():
             exp = layout.experiments.get(name)
             if exp is None:
                 continue
+            if any(placed[p.dataset_id].start is None for p in org.datasets if p.dataset_id in placed):
+                general[name] = GeneralPath(name, max(self.found[name].obs_count, org.n_obs))
             numbering = self._var_numbering(org)
             self.findings.readings[f"{name} genes"] = (
                 "sorted by feature_id (as our builder numbers them)" if numbering.in_order
@@ -363,11 +368,12 @@ class Run:
                     n_cells = sum(c[3] for c in group)
                     joinids = (None if cells is None or cells.joinids is None
                                else cells.joinids[before : before + n_cells].copy())
-                    chunk_tasks.append((ChunkTask(
+                    task = ChunkTask(
                         dataset_id=p.dataset_id, organism=name, path=p.path, matrix_key=p.matrix_key,
                         schema_version=self.spec.version, organism_term=p.organism_term, row_start=a, row_stop=b,
                         joinid_start=start + before, n_cells=n_cells, n_var=n_var, uris=uris,
-                        parts=tuple((c[0], c[1]) for c in group), joinids=joinids), context))
+                        parts=tuple((c[0], c[1]) for c in group), joinids=joinids)
+                    chunk_tasks.append((general[name].add(task, context) if name in general else task, context))
         placed.clear()
 
         def chunk_done(task: ChunkTask, res: ChunkResult) -> None:
@@ -379,14 +385,9 @@ class Run:
             known = genes >= 0
             org.var_nnz[genes[known]] += res.var_nnz[known]
             org.presence[task.dataset_id][genes[known]] = True
-            f = self.found[task.organism]
-            f.obs_nnz += res.obs_nnz
-            f.raw_nnz += res.raw_nnz
-            f.normalized_nnz += res.normalized_nnz
-            acc = f.n_measured_vars.setdefault(task.dataset_id, {})
-            for value, (n, sj, oj) in res.n_measured_vars.items():
-                prev = acc.get(value)
-                acc[value] = (n + prev[0], min(sj, prev[1]), oj if sj < prev[1] else prev[2]) if prev else (n, sj, oj)
+            if res.cells is not None:
+                general[task.organism].place(task, res.cells)
+            self._found_counts(task.organism, res, {task.dataset_id: res.n_measured_vars})
 
         def chunk_failed(task: ChunkTask, e: BaseException) -> None:
             for check in ("obs_metadata", "x_raw", "x_normalized"):
@@ -398,11 +399,76 @@ class Run:
         jobs = [Job(check_chunk, t, chunk_done, chunk_failed, priority=t.n_cells, extra=(ctx,))
                 for t, ctx in chunk_tasks]
         run_jobs(self.client, jobs, "check_contents")
+        for name, path in general.items():
+            try:
+                self._check_general(model.organisms[name], path)
+            finally:
+                path.close()
         for name, org in model.organisms.items():
             if name in layout.experiments:
                 self._n_measured_vars(org)
                 self._beyond_expected_rows(org)
                 self._foreign_cells(org)
+
+    def _found_counts(self, organism: str, res: ChunkResult,
+                      per_dataset: dict[str, dict[int, tuple[int, int, str]]]) -> None:
+        """Add what a chunk or scan task found (value counts; n_measured_vars values per dataset) to the totals."""
+        f = self.found[organism]
+        f.obs_nnz += res.obs_nnz
+        f.raw_nnz += res.raw_nnz
+        f.normalized_nnz += res.normalized_nnz
+        for ds, values in per_dataset.items():
+            acc = f.n_measured_vars.setdefault(ds, {})
+            for value, (n, sj, oj) in values.items():
+                prev = acc.get(value)
+                acc[value] = (n + prev[0], min(sj, prev[1]), oj if sj < prev[1] else prev[2]) if prev else (n, sj, oj)
+
+    def _check_general(self, org: OrganismModel, path: GeneralPath) -> None:
+        """Scan the release in its own order, then compare the cells whose fingerprints differ value by value."""
+        name = org.organism.name
+        exp = self._layout().experiments[name]
+        numbering = self._var_numbering(org)
+        lengths = np.zeros(max(numbering.n_release, 1), dtype=np.float64)
+        found_genes = numbering.release_of_expected >= 0
+        lengths[numbering.release_of_expected[found_genes]] = org.var.lengths[found_genes]
+        [lengths_future] = self.client.scatter([lengths], hash=False)
+        per_cell = max(1, int(org.var_nnz.sum()) // max(org.n_obs, 1))
+        rows = max(1, min(self.task_rows, self.chunk_entries // per_cell))  # X entries per scan task: one chunk's
+        uris = ReleaseUris(exp.obs, exp.x.get("raw"), exp.x.get("normalized"))
+
+        def scan_done(task: ScanTask, result: ScanResult) -> None:
+            for check, kept in result.res.findings.items():
+                self.findings.merge(check, [self._named(numbering, f) for f in kept], result.res.totals[check])
+            self._found_counts(name, result.res, result.n_measured_vars)
+            path.scanned(result)
+
+        def scan_failed(task: ScanTask, e: BaseException) -> None:
+            for check in ("obs_statistics", "x_raw", "x_normalized"):
+                self.findings.add(check, Finding(f"release rows {task.lo}..{task.hi - 1} could not be checked: "
+                                                 f"{type(e).__name__}: {e}", organism=name))
+
+        scans = path.scan_jobs(uris, self.spec.version, rows)
+        run_jobs(self.client, [Job(check_scan, t, scan_done, scan_failed, extra=(lengths_future, want))
+                               for t, want in scans], f"check_contents ({name}, release scan)")
+        details, left = path.detail_tasks()
+
+        def detail_done(task: ChunkTask, res: ChunkResult) -> None:
+            for check, kept in res.findings.items():
+                if check in ("x_raw", "x_raw_explicit_zeros", "x_normalized", "obs_metadata", "obs_cells"):
+                    self.findings.merge(check, [self._named(numbering, f) for f in kept], res.totals[check])
+
+        def detail_failed(task: ChunkTask, e: BaseException) -> None:
+            self.findings.add("x_raw", Finding(f"differing cells could not be compared: {type(e).__name__}: {e}",
+                                               dataset_id=task.dataset_id, organism=name))
+
+        run_jobs(self.client, [Job(check_chunk, t, detail_done, detail_failed, extra=(ctx,)) for t, ctx in details],
+                 f"check_contents ({name}, differing cells)")
+        for kind, check in (("raw", "x_raw"), ("metadata", "obs_metadata")):
+            if left[kind]:
+                self.findings.merge(check, [Finding(
+                    f"{left[kind]} more cell(s) whose {'X row' if kind == 'raw' else 'obs metadata'} differs from the "
+                    "source (fingerprints differ; not compared value by value)", organism=name,
+                    found=left[kind])], left[kind])
 
     @staticmethod
     def _named(numbering: VarNumbering, f: Finding) -> Finding:
