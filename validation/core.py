@@ -201,6 +201,7 @@ class Found:
     obs_count: int = 0
     var_numbering: VarNumbering | None = None  # the release's var matched to the expected genes
     presence_shape: tuple[int, int] | None = None
+    scanned: int = 0  # obs rows [0, scanned) read (and counted) by the general path's release scan
 
 
 @dataclass
@@ -349,6 +350,7 @@ class Run:
                 continue
             if any(placed[p.dataset_id].start is None for p in org.datasets if p.dataset_id in placed):
                 general[name] = GeneralPath(name, max(self.found[name].obs_count, org.n_obs))
+                self.found[name].scanned = general[name].n_rows
             numbering = self._var_numbering(org)
             self.findings.readings[f"{name} genes"] = (
                 "sorted by feature_id (as our builder numbers them)" if numbering.in_order
@@ -517,15 +519,16 @@ class Run:
         name = org.organism.name
         exp = self._layout().experiments[name]
         found = self.found[name]
+        n_obs = max(org.n_obs, found.scanned)  # rows the content tasks read
         if exp.obs:
             t: Any = None
             try:
                 with soma.DataFrame.open(exp.obs) as df:
                     written = df.non_empty_domain()[0]
-                    t = (df.read(coords=(slice(org.n_obs, int(written[1])),)).concat()
-                         if written is not None and int(written[1]) >= org.n_obs else None)
+                    t = (df.read(coords=(slice(n_obs, int(written[1])),)).concat()
+                         if written is not None and int(written[1]) >= n_obs else None)
             except Exception as e:
-                self.findings.add("obs_cells", Finding(f"obs rows past {org.n_obs - 1} cannot be read: {e}",
+                self.findings.add("obs_cells", Finding(f"obs rows past {n_obs - 1} cannot be read: {e}",
                                                        organism=name))
             # rows of known datasets are reported by the per-dataset cell check, others by _foreign_cells
             if t is not None and "nnz" in t.column_names:
@@ -537,11 +540,11 @@ class Run:
             try:
                 with soma.SparseNDArray.open(uri) as arr:
                     written = arr.non_empty_domain()[0]
-                    if written is None or int(written[1]) < org.n_obs:
+                    if written is None or int(written[1]) < n_obs:
                         continue
-                    t = arr.read(coords=(slice(org.n_obs, int(written[1])),)).tables().concat()
+                    t = arr.read(coords=(slice(n_obs, int(written[1])),)).tables().concat()
             except Exception as e:
-                self.findings.add(check, Finding(f"X['{layer}'] rows past {org.n_obs - 1} cannot be read: {e}",
+                self.findings.add(check, Finding(f"X['{layer}'] rows past {n_obs - 1} cannot be read: {e}",
                                                  organism=name))
                 continue
             rows = t.column("soma_dim_0").to_numpy()
@@ -551,7 +554,7 @@ class Run:
                 found.normalized_nnz += int(rows.size)
             if rows.size:
                 self.findings.merge(check, [Finding(
-                    f"X['{layer}'] stores values for rows past the last expected cell ({org.n_obs - 1})",
+                    f"X['{layer}'] stores values for rows past the last expected cell ({n_obs - 1})",
                     organism=name, soma_joinid=int(rows[0]), found=int(rows.size))], int(rows.size))
 
     def _foreign_cells(self, org: OrganismModel) -> None:
