@@ -205,6 +205,12 @@ def mouse_value(r: Release) -> Planted:
                    col, expected=value, found=value + 1)
 
 
+def presence_too_tall(r: Release) -> Planted:
+    """A presence matrix of neither allowed height (one row per datasets row, or per dataset of the organism)."""
+    r.experiments["mus_musculus"].presence_height = r.datasets.num_rows + 1
+    return Planted("mus_musculus", found=r.datasets.num_rows + 1)
+
+
 DEFECTS: list[tuple[str, Callable[[Release], Planted], str, Callable[[Planted], dict[str, Any]]]] = [
     ("dropped_cell", drop_cell, "obs_cells", lambda p: {
         "dataset_id": p.dataset_id, "observation_joinid": p.observation_joinid, "found": "absent"}),
@@ -218,6 +224,7 @@ DEFECTS: list[tuple[str, Callable[[Release], Planted], str, Callable[[Planted], 
         "found": False}),
     ("wrong_census_info_count", wrong_dataset_count, "census_info_datasets", lambda p: {
         "dataset_id": p.dataset_id, "column": "dataset_total_cell_count", "expected": p.expected, "found": p.found}),
+    ("presence_height", presence_too_tall, "shapes", lambda p: {"organism": p.organism, "found": p.found}),
     ("mouse_only", mouse_value, "x_raw", lambda p: {
         "organism": "mus_musculus", "dataset_id": p.dataset_id, "observation_joinid": p.observation_joinid,
         "soma_joinid": p.soma_joinid, "feature_id": p.feature_id, "var_joinid": p.var_joinid,
