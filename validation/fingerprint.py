@@ -58,11 +58,17 @@ def as_text(values: npt.NDArray[Any]) -> npt.NDArray[np.object_]:
     return arr.astype(str).astype(object)
 
 
+def _text_hashes(values: npt.NDArray[Any]) -> npt.NDArray[np.uint64]:
+    """Hash of each value as text; each distinct value is hashed once (obs columns repeat a few values)."""
+    codes, uniques = pd.factorize(np.asarray(values))
+    hashed = np.asarray(pd.util.hash_array(as_text(np.asarray(uniques, dtype=object))), dtype=np.uint64)
+    return np.append(hashed, _GOLDEN)[codes]  # code -1 (a missing value): a hash no text has in practice
+
+
 def metadata_fingerprints(columns: list[npt.NDArray[Any]], n: int) -> npt.NDArray[np.uint64]:
     """Per row, a fingerprint of the values of ``columns`` (in this order) as text."""
     out = np.zeros(n, dtype=np.uint64)
     with np.errstate(over="ignore"):
         for i, values in enumerate(columns):
-            h = np.asarray(pd.util.hash_array(as_text(values)), dtype=np.uint64)
-            out += mix(h + np.uint64(i + 1) * _GOLDEN)
+            out += mix(_text_hashes(values) + np.uint64(i + 1) * _GOLDEN)
     return out

@@ -205,6 +205,19 @@ def mouse_value(r: Release) -> Planted:
                    col, expected=value, found=value + 1)
 
 
+def change_cell_type(r: Release) -> Planted:
+    """One human cell's cell_type replaced by another cell type of the release."""
+    e = r.experiments["homo_sapiens"]
+    types = e.obs.column("cell_type").to_pylist()
+    k = len(types) // 4
+    other = next(t for t in types if t != types[k])
+    planted = Planted("homo_sapiens", *(_cell(r, "homo_sapiens", k)[c] for c in ("dataset_id", "observation_joinid")),
+                      soma_joinid=k, expected=types[k], found=other)
+    types[k] = other
+    e.obs = _set_column(e.obs, "cell_type", types)
+    return planted
+
+
 def presence_too_tall(r: Release) -> Planted:
     """A presence matrix of neither allowed height (one row per datasets row, or per dataset of the organism)."""
     r.experiments["mus_musculus"].presence_height = r.datasets.num_rows + 1
@@ -224,6 +237,9 @@ DEFECTS: list[tuple[str, Callable[[Release], Planted], str, Callable[[Planted], 
         "found": False}),
     ("wrong_census_info_count", wrong_dataset_count, "census_info_datasets", lambda p: {
         "dataset_id": p.dataset_id, "column": "dataset_total_cell_count", "expected": p.expected, "found": p.found}),
+    ("cell_type", change_cell_type, "obs_metadata", lambda p: {
+        "dataset_id": p.dataset_id, "observation_joinid": p.observation_joinid, "soma_joinid": p.soma_joinid,
+        "column": "cell_type", "expected": p.expected, "found": p.found}),
     ("presence_height", presence_too_tall, "shapes", lambda p: {"organism": p.organism, "found": p.found}),
     ("mouse_only", mouse_value, "x_raw", lambda p: {
         "organism": "mus_musculus", "dataset_id": p.dataset_id, "observation_joinid": p.observation_joinid,
