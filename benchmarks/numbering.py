@@ -2,10 +2,13 @@
 benchmarks.renumber with the same numbering (a control for the writer's layout), and renumbered (cells shuffled
 across datasets, genes and datasets reversed).
 
-    python -m benchmarks.numbering RELEASE_DIR MANIFEST [--workers 2] [--out benchmarks/results/numbering.json]
+    python -m benchmarks.numbering RELEASE_DIR MANIFEST [--workers 2] [--rounds 3] [--keep]
+        [--out benchmarks/results/numbering.json]
 
 RELEASE_DIR is a build's DIR/VERSION (e.g. benchmarks/data/build-250k/bench after ``python -m benchmarks.run``);
-the rewritten copies go beside it and are removed afterwards (``--keep`` keeps them).
+the rewritten copies go beside it and are removed afterwards (``--keep`` keeps them, and a later run with
+``--keep`` reuses them). The three are validated in turn, ``--rounds`` times (the machine's load varies:
+compare runs of the same round); every run is in the JSON.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -39,29 +43,35 @@ def main() -> int:
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--out", type=Path, default=Path("benchmarks/results/numbering.json"))
     p.add_argument("--keep", action="store_true")
+    p.add_argument("--rounds", type=int, default=1)
     args = p.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     results: dict[str, Any] = {"release": str(args.release), "workers": args.workers}
     copies = {"rewritten": args.release.with_name(args.release.name + "-rewritten"),
               "renumbered": args.release.with_name(args.release.name + "-renumbered")}
-    for path in copies.values():
-        shutil.rmtree(path, ignore_errors=True)
+    sources = {"ours": args.release, **copies}
     try:
-        results["ours"] = _validate(args.release / "soma", args.manifest, args.workers)
-        logger.info("ours: %s", results["ours"])
         for name, path in copies.items():
-            renumber(args.release, path, identity=name == "rewritten")
-            results[name] = _validate(path / "soma", args.manifest, args.workers)
-            logger.info("%s: %s", name, results[name])
+            if not (args.keep and (path / "soma").is_dir()):
+                shutil.rmtree(path, ignore_errors=True)
+                renumber(args.release, path, identity=name == "rewritten")
+        for _ in range(args.rounds):
+            for name, path in sources.items():
+                run = _validate(path / "soma", args.manifest, args.workers)
+                run["load_average_1min"] = round(os.getloadavg()[0], 2)
+                results.setdefault(name + "_runs", []).append(run)
+                results[name] = run
+                logger.info("%s: %s", name, run)
     finally:
         if not args.keep:
             for path in copies.values():
                 shutil.rmtree(path, ignore_errors=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
-    for name in ("ours", *copies):
-        r = results[name]
-        print(f"{name:>10}: {r['seconds']:7.1f} s, peak RSS {r['peak_rss_gib']:.2f} GiB, passed={r['passed']}")
+    for name in sources:
+        for r in results[name + "_runs"]:
+            print(f"{name:>10}: {r['seconds']:7.1f} s, peak RSS {r['peak_rss_gib']:.2f} GiB, passed={r['passed']}, "
+                  f"load {r['load_average_1min']}")
     return 0 if all(results[n]["passed"] for n in ("ours", *copies)) else 1
 
 
