@@ -6,7 +6,9 @@ genes in reverse feature_id order, the datasets table reversed. Same content, ot
 Copies DIR/VERSION (soma/ and h5ads/, hard links for the h5ads) and rewrites every numbered object with
 tiledbsoma directly. X is streamed: read in row chunks of the old numbering, bucketed on disk by row block of
 the new numbering, then each block sorted and written as one fragment (disjoint row ranges, like our
-builder's), so the renumbered release reads like a release written in its own order.
+builder's), so the renumbered release reads like a release written in its own order. Objects are created
+with our builder's platform configs (tile extents, capacity, filters), so the only difference from the
+original is the numbering (``--identity`` writes the same numbering: a control for the rewrite itself).
 """
 
 from __future__ import annotations
@@ -17,11 +19,14 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 import tiledbsoma as soma
+
+from census_builder.soma_io import DATAFRAME_PLATFORM_CONFIG, X_PLATFORM_CONFIG
 
 logger = logging.getLogger("benchmarks.renumber")
 
@@ -40,11 +45,13 @@ def _rewrite_df(uri: Path, table: pa.Table, perm: npt.NDArray[np.int64]) -> None
     table = table.set_column(i, "soma_joinid", pa.array(new, pa.int64())).take(pa.array(np.argsort(new)))
     shutil.rmtree(uri)
     with soma.DataFrame.create(str(uri), schema=table.schema, index_column_names=["soma_joinid"],
-                               domain=[(0, max(table.num_rows, 1) - 1)]) as df:
+                               domain=[(0, max(table.num_rows, 1) - 1)],
+                               platform_config=DATAFRAME_PLATFORM_CONFIG) as df:
         df.write(table)
 
 
-def _rewrite_nd(uri: Path, rows: npt.NDArray[np.int64], cols: npt.NDArray[np.int64], spill: Path) -> None:
+def _rewrite_nd(uri: Path, rows: npt.NDArray[np.int64], cols: npt.NDArray[np.int64], spill: Path,
+                platform_config: dict[str, Any] | None = None) -> None:
     """Rewrite a sparse array with row i -> rows[i], column j -> cols[j], streaming (see the module doc)."""
     with soma.SparseNDArray.open(str(uri)) as arr:
         shape = tuple(int(s) for s in arr.shape)
@@ -68,7 +75,7 @@ def _rewrite_nd(uri: Path, rows: npt.NDArray[np.int64], cols: npt.NDArray[np.int
         for f in fs:
             f.close()
     shutil.rmtree(uri)
-    with soma.SparseNDArray.create(str(uri), type=value_type, shape=shape) as arr:
+    with soma.SparseNDArray.create(str(uri), type=value_type, shape=shape, platform_config=platform_config) as arr:
         for b in range(n_blocks):
             r = np.fromfile(spill / f"{b}.r", dtype=np.int64)
             c = np.fromfile(spill / f"{b}.c", dtype=np.int64)
@@ -105,7 +112,7 @@ def renumber(src: Path, dest: Path, seed: int = 0, identity: bool = False) -> Pa
             _rewrite_df(exp / "obs", obs, c_perm)
             _rewrite_df(exp / "ms/RNA/var", var, g_perm)
             for layer in ("raw", "normalized"):
-                _rewrite_nd(exp / "ms/RNA/X" / layer, c_perm, g_perm, Path(tmp))
+                _rewrite_nd(exp / "ms/RNA/X" / layer, c_perm, g_perm, Path(tmp), X_PLATFORM_CONFIG)
             _rewrite_nd(exp / "ms/RNA/feature_dataset_presence_matrix", d_perm, g_perm, Path(tmp))
             logger.info("%s renumbered: %d cells, %d genes", exp.name, obs.num_rows, var.num_rows)
     return root
