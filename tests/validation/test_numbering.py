@@ -211,8 +211,9 @@ def change_cell_type(r: Release) -> Planted:
     types = e.obs.column("cell_type").to_pylist()
     k = len(types) // 4
     other = next(t for t in types if t != types[k])
-    planted = Planted("homo_sapiens", *(_cell(r, "homo_sapiens", k)[c] for c in ("dataset_id", "observation_joinid")),
-                      soma_joinid=k, expected=types[k], found=other)
+    cell = _cell(r, "homo_sapiens", k)
+    planted = Planted("homo_sapiens", cell["dataset_id"], cell["observation_joinid"], soma_joinid=k, expected=types[k],
+                      found=other)
     types[k] = other
     e.obs = _set_column(e.obs, "cell_type", types)
     return planted
