@@ -504,6 +504,8 @@ def _expected_part(part: _Part, coords: Coords, keep: npt.NDArray[np.bool_], col
 def _only_rows(e: Entries, bounds: npt.NDArray[np.int64], rows: npt.NDArray[np.bool_]
                ) -> tuple[Entries, npt.NDArray[np.int64]]:
     """The entries of the rows marked in ``rows`` only (row numbers unchanged) and their row pointers."""
+    if rows.all():
+        return e, bounds
     sel = np.repeat(rows, np.diff(bounds))
     kept = Entries(e.key[sel], e.values[sel], e.col_bits, e.col_map)
     return kept, kept.row_bounds(rows.size)

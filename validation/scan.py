@@ -75,11 +75,12 @@ class ScanResult:
 
 
 def _sorted_entries(rows: npt.NDArray[np.int64], cols: npt.NDArray[np.int64], values: npt.NDArray[Any], lo: int,
-                    n: int, col_bits: int, col_map: npt.NDArray[np.int64]) -> Entries:
+                    n: int, col_bits: int, col_map: npt.NDArray[np.int64]
+                    ) -> tuple[Entries, npt.NDArray[np.int64] | None]:
     key = (rows - lo) << col_bits
     key |= cols
     key, order = _sorted(key, max(n - 1, 1).bit_length() + col_bits)
-    return Entries(key, values if order is None else values[order], col_bits, col_map)
+    return Entries(key, values if order is None else values[order], col_bits, col_map), order
 
 
 def check_scan(task: ScanTask, lengths: npt.NDArray[np.float64], want: RowExpectations) -> ScanResult:
@@ -133,10 +134,13 @@ def check_scan(task: ScanTask, lengths: npt.NDArray[np.float64], want: RowExpect
     col_map = np.arange(widest + 1, dtype=np.int64)  # codes are var soma_joinids
     ok = known.copy()
     raw: Entries | None = None
+    raw_order: npt.NDArray[np.int64] | None = None
+    same = "raw" in layers and "normalized" in layers and all(  # normalized has raw's coordinates (the usual case)
+        np.array_equal(a, b) for a, b in zip(layers["raw"][:2], layers["normalized"][:2], strict=True))
     if "raw" in layers:
         rows, cols, vals = layers.pop("raw")
         res.raw_nnz = int(vals.size)
-        raw = _sorted_entries(rows, cols, vals, lo, n, col_bits, col_map)
+        raw, raw_order = _sorted_entries(rows, cols, vals, lo, n, col_bits, col_map)
         del rows, cols, vals
         fingerprints = row_fingerprints(entry_hashes(raw.codes, raw.values), raw.row_bounds(n))
         differs = known & (fingerprints != want.raw)
@@ -145,10 +149,18 @@ def check_scan(task: ScanTask, lengths: npt.NDArray[np.float64], want: RowExpect
     if "normalized" in layers and raw is not None:
         rows, cols, vals = layers.pop("normalized")
         res.normalized_nnz = int(vals.size)
-        norm = _sorted_entries(rows, cols, vals, lo, n, col_bits, col_map)
+        if same:  # raw's keys and order
+            norm = Entries(raw.key, vals if raw_order is None else vals[raw_order], col_bits, col_map)
+        else:
+            norm, _ = _sorted_entries(rows, cols, vals, lo, n, col_bits, col_map)
         del rows, cols, vals
-        exp, _ = _only_rows(raw, raw.row_bounds(n), ok)
-        got, _ = _only_rows(norm, norm.row_bounds(n), ok)
+        bounds = raw.row_bounds(n)
+        exp, _ = _only_rows(raw, bounds, ok)
+        if same:  # the same rows of raw's order
+            got = Entries(exp.key, norm.values if ok.all() else norm.values[np.repeat(ok, np.diff(bounds))],
+                          col_bits, col_map)
+        else:
+            got, _ = _only_rows(norm, norm.row_bounds(n), ok)
         x = np.asarray(exp.values, dtype=np.float64)
         row_of = exp.key >> col_bits
         smart = want.smart[row_of]
