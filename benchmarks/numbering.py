@@ -3,7 +3,7 @@ benchmarks.renumber with the same numbering (a control for the writer's layout),
 across datasets, genes and datasets reversed).
 
     python -m benchmarks.numbering RELEASE_DIR MANIFEST [--workers 2] [--rounds 3] [--keep]
-        [--out benchmarks/results/numbering.json]
+        [--out benchmarks/results/numbering/latest.json]
 
 RELEASE_DIR is a build's DIR/VERSION (e.g. benchmarks/data/build-250k/bench after ``python -m benchmarks.run``);
 the rewritten copies go beside it and are removed afterwards (``--keep`` keeps them, and a later run with
@@ -41,7 +41,7 @@ def main() -> int:
     p.add_argument("release", type=Path)
     p.add_argument("manifest", type=Path)
     p.add_argument("--workers", type=int, default=2)
-    p.add_argument("--out", type=Path, default=Path("benchmarks/results/numbering.json"))
+    p.add_argument("--out", type=Path, default=Path("benchmarks/results/numbering/latest.json"))
     p.add_argument("--keep", action="store_true")
     p.add_argument("--rounds", type=int, default=1)
     args = p.parse_args()
