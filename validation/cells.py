@@ -4,7 +4,8 @@ check sees cells that are missing, added or duplicated wherever they are.
 
 Both sides are streamed in slices and compared as 64-bit hashes of the observation_joinid strings, so a
 dataset of millions of cells costs 8 bytes per cell; the few offending cells are read again by position
-to name them.
+to name them. The same hashes give the release soma_joinid of every kept source cell (validation.numbering):
+the map the content checks compare through, whatever order the release numbers the cells in.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import numpy.typing as npt
 import pandas as pd
 
 from validation.expected import as_bools, keep_rows
+from validation.numbering import cell_joinids, contiguous_start
 from validation.report import Finding
 from validation.source import SourceFile
 from validation.spec import load_spec
@@ -43,6 +45,10 @@ class CellSetResult:
     n_primary_found: int = 0
     findings: list[Finding] = field(default_factory=list)
     total: int = 0
+    # The release soma_joinid of each kept source cell (source order, -1: not in obs): only ``start`` when they
+    # are one consecutive run (the fast path), else the whole map in ``joinids``.
+    start: int | None = None
+    joinids: npt.NDArray[np.int64] | None = None
 
 
 def _hash(values: npt.NDArray[Any]) -> npt.NDArray[np.uint64]:
@@ -110,6 +116,10 @@ def check_cell_set(task: CellSetTask) -> CellSetResult:
     res.n_found = int(found.size)
     with SourceFile(task.path) as src:
         expected, rows = _source_hashes(task, src)
+        where_found = cell_joinids(expected, found, joinids)
+        res.start = contiguous_start(where_found)
+        if res.start is None:
+            res.joinids = where_found
         order = np.argsort(found, kind="stable")
         found_sorted = found[order]
         dup = np.nonzero(found_sorted[1:] == found_sorted[:-1])[0] + 1  # second and later copies
@@ -135,3 +145,20 @@ def check_cell_set(task: CellSetTask) -> CellSetResult:
                                         observation_joinid=str(values[codes[0]]), expected="present",
                                         found="absent", **where))
     return res
+
+
+def foreign_cells(obs_uri: str, members: list[str], limit: int = 20) -> tuple[int, list[dict[str, Any]]]:
+    """obs rows whose dataset_id is none of ``members`` (the organism's contributing datasets), wherever they
+    are: their number and the first ``limit`` (soma_joinid, dataset_id, observation_joinid)."""
+    import tiledbsoma as soma
+
+    condition = "dataset_id not in [" + ", ".join(_quoted(m) for m in members) + "]"
+    n = 0
+    first: list[dict[str, Any]] = []
+    with soma.DataFrame.open(obs_uri) as obs:
+        for batch in obs.read(column_names=["soma_joinid", "dataset_id", "observation_joinid"],
+                              value_filter=condition if members else None):
+            n += batch.num_rows
+            if len(first) < limit:
+                first.extend(batch.slice(0, limit - len(first)).to_pylist())
+    return n, first

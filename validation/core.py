@@ -27,22 +27,26 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from validation.cells import CellSetResult, CellSetTask, check_cell_set
+from validation.cells import CellSetResult, CellSetTask, check_cell_set, foreign_cells
 from validation.checkpoint import MISSING, Checkpoint, checkpoint_dir, fingerprint, local_path, task_key
 from validation.checksums import ChecksumTask, source_checksum
 from validation.chunks import ChunkResult, ChunkTask, DatasetContext, ReleaseUris, check_chunk
 from validation.errors import ReleaseNotFoundError
 from validation.expected import DatasetPlan, PlanTask, plan_dataset
+from validation.general import GeneralPath
 from validation.manifest import Manifest, fetch_sources, read_manifest
 from validation.model import Model, OrganismModel, build_model
+from validation.numbering import VarNumbering, match_var, read_var_numbering
 from validation.progress import Progress
 from validation.release import ReleaseLayout, check_joinids, open_layout, read_table
 from validation.report import Finding, Findings, ValidationReport
+from validation.scan import ScanResult, ScanTask, check_scan
 from validation.spec import Spec, load_spec
 from validation.tables import (
     check_datasets_table,
     check_h5ad_paths,
     check_presence,
+    check_presence_shape,
     check_summary,
     check_summary_cell_counts,
     check_var,
@@ -120,7 +124,8 @@ def validate_release(
                 step()
                 logger.info("[%s] done in %.1fs", step.__name__, time.perf_counter() - t)
         report = ValidationReport(release_uri, str(manifest.path), list(findings.checks.values()),
-                                  time.perf_counter() - t0, source_checksums=run.checksums)
+                                  time.perf_counter() - t0, source_checksums=run.checksums,
+                                  readings=dict(findings.readings))
         report.write(path)
     finally:
         checkpoint.close()
@@ -254,6 +259,9 @@ class Found:
     var_n_measured_obs: npt.NDArray[np.int64] | None = None
     presence: dict[int, npt.NDArray[np.int64]] | None = None
     obs_count: int = 0
+    var_numbering: VarNumbering | None = None  # the release's var matched to the expected genes
+    presence_shape: tuple[int, int] | None = None
+    scanned: int = 0  # obs rows [0, scanned) read (and counted) by the general path's release scan
 
 
 @dataclass
@@ -331,7 +339,12 @@ class Run:
         self.layout = layout = open_layout(self.release_uri, self.spec, list(model.organisms), self.findings)
         for name, uri in layout.tables.items():
             check_joinids(self.findings, uri, f"census_info['{name}']")
-        n_datasets = len(model.contributing)
+        if "datasets" in layout.tables:  # the presence matrix's rows are the datasets table's soma_joinids
+            try:
+                t = read_table(layout.tables["datasets"], ["soma_joinid", "dataset_id"])
+                model.number_datasets(t.column("dataset_id").to_pylist(), t.column("soma_joinid").to_pylist())
+            except Exception as e:
+                logger.warning("datasets table numbering not readable (%s): manifest order assumed", e)
         for name, exp in layout.experiments.items():
             org = model.organisms.get(name)
             found = self.found.setdefault(name, Found())
@@ -346,10 +359,15 @@ class Run:
                 if got != n_var:
                     self.findings.add("shapes", Finding("var has the wrong number of genes", organism=name,
                                                         expected=n_var, found=got))
+                if org is not None:
+                    try:
+                        found.var_numbering = read_var_numbering(exp.var, org.var.feature_ids)
+                    except Exception as e:
+                        logger.warning("%s var not readable (%s): feature_id order assumed", name, e)
             arrays = {f"X['{k}']": (uri, (n_obs, n_var)) for k, uri in exp.x.items()}
-            if exp.presence:
-                arrays[self.spec.presence_matrix] = (exp.presence, (n_datasets, n_var))
-            for what, (uri, want) in arrays.items():
+            if exp.presence:  # its height is checked with the datasets table (check_tables)
+                arrays[self.spec.presence_matrix] = (exp.presence, (-1, n_var))
+            for what, (uri, wanted) in arrays.items():
                 try:
                     with soma.SparseNDArray.open(uri) as arr:
                         shape = tuple(int(s) for s in arr.shape)
@@ -357,6 +375,10 @@ class Run:
                     self.findings.add("shapes", Finding(f"{what} cannot be opened: {type(e).__name__}: {e}",
                                                         organism=name))
                     continue
+                want = wanted
+                if want[0] < 0:
+                    found.presence_shape = (shape[0], shape[1]) if len(shape) == 2 else None
+                    want = (shape[0], n_var) if len(shape) == 2 else want
                 if shape != want:
                     self.findings.add("shapes", Finding(f"{what} has the wrong shape", organism=name,
                                                         expected=list(want), found=list(shape)))
@@ -368,7 +390,7 @@ class Run:
             for check in CONTENT_CHECKS:
                 self.findings.add(check, Finding("not checked: the release root could not be opened"))
             return
-        chunk_tasks: list[tuple[ChunkTask, Any]] = []  # (task, future of its dataset's context)
+        # First the cells of each dataset, matched by observation_joinid: where the release put them.
         cell_tasks: list[CellSetTask] = []
         for name, org in model.organisms.items():
             exp = layout.experiments.get(name)
@@ -378,35 +400,74 @@ class Run:
                         f"the dataset's {p.n_cells} cells are not in the release: its experiment is missing",
                         dataset_id=p.dataset_id, organism=name, expected=p.n_cells, found=0))
                 continue
+            if exp.obs:
+                cell_tasks.extend(CellSetTask(p.dataset_id, name, p.organism_term, p.path, self.spec.version, exp.obs)
+                                  for p in org.datasets)
+        placed: dict[str, CellSetResult] = {}
+
+        def cells_done(task: CellSetTask, res: CellSetResult) -> None:
+            self.findings.merge("obs_cells", res.findings, res.total)
+            self.found[task.organism].cells[task.dataset_id] = res.n_found
+            self.found[task.organism].primary[task.dataset_id] = res.n_primary_found
+            placed[task.dataset_id] = res
+
+        def cells_failed(task: CellSetTask, e: BaseException) -> None:
+            self.findings.add("obs_cells", Finding(f"cells could not be checked: {type(e).__name__}: {e}",
+                                                   dataset_id=task.dataset_id, organism=task.organism))
+
+        run_jobs(self.client, [Job(check_cell_set, t, cells_done, cells_failed) for t in cell_tasks],
+                 "check_contents (cells)", self.checkpoint)
+
+        # Then X and obs, chunk by chunk, through the cell and gene numbering the release uses.
+        chunk_tasks: list[tuple[ChunkTask, Any]] = []  # (task, future of its dataset's context)
+        general: dict[str, GeneralPath] = {}  # organisms not numbered in consecutive runs: validation.general
+        for name, org in model.organisms.items():
+            exp = layout.experiments.get(name)
+            if exp is None:
+                continue
+            if any(placed[p.dataset_id].start is None for p in org.datasets if p.dataset_id in placed):
+                general[name] = GeneralPath(name, max(self.found[name].obs_count, org.n_obs),
+                                            scratch=self.checkpoint.scratch if self.checkpoint else None)
+                self.found[name].scanned = general[name].n_rows
+            numbering = self._var_numbering(org)
+            self.findings.readings[f"{name} genes"] = (
+                "sorted by feature_id (as our builder numbers them)" if numbering.in_order
+                else "another order than sorted by feature_id (matched by feature_id)")
+            self._cell_reading(org, placed)
             uris = ReleaseUris(exp.obs, exp.x.get("raw"), exp.x.get("normalized"))
+            n_var = numbering.n_release + len(org.var)
             for p in org.datasets:
                 col_map, col_length = org.col_map(p)
+                kept = col_map >= 0
+                col_map[kept] = numbering.joinids(col_map[kept])
                 [context] = self.client.scatter([DatasetContext(col_map, col_length, p.tissue_general)], hash=False)
+                cells = placed.get(p.dataset_id)
+                start = org.offsets[p.dataset_id] if cells is None or cells.start is None else cells.start
                 for group in task_groups(p.chunks, self.task_rows):
                     (a, _, before, _), (_, b, _, _) = group[0], group[-1]
-                    chunk_tasks.append((ChunkTask(
+                    n_cells = sum(c[3] for c in group)
+                    joinids = (None if cells is None or cells.joinids is None
+                               else cells.joinids[before : before + n_cells].copy())
+                    task = ChunkTask(
                         dataset_id=p.dataset_id, organism=name, path=p.path, matrix_key=p.matrix_key,
                         schema_version=self.spec.version, organism_term=p.organism_term, row_start=a, row_stop=b,
-                        joinid_start=org.offsets[p.dataset_id] + before, n_cells=sum(c[3] for c in group),
-                        n_var=len(org.var), uris=uris, parts=tuple((c[0], c[1]) for c in group)), context))
-                if exp.obs:
-                    cell_tasks.append(CellSetTask(p.dataset_id, name, p.organism_term, p.path, self.spec.version,
-                                                  exp.obs))
+                        joinid_start=start + before, n_cells=n_cells, n_var=n_var, uris=uris,
+                        parts=tuple((c[0], c[1]) for c in group), joinids=joinids)
+                    chunk_tasks.append((general[name].add(task, context) if name in general else task, context))
+        placed.clear()
 
         def chunk_done(task: ChunkTask, res: ChunkResult) -> None:
             org = model.organisms[task.organism]
+            numbering = self._var_numbering(org)
             for check, kept in res.findings.items():
-                self.findings.merge(check, [self._named(org, f) for f in kept], res.totals[check])
-            org.var_nnz[res.var_ids] += res.var_nnz
-            org.presence[task.dataset_id][res.var_ids] = True
-            f = self.found[task.organism]
-            f.obs_nnz += res.obs_nnz
-            f.raw_nnz += res.raw_nnz
-            f.normalized_nnz += res.normalized_nnz
-            acc = f.n_measured_vars.setdefault(task.dataset_id, {})
-            for value, (n, sj, oj) in res.n_measured_vars.items():
-                prev = acc.get(value)
-                acc[value] = (n + prev[0], min(sj, prev[1]), oj if sj < prev[1] else prev[2]) if prev else (n, sj, oj)
+                self.findings.merge(check, [self._named(numbering, f) for f in kept], res.totals[check])
+            genes = numbering.expected(res.var_ids)
+            known = genes >= 0
+            org.var_nnz[genes[known]] += res.var_nnz[known]
+            org.presence[task.dataset_id][genes[known]] = True
+            if res.cells is not None:
+                general[task.organism].place(task, res.cells)
+            self._found_counts(task.organism, res, {task.dataset_id: res.n_measured_vars})
 
         def chunk_failed(task: ChunkTask, e: BaseException) -> None:
             for check in ("obs_metadata", "x_raw", "x_normalized"):
@@ -414,30 +475,109 @@ class Run:
                                                  f"{type(e).__name__}: {e}", dataset_id=task.dataset_id,
                                                  organism=task.organism))
 
-        def cells_done(task: CellSetTask, res: CellSetResult) -> None:
-            self.findings.merge("obs_cells", res.findings, res.total)
-            self.found[task.organism].cells[task.dataset_id] = res.n_found
-            self.found[task.organism].primary[task.dataset_id] = res.n_primary_found
-
-        def cells_failed(task: CellSetTask, e: BaseException) -> None:
-            self.findings.add("obs_cells", Finding(f"cells could not be checked: {type(e).__name__}: {e}",
-                                                   dataset_id=task.dataset_id, organism=task.organism))
-
         logger.info("checking %d task(s) of %d dataset(s)", len(chunk_tasks), len(cell_tasks))
         jobs = [Job(check_chunk, t, chunk_done, chunk_failed, priority=t.n_cells, extra=(ctx,), cells=t.n_cells)
                 for t, ctx in chunk_tasks]
-        jobs += [Job(check_cell_set, t, cells_done, cells_failed) for t in cell_tasks]
         run_jobs(self.client, jobs, "check_contents", self.checkpoint)
+        for name, path in general.items():
+            try:
+                self._check_general(model.organisms[name], path)
+            finally:
+                path.close()
         for name, org in model.organisms.items():
             if name in layout.experiments:
                 self._n_measured_vars(org)
                 self._beyond_expected_rows(org)
+                self._foreign_cells(org)
+
+    def _found_counts(self, organism: str, res: ChunkResult,
+                      per_dataset: dict[str, dict[int, tuple[int, int, str]]]) -> None:
+        """Add what a chunk or scan task found (value counts; n_measured_vars values per dataset) to the totals."""
+        f = self.found[organism]
+        f.obs_nnz += res.obs_nnz
+        f.raw_nnz += res.raw_nnz
+        f.normalized_nnz += res.normalized_nnz
+        for ds, values in per_dataset.items():
+            acc = f.n_measured_vars.setdefault(ds, {})
+            for value, (n, sj, oj) in values.items():
+                prev = acc.get(value)
+                acc[value] = (n + prev[0], min(sj, prev[1]), oj if sj < prev[1] else prev[2]) if prev else (n, sj, oj)
+
+    def _check_general(self, org: OrganismModel, path: GeneralPath) -> None:
+        """Scan the release in its own order, then compare the cells whose fingerprints differ value by value."""
+        name = org.organism.name
+        exp = self._layout().experiments[name]
+        numbering = self._var_numbering(org)
+        lengths = np.zeros(max(numbering.n_release, 1), dtype=np.float64)
+        found_genes = numbering.release_of_expected >= 0
+        lengths[numbering.release_of_expected[found_genes]] = org.var.lengths[found_genes]
+        [lengths_future] = self.client.scatter([lengths], hash=False)
+        per_cell = max(1, int(org.var_nnz.sum()) // max(org.n_obs, 1))
+        rows = max(1, min(self.task_rows, self.chunk_entries // per_cell))  # X entries per scan task: one chunk's
+        uris = ReleaseUris(exp.obs, exp.x.get("raw"), exp.x.get("normalized"))
+
+        def scan_done(task: ScanTask, result: ScanResult) -> None:
+            for check, kept in result.res.findings.items():
+                self.findings.merge(check, [self._named(numbering, f) for f in kept], result.res.totals[check])
+            self._found_counts(name, result.res, result.n_measured_vars)
+            path.scanned(result)
+
+        def scan_failed(task: ScanTask, e: BaseException) -> None:
+            for check in ("obs_statistics", "x_raw", "x_normalized"):
+                self.findings.add(check, Finding(f"release rows {task.lo}..{task.hi - 1} could not be checked: "
+                                                 f"{type(e).__name__}: {e}", organism=name))
+
+        scans = path.scan_jobs(uris, self.spec.version, rows)
+        run_jobs(self.client, [Job(check_scan, t, scan_done, scan_failed, extra=(lengths_future, want))
+                               for t, want in scans], f"check_contents ({name}, release scan)")
+        details, left = path.detail_tasks()
+
+        def detail_done(task: ChunkTask, res: ChunkResult) -> None:
+            for check, kept in res.findings.items():
+                if check in ("x_raw", "x_raw_explicit_zeros", "x_normalized", "obs_metadata", "obs_cells"):
+                    self.findings.merge(check, [self._named(numbering, f) for f in kept], res.totals[check])
+
+        def detail_failed(task: ChunkTask, e: BaseException) -> None:
+            self.findings.add("x_raw", Finding(f"differing cells could not be compared: {type(e).__name__}: {e}",
+                                               dataset_id=task.dataset_id, organism=name))
+
+        run_jobs(self.client, [Job(check_chunk, t, detail_done, detail_failed, extra=(ctx,)) for t, ctx in details],
+                 f"check_contents ({name}, differing cells)")
+        for kind, check in (("raw", "x_raw"), ("metadata", "obs_metadata")):
+            if left[kind]:
+                self.findings.merge(check, [Finding(
+                    f"{left[kind]} more cell(s) whose {'X row' if kind == 'raw' else 'obs metadata'} differs from the "
+                    "source (fingerprints differ; not compared value by value)", organism=name,
+                    found=left[kind])], left[kind])
 
     @staticmethod
-    def _named(org: OrganismModel, f: Finding) -> Finding:
-        if f.feature_id is None and f.var_joinid is not None and 0 <= f.var_joinid < len(org.var):
-            return replace(f, feature_id=org.var.feature_ids[f.var_joinid])
+    def _named(numbering: VarNumbering, f: Finding) -> Finding:
+        """The release's var soma_joinid and feature_id of the gene a chunk finding names by joinid (a gene the
+        release lacks has no var soma_joinid: only its feature_id)."""
+        if f.feature_id is None and f.var_joinid is not None:
+            joinid, feature_id = numbering.name(f.var_joinid)
+            return replace(f, var_joinid=joinid, feature_id=feature_id)
         return f
+
+    def _var_numbering(self, org: OrganismModel) -> VarNumbering:
+        found = self.found.setdefault(org.organism.name, Found())
+        if found.var_numbering is None:  # var unreadable: compare in feature_id order (var_features reports it)
+            ids = org.var.feature_ids
+            found.var_numbering = match_var(ids, np.arange(len(ids), dtype=np.int64), list(ids))
+        return found.var_numbering
+
+    def _cell_reading(self, org: OrganismModel, placed: dict[str, CellSetResult]) -> None:
+        """Say in the report how the release numbers the organism's cells."""
+        results = [placed[p.dataset_id] for p in org.datasets if p.dataset_id in placed]
+        runs = [r for r in results if r.start is not None]
+        if len(runs) == len(org.datasets) and all(r.start == org.offsets[r.dataset_id] for r in runs):
+            text = "each dataset's cells consecutive, in source order, datasets in manifest order (as our builder)"
+        elif len(runs) == len(results):
+            text = "each dataset's cells consecutive, in source order, datasets in another order"
+        else:
+            text = (f"cells of {len(results) - len(runs)} of {len(org.datasets)} dataset(s) not one consecutive run "
+                    "in source order (compared through the (dataset_id, observation_joinid) map)")
+        self.findings.readings[f"{org.organism.name} cells"] = text
 
     def _n_measured_vars(self, org: OrganismModel) -> None:
         found = self.found[org.organism.name].n_measured_vars
@@ -456,30 +596,21 @@ class Run:
 
         name = org.organism.name
         exp = self._layout().experiments[name]
-        members = {p.dataset_id for p in org.datasets}
         found = self.found[name]
+        n_obs = max(org.n_obs, found.scanned)  # rows the content tasks read
         if exp.obs:
             t: Any = None
             try:
                 with soma.DataFrame.open(exp.obs) as df:
                     written = df.non_empty_domain()[0]
-                    t = (df.read(coords=(slice(org.n_obs, int(written[1])),)).concat()
-                         if written is not None and int(written[1]) >= org.n_obs else None)
+                    t = (df.read(coords=(slice(n_obs, int(written[1])),)).concat()
+                         if written is not None and int(written[1]) >= n_obs else None)
             except Exception as e:
-                self.findings.add("obs_cells", Finding(f"obs rows past {org.n_obs - 1} cannot be read: {e}",
+                self.findings.add("obs_cells", Finding(f"obs rows past {n_obs - 1} cannot be read: {e}",
                                                        organism=name))
-            if t is not None:
-                if "nnz" in t.column_names:
-                    found.obs_nnz += int(np.asarray(t.column("nnz").to_numpy()).sum())
-                cols = {c: t.column(c).to_pylist() if c in t.column_names else [None] * t.num_rows
-                        for c in ("soma_joinid", "dataset_id", "observation_joinid")}
-                for sj, ds, oj in zip(cols["soma_joinid"], cols["dataset_id"], cols["observation_joinid"],
-                                      strict=True):
-                    if ds not in members:  # rows of known datasets are reported by the per-dataset cell check
-                        self.findings.add("obs_cells", Finding(
-                            f"obs row past the last expected cell ({org.n_obs - 1}) of a dataset with no "
-                            f"{org.organism.label} cells", organism=name, dataset_id=ds, soma_joinid=sj,
-                            observation_joinid=oj))
+            # rows of known datasets are reported by the per-dataset cell check, others by _foreign_cells
+            if t is not None and "nnz" in t.column_names:
+                found.obs_nnz += int(np.asarray(t.column("nnz").to_numpy()).sum())
         for layer, check in (("raw", "x_raw"), ("normalized", "x_normalized")):
             uri = exp.x.get(layer)
             if uri is None:
@@ -487,11 +618,11 @@ class Run:
             try:
                 with soma.SparseNDArray.open(uri) as arr:
                     written = arr.non_empty_domain()[0]
-                    if written is None or int(written[1]) < org.n_obs:
+                    if written is None or int(written[1]) < n_obs:
                         continue
-                    t = arr.read(coords=(slice(org.n_obs, int(written[1])),)).tables().concat()
+                    t = arr.read(coords=(slice(n_obs, int(written[1])),)).tables().concat()
             except Exception as e:
-                self.findings.add(check, Finding(f"X['{layer}'] rows past {org.n_obs - 1} cannot be read: {e}",
+                self.findings.add(check, Finding(f"X['{layer}'] rows past {n_obs - 1} cannot be read: {e}",
                                                  organism=name))
                 continue
             rows = t.column("soma_dim_0").to_numpy()
@@ -501,8 +632,25 @@ class Run:
                 found.normalized_nnz += int(rows.size)
             if rows.size:
                 self.findings.merge(check, [Finding(
-                    f"X['{layer}'] stores values for rows past the last expected cell ({org.n_obs - 1})",
+                    f"X['{layer}'] stores values for rows past the last expected cell ({n_obs - 1})",
                     organism=name, soma_joinid=int(rows[0]), found=int(rows.size))], int(rows.size))
+
+    def _foreign_cells(self, org: OrganismModel) -> None:
+        """obs rows of datasets with no cells of the organism, wherever the release numbers them."""
+        name, exp = org.organism.name, self._layout().experiments[org.organism.name]
+        found = self.found[name]
+        members = [p.dataset_id for p in org.datasets]
+        if not exp.obs or found.obs_count <= sum(found.cells.get(d, 0) for d in members):
+            return
+        try:
+            n, first = foreign_cells(exp.obs, members)
+        except Exception as e:
+            self.findings.add("obs_cells", Finding(f"obs rows of other datasets cannot be listed: {e}", organism=name))
+            return
+        self.findings.merge("obs_cells", [Finding(
+            f"obs row of a dataset with no {org.organism.label} cells (not a contributing dataset of this "
+            "organism)", organism=name, dataset_id=r["dataset_id"], soma_joinid=r["soma_joinid"],
+            observation_joinid=r["observation_joinid"], expected="absent", found="present") for r in first], n)
 
     def _layout(self) -> ReleaseLayout:
         if self.layout is None:
@@ -532,7 +680,9 @@ class Run:
                     self.findings.add("presence_matrix", Finding(f"cannot be read: {type(e).__name__}: {e}",
                                                                  organism=name))
                 else:
-                    check_presence(self.findings, model, org, found.presence)
+                    check_presence(self.findings, model, org, found.presence, self._var_numbering(org))
+                if found.presence_shape is not None:
+                    check_presence_shape(self.findings, model, org, found.presence_shape)
         for name, check in (("datasets", "census_info_datasets"), ("summary", "census_info_summary"),
                             ("summary_cell_counts", "census_info_summary_cell_counts")):
             uri = layout.tables.get(name)
@@ -559,7 +709,6 @@ class Run:
         if not layout.opened:
             return
         add = self.findings.add
-        by_joinid = {i: p.dataset_id for i, p in enumerate(model.contributing)}
         total_cells, total_primary = 0, 0
         for name, f in self.found.items():
             total_cells += f.obs_count
@@ -584,10 +733,10 @@ class Run:
             if f.var_n_measured_obs is not None:
                 weighted = np.zeros(f.var_n_measured_obs.size, dtype=np.int64)
                 for joinid, present in f.presence.items():
-                    ds = by_joinid.get(joinid)
+                    ds = model.dataset_at(joinid)
                     weighted[present[present < weighted.size]] += f.cells.get(ds, 0) if ds else 0
                 bad = np.nonzero(weighted != f.var_n_measured_obs)[0]
-                names = org.var.feature_ids if org else []
+                names = list(self._var_numbering(org).release_ids) if org else []
                 self.findings.merge("consistency", [Finding(
                     "var n_measured_obs is not the presence-weighted cell count of the release", organism=name,
                     var_joinid=int(j), feature_id=names[j] if j < len(names) else None,

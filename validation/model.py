@@ -1,13 +1,16 @@
 """The expected release, assembled from the per-dataset plans (phase 1) and the chunk results (phase 2).
 
 Pure bookkeeping: which datasets contribute, in manifest order; their datasets-table joinids and obs
-offsets; each organism's var (the union of kept genes, sorted by feature_id); per-gene nnz and per-dataset
-presence accumulated from the chunk results.
+offsets as our builder would number them (only a default: the release's own numbering is read and used,
+see validation.numbering and ``Model.number_datasets``); each organism's expected genes (the union of kept
+genes, indexed in feature_id order); per-gene nnz and per-dataset presence accumulated from the chunk
+results, by expected gene index.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -66,8 +69,23 @@ class Model:
     sources: dict[str, Source]
     plans: list[DatasetPlan]  # manifest order, readable or not
     contributing: list[DatasetPlan]
-    dataset_joinid: dict[str, int]
+    dataset_joinid: dict[str, int]  # contributing dataset -> its datasets-table soma_joinid (-1: no row)
     organisms: dict[str, OrganismModel]
+    dataset_rows: dict[int, str] = field(default_factory=dict)  # datasets-table soma_joinid -> dataset_id
+
+    def number_datasets(self, dataset_ids: list[Any], joinids: list[Any]) -> None:
+        """Use the release's datasets table numbering (the schema matches datasets by dataset_id, whatever
+        their soma_joinid); a dataset listed twice takes its lowest joinid (census_info_datasets reports it)."""
+        self.dataset_rows = {int(j): str(d) for j, d in zip(joinids, dataset_ids, strict=True) if j is not None}
+        first: dict[str, int] = {}
+        for j, d in sorted(self.dataset_rows.items()):
+            first.setdefault(d, j)
+        self.dataset_joinid = {p.dataset_id: first.get(p.dataset_id, -1) for p in self.contributing}
+
+    def dataset_at(self, joinid: int) -> str | None:
+        if self.dataset_rows:
+            return self.dataset_rows.get(joinid)
+        return self.contributing[joinid].dataset_id if 0 <= joinid < len(self.contributing) else None
 
 
 def _union_var(datasets: list[DatasetPlan]) -> ExpectedVar:

@@ -22,11 +22,11 @@ CHECKS: dict[str, str] = {
     "structure": "census_info / census_data keys, experiments, ms['RNA'], X layers, presence matrix and object types",
     "encodings": "column sets and encodings of every dataframe; X and presence dimension and value types",
     "shapes": "obs / var lengths, X and presence matrix shapes",
-    "soma_joinids": "every dataframe's soma_joinid is exactly 0..n-1",
-    "obs_cells": "the cells of each dataset (by observation_joinid) are the filtered source cells, in joinid order",
+    "soma_joinids": "every dataframe's soma_joinid is exactly 0..n-1 (their order is free)",
+    "obs_cells": "the cells of each dataset (by dataset_id, observation_joinid) are the filtered source cells",
     "obs_metadata": "every obs metadata value equals the source (tissue_general from the ontology)",
     "obs_statistics": "obs nnz, raw_sum, raw_mean_nnz, raw_variance_nnz, n_measured_vars recomputed from sources",
-    "var_features": "var holds exactly the kept genes, sorted by feature_id, with source names and lengths",
+    "var_features": "var holds exactly the kept genes (by feature_id, in any order), with source names and lengths",
     "var_statistics": "var nnz and n_measured_obs recomputed from sources",
     "x_raw": "every X['raw'] value equals the source count at (cell, gene) and nothing is stored elsewhere",
     "x_raw_explicit_zeros": "X['raw'] stores no zeros",
@@ -143,6 +143,8 @@ class Findings:
 
     def __init__(self) -> None:
         self.checks: dict[str, CheckResult] = {k: CheckResult(k, v) for k, v in CHECKS.items()}
+        # Where the schema leaves a choice (numbering, presence-matrix height, ...): which one the release made.
+        self.readings: dict[str, str] = {}
 
     def add(self, check: str, finding: Finding) -> None:
         self.checks[check].add(finding)
@@ -165,6 +167,7 @@ class ValidationReport:
     seconds: float = 0.0
     # dataset_id -> {"path": the file read (S3: its URI), "size": bytes, "sha256": hex} of every source read
     source_checksums: dict[str, dict[str, Any]] = field(default_factory=dict)
+    readings: dict[str, str] = field(default_factory=dict)  # choice the schema leaves free -> the release's
 
     @property
     def passed(self) -> bool:
@@ -180,11 +183,14 @@ class ValidationReport:
     def to_json(self) -> dict[str, Any]:
         return {"passed": self.passed, "release": self.release, "manifest": self.manifest,
                 "checks": [c.to_json() for c in self.checks], "seconds": round(self.seconds, 3),
-                "source_checksums": {k: dict(v) for k, v in sorted(self.source_checksums.items())}}
+                "source_checksums": {k: dict(v) for k, v in sorted(self.source_checksums.items())},
+                "readings": dict(self.readings)}
 
     def lines(self) -> Iterator[str]:
         for c in self.checks:
             yield from c.lines()
+        for what, reading in self.readings.items():
+            yield f"NOTE {what}: {reading}"
         verdict = "PASSED" if self.passed else f"FAILED ({len(self.failed)} of {len(self.checks)} checks failed)"
         yield f"validation {verdict}: {self.release} against {self.manifest} in {self.seconds:.1f}s"
 

@@ -1,6 +1,18 @@
 """Checks of the small tables against the expected release: var, the presence matrix, census_info, and
 the dataset_h5ad_path files. Each reads its release table whole (they are small: genes, datasets, rows
 of counts) and returns what the consistency check needs.
+
+Rows are matched by content: genes by feature_id, datasets by dataset_id, summary_cell_counts rows by
+(organism, category, ontology_term_id, label); the presence matrix is read through the datasets table's
+and var's soma_joinids. Where the schema text allows more than one reading, every reading is accepted and
+the one the release uses is recorded (``Findings.readings``):
+
+- presence-matrix height: "N is the number of datasets in the SOMAExperiment", yet the matrix "is indexed
+  by the soma_joinid value of census_info['datasets']": one row per datasets-table row, or one row per
+  dataset with cells of the organism (then those datasets' soma_joinids must be below that height);
+- datasets that contribute no cells: left out of census_info['datasets'] or listed with
+  dataset_total_cell_count 0;
+- the row order of summary_cell_counts: free.
 """
 
 from __future__ import annotations
@@ -16,6 +28,7 @@ import numpy.typing as npt
 import pyarrow as pa
 
 from validation.model import Model, OrganismModel
+from validation.numbering import VarNumbering
 from validation.release import read_table
 from validation.report import Finding, Findings
 from validation.spec import Spec
@@ -60,14 +73,10 @@ def check_var(findings: Findings, model: OrganismModel, uri: str) -> pa.Table | 
         if n > 1:
             findings.add("var_features", Finding("gene appears more than once in var", organism=org, feature_id=fid,
                                                  expected=1, found=n))
-    n = min(len(ids), len(model.var))
     joinids = _column(table, "soma_joinid") or list(range(len(ids)))
-    for j in range(n):
-        if ids[j] != model.var.feature_ids[j]:
-            findings.add("var_features", Finding("var is not the kept genes sorted by feature_id", organism=org,
-                                                 var_joinid=int(joinids[j]), column="feature_id",
-                                                 expected=model.var.feature_ids[j], found=ids[j]))
-    by_id = {fid: j for j, fid in enumerate(ids)}
+    by_id: dict[str, int] = {}
+    for j, fid in enumerate(ids):
+        by_id.setdefault(fid, j)
     names, lengths = _column(table, "feature_name"), _column(table, "feature_length")
     nnz, n_obs = _column(table, "nnz"), _column(table, "n_measured_obs")
     expected_n_obs = model.n_measured_obs()
@@ -106,26 +115,51 @@ def read_presence(uri: str, n_datasets: int) -> dict[int, npt.NDArray[np.int64]]
     return out
 
 
-def check_presence(findings: Findings, model: Model, org: OrganismModel,
-                   found: dict[int, npt.NDArray[np.int64]]) -> None:
+def check_presence_shape(findings: Findings, model: Model, org: OrganismModel, shape: tuple[int, int]) -> None:
+    """The presence matrix's height, under either reading of the schema (see the module docstring)."""
     name = org.organism.name
-    members = {model.dataset_joinid[p.dataset_id]: p.dataset_id for p in org.datasets}
+    n_table = len(model.dataset_rows) if model.dataset_rows else len(model.contributing)
+    joinids = [model.dataset_joinid.get(p.dataset_id, -1) for p in org.datasets]
+    needed = max(joinids, default=-1) + 1
+    height = shape[0]
+    if height == n_table and needed <= height:
+        reading = f"{height} rows: one per census_info['datasets'] row (every dataset of the Census)"
+    elif height == len(org.datasets) and needed <= height:
+        reading = f"{height} rows: one per dataset with {org.organism.label} cells"
+    else:
+        findings.add("shapes", Finding(
+            f"presence matrix height is neither the number of census_info['datasets'] rows ({n_table}) nor of "
+            f"datasets with {org.organism.label} cells ({len(org.datasets)}), or too low for their datasets "
+            f"soma_joinids (up to {needed - 1})", organism=name, expected=sorted({n_table, len(org.datasets)}),
+            found=height))
+        return
+    findings.readings[f"{name} presence matrix height"] = reading
+
+
+def check_presence(findings: Findings, model: Model, org: OrganismModel,
+                   found: dict[int, npt.NDArray[np.int64]], numbering: VarNumbering) -> None:
+    """Rows by the datasets table's soma_joinid of each dataset, columns by var soma_joinid (``numbering``)."""
+    name = org.organism.name
+    members = {model.dataset_joinid[p.dataset_id]: p.dataset_id for p in org.datasets
+               if model.dataset_joinid.get(p.dataset_id, -1) >= 0}
     for joinid, cols in sorted(found.items()):
         if joinid not in members:
-            owner = model.contributing[joinid].dataset_id if joinid < len(model.contributing) else None
             findings.add("presence_matrix", Finding(
                 f"presence row {joinid} has True values but that dataset has no {org.organism.label} cells",
-                organism=name, dataset_id=owner, var_joinid=int(cols[0]), expected=0, found=int(cols.size)))
+                organism=name, dataset_id=model.dataset_at(joinid), var_joinid=int(cols[0]), expected=0,
+                found=int(cols.size)))
     for joinid, ds in members.items():
         expected = org.presence[ds]
         got = np.zeros(len(org.var), dtype=bool)
         cols = found.get(joinid, np.zeros(0, np.int64))
-        beyond = cols[cols >= len(org.var)]
-        got[cols[cols < len(org.var)]] = True
+        beyond = cols[cols >= numbering.n_release]
+        genes = numbering.expected(cols[cols < numbering.n_release])
+        got[genes[genes >= 0]] = True  # True for a gene no dataset keeps: var_features reports that gene
         for j in np.nonzero(expected != got)[0][:20]:
+            at = int(numbering.release_of_expected[j])
             findings.add("presence_matrix", Finding(
                 "presence bit differs from the source (True iff the gene has a count > 0 in the dataset's kept cells)",
-                organism=name, dataset_id=ds, feature_id=org.var.feature_ids[j], var_joinid=int(j),
+                organism=name, dataset_id=ds, feature_id=org.var.feature_ids[j], var_joinid=at if at >= 0 else None,
                 expected=bool(expected[j]), found=bool(got[j])))
         n_bad = int((expected != got).sum())
         if n_bad > 20:
@@ -139,20 +173,27 @@ def check_datasets_table(findings: Findings, model: Model, table: pa.Table) -> d
     """Returns dataset_id -> dataset_h5ad_path as found."""
     check = "census_info_datasets"
     ids = _column(table, "dataset_id") or []
-    joinids = _column(table, "soma_joinid") or list(range(len(ids)))
     rows = {ds: k for k, ds in enumerate(ids)}
     for ds, n in Counter(ids).items():
         if n > 1:
             findings.add(check, Finding("dataset listed more than once", dataset_id=ds, expected=1, found=n))
     expected_ids = {p.dataset_id for p in model.contributing}
-    for ds in ids:
+    counts = _column(table, "dataset_total_cell_count") or [None] * len(ids)
+    empty: list[str] = []
+    for ds, count in zip(ids, counts, strict=True):
         if ds not in expected_ids:
             plan = next((p for p in model.plans if p.dataset_id == ds), None)
+            if plan is not None and plan.readable and count == 0:
+                empty.append(ds)  # a dataset without cells, listed with 0 cells: the schema allows either
+                continue
             why = (f"it contributes no cells ({plan.exclusion or 'unreadable source'})" if plan
                    else "it is not in the manifest")
             findings.add(check, Finding(f"datasets table lists a dataset but {why}", dataset_id=ds,
-                                        expected="absent", found="present"))
-    for i, p in enumerate(model.contributing):
+                                        column="dataset_total_cell_count", expected="absent or 0 cells", found=count))
+    findings.readings["datasets without cells"] = (
+        f"listed in census_info['datasets'] with 0 cells: {', '.join(empty)}" if empty
+        else "not listed in census_info['datasets']")
+    for p in model.contributing:
         k = rows.get(p.dataset_id)
         if k is None:
             findings.add(check, Finding(f"dataset contributes {p.n_cells} cells but has no datasets row",
@@ -160,13 +201,13 @@ def check_datasets_table(findings: Findings, model: Model, table: pa.Table) -> d
             continue
         s = model.sources[p.dataset_id]
         expected: dict[str, Any] = {
-            "soma_joinid": i, "citation": p.citation, "collection_id": s.collection_id,
+            "citation": p.citation, "collection_id": s.collection_id,
             "collection_name": s.collection_name, "collection_doi": s.collection_doi, "dataset_id": p.dataset_id,
             "dataset_version_id": s.dataset_version_id, "dataset_title": s.dataset_title or p.title,
             "dataset_total_cell_count": p.n_cells,
         }
         for column, value in expected.items():
-            values = joinids if column == "soma_joinid" else _column(table, column)
+            values = _column(table, column)
             if values is not None and values[k] != value:
                 findings.add(check, Finding(f"datasets {column} differs from the manifest / source",
                                             dataset_id=p.dataset_id, column=column, expected=value, found=values[k]))
@@ -232,6 +273,11 @@ def check_summary_cell_counts(findings: Findings, spec: Spec, model: Model, tabl
                                     found=sorted(table.column_names)))
         return
     found: dict[tuple[str, str, str, str], tuple[int, int]] = {}
+    keys = [tuple(map(str, k)) for k in zip(*(cols[c] or [] for c in ("organism", "category", "ontology_term_id",
+                                                                        "label")), strict=True)]
+    findings.readings["summary_cell_counts row order"] = (
+        "sorted by (organism, category, ontology_term_id, label)" if keys == sorted(keys)
+        else "another order (rows are matched by organism, category, ontology_term_id, label)")
     for org, cat, term, label, total, unique in zip(*cols.values(), strict=True):
         key = (str(org), str(cat), str(term), str(label))
         if key in found:
