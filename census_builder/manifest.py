@@ -18,7 +18,7 @@ NAME_MAX = 255  # bytes in one file name on Linux file systems (ext4, xfs, NFS, 
 # File names derived from a dataset id by the build and by publish; the longest sets the limit on ids.
 DERIVED_NAMES = (
     "{id}.h5ad",  # h5ads/
-    ".{id}.h5ad.partial",  # a copy or download in progress
+    ".{id}.h5ad." + "0" * 12 + ".partial",  # a copy or download in progress (census_builder.sources)
     "{id}.genes.parquet",  # .build/plan/
     ".{id}.h5ad." + "0" * 32 + ".partial",  # publish's temporary name at a local destination
 )
