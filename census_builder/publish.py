@@ -359,9 +359,8 @@ class S3Objects:
             data = src.path.read_bytes()
             self.client.put_object(Bucket=self.bucket, Key=key, Body=data, ContentMD5=_md5_b64(data))
             return
-        upload_id = self.client.create_multipart_upload(Bucket=self.bucket, Key=key)["UploadId"]
-        try:
-            done = []
+
+        def parts(upload_id: str) -> Iterator[dict[str, Any]]:
             for number, data in enumerate(_parts(src.path, self.part_size), start=1):
                 r = self.client.upload_part(
                     Bucket=self.bucket,
@@ -371,13 +370,9 @@ class S3Objects:
                     Body=data,
                     ContentMD5=_md5_b64(data),
                 )
-                done.append({"PartNumber": number, "ETag": r["ETag"]})
-            self.client.complete_multipart_upload(
-                Bucket=self.bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": done}
-            )
-        except BaseException:
-            self.client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
-            raise
+                yield {"PartNumber": number, "ETag": r["ETag"]}
+
+        self._multipart(key, parts)
 
     def delete(self, relative: str) -> None:
         self.client.delete_object(Bucket=self.bucket, Key=self.base + relative)
@@ -390,9 +385,8 @@ class S3Objects:
         if src.size <= self.part_size:
             self.client.copy_object(Bucket=self.bucket, Key=key, CopySource=source)
             return
-        upload_id = self.client.create_multipart_upload(Bucket=self.bucket, Key=key)["UploadId"]
-        try:
-            done = []
+
+        def parts(upload_id: str) -> Iterator[dict[str, Any]]:
             for number, start in enumerate(range(0, src.size, self.part_size), start=1):
                 end = min(start + self.part_size, src.size) - 1
                 r = self.client.upload_part_copy(
@@ -403,7 +397,15 @@ class S3Objects:
                     CopySource=source,
                     CopySourceRange=f"bytes={start}-{end}",
                 )
-                done.append({"PartNumber": number, "ETag": r["CopyPartResult"]["ETag"]})
+                yield {"PartNumber": number, "ETag": r["CopyPartResult"]["ETag"]}
+
+        self._multipart(key, parts)
+
+    def _multipart(self, key: str, parts: Callable[[str], Iterator[dict[str, Any]]]) -> None:
+        """One multipart upload of ``key`` whose parts ``parts(upload_id)`` sends; aborted if anything fails."""
+        upload_id = self.client.create_multipart_upload(Bucket=self.bucket, Key=key)["UploadId"]
+        try:
+            done = list(parts(upload_id))
             self.client.complete_multipart_upload(
                 Bucket=self.bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": done}
             )
