@@ -1,4 +1,4 @@
-"""Benchmark corpora: the test generator (census_builder.synthetic) at scale."""
+"""Benchmark corpora: the test generator (census_builder.testing.synthetic) at scale."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import logging
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-from census_builder.synthetic import HUMAN, MOUSE, DatasetSpec, write_h5ad
+from census_builder.testing.synthetic import HUMAN, MOUSE, DatasetSpec, write_h5ad
 
 logger = logging.getLogger(__name__)
 

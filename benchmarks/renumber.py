@@ -26,7 +26,7 @@ import numpy.typing as npt
 import pyarrow as pa
 import tiledbsoma as soma
 
-from census_builder.soma_io import DATAFRAME_PLATFORM_CONFIG, X_PLATFORM_CONFIG
+from census_builder.soma.writers import DATAFRAME_PLATFORM_CONFIG, X_PLATFORM_CONFIG
 
 logger = logging.getLogger("benchmarks.renumber")
 

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from census_builder.build import BuildConfig, build
-from census_builder.state import BuildPaths
-from census_builder.synthetic import example_specs, write_corpus
+from census_builder.build.pipeline import BuildConfig, build
+from census_builder.build.state import BuildPaths
+from census_builder.testing.synthetic import example_specs, write_corpus
 
 
 @dataclass(frozen=True)

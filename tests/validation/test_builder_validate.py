@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from census_builder import cli
+from census_builder.cli import main
 from tests.conftest import BuiltRelease
 from validation.checkpoint import Checkpoint
 
@@ -47,11 +47,11 @@ def test_validate_resumes_where_an_interrupted_validation_stopped(
     argv = ["validate", "--version", "example", "--workdir", str(tmp_path), "--scheduler",
             validation_client.scheduler.address]
     with pytest.raises(Interrupted):
-        cli.main(argv)
+        main.main(argv)
     assert len(list((root / ".validation" / "tasks").glob("*.pkl"))) == 4
     monkeypatch.undo()
 
-    assert cli.main(argv) == 0
+    assert main.main(argv) == 0
     err = capsys.readouterr().err
     assert "plan_datasets: resuming: 4 of 14 tasks already checked" in err
     assert "[check_contents] " in err  # the validator's progress lines reach the builder's console

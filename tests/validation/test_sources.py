@@ -13,7 +13,7 @@ import scipy.sparse as sp
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from census_builder.synthetic import HUMAN, MOUSE, DatasetSpec, write_h5ad
+from census_builder.testing.synthetic import HUMAN, MOUSE, DatasetSpec, write_h5ad
 from validation.chunks import _row_stats
 from validation.expected import PlanTask, TissueGeneral, plan_dataset
 from validation.source import SourceFile

@@ -1,0 +1,358 @@
+"""Preflight: inspect one staged dataset and decide what the Census takes from it.
+
+Reads obs, var and a pass over the counts' values (never the whole matrix at once), applies the Census
+filters (schema data: organisms and the multi-species rule, assay allowlist, tissue type, gene biotype and
+reference) and records a :class:`DatasetPlan`: kept rows, kept gene columns, row chunks for the matrix
+stage, and the kept cells' metadata (including tissue_general). Any violation raises InputError naming
+the dataset, file and field.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+
+from census_builder.errors import InputError
+from census_builder.sources.h5ad import H5AD, plan_row_chunks
+from census_builder.census.tissue_general import TissueMapper
+from census_builder.census.schema import CensusSchema
+
+logger = logging.getLogger(__name__)
+
+_MAPPER: TissueMapper | None = None  # one per process: the ontology loads once
+
+
+def _tissue_mapper() -> TissueMapper:
+    global _MAPPER  # noqa: PLW0603
+    if _MAPPER is None:
+        _MAPPER = TissueMapper()
+    return _MAPPER
+
+
+@dataclass(frozen=True)
+class DatasetPlan:
+    dataset_id: str
+    h5ad_path: str
+    organism: str | None  # census_data key, or None when the dataset contributes no cells
+    excluded_reason: str
+    n_source_obs: int
+    n_source_var: int
+    counts_matrix: str  # "raw/X" or "X"
+    matrix_format: str
+    n_cells: int  # kept cells
+    n_primary: int
+    n_genes: int  # kept genes
+    title: str
+    citation: str
+    chunks: tuple[tuple[int, int], ...] = ()  # source row ranges that hold kept rows
+    chunk_cells: tuple[int, ...] = ()  # kept rows in each chunk
+    warnings: tuple[str, ...] = field(default_factory=tuple)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> DatasetPlan:
+        d = dict(d)
+        d["chunks"] = tuple(tuple(c) for c in d["chunks"])
+        d["chunk_cells"] = tuple(d["chunk_cells"])
+        d["warnings"] = tuple(d["warnings"])
+        return cls(**d)
+
+
+@dataclass(frozen=True)
+class PlanFiles:
+    """Where a dataset's plan lives under ``.build/plan``."""
+
+    dir: Path
+    dataset_id: str
+
+    @property
+    def meta(self) -> Path:
+        return self.dir / f"{self.dataset_id}.json"
+
+    @property
+    def arrays(self) -> Path:
+        return self.dir / f"{self.dataset_id}.npz"
+
+    @property
+    def obs(self) -> Path:
+        return self.dir / f"{self.dataset_id}.obs.parquet"
+
+    @property
+    def genes(self) -> Path:
+        return self.dir / f"{self.dataset_id}.genes.parquet"
+
+    def load(self) -> DatasetPlan:
+        with self.meta.open(encoding="utf-8") as f:
+            return DatasetPlan.from_json(json.load(f))
+
+    def load_arrays(self) -> dict[str, npt.NDArray[Any]]:
+        with np.load(self.arrays) as z:
+            return {k: z[k] for k in z.files}
+
+
+def inspect_dataset(
+    dataset_id: str, h5ad_path: str, schema: CensusSchema, chunk_target: int, out_dir: str, *, source: str = ""
+) -> DatasetPlan:
+    """Preflight one dataset and write its plan files; returns the plan. Errors name ``source`` (the user's
+    file from the manifest) when given, else ``h5ad_path``."""
+    files = PlanFiles(Path(out_dir), dataset_id)
+    with H5AD(h5ad_path, dataset_id, source=source) as h5:
+        plan, arrays, obs, genes = _inspect(h5, schema, chunk_target)
+    files.dir.mkdir(parents=True, exist_ok=True)
+    obs.to_parquet(files.obs, index=False)
+    genes.to_parquet(files.genes, index=False)
+    np.savez(files.arrays, **arrays)  # type: ignore[arg-type]
+    files.meta.write_text(json.dumps(plan.to_json(), indent=1), encoding="utf-8")  # written last: marks the plan done
+    return plan
+
+
+def _inspect(
+    h5: H5AD, schema: CensusSchema, chunk_target: int
+) -> tuple[DatasetPlan, dict[str, npt.NDArray[Any]], pd.DataFrame, pd.DataFrame]:
+    version = h5.uns_string(schema.uns_schema_version_key)
+    if version != schema.dataset_schema_version:
+        raise h5.error(
+            f"dataset schema version is {version!r}; Census schema {schema.version} requires "
+            f"{schema.dataset_schema_version!r}",
+            field=f"uns/{schema.uns_schema_version_key}",
+        )
+    title = h5.uns_string("title", default="")
+    citation = h5.uns_string("citation", default="")
+
+    obs_cols = list(dict.fromkeys([*schema.source_obs_columns, "organism_ontology_term_id"]))
+    obs = h5.read_dataframe("obs", obs_cols)
+    _check_obs(h5, obs, schema)
+    warnings: list[str] = []
+    _check_assays(h5, obs, schema, warnings)
+
+    loc = h5.counts_location()
+    var_key = loc.var if loc.var in h5.file else "var"
+    var_required = [c for c in schema.source_var_columns if c != "feature_length"]
+    var = h5.read_dataframe(var_key, [*var_required, "feature_length"], required=False)
+    missing = [c for c in var_required if c not in var.columns]
+    if missing:
+        raise h5.error(f"required column(s) missing: {', '.join(missing)}", field=f"{var_key}/{missing[0]}")
+    if not var.index.is_unique:
+        dup = var.index[var.index.duplicated()][0]
+        raise h5.error(f"duplicate feature id {dup!r}", field=f"{var_key}/index")
+
+    matrix = h5.counts(loc)
+    if matrix.shape != (len(obs), len(var)):
+        raise h5.error(
+            f"matrix shape {matrix.shape} does not match obs x var ({len(obs)}, {len(var)})", field=loc.matrix
+        )
+    joinids = obs["observation_joinid"].astype(str).to_numpy()
+
+    def cell_and_gene(row: int, col: int) -> str:
+        cell = f"cell {obs.index[row]!r} (observation_joinid {joinids[row]!r})" if 0 <= row < len(obs) else f"row {row}"
+        return cell if col < 0 else f"{cell}, gene {var.index[col]!r}" if col < len(var) else f"{cell}, column {col}"
+
+    matrix.check_values(name=cell_and_gene)
+
+    # Genes: biotype "gene" from a Census organism. The multi-species rule keeps only the cells of the one
+    # organism the genes come from; genes from several organisms mean no cells at all.
+    refs = var["feature_reference"].astype(str).to_numpy()
+    is_gene = (var["feature_biotype"].astype(str).to_numpy() == schema.feature_biotype_kept) & np.isin(
+        refs, list(schema.organism_terms)
+    )
+    gene_orgs = sorted(set(refs[is_gene]))
+    organism = None
+    reason = ""
+    if len(obs) == 0:
+        reason = "the file has no cells (obs is empty)"
+    elif len(var) == 0:
+        reason = "the file has no genes (var is empty)"
+    elif len(gene_orgs) == 0:
+        reason = "no genes with feature_biotype 'gene' from a Census organism"
+    elif len(gene_orgs) > 1:
+        reason = f"genes from several organisms ({', '.join(gene_orgs)}): no cells are included"
+    else:
+        org = schema.organism_by_term(gene_orgs[0])
+        organism = org.name if org else None
+
+    keep = np.zeros(len(obs), dtype=bool)
+    if organism is not None:
+        org_term = gene_orgs[0]
+        keep = (
+            obs["organism_ontology_term_id"].isin([org_term]).to_numpy()
+            & obs["assay_ontology_term_id"].isin(list(schema.included_assays)).to_numpy()
+            & obs["tissue_type"].isin(list(schema.tissue_type_kept)).to_numpy()
+        )
+        if not keep.any():
+            reason = "no cells pass the Census filters (organism, assay, tissue_type)"
+    kept_rows = np.nonzero(keep)[0].astype(np.int64)
+    gene_cols = np.nonzero(is_gene & (refs == (gene_orgs[0] if len(gene_orgs) == 1 else "")))[0].astype(np.int64)
+    if kept_rows.size == 0:
+        organism = None
+
+    kept_obs = obs.iloc[kept_rows]
+    smart = kept_obs["assay_ontology_term_id"].isin(list(schema.feature_length_assays)).to_numpy()
+    genes = pd.DataFrame(
+        {
+            "feature_id": var.index[gene_cols].astype(str),
+            "feature_name": var["feature_name"].astype(str).to_numpy()[gene_cols],
+            "feature_length": _feature_lengths(h5, var, gene_cols, var_key, required=bool(smart.any())),
+        }
+    )
+
+    out_obs = pd.DataFrame({c: _as_output(kept_obs[c]) for c in schema.obs_source_columns})
+    tg_ids, tg_labels = _tissue_general(out_obs, warnings)
+    out_obs["tissue_general_ontology_term_id"] = tg_ids
+    out_obs["tissue_general"] = tg_labels
+
+    chunks: list[tuple[int, int]] = []
+    chunk_cells: list[int] = []
+    if kept_rows.size:
+        costs = matrix.row_costs()
+        for a, b in plan_row_chunks(costs, chunk_target):
+            n = int(np.searchsorted(kept_rows, b) - np.searchsorted(kept_rows, a))
+            if n:
+                chunks.append((a, b))
+                chunk_cells.append(n)
+
+    plan = DatasetPlan(
+        dataset_id=h5.dataset_id,
+        h5ad_path=str(h5.path),
+        organism=organism,
+        excluded_reason=reason,
+        n_source_obs=len(obs),
+        n_source_var=len(var),
+        counts_matrix=loc.matrix,
+        matrix_format=matrix.format,
+        n_cells=int(kept_rows.size),
+        n_primary=int(out_obs["is_primary_data"].sum()) if len(out_obs) else 0,
+        n_genes=int(gene_cols.size),
+        title=title,
+        citation=citation,
+        chunks=tuple(chunks),
+        chunk_cells=tuple(chunk_cells),
+        warnings=tuple(warnings),
+    )
+    arrays = {"kept_rows": kept_rows, "gene_cols": gene_cols, "smart": smart}
+    return plan, arrays, out_obs, genes
+
+
+def _check_obs(h5: H5AD, obs: pd.DataFrame, schema: CensusSchema) -> None:
+    ipd = obs["is_primary_data"]
+    if ipd.dtype != bool:
+        raise h5.error(f"must be boolean, found dtype {ipd.dtype}", field="obs/is_primary_data")
+    bad = sorted({str(v) for v in obs["tissue_type"].unique()} - set(schema.tissue_type_vocabulary))
+    if bad:
+        raise h5.error(
+            f"values {bad} are not in the dataset schema vocabulary {list(schema.tissue_type_vocabulary)}",
+            field="obs/tissue_type",
+        )
+    oj = obs["observation_joinid"].astype(str)
+    if not oj.is_unique:
+        raise h5.error(f"duplicate observation_joinid {oj[oj.duplicated()].iloc[0]!r}", field="obs/observation_joinid")
+    for c in schema.obs_source_columns:
+        if c != "is_primary_data" and obs[c].isna().any():
+            raise h5.error("has missing (NA) values", field=f"obs/{c}")
+
+
+_TERM_ID = re.compile(r"^EFO:[0-9]{7}$")  # dataset schema 4.0.0: assays are EFO terms
+
+
+def _check_assays(h5: H5AD, obs: pd.DataFrame, schema: CensusSchema, warnings: list[str]) -> None:
+    """A value that is no EFO term id at all (whitespace, typo) is an error; a well-formed term the Census
+    schema neither includes nor excludes is a warning with its cell count. Known excluded assays (multiome,
+    spatial, ...) are the Census rules at work and say nothing."""
+    counts = obs["assay_ontology_term_id"].astype(str).value_counts(sort=False)
+    counts = counts[counts > 0]
+    malformed = [(str(t), int(n)) for t, n in counts.items() if not _TERM_ID.match(str(t))]
+    if malformed:
+        shown = ", ".join(
+            f"{t!r} ({n} cell(s){', leading/trailing whitespace' if t != t.strip() else ''})" for t, n in malformed
+        )
+        raise h5.error(
+            f"{len(malformed)} value(s) are not EFO term ids (EFO:NNNNNNN): {shown}; fix the file, or its cells "
+            "would be dropped without a word",
+            field="obs/assay_ontology_term_id",
+        )
+    for t, n in counts.items():
+        term = str(t)
+        if term not in schema.included_assays and term not in schema.excluded_assays:
+            warnings.append(
+                f"assay {term!r} is not a Census assay (neither included nor excluded by Census schema "
+                f"{schema.version}): its {int(n)} cell(s) are left out"
+            )
+
+
+def _feature_lengths(
+    h5: H5AD, var: pd.DataFrame, cols: npt.NDArray[np.int64], var_key: str, *, required: bool
+) -> npt.NDArray[np.int64]:
+    if "feature_length" not in var.columns:
+        if required:
+            raise h5.error(
+                "missing, but the dataset has Smart-seq cells, whose normalization needs it",
+                field=f"{var_key}/feature_length",
+            )
+        return np.zeros(cols.size, dtype=np.int64)
+    fl = pd.to_numeric(var["feature_length"], errors="coerce").to_numpy(dtype=np.float64)[cols]
+    ids = var.index[cols]
+    negative = np.nonzero(fl < 0)[0]
+    if negative.size:
+        raise h5.error(
+            f"negative feature_length {fl[negative[0]]:g} for gene {ids[negative[0]]!r} "
+            f"({negative.size} gene(s) negative); lengths are base pairs, >= 0",
+            field=f"{var_key}/feature_length",
+        )
+    if required:
+        bad = np.nonzero(np.isnan(fl) | (fl <= 0))[0]
+        if bad.size:
+            raise h5.error(
+                f"must be a positive integer for every gene of a Smart-seq dataset: gene {ids[bad[0]]!r} has "
+                f"{fl[bad[0]]:g} ({bad.size} gene(s) missing or 0)",
+                field=f"{var_key}/feature_length",
+            )
+    return np.asarray(np.nan_to_num(fl), dtype=np.int64)
+
+
+def _as_output(col: pd.Series) -> Any:
+    """Booleans as they are; everything else as a categorical of strings (compact: codes + categories,
+    stored dictionary-encoded in the plan's parquet, never one Python string per cell)."""
+    if col.dtype == bool:
+        return col.to_numpy()
+    cat = col if isinstance(col.dtype, pd.CategoricalDtype) else col.astype("category")
+    cat = cat.cat.remove_unused_categories()
+    names = cat.cat.categories.astype(str)
+    if names.is_unique:
+        return pd.Categorical.from_codes(cat.cat.codes.to_numpy(), categories=names)
+    return cat.astype(str).astype("category").array
+
+
+def _recode(col: pd.Series, mapping: dict[str, str]) -> pd.Categorical[str]:
+    """A categorical column with each category replaced through ``mapping`` (categories may merge)."""
+    new = [mapping[str(c)] for c in col.cat.categories]
+    unique = list(dict.fromkeys(new))
+    position = {v: i for i, v in enumerate(unique)}
+    lut = np.array([position[v] for v in new], dtype=np.int32)
+    return pd.Categorical.from_codes(lut[col.cat.codes.to_numpy()], categories=pd.Index(unique))
+
+
+def _tissue_general(obs: pd.DataFrame, warnings: list[str]) -> tuple[pd.Categorical[str], pd.Categorical[str]]:
+    mapper = _tissue_mapper()
+    pairs = obs[["tissue_ontology_term_id", "tissue"]].drop_duplicates()
+    ids: dict[str, str] = {}
+    labels: dict[str, str] = {}
+    for term, label in pairs.itertuples(index=False):
+        tg = mapper.map(term, label)
+        ids[term], labels[term] = tg.ontology_term_id, tg.label
+        if not tg.known:
+            warnings.append(f"tissue {term!r} is not in the shipped UBERON; tissue_general maps it to itself")
+    terms = obs["tissue_ontology_term_id"]
+    return _recode(terms, ids), _recode(terms, labels)
+
+
+def unreadable(dataset_id: str, path: str, e: Exception) -> InputError:
+    return InputError(dataset_id, f"unexpected error while inspecting: {type(e).__name__}: {e}", uri=path)

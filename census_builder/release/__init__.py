@@ -1,0 +1,1 @@
+"""Release management: publish, object stores, the release directory (release.json), notes."""

@@ -1,0 +1,664 @@
+"""The notes command: ``VERSION.md`` and PNG figures beside it, read from the releases themselves. Written to
+``DIR/VERSION/release_notes/`` (beside the build) unless ``--out`` says otherwise.
+
+    locate_previous  the release to compare with: the newest published, non-retracted one before VERSION in the
+                     destination's release.json (``--from``, or where VERSION was published), else a build
+
+    read_release     facts of one release (root metadata, census_info tables, per-organism counts) via tiledbsoma
+    diff_releases    datasets added / removed / changed and cell-count changes versus the previous release
+    draw_figures     totals per organism; cells by assay, tissue_general and disease; dataset cell-count changes
+    write_markdown   the notes, linking the figures
+
+Counts by category come from ``census_info/summary_cell_counts``; a category missing there is counted from
+obs, one batch at a time. Figures are drawn with matplotlib's Agg canvas (no display, no global backend).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from census_builder.build.state import BuildPaths
+from census_builder.errors import CensusBuilderError
+from census_builder.release.directory import Destination, ReleaseDirectory, open_store
+from census_builder.release.published import publications
+
+logger = logging.getLogger(__name__)
+
+CATEGORIES = ("assay", "tissue_general", "disease")
+CATEGORY_TITLES = {"assay": "assay", "tissue_general": "tissue (tissue_general)", "disease": "disease"}
+VERSION_KEYS = (
+    "census_schema_version",
+    "dataset_schema_version",
+    "census_build_date",
+    "census_builder_version",
+    "tiledbsoma_version",
+    "anndata_version",
+    "git_commit",
+    "manifest_sha256",
+)
+DATASET_FIELDS = (
+    "dataset_version_id",
+    "dataset_title",
+    "collection_id",
+    "collection_name",
+    "collection_doi",
+    "citation",
+    "dataset_h5ad_path",
+)
+TOP_LABELS = 25  # labels shown per figure panel (the rest are summed into "other")
+
+
+@dataclass(frozen=True)
+class DatasetFacts:
+    dataset_id: str
+    cells: int
+    fields: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def title(self) -> str:
+        return self.fields.get("dataset_title", "")
+
+
+@dataclass(frozen=True)
+class OrganismFacts:
+    name: str  # census_data key, e.g. homo_sapiens
+    label: str  # e.g. Homo sapiens
+    cells: int
+    unique_cells: int
+    genes: int
+    by_category: Mapping[str, Mapping[str, int]]  # category -> label -> cells
+
+
+@dataclass(frozen=True)
+class ReleaseFacts:
+    version: str
+    uri: str
+    metadata: Mapping[str, str]
+    summary: Mapping[str, str]
+    organisms: Mapping[str, OrganismFacts]
+    datasets: Mapping[str, DatasetFacts]
+
+    @property
+    def total_cells(self) -> int:
+        return sum(o.cells for o in self.organisms.values())
+
+
+@dataclass(frozen=True)
+class DatasetChange:
+    dataset_id: str
+    before: DatasetFacts
+    after: DatasetFacts
+    changed_fields: tuple[str, ...]
+
+    @property
+    def cell_delta(self) -> int:
+        return self.after.cells - self.before.cells
+
+
+@dataclass(frozen=True)
+class ReleaseDiff:
+    previous: str
+    added: tuple[DatasetFacts, ...]
+    removed: tuple[DatasetFacts, ...]
+    changed: tuple[DatasetChange, ...]
+    unchanged: int
+
+
+# -- reading -----------------------------------------------------------------------------------------------
+
+
+def _organism_label(name: str, schema_version: str) -> str:
+    from census_builder.census.schema import load_schema
+
+    try:
+        labels = {o.name: o.label for o in load_schema(schema_version).organisms}
+    except CensusBuilderError:
+        labels = {}
+    return labels.get(name, name.replace("_", " ").capitalize())
+
+
+def _count_obs_column(obs: Any, column: str) -> dict[str, int]:
+    counts: Counter[str] = Counter()
+    for batch in obs.read(column_names=[column]):
+        counts.update(str(v) for v in batch.column(column).to_pylist())
+    return dict(counts)
+
+
+def read_release(uri: str, *, version: str | None = None, context: Any = None) -> ReleaseFacts:
+    """Everything the notes say about one release, read with tiledbsoma from ``uri`` (its root collection)."""
+    import tiledbsoma as soma
+
+    root: Any
+    with soma.Collection.open(uri, context=context) as root:
+        metadata = {k: str(v) for k, v in root.metadata.items() if not k.startswith("soma_")}
+        info = root["census_info"]
+        summary_df = info["summary"].read().concat().to_pandas()
+        summary = dict(zip(summary_df["label"].astype(str), summary_df["value"].astype(str), strict=True))
+        ds_df = info["datasets"].read().concat().to_pandas()
+        datasets = {
+            str(r["dataset_id"]): DatasetFacts(
+                dataset_id=str(r["dataset_id"]),
+                cells=int(r["dataset_total_cell_count"]),
+                fields={f: str(r[f]) for f in DATASET_FIELDS if f in ds_df.columns},
+            )
+            for _, r in ds_df.iterrows()
+        }
+        counts = info["summary_cell_counts"].read().concat().to_pandas()
+        schema_version = metadata.get("census_schema_version") or summary.get("census_schema_version", "")
+        organisms: dict[str, OrganismFacts] = {}
+        for name in sorted(root["census_data"].keys()):
+            exp = root["census_data"][name]
+            label = _organism_label(name, schema_version)
+            mine = counts[counts["organism"] == label]
+            every = mine[mine["category"] == "all"]
+            cells = int(every["total_cell_count"].sum()) if len(every) else int(exp.obs.count)
+            unique = int(every["unique_cell_count"].sum()) if len(every) else 0
+            by_category: dict[str, dict[str, int]] = {}
+            for cat in CATEGORIES:
+                rows = mine[mine["category"] == cat]
+                if len(rows):
+                    by_category[cat] = {
+                        str(k): int(v) for k, v in rows.groupby("label")["total_cell_count"].sum().items()
+                    }
+                elif cat in exp.obs.schema.names:
+                    logger.info("%s: %s is not in summary_cell_counts; counting it from obs", name, cat)
+                    by_category[cat] = _count_obs_column(exp.obs, cat)
+                else:
+                    by_category[cat] = {}
+            genes = int(exp.ms["RNA"].var.count) if "RNA" in exp.ms else 0
+            organisms[name] = OrganismFacts(
+                name=name, label=label, cells=cells, unique_cells=unique, genes=genes, by_category=by_category
+            )
+    return ReleaseFacts(
+        version=version or metadata.get("census_version") or Path(uri.rstrip("/")).parent.name,
+        uri=uri,
+        metadata=metadata,
+        summary=summary,
+        organisms=organisms,
+        datasets=datasets,
+    )
+
+
+def diff_releases(previous: ReleaseFacts, current: ReleaseFacts) -> ReleaseDiff:
+    before, after = previous.datasets, current.datasets
+    added = tuple(after[d] for d in sorted(set(after) - set(before)))
+    removed = tuple(before[d] for d in sorted(set(before) - set(after)))
+    changed: list[DatasetChange] = []
+    unchanged = 0
+    for d in sorted(set(before) & set(after)):
+        b, a = before[d], after[d]
+        fields = tuple(f for f in DATASET_FIELDS if b.fields.get(f) != a.fields.get(f))
+        if b.cells != a.cells:
+            fields = ("dataset_total_cell_count", *fields)
+        if fields:
+            changed.append(DatasetChange(d, b, a, fields))
+        else:
+            unchanged += 1
+    return ReleaseDiff(previous.version, added, removed, tuple(changed), unchanged)
+
+
+# -- figures -----------------------------------------------------------------------------------------------
+
+
+def _new_figure(width: float, height: float) -> Any:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height), layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _top(counts: Mapping[str, int], n: int = TOP_LABELS) -> list[tuple[str, int]]:
+    items = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+    if len(items) > n:
+        items = [*items[: n - 1], ("other", sum(v for _, v in items[n - 1 :]))]
+    return items
+
+
+def _draw_totals(cur: ReleaseFacts, prev: ReleaseFacts | None, path: Path) -> None:
+    import numpy as np
+
+    names = sorted(set(cur.organisms) | set(prev.organisms if prev else {}))
+    fig = _new_figure(7, 4)
+    ax = fig.subplots()
+    x = np.arange(len(names))
+    series: list[tuple[str, list[int]]] = []
+    if prev is not None:
+        series.append((f"{prev.version} cells", [prev.organisms[n].cells if n in prev.organisms else 0 for n in names]))
+    series.append((f"{cur.version} cells", [cur.organisms[n].cells if n in cur.organisms else 0 for n in names]))
+    series.append(
+        (f"{cur.version} unique cells", [cur.organisms[n].unique_cells if n in cur.organisms else 0 for n in names])
+    )
+    width = 0.8 / len(series)
+    for i, (label, values) in enumerate(series):
+        bars = ax.bar(x + (i - (len(series) - 1) / 2) * width, values, width, label=label)
+        ax.bar_label(bars, labels=[f"{v:,}" for v in values], fontsize=7)
+    labels = {
+        **({n: o.label for n, o in prev.organisms.items()} if prev else {}),
+        **{n: o.label for n, o in cur.organisms.items()},
+    }
+    ax.set_xticks(x, [labels[n] for n in names])
+    ax.set_ylabel("cells")
+    ax.set_title(f"Census {cur.version}: cells per organism")
+    ax.legend(fontsize=8)
+    fig.savefig(path, dpi=110)
+
+
+def _draw_category(cur: ReleaseFacts, prev: ReleaseFacts | None, category: str, path: Path) -> None:
+    import numpy as np
+
+    names = [n for n in sorted(cur.organisms) if cur.organisms[n].by_category.get(category)]
+    tops = {n: _top(cur.organisms[n].by_category.get(category, {})) for n in names}
+    rows = max([len(t) for t in tops.values()] + [1])
+    fig = _new_figure(6 * max(len(names), 1), max(2.6, 1.2 + 0.3 * rows))
+    axes = fig.subplots(1, max(len(names), 1), squeeze=False)[0]
+    compared = False
+    for ax, name in zip(axes, names, strict=False):
+        items = tops[name]
+        labels = [k for k, _ in items]
+        y = np.arange(len(items))
+        if prev is not None and name in prev.organisms:
+            before = prev.organisms[name].by_category.get(category, {})
+            other = sum(v for k, v in before.items() if k not in labels)
+            ax.barh(
+                y + 0.2,
+                [before.get(k, other if k == "other" else 0) for k in labels],
+                0.4,
+                label=prev.version,
+                color="#bbbbbb",
+            )
+            ax.barh(y - 0.2, [v for _, v in items], 0.4, label=cur.version, color="#1f77b4")
+            compared = True
+        else:
+            ax.barh(y, [v for _, v in items], 0.6, color="#1f77b4")
+        ax.set_yticks(y, labels, fontsize=8)
+        ax.invert_yaxis()
+        ax.set_xlabel("cells")
+        ax.set_title(f"{cur.organisms[name].label}: cells by {CATEGORY_TITLES[category]}", fontsize=10)
+    if compared:
+        fig.legend(*axes[0].get_legend_handles_labels(), loc="outside lower center", ncols=2, fontsize=8)
+    fig.savefig(path, dpi=110)
+
+
+def _draw_dataset_changes(diff: ReleaseDiff, version: str, path: Path) -> None:
+    import numpy as np
+
+    rows = (
+        [(f"+ {d.dataset_id}", d.cells) for d in diff.added]
+        + [(f"- {d.dataset_id}", -d.cells) for d in diff.removed]
+        + [(f"~ {c.dataset_id}", c.cell_delta) for c in diff.changed]
+    )
+    fig = _new_figure(8, 1.5 + 0.35 * max(len(rows), 1))
+    ax = fig.subplots()
+    y = np.arange(len(rows))
+    values = [v for _, v in rows]
+    bars = ax.barh(y, values, color=["#2ca02c" if v > 0 else "#d62728" if v < 0 else "#7f7f7f" for v in values])
+    ax.bar_label(bars, labels=[_signed(v) for v in values], fontsize=8, padding=2)
+    ax.margins(x=0.15)
+    ax.set_yticks(y, [k for k, _ in rows], fontsize=8)
+    ax.invert_yaxis()
+    ax.axvline(0, color="black", linewidth=0.8)
+    ax.set_xlabel("change in cells")
+    ax.set_title(f"Census {version} vs {diff.previous}: cells per dataset (+ added, - removed, ~ changed)", fontsize=10)
+    fig.savefig(path, dpi=110)
+
+
+def draw_figures(
+    cur: ReleaseFacts, prev: ReleaseFacts | None, diff: ReleaseDiff | None, out_dir: Path
+) -> dict[str, Path]:
+    """The figures that have something to show (no chart without bars); a figure of an earlier run that has
+    nothing to show now is deleted."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    figures: dict[str, Path] = {}
+
+    def path(key: str) -> Path:
+        figures[key] = out_dir / f"{cur.version}-{key}.png"
+        return figures[key]
+
+    if cur.organisms or (prev is not None and prev.organisms):
+        _draw_totals(cur, prev, path("totals"))
+    for cat in CATEGORIES:
+        if any(o.by_category.get(cat) for o in cur.organisms.values()):
+            _draw_category(cur, prev, cat, path(cat))
+    if diff is not None and (diff.added or diff.removed or diff.changed):
+        _draw_dataset_changes(diff, cur.version, path("datasets"))
+    for key in ("totals", *CATEGORIES, "datasets"):
+        if key not in figures:
+            (out_dir / f"{cur.version}-{key}.png").unlink(missing_ok=True)
+    return figures
+
+
+# -- markdown ----------------------------------------------------------------------------------------------
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> list[str]:
+    """A markdown table; nothing at all when there are no rows. An empty cell shows as "-"."""
+    if not rows:
+        return []
+
+    def cell(v: object) -> str:
+        text = f"{v:,}" if isinstance(v, int) and not isinstance(v, bool) else str(v)
+        return text.replace("|", "\\|").replace("\n", " ") or "-"
+
+    out = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    out += ["| " + " | ".join(cell(v) for v in r) + " |" for r in rows]
+    return out
+
+
+def _signed(n: int) -> str:
+    return f"{n:+,}"
+
+
+def write_markdown(
+    cur: ReleaseFacts,
+    prev: ReleaseFacts | None,
+    diff: ReleaseDiff | None,
+    figures: Mapping[str, Path],
+    path: Path,
+    *,
+    inputs: Mapping[str, Any] | None = None,
+) -> None:
+    md: list[str] = [f"# CELLxGENE Census release {cur.version}", ""]
+    build_date = cur.metadata.get("census_build_date") or cur.summary.get("census_build_date", "")
+    md.append(
+        f"Built {build_date} with census schema {cur.metadata.get('census_schema_version', '?')}: "
+        f"{cur.total_cells:,} cells from {len(cur.datasets)} datasets in {len(cur.organisms)} organisms."
+    )
+    md.append(f"Compared with release {prev.version}." if prev else "First release: nothing to compare with.")
+    md += ["", "## Totals", ""]
+    header = ["Organism", "Cells", "Unique cells", "Genes"]
+    if prev:
+        header += [f"Cells in {prev.version}", "Change"]
+    rows: list[list[object]] = []
+    for name in sorted(set(cur.organisms) | set(prev.organisms if prev else {})):
+        o = cur.organisms.get(name)
+        row: list[object] = [
+            o.label if o else name,
+            o.cells if o else 0,
+            o.unique_cells if o else 0,
+            o.genes if o else 0,
+        ]
+        if prev:
+            prev_cells = prev.organisms[name].cells if name in prev.organisms else 0
+            row += [prev_cells, _signed((o.cells if o else 0) - prev_cells)]
+        rows.append(row)
+    md += [*_table(header, rows), ""]
+    if "totals" in figures:
+        md += [f"![Cells per organism]({figures['totals'].name})", ""]
+
+    for cat in CATEGORIES:
+        section: list[str] = []
+        for name, o in sorted(cur.organisms.items()):
+            counts = o.by_category.get(cat, {})
+            before = prev.organisms[name].by_category.get(cat, {}) if prev and name in prev.organisms else None
+            if not counts and not before:
+                continue
+            section += [f"### {o.label}", ""]
+            head = [cat, "Cells"] + ([f"Cells in {prev.version}", "Change"] if before is not None and prev else [])
+            labels = sorted(set(counts) | set(before or {}), key=lambda k: (-counts.get(k, 0), k))
+            body: list[list[object]] = []
+            for k in labels:
+                r: list[object] = [k, counts.get(k, 0)]
+                if before is not None:
+                    r += [before.get(k, 0), _signed(counts.get(k, 0) - before.get(k, 0))]
+                body.append(r)
+            section += [*_table(head, body), ""]
+        if cat in figures:
+            section += [f"![Cells by {CATEGORY_TITLES[cat]}]({figures[cat].name})", ""]
+        if section:
+            md += [f"## Cells by {CATEGORY_TITLES[cat]}", "", *section]
+
+    md += ["## Datasets", ""]
+    if diff is None or prev is None:
+        md += [f"{len(cur.datasets)} datasets (no previous release to compare with).", ""]
+        listed = sorted(cur.datasets.values(), key=lambda d: d.dataset_id)
+        table = _table(["Dataset", "Title", "Cells"], [[d.dataset_id, d.title, d.cells] for d in listed])
+        md += [*table, ""] if table else []
+    else:
+        md += [
+            f"Versus {prev.version}: {len(diff.added)} added, {len(diff.removed)} removed, "
+            f"{len(diff.changed)} changed, {diff.unchanged} unchanged; "
+            f"cells {_signed(cur.total_cells - prev.total_cells)} ({prev.total_cells:,} -> {cur.total_cells:,}).",
+            "",
+        ]
+        changed_rows: list[list[object]] = [
+            [c.dataset_id, ", ".join(c.changed_fields), c.before.cells, c.after.cells, _signed(c.cell_delta)]
+            for c in diff.changed
+        ]
+        for title, table in (
+            (
+                f"Added ({len(diff.added)})",
+                _table(["Dataset", "Title", "Cells"], [[d.dataset_id, d.title, d.cells] for d in diff.added]),
+            ),
+            (
+                f"Removed ({len(diff.removed)})",
+                _table(
+                    ["Dataset", "Title", f"Cells in {prev.version}"],
+                    [[d.dataset_id, d.title, d.cells] for d in diff.removed],
+                ),
+            ),
+            (
+                f"Changed ({len(diff.changed)})",
+                _table(
+                    ["Dataset", "What changed", f"Cells in {prev.version}", "Cells", "Change"],
+                    changed_rows,
+                ),
+            ),
+        ):
+            if table:  # an empty section is left out: the summary line above already says 0
+                md += [f"### {title}", "", *table, ""]
+        if "datasets" in figures:
+            md += [f"![Dataset changes]({figures['datasets'].name})", ""]
+
+    md += _left_out(inputs or {})
+    vrows = [
+        [
+            k,
+            cur.metadata.get(k, cur.summary.get(k, "")),
+            *([prev.metadata.get(k, prev.summary.get(k, ""))] if prev else []),
+        ]
+        for k in VERSION_KEYS
+    ]
+    vtable = _table(["Field", cur.version, *([prev.version] if prev else [])], [r for r in vrows if any(r[1:])])
+    if vtable:
+        md += ["## Schema and software versions", "", *vtable, ""]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(md), encoding="utf-8")
+
+
+def _left_out(inputs: Mapping[str, Any]) -> list[str]:
+    """Manifest datasets that are not in the release (invalid ones excluded with --exclude-invalid, and those
+    the Census filters leave without cells), and preflight warnings, from the build report."""
+    rows = [
+        [d["dataset_id"], "invalid input", f"{d.get('field', '')}: {d['reason']}".lstrip(": ")]
+        for d in inputs.get("invalid", [])
+    ]
+    rows += [[d["dataset_id"], "no cells pass the Census filters", d["reason"]] for d in inputs.get("no_cells", [])]
+    md: list[str] = []
+    if rows:
+        md += ["## Datasets left out", "", *_table(["Dataset", "Why", "Details"], rows), ""]
+    warnings = inputs.get("warnings", {})
+    if warnings:
+        md += ["## Build warnings", "", *[f"- {ds}: {w}" for ds, ws in warnings.items() for w in ws], ""]
+    return md
+
+
+# -- the command -------------------------------------------------------------------------------------------
+
+
+def find_previous(workdir: str | Path, version: str) -> str | None:
+    """The newest complete build in ``workdir`` whose name sorts before ``version``."""
+    root = Path(workdir)
+    names = (
+        sorted(
+            p.name
+            for p in root.iterdir()
+            if p.is_dir() and p.name < version and BuildPaths.for_version(root, p.name).is_complete()
+        )
+        if root.is_dir()
+        else []
+    )
+    return names[-1] if names else None
+
+
+def previous_published(directory: ReleaseDirectory, version: str) -> str | None:
+    """The newest release in ``directory`` (release.json) named before ``version`` that is not retracted."""
+    names = sorted(n for n, e in directory.releases.items() if n < version and not e.retracted)
+    return names[-1] if names else None
+
+
+@dataclass(frozen=True)
+class PreviousRelease:
+    name: str
+    uri: str  # the release's root collection
+    where: str  # for messages: "DEST/release.json" or the build directory
+    context: Any = None  # a SOMATileDBContext for S3 destinations
+
+
+def _tiledb_context(dest: Destination, region: str | None) -> Any:
+    """A tiledbsoma context that reads ``dest`` (S3 with its endpoint and region; credentials from the usual AWS
+    environment variables); None for a local destination."""
+    if dest.kind != "s3":
+        return None
+    import urllib.parse
+
+    import tiledbsoma as soma
+
+    config: dict[str, str | float] = {"vfs.s3.region": region or "us-east-1"}
+    if dest.endpoint_url:
+        url = urllib.parse.urlparse(dest.endpoint_url)
+        config.update(
+            {
+                "vfs.s3.endpoint_override": url.netloc,
+                "vfs.s3.scheme": url.scheme or "https",
+                "vfs.s3.use_virtual_addressing": "false",
+            }
+        )
+    return soma.SOMATileDBContext(tiledb_config=config)
+
+
+def _published_release(dest: Destination, directory: ReleaseDirectory, name: str) -> PreviousRelease:
+    build = directory.resolve(name)
+    entry = directory.releases[build]
+    if entry.retracted:
+        logger.warning("comparing with %s, which is retracted at %s", build, dest)
+    # relative_uri is relative to DEST (as a mirror resolves it): right even if DEST was moved or renamed.
+    uri = dest.base_uri + entry.soma.relative_uri if entry.soma.relative_uri else entry.soma.uri
+    return PreviousRelease(build, uri, f"{dest}/release.json", _tiledb_context(dest, entry.soma.s3_region))
+
+
+def _built_release(workdir: str | Path, name: str) -> PreviousRelease:
+    paths = BuildPaths.for_version(workdir, name)
+    if not paths.is_complete():
+        raise CensusBuilderError(
+            f"previous release {name!r}: no complete build at {paths.root} (and not published where --from points); "
+            "name a published release or a complete build in --workdir with --previous"
+        )
+    return PreviousRelease(name, str(paths.soma), str(paths.root))
+
+
+def locate_previous(
+    workdir: str | Path,
+    version: str,
+    *,
+    previous: str | None = None,
+    dest: str | Path | None = None,
+    endpoint_url: str | None = None,
+) -> PreviousRelease | None:
+    """The release to compare ``version`` with.
+
+    With a destination (``dest``, or where ``version`` was last published as recorded in
+    ``DIR/VERSION/published.json``): ``previous`` (a release or alias in its release.json, else a complete build
+    in ``workdir``), or by default the newest published, non-retracted release named before ``version``.
+    Without one: ``previous`` or the newest complete build in ``workdir`` named before ``version``.
+    """
+    target: Destination | None = None
+    recorded = False
+    if dest is not None:
+        target = Destination.parse(dest, endpoint_url=endpoint_url)
+    else:
+        done = publications(BuildPaths.for_version(workdir, version))
+        if done:
+            target, recorded = done[-1].destination(), True
+    if target is not None:
+        try:
+            directory = open_store(target).read()
+        except CensusBuilderError as e:
+            if not recorded:
+                raise
+            logger.warning(
+                "cannot read release.json at %s, where %s was published (%s); looking in --workdir instead "
+                "(pass --from DEST to choose the destination)",
+                target,
+                version,
+                e,
+            )
+        else:
+            if previous is not None:
+                if previous in directory.releases or previous in directory.aliases:
+                    return _published_release(target, directory, previous)
+                return _built_release(workdir, previous)
+            name = previous_published(directory, version)
+            if name is None:
+                logger.info("no published release before %s at %s: first release", version, target)
+                return None
+            logger.info("previous release: %s, the newest published before %s at %s", name, version, target)
+            return _published_release(target, directory, name)
+    if previous is not None:
+        return _built_release(workdir, previous)
+    name = find_previous(workdir, version)
+    if name is not None:
+        logger.info(
+            "previous release: %s, the newest complete build in %s (no destination given or recorded: "
+            "pass --from DEST to compare with the previous published release)",
+            name,
+            workdir,
+        )
+    return _built_release(workdir, name) if name is not None else None
+
+
+def make_notes(
+    workdir: str | Path,
+    version: str,
+    *,
+    previous: str | None = None,
+    out_dir: str | Path | None = None,
+    dest: str | Path | None = None,
+    endpoint_url: str | None = None,
+) -> Path:
+    """Write ``out_dir/VERSION.md`` and its figures; returns the markdown path. ``out_dir`` defaults to
+    ``DIR/VERSION/release_notes`` (beside the build, never the current directory); the previous release is
+    found by :func:`locate_previous`."""
+    paths = BuildPaths.for_version(workdir, version)
+    if not paths.is_complete():
+        raise CensusBuilderError(
+            f"build {version} in {paths.root} is not complete; build it first (census_builder build --version "
+            f"{version} --workdir {workdir} ...)"
+        )
+    prev_release = locate_previous(workdir, version, previous=previous, dest=dest, endpoint_url=endpoint_url)
+    cur = read_release(str(paths.soma), version=version)
+    prev = (
+        read_release(prev_release.uri, version=prev_release.name, context=prev_release.context)
+        if prev_release is not None
+        else None
+    )
+    diff = diff_releases(prev, cur) if prev is not None else None
+    out = Path(out_dir) if out_dir is not None else paths.root / "release_notes"
+    figures = draw_figures(cur, prev, diff, out)
+    md = out / f"{version}.md"
+    report = json.loads(paths.report.read_text(encoding="utf-8")) if paths.report.is_file() else {}
+    write_markdown(cur, prev, diff, figures, md, inputs=report.get("inputs"))
+    logger.info(
+        "release notes written: %s (%d figures)%s",
+        md,
+        len(figures),
+        f", compared with {prev_release.name} ({prev_release.where})" if prev_release else "",
+    )
+    return md

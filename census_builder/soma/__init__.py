@@ -1,0 +1,1 @@
+"""The release's TileDB-SOMA objects: layout, writers and consolidation."""

@@ -1,0 +1,158 @@
+"""The build manifest: a CSV with header ``dataset_id,h5ad_uri`` and optional dataset metadata columns."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from census_builder.errors import ManifestError
+
+REQUIRED_COLUMNS = ("dataset_id", "h5ad_uri")
+OPTIONAL_COLUMNS = ("dataset_version_id", "collection_id", "collection_name", "collection_doi", "dataset_title")
+_DATASET_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+NAME_MAX = 255  # bytes in one file name on Linux file systems (ext4, xfs, NFS, tmpfs...)
+# File names derived from a dataset id by the build and by publish; the longest sets the limit on ids.
+DERIVED_NAMES = (
+    "{id}.h5ad",  # h5ads/
+    ".{id}.h5ad." + "0" * 12 + ".partial",  # a copy or download in progress (census_builder.sources.staging)
+    "{id}.genes.parquet",  # .build/plan/
+    ".{id}.h5ad." + "0" * 32 + ".partial",  # publish's temporary name at a local destination
+)
+MAX_DATASET_ID_BYTES = NAME_MAX - max(len(t.format(id="")) for t in DERIVED_NAMES)
+
+
+@dataclass(frozen=True)
+class ManifestEntry:
+    dataset_id: str
+    h5ad_uri: str
+    dataset_version_id: str = ""
+    collection_id: str = ""
+    collection_name: str = ""
+    collection_doi: str = ""
+    dataset_title: str = ""  # "" means: fall back to uns["title"]
+
+    @property
+    def is_s3(self) -> bool:
+        return self.h5ad_uri.startswith("s3://")
+
+
+@dataclass(frozen=True)
+class Manifest:
+    entries: tuple[ManifestEntry, ...]
+    sha256: str  # checksum of the manifest file's bytes, recorded in the release
+    base_dir: str = "."  # relative local h5ad_uri values are taken from here (the manifest's directory)
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def local_path(self, entry: ManifestEntry) -> Path:
+        """A local h5ad_uri as a path; relative paths are taken from the manifest's directory."""
+        p = Path(entry.h5ad_uri.removeprefix("file://"))
+        return p if p.is_absolute() else Path(self.base_dir) / p
+
+
+def load_manifest(path: str | Path) -> Manifest:
+    """Read and check a manifest. Every problem in the file is reported at once in one ManifestError."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        raise ManifestError(f"cannot read manifest {path}: {e.strerror or e}") from e
+    return parse_manifest(raw, source=str(path), base_dir=str(path.resolve().parent))
+
+
+def parse_manifest(raw: bytes, *, source: str = "<manifest>", base_dir: str = ".") -> Manifest:
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise ManifestError(f"manifest {source} is not UTF-8 text: {e}") from e
+    kept = [(n, ln) for n, ln in enumerate(text.splitlines(), start=1) if ln.strip()]
+    lines = [ln for _, ln in kept]  # blank lines dropped; problems still name the file's own line numbers
+    if not lines:
+        raise ManifestError(f"manifest {source} is empty; expected a header 'dataset_id,h5ad_uri'")
+    reader = csv.DictReader(lines)
+    header = [h.strip() for h in (reader.fieldnames or [])]
+    missing = [c for c in REQUIRED_COLUMNS if c not in header]
+    if missing:
+        raise ManifestError(
+            f"manifest {source} has no header with columns {list(REQUIRED_COLUMNS)} (missing {missing}; "
+            f"first line is {lines[0]!r}). The first line must be a header, e.g. 'dataset_id,h5ad_uri'."
+        )
+    unknown = [c for c in header if c not in REQUIRED_COLUMNS + OPTIONAL_COLUMNS]
+    problems: list[str] = []
+    if unknown:
+        problems.append(f"unknown column(s) {unknown}; allowed: {list(REQUIRED_COLUMNS + OPTIONAL_COLUMNS)}")
+    entries: list[ManifestEntry] = []
+    seen: dict[str, int] = {}
+    for row in reader:
+        lineno = kept[reader.line_num - 1][0]  # the line the row ends on
+        values = {(k or "").strip(): (v or "").strip() for k, v in row.items() if k is not None}
+        if None in row:
+            problems.append(f"line {lineno}: more fields than header columns")
+            continue
+        dataset_id, uri = values.get("dataset_id", ""), values.get("h5ad_uri", "")
+        if not dataset_id or not _DATASET_ID.fullmatch(dataset_id):
+            problems.append(
+                f"line {lineno}: invalid dataset_id {dataset_id!r} (letters, digits, '.', '_', '-', "
+                "starting with a letter or digit)"
+            )
+            continue
+        if len(dataset_id.encode()) > MAX_DATASET_ID_BYTES:
+            problems.append(
+                f"line {lineno}: dataset_id {dataset_id[:32]!r}... is {len(dataset_id.encode())} bytes long: file "
+                "names made from it (the longest is '.<id>.h5ad.<32 hex digits>.partial') would not fit the "
+                f"{NAME_MAX}-byte limit of a file name; use at most {MAX_DATASET_ID_BYTES} bytes"
+            )
+            continue
+        if dataset_id in seen:
+            problems.append(f"line {lineno}: duplicate dataset_id {dataset_id!r} (first on line {seen[dataset_id]})")
+            continue
+        seen[dataset_id] = lineno
+        if not uri:
+            problems.append(f"line {lineno}: dataset {dataset_id!r} has no h5ad_uri")
+            continue
+        if any(ord(c) < 32 or ord(c) == 127 for c in uri):
+            problems.append(f"line {lineno}: dataset {dataset_id!r} h5ad_uri {uri!r} contains a control character")
+            continue
+        if not uri.lower().endswith(".h5ad"):
+            problems.append(f"line {lineno}: dataset {dataset_id!r} h5ad_uri {uri!r} does not name an .h5ad file")
+            continue
+        if "://" in uri and not uri.startswith(("s3://", "file://")):
+            problems.append(f"line {lineno}: dataset {dataset_id!r} h5ad_uri {uri!r}: only local paths and s3://")
+            continue
+        entries.append(
+            ManifestEntry(
+                dataset_id=dataset_id,
+                h5ad_uri=uri,
+                **{c: values.get(c, "") for c in OPTIONAL_COLUMNS},
+            )
+        )
+    if problems:
+        raise ManifestError(
+            f"manifest {source} has {len(problems)} problem(s):\n" + "\n".join(f"  - {p}" for p in problems)
+        )
+    if not entries:
+        raise ManifestError(f"manifest {source} lists no datasets")
+    return Manifest(entries=tuple(entries), sha256=hashlib.sha256(raw).hexdigest(), base_dir=base_dir)
+
+
+def write_manifest(
+    path: Path, manifest: Manifest, dataset_ids: set[str], uris: Mapping[str, str] | None = None
+) -> None:
+    """Write the entries of ``dataset_ids`` as a manifest whose local URIs are absolute (usable from anywhere),
+    except those that ``uris`` replaces (dataset_id -> URI, relative ones taken from ``path``'s directory)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with tmp.open("w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow([*REQUIRED_COLUMNS, *OPTIONAL_COLUMNS])
+        for e in manifest.entries:
+            if e.dataset_id in dataset_ids:
+                uri = e.h5ad_uri if e.is_s3 else str(manifest.local_path(e).resolve())
+                uri = (uris or {}).get(e.dataset_id, uri)
+                w.writerow([e.dataset_id, uri, *(getattr(e, c) for c in OPTIONAL_COLUMNS)])
+    tmp.replace(path)
