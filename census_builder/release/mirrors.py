@@ -26,21 +26,16 @@ from __future__ import annotations
 
 import json
 import logging
-import random
-import time
 import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from census_builder.errors import ReleaseDirectoryError, StorageError
-from census_builder.release.directory import (
-    RELEASE_JSON,
-    Destination,
-    check_name,
-    locked,
-    write_atomic,
-)
+from census_builder.errors import ReleaseDirectoryError
+from census_builder.release.destination import Destination
+from census_builder.release.directory import RELEASE_JSON, check_name
+from census_builder.release.documents import CAS_MAX_ATTEMPTS, S3Document, update_local
+from census_builder.release.stores import s3_client
 
 logger = logging.getLogger(__name__)
 
@@ -144,20 +139,31 @@ def read_mirrors(dest: Destination) -> dict[str, Any]:
         except FileNotFoundError:
             return {}
         return _parse(raw, str(path))
-    return _s3_get(dest, dest.s3_client())[0]
+    document = _s3_document(dest)
+    return _parse_s3(document, document.get()[0])
 
 
-def update_mirrors(dest: Destination, change: MirrorsChange, *, max_attempts: int = 40) -> dict[str, Any]:
-    """Apply ``change`` to DEST/mirrors.json atomically; returns what is there afterwards."""
+def update_mirrors(
+    dest: Destination, change: MirrorsChange, *, max_attempts: int = CAS_MAX_ATTEMPTS
+) -> dict[str, Any]:
+    """Apply ``change`` to DEST/mirrors.json atomically; returns what is there afterwards.
+
+    On S3 by compare-and-swap on the ETag, as for release.json, without probing the endpoint (an endpoint that
+    ignores the conditions could lose one of two simultaneous mirror changes; publish's change is the same
+    every time, so a re-run restores it).
+    """
     if dest.kind == "local":
-        root = dest.local_path
-        with locked(root):
-            current = read_mirrors(dest)
-            new = change(current)
-            if new != current:
-                write_atomic(root / MIRRORS_JSON, _dumps(new))
-            return new
-    return _s3_update(dest, change, max_attempts)
+        return update_local(dest.local_path / MIRRORS_JSON, lambda: read_mirrors(dest), change, _dumps)
+    document = _s3_document(dest, max_attempts=max_attempts)
+    return document.update(lambda raw: _parse_s3(document, raw), change, _dumps, probe=False)
+
+
+def _s3_document(dest: Destination, *, max_attempts: int = CAS_MAX_ATTEMPTS) -> S3Document:
+    return S3Document(s3_client(dest.endpoint_url), dest.bucket, dest.key(MIRRORS_JSON), max_attempts=max_attempts)
+
+
+def _parse_s3(document: S3Document, raw: bytes | None) -> dict[str, Any]:
+    return {} if raw is None else _parse(raw, document.uri)
 
 
 def _parse(raw: bytes, where: str) -> dict[str, Any]:
@@ -170,53 +176,6 @@ def _parse(raw: bytes, where: str) -> dict[str, Any]:
 
 def _dumps(mirrors: dict[str, Any]) -> bytes:
     return (json.dumps(mirrors, indent=2) + "\n").encode("utf-8")
-
-
-def _s3_get(dest: Destination, client: Any) -> tuple[dict[str, Any], str | None]:
-    from botocore.exceptions import ClientError
-
-    key = dest.key(MIRRORS_JSON)
-    try:
-        obj = client.get_object(Bucket=dest.bucket, Key=key)
-    except ClientError as e:
-        if e.response.get("Error", {}).get("Code") == "NoSuchKey":
-            return {}, None
-        raise StorageError(f"reading s3://{dest.bucket}/{key} failed: {e}") from e
-    return _parse(obj["Body"].read(), f"s3://{dest.bucket}/{key}"), str(obj["ETag"])
-
-
-def _s3_update(dest: Destination, change: MirrorsChange, max_attempts: int) -> dict[str, Any]:
-    """Compare-and-swap on the ETag, as for release.json. (An endpoint that ignores the conditions could lose
-    one of two simultaneous mirror changes; publish's change is the same every time, so a re-run restores it.)"""
-    from botocore.exceptions import ClientError
-
-    client = dest.s3_client()
-    key = dest.key(MIRRORS_JSON)
-    delay = 0.05
-    for _ in range(max_attempts):
-        current, etag = _s3_get(dest, client)
-        new = change(current)
-        if new == current:
-            return current
-        condition = {"IfMatch": etag} if etag else {"IfNoneMatch": "*"}
-        try:
-            client.put_object(
-                Bucket=dest.bucket,
-                Key=key,
-                Body=_dumps(new),
-                ContentType="application/json",
-                CacheControl="no-cache",
-                **condition,
-            )
-        except ClientError as e:
-            status = int(e.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
-            if status in (404, 409, 412):
-                time.sleep(delay * (0.5 + random.random()))
-                delay = min(delay * 2, 2.0)
-                continue
-            raise StorageError(f"writing s3://{dest.bucket}/{key} failed: {e}") from e
-        return new
-    raise StorageError(f"gave up updating s3://{dest.bucket}/{key} after {max_attempts} conflicting updates; re-run")
 
 
 # -- for consumers -----------------------------------------------------------------------------------------

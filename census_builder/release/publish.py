@@ -39,57 +39,47 @@ versions may run at once; release.json keeps both.
 
 from __future__ import annotations
 
-import base64
-import contextlib
-import datetime as dt
-import errno
-import hashlib
-import json
 import logging
 import os
-import shutil
-import socket
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from census_builder.build.state import BuildPaths, read_json
 from census_builder.errors import PublishRefusedError, ReleaseExistsError, StorageError
 from census_builder.names import check_version_name
-from census_builder.release.directory import (
-    RELEASE_JSON,
-    Destination,
-    ReleaseEntry,
-    S3DirectoryStore,
-    entry_for,
-    open_store,
+from census_builder.release.claim import (
+    DIGEST_SHOWN,
+    STAGING_DIR,
+    ClaimStore,
+    LocalClaim,
+    S3Claim,
+    build_fingerprint,
+    claim_version,
 )
+from census_builder.release.destination import Destination
+from census_builder.release.directory import ReleaseEntry, entry_for, open_store
 from census_builder.release.published import record_publication
+from census_builder.release.stores import (
+    DEFAULT_PART_SIZE,
+    PARTS,
+    LocalObjects,
+    ObjectStore,
+    RemoteObject,
+    S3Objects,
+    SourceObject,
+    s3_etag_and_sha256,
+    sha256_of,
+)
 from census_builder.runtime import faults
 from census_builder.runtime.progress import Progress
 
 logger = logging.getLogger(__name__)
 
-PARTS = ("soma", "h5ads")
-MIN_PART_SIZE = 5 * 1024**2  # S3's minimum for all but the last part
-DEFAULT_PART_SIZE = 64 * 1024**2
-_READ = 1024**2
-
-
-@dataclass(frozen=True)
-class SourceObject:
-    relative: str  # below DIR/VERSION, posix, e.g. "soma/census_data/__group/..."
-    path: Path
-    size: int
-
-
-@dataclass(frozen=True)
-class RemoteObject:
-    size: int
-    etag: str | None = None  # S3 only
+DEFAULT_WORKERS = 8  # objects hashed, sent and checked at once
+PROBLEMS_SHOWN = 20  # mismatching objects listed in a verification failure
 
 
 @dataclass(frozen=True)
@@ -168,9 +158,9 @@ def check_validated_sources(
             problems.append(f"dataset {ds!r}: {src.path} was not validated (no checksum in the validation report)")
         elif want["size"] != src.size or want["sha256"] != sha256[src.relative]:
             problems.append(
-                f"dataset {ds!r}: {src.path} ({src.size} bytes, sha256 {sha256[src.relative][:16]}...) is not the "
-                f"file validation read from {want.get('path', '?')} ({want['size']} bytes, sha256 "
-                f"{want['sha256'][:16]}...)"
+                f"dataset {ds!r}: {src.path} ({src.size} bytes, sha256 {sha256[src.relative][:DIGEST_SHOWN]}...) "
+                f"is not the file validation read from {want.get('path', '?')} ({want['size']} bytes, sha256 "
+                f"{want['sha256'][:DIGEST_SHOWN]}...)"
             )
     if problems:
         lines = "\n".join(f"  - {p}" for p in problems)
@@ -207,340 +197,6 @@ def check_not_published(dest: Destination, version: str) -> None:
         raise ReleaseExistsError(f"{version!r} is an alias at {dest}; choose another version name")
 
 
-# -- object stores -----------------------------------------------------------------------------------------
-
-
-class ObjectStore(Protocol):
-    def fingerprint(self, src: SourceObject) -> str: ...
-    def list(self) -> dict[str, RemoteObject]: ...
-    def remote_fingerprint(self, relative: str, obj: RemoteObject) -> str: ...
-    def put(self, src: SourceObject) -> None: ...
-    def delete(self, relative: str) -> None: ...
-    def move_from(self, staging: Any, src: SourceObject) -> None: ...
-    def clear(self) -> None: ...
-
-
-def _sha256(path: Path) -> str:
-    with path.open("rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
-
-
-def s3_etag_and_sha256(path: Path, part_size: int) -> tuple[str, str]:
-    """:func:`s3_etag` and the file's SHA-256 from one read."""
-    sha = hashlib.sha256()
-    digests: list[bytes] = []
-    whole = hashlib.md5(usedforsecurity=False)
-    size = 0
-    for part in _parts(path, part_size):
-        sha.update(part)
-        whole.update(part)
-        digests.append(hashlib.md5(part, usedforsecurity=False).digest())
-        size += len(part)
-    if size <= part_size:
-        return whole.hexdigest(), sha.hexdigest()
-    return f"{hashlib.md5(b''.join(digests), usedforsecurity=False).hexdigest()}-{len(digests)}", sha.hexdigest()
-
-
-class LocalObjects:
-    """DEST/VERSION/ on a local file system; files appear under their final name only when complete."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-
-    def fingerprint(self, src: SourceObject) -> str:
-        return _sha256(src.path)
-
-    def list(self) -> dict[str, RemoteObject]:
-        out: dict[str, RemoteObject] = {}
-        for part in PARTS:
-            for dirpath, _dirs, files in os.walk(self.root / part):
-                for name in files:
-                    p = Path(dirpath) / name
-                    out[p.relative_to(self.root).as_posix()] = RemoteObject(p.stat().st_size)
-        return out
-
-    def remote_fingerprint(self, relative: str, obj: RemoteObject) -> str:
-        return _sha256(self.root / relative)
-
-    def put(self, src: SourceObject) -> None:
-        target = self.root / src.relative
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.partial")
-        try:
-            shutil.copyfile(src.path, tmp)
-            fd = os.open(tmp, os.O_RDONLY)
-            try:
-                os.fsync(fd)  # on disk before release.json can name it
-            finally:
-                os.close(fd)
-            os.replace(tmp, target)
-        finally:
-            tmp.unlink(missing_ok=True)
-
-    def delete(self, relative: str) -> None:
-        (self.root / relative).unlink(missing_ok=True)
-
-    def move_from(self, staging: LocalObjects, src: SourceObject) -> None:
-        """Move one verified object from the staging directory to its place here."""
-        target = self.root / src.relative
-        target.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(staging.root / src.relative, target)
-
-    def clear(self) -> None:
-        """Remove this directory (the staging directory, once everything is in place)."""
-        shutil.rmtree(self.root, ignore_errors=True)
-
-
-def _parts(path: Path, part_size: int) -> Iterator[bytes]:
-    with path.open("rb") as f:
-        while chunk := f.read(part_size):
-            yield chunk
-
-
-def s3_etag(path: Path, part_size: int) -> str:
-    """The ETag S3 gives ``path`` uploaded by :class:`S3Objects` with ``part_size`` (quotes stripped)."""
-    size = path.stat().st_size
-    if size <= part_size:
-        h = hashlib.md5(usedforsecurity=False)
-        with path.open("rb") as f:
-            while chunk := f.read(_READ):
-                h.update(chunk)
-        return h.hexdigest()
-    digests = [hashlib.md5(p, usedforsecurity=False).digest() for p in _parts(path, part_size)]
-    return f"{hashlib.md5(b''.join(digests), usedforsecurity=False).hexdigest()}-{len(digests)}"
-
-
-def _md5_b64(data: bytes) -> str:
-    return base64.b64encode(hashlib.md5(data, usedforsecurity=False).digest()).decode("ascii")
-
-
-class S3Objects:
-    """s3://bucket/prefix/VERSION/ through boto3."""
-
-    def __init__(
-        self, dest: Destination, version: str, *, part_size: int = DEFAULT_PART_SIZE, client: Any = None
-    ) -> None:
-        if part_size < MIN_PART_SIZE:
-            raise ValueError(f"part_size must be at least {MIN_PART_SIZE} bytes (S3's minimum)")
-        self.dest = dest
-        self.bucket = dest.bucket
-        self.base = dest.key(version) + "/"
-        self.part_size = part_size
-        self.client = client or dest.s3_client()
-
-    def fingerprint(self, src: SourceObject) -> str:
-        return s3_etag(src.path, self.part_size)
-
-    def list(self) -> dict[str, RemoteObject]:
-        out: dict[str, RemoteObject] = {}
-        paginator = self.client.get_paginator("list_objects_v2")
-        for part in PARTS:
-            for page in paginator.paginate(Bucket=self.bucket, Prefix=f"{self.base}{part}/"):
-                for o in page.get("Contents", []):
-                    out[o["Key"][len(self.base) :]] = RemoteObject(int(o["Size"]), str(o["ETag"]).strip('"'))
-        return out
-
-    def remote_fingerprint(self, relative: str, obj: RemoteObject) -> str:
-        return obj.etag or ""
-
-    def abort_stale_uploads(self) -> int:
-        """Abort multipart uploads an interrupted run left under DEST/VERSION/ (they cost storage)."""
-        n = 0
-        paginator = self.client.get_paginator("list_multipart_uploads")
-        for page in paginator.paginate(Bucket=self.bucket, Prefix=self.base):
-            for u in page.get("Uploads", []):
-                self.client.abort_multipart_upload(Bucket=self.bucket, Key=u["Key"], UploadId=u["UploadId"])
-                n += 1
-        return n
-
-    def put(self, src: SourceObject) -> None:
-        key = self.base + src.relative
-        if src.size <= self.part_size:
-            data = src.path.read_bytes()
-            self.client.put_object(Bucket=self.bucket, Key=key, Body=data, ContentMD5=_md5_b64(data))
-            return
-
-        def parts(upload_id: str) -> Iterator[dict[str, Any]]:
-            for number, data in enumerate(_parts(src.path, self.part_size), start=1):
-                r = self.client.upload_part(
-                    Bucket=self.bucket,
-                    Key=key,
-                    UploadId=upload_id,
-                    PartNumber=number,
-                    Body=data,
-                    ContentMD5=_md5_b64(data),
-                )
-                yield {"PartNumber": number, "ETag": r["ETag"]}
-
-        self._multipart(key, parts)
-
-    def delete(self, relative: str) -> None:
-        self.client.delete_object(Bucket=self.bucket, Key=self.base + relative)
-
-    def move_from(self, staging: S3Objects, src: SourceObject) -> None:
-        """Copy one verified object from the staging prefix to its place here (server-side), with the same
-        ETag: one CopyObject for a single-part object, the same part ranges for a multipart one."""
-        key = self.base + src.relative
-        source = {"Bucket": staging.bucket, "Key": staging.base + src.relative}
-        if src.size <= self.part_size:
-            self.client.copy_object(Bucket=self.bucket, Key=key, CopySource=source)
-            return
-
-        def parts(upload_id: str) -> Iterator[dict[str, Any]]:
-            for number, start in enumerate(range(0, src.size, self.part_size), start=1):
-                end = min(start + self.part_size, src.size) - 1
-                r = self.client.upload_part_copy(
-                    Bucket=self.bucket,
-                    Key=key,
-                    UploadId=upload_id,
-                    PartNumber=number,
-                    CopySource=source,
-                    CopySourceRange=f"bytes={start}-{end}",
-                )
-                yield {"PartNumber": number, "ETag": r["CopyPartResult"]["ETag"]}
-
-        self._multipart(key, parts)
-
-    def _multipart(self, key: str, parts: Callable[[str], Iterator[dict[str, Any]]]) -> None:
-        """One multipart upload of ``key`` whose parts ``parts(upload_id)`` sends; aborted if anything fails."""
-        upload_id = self.client.create_multipart_upload(Bucket=self.bucket, Key=key)["UploadId"]
-        try:
-            done = list(parts(upload_id))
-            self.client.complete_multipart_upload(
-                Bucket=self.bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": done}
-            )
-        except BaseException:
-            self.client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
-            raise
-
-    def clear(self) -> None:
-        """Delete every object under this prefix (the staging prefix, once everything is in place)."""
-        paginator = self.client.get_paginator("list_objects_v2")
-        for page in paginator.paginate(Bucket=self.bucket, Prefix=self.base):
-            keys = [{"Key": o["Key"]} for o in page.get("Contents", [])]
-            if keys:
-                self.client.delete_objects(Bucket=self.bucket, Delete={"Objects": keys, "Quiet": True})
-
-
-# -- the claim ---------------------------------------------------------------------------------------------
-
-STAGING_DIR = ".publish"  # DEST/.publish/VERSION/{claim.json, staging/}: gone once VERSION is registered
-
-
-def build_fingerprint(sources: list[SourceObject], expected: dict[str, str]) -> str:
-    """What identifies the build being published: every object's path, size and checksum."""
-    h = hashlib.sha256()
-    for s in sources:
-        h.update(f"{s.relative}\0{s.size}\0{expected[s.relative]}\n".encode())
-    return h.hexdigest()
-
-
-class ClaimStore(Protocol):
-    uri: str
-
-    def create(self, data: bytes) -> bytes | None:
-        """Create the claim atomically; None if created, else the existing claim's content."""
-        ...
-
-    def delete(self) -> None: ...
-
-
-class LocalClaim:
-    def __init__(self, dest: Path, version: str) -> None:
-        self.path = dest / STAGING_DIR / version / "claim.json"
-        self.uri = str(self.path)
-
-    def create(self, data: bytes) -> bytes | None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(f".claim.{uuid.uuid4().hex}.tmp")
-        try:
-            with tmp.open("wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            try:
-                os.link(tmp, self.path)  # atomic, complete when it appears, fails if the claim exists (NFS too)
-                return None
-            except FileExistsError:
-                return self.path.read_bytes()
-            except OSError as e:
-                if e.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK, errno.ENOSYS):
-                    raise
-            try:  # no hard links on this file system
-                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            except FileExistsError:
-                return self.path.read_bytes()
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-            return None
-        finally:
-            tmp.unlink(missing_ok=True)
-
-    def delete(self) -> None:
-        self.path.unlink(missing_ok=True)
-        for d in (self.path.parent, self.path.parent.parent):  # DEST/.publish/V, DEST/.publish if empty
-            with contextlib.suppress(OSError):
-                d.rmdir()
-
-
-class S3Claim:
-    def __init__(self, dest: Destination, version: str, client: Any) -> None:
-        self.client = client
-        self.bucket = dest.bucket
-        self.key = dest.key(f"{STAGING_DIR}/{version}/claim.json")
-        self.uri = f"s3://{self.bucket}/{self.key}"
-        self.dest = dest
-
-    def create(self, data: bytes) -> bytes | None:
-        from botocore.exceptions import ClientError
-
-        # An endpoint that ignores If-None-Match would let two publishers both "create" the claim: refuse it.
-        S3DirectoryStore(self.client, self.bucket, self.dest.key(RELEASE_JSON)).require_conditional_writes()
-        try:
-            self.client.put_object(Bucket=self.bucket, Key=self.key, Body=data, IfNoneMatch="*")
-            return None
-        except ClientError as e:
-            code = str(e.response.get("Error", {}).get("Code", ""))
-            status = int(e.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
-            if status not in (409, 412) and code not in ("PreconditionFailed", "ConditionalRequestConflict"):
-                raise
-        return bytes(self.client.get_object(Bucket=self.bucket, Key=self.key)["Body"].read())
-
-    def delete(self) -> None:
-        self.client.delete_object(Bucket=self.bucket, Key=self.key)
-
-
-def claim_version(claims: ClaimStore, paths: BuildPaths, fingerprint: str, staging_uri: str) -> bool:
-    """Claim the version at the destination for this build; True if this call created the claim, False if
-    it resumes this build's own interrupted publish. Another build's claim refuses at once."""
-    version = paths.root.name
-    mine = {
-        "version": version,
-        "fingerprint": fingerprint,
-        "build": str(paths.root),
-        "host": socket.gethostname(),
-        "pid": os.getpid(),
-        "claimed": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-    }
-    existing = claims.create(json.dumps(mine, indent=2).encode())
-    if existing is None:
-        logger.info("claimed %s at %s", version, claims.uri)
-        return True
-    try:
-        other = json.loads(existing.decode("utf-8"))
-        other_fingerprint = other["fingerprint"]
-    except (UnicodeDecodeError, ValueError, TypeError, KeyError):
-        other, other_fingerprint = {}, None
-    if other_fingerprint == fingerprint:
-        logger.info("resuming the interrupted publish of this build (claim %s of %s)", claims.uri, other.get("claimed"))
-        return False
-    raise ReleaseExistsError(
-        f"release {version} is being published by another build (claim {claims.uri}: build {other.get('build')} "
-        f"on {other.get('host')}, pid {other.get('pid')}, since {other.get('claimed')}, fingerprint "
-        f"{str(other_fingerprint)[:16]}; this build's is {fingerprint[:16]}). Publish this build under another "
-        f"version; if that publish was abandoned, delete {claims.uri} and {staging_uri} and re-run"
-    )
-
 
 # -- the command -------------------------------------------------------------------------------------------
 
@@ -559,7 +215,7 @@ def _h5ad_sha256(
     if isinstance(store, LocalObjects):
         return {s.relative: expected[s.relative] for s in h5ads}
     if not isinstance(store, S3Objects):
-        return {s.relative: _sha256(s.path) for s in h5ads}
+        return {s.relative: sha256_of(s.path) for s in h5ads}
     part_size = store.part_size
 
     def both(s: SourceObject) -> tuple[str, str]:
@@ -660,7 +316,7 @@ def verify_objects(store: ObjectStore, sources: list[SourceObject], expected: di
     extra = sorted(set(remote) - {s.relative for s in sources})
     problems += [f"{rel}: not part of this build" for rel in extra]
     if problems:
-        shown = "\n".join(f"  - {p}" for p in problems[:20])
+        shown = "\n".join(f"  - {p}" for p in problems[:PROBLEMS_SHOWN])
         raise StorageError(
             f"{len(problems)} object(s) at the destination do not match the build:\n{shown}\n"
             "Re-run publish to repair them."
@@ -688,7 +344,7 @@ def publish(
     endpoint_url: str | None = None,
     lts: bool = False,
     release_date: str | None = None,
-    workers: int = 8,
+    workers: int = DEFAULT_WORKERS,
     part_size: int = DEFAULT_PART_SIZE,
     on_object: ObjectCallback | None = None,
 ) -> PublishResult:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from census_builder.build.state import BuildPaths, read_json, write_json_atomic
-from census_builder.release.directory import Destination
+from census_builder.release.destination import Destination
 
 logger = logging.getLogger(__name__)
 
