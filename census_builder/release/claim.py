@@ -37,7 +37,7 @@ STAGING_DIR = ".publish"  # DEST/.publish/VERSION/{claim.json, staging/}: gone o
 
 
 def build_fingerprint(sources: list[SourceObject], expected: dict[str, str]) -> str:
-    """What identifies the build being published: every object's path, size and checksum."""
+    """Return what identifies the build being published: the SHA-256 of every object's path, size and checksum."""
     h = hashlib.sha256()
     for s in sources:
         h.update(f"{s.relative}\0{s.size}\0{expected[s.relative]}\n".encode())
@@ -45,21 +45,28 @@ def build_fingerprint(sources: list[SourceObject], expected: dict[str, str]) -> 
 
 
 class ClaimStore(Protocol):
+    """The claim of one version at one destination."""
+
     uri: str
 
     def create(self, data: bytes) -> bytes | None:
         """Create the claim atomically; None if created, else the existing claim's content."""
         ...
 
-    def delete(self) -> None: ...
+    def delete(self) -> None:
+        """Delete the claim (once release.json names the version)."""
+        ...
 
 
 class LocalClaim:
+    """``DEST/.publish/VERSION/claim.json`` on a file system, created by hard link (O_EXCL where there are none)."""
+
     def __init__(self, dest: Path, version: str) -> None:
         self.path = dest / STAGING_DIR / version / "claim.json"
         self.uri = str(self.path)
 
     def create(self, data: bytes) -> bytes | None:
+        """Create the claim atomically; None if created, else the existing claim's content."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_name(f".claim.{uuid.uuid4().hex}.tmp")
         try:
@@ -86,6 +93,7 @@ class LocalClaim:
             tmp.unlink(missing_ok=True)
 
     def delete(self) -> None:
+        """Delete the claim and the directories it leaves empty."""
         self.path.unlink(missing_ok=True)
         for d in (self.path.parent, self.path.parent.parent):  # DEST/.publish/V, DEST/.publish if empty
             with contextlib.suppress(OSError):
@@ -93,6 +101,8 @@ class LocalClaim:
 
 
 class S3Claim:
+    """``DEST/.publish/VERSION/claim.json`` on S3, created by a PUT with ``If-None-Match: *``."""
+
     def __init__(self, dest: Destination, version: str, client: Any) -> None:
         self.client = client
         self.bucket = dest.bucket
@@ -101,6 +111,7 @@ class S3Claim:
         self.dest = dest
 
     def create(self, data: bytes) -> bytes | None:
+        """Create the claim atomically; None if created, else the existing claim's content."""
         from botocore.exceptions import ClientError
 
         # An endpoint that ignores If-None-Match would let two publishers both "create" the claim: refuse it.
@@ -114,12 +125,16 @@ class S3Claim:
         return bytes(self.client.get_object(Bucket=self.bucket, Key=self.key)["Body"].read())
 
     def delete(self) -> None:
+        """Delete the claim."""
         self.client.delete_object(Bucket=self.bucket, Key=self.key)
 
 
 def claim_version(claims: ClaimStore, paths: BuildPaths, fingerprint: str, staging_uri: str) -> bool:
-    """Claim the version at the destination for this build; True if this call created the claim, False if
-    it resumes this build's own interrupted publish. Another build's claim refuses at once."""
+    """Claim the version at the destination for this build.
+
+    Returns True if this call created the claim, False if it resumes this build's own interrupted publish.
+    Another build's claim refuses at once.
+    """
     version = paths.root.name
     mine = {
         "version": version,

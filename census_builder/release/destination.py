@@ -57,5 +57,5 @@ class Destination:
         return f"s3://{self.bucket}/{self.prefix + '/' if self.prefix else ''}"
 
     def key(self, relative: str) -> str:
-        """The S3 key of ``relative`` (a path below DEST)."""
+        """Return the S3 key of ``relative`` (a path below DEST)."""
         return f"{self.prefix}/{relative}" if self.prefix else relative

@@ -56,10 +56,12 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
 def today() -> str:
+    """Return today's date in UTC, ``YYYY-MM-DD``."""
     return dt.datetime.now(dt.UTC).date().isoformat()
 
 
 def check_name(name: str, what: str) -> None:
+    """Raise ReleaseDirectoryError unless ``name`` (a ``what``: release, alias, mirror) is a plain name."""
     if not _NAME.match(name):
         raise ReleaseDirectoryError(
             f"{what} {name!r} is not a valid name: use letters, digits, '.', '_' or '-' (at most 128), "
@@ -72,15 +74,19 @@ def check_name(name: str, what: str) -> None:
 
 @dataclass(frozen=True)
 class Locator:
+    """Where one part of a release is: its absolute ``uri`` and its ``relative_uri`` below DEST."""
+
     uri: str
     relative_uri: str
     s3_region: str | None = None
 
     def to_json(self) -> dict[str, Any]:
+        """Return the locator as release.json holds it."""
         return {"uri": self.uri, "relative_uri": self.relative_uri, "s3_region": self.s3_region}
 
     @classmethod
     def from_json(cls, data: Any, where: str) -> Locator:
+        """Read a locator of release.json (``where`` names it in messages)."""
         if not isinstance(data, dict) or not isinstance(data.get("uri", ""), str):
             raise ReleaseDirectoryError(f"{where}: a locator must be an object with 'uri' and 'relative_uri'")
         uri, rel = data.get("uri", ""), data.get("relative_uri", "")
@@ -91,12 +97,15 @@ class Locator:
 
 @dataclass(frozen=True)
 class Retraction:
+    """Why and when a release was retracted, and what replaces it."""
+
     date: str
     reason: str | None = None
     info_url: str | None = None
     replaced_by: str | None = None
 
     def to_json(self) -> dict[str, Any]:
+        """Return the retraction as release.json holds it."""
         return {"date": self.date, "reason": self.reason, "info_url": self.info_url, "replaced_by": self.replaced_by}
 
 
@@ -114,6 +123,7 @@ class ReleaseEntry:
     extra: Mapping[str, Any] = field(default_factory=dict)  # keys other tools wrote: kept as they are
 
     def to_json(self) -> dict[str, Any]:
+        """Return the entry as release.json holds it (keys other tools wrote included)."""
         out: dict[str, Any] = {
             "release_date": self.release_date,
             "release_build": self.release_build,
@@ -127,6 +137,7 @@ class ReleaseEntry:
 
     @classmethod
     def from_json(cls, name: str, data: Mapping[str, Any]) -> ReleaseEntry:
+        """Read the entry of build ``name``."""
         where = f"release.json entry {name!r}"
         flags = data.get("flags") or {}
         retraction = data.get("retraction")
@@ -155,7 +166,7 @@ class ReleaseEntry:
 def entry_for(
     dest: Destination, version: str, *, release_date: str | None = None, lts: bool = False, s3_region: str | None = None
 ) -> ReleaseEntry:
-    """The entry describing ``version`` published at ``DEST/version/{soma,h5ads}/``."""
+    """Return the entry describing ``version`` published at ``DEST/version/{soma,h5ads}/``."""
 
     def loc(rel: str) -> Locator:
         return Locator(uri=dest.base_uri + rel, relative_uri=rel, s3_region=s3_region if dest.kind == "s3" else None)
@@ -173,8 +184,10 @@ def entry_for(
 
 @dataclass(frozen=True)
 class ReleaseDirectory:
-    """The content of release.json: builds by name and aliases (name -> build name). Changes return a new
-    directory, so that a store can re-apply a change to a fresher file after a conflict."""
+    """The content of release.json: builds by name and aliases (name -> build name).
+
+    Changes return a new directory, so that a store can re-apply a change to a fresher file after a conflict.
+    """
 
     releases: Mapping[str, ReleaseEntry] = field(default_factory=dict)
     aliases: Mapping[str, str] = field(default_factory=dict)
@@ -182,6 +195,7 @@ class ReleaseDirectory:
     # reading and writing
     @classmethod
     def from_json(cls, data: Any) -> ReleaseDirectory:
+        """Read the parsed content of release.json."""
         if not isinstance(data, dict):
             raise ReleaseDirectoryError("release.json must hold a JSON object (name -> build or alias)")
         releases: dict[str, ReleaseEntry] = {}
@@ -202,11 +216,12 @@ class ReleaseDirectory:
         return out
 
     def dumps(self) -> bytes:
+        """Return release.json's bytes (indented JSON, newline-terminated)."""
         return (json.dumps(self.to_json(), indent=2) + "\n").encode("utf-8")
 
     # questions
     def resolve(self, name: str) -> str:
-        """The build a name (build or alias) refers to."""
+        """Return the build a name (build or alias) refers to."""
         seen: set[str] = set()
         while name in self.aliases:
             if name in seen:
@@ -220,6 +235,7 @@ class ReleaseDirectory:
         return name
 
     def aliases_of(self, build: str) -> list[str]:
+        """Return the aliases pointing at ``build``, sorted."""
         return sorted(a for a, target in self.aliases.items() if target == build)
 
     def problems(self) -> list[str]:
@@ -234,6 +250,7 @@ class ReleaseDirectory:
 
     # changes
     def with_release(self, name: str, entry: ReleaseEntry) -> ReleaseDirectory:
+        """Add the new build ``name``; a published build is never replaced."""
         check_name(name, "release")
         if name in self.releases:
             raise ReleaseExistsError(
@@ -248,6 +265,7 @@ class ReleaseDirectory:
         return replace(self, releases={**self.releases, name: entry})
 
     def with_alias(self, alias: str, target: str) -> ReleaseDirectory:
+        """Point ``alias`` at the build ``target`` names (a build or an alias; not a retracted build)."""
         check_name(alias, "alias")
         if alias in self.releases:
             raise ReleaseDirectoryError(f"{alias!r} is a published build; an alias cannot take a build's name")
@@ -265,6 +283,7 @@ class ReleaseDirectory:
         info_url: str | None = None,
         date: str | None = None,
     ) -> ReleaseDirectory:
+        """Retract ``build``; ``replaced_by`` moves the aliases pointing at it to the replacement."""
         if build in self.aliases:
             raise ReleaseDirectoryError(
                 f"{build!r} is an alias (-> {self.aliases[build]!r}); retract the build by its own name"
@@ -351,7 +370,7 @@ class DirectoryStore(Protocol):
     """Where release.json is read and atomically changed (a local directory or S3)."""
 
     def read(self) -> ReleaseDirectory:
-        """The current release directory (empty when there is no release.json yet)."""
+        """Read the current release directory (empty when there is no release.json yet)."""
         ...
 
     def update(self, change: Change) -> ReleaseDirectory:
@@ -360,7 +379,7 @@ class DirectoryStore(Protocol):
 
 
 def open_store(dest: Destination) -> DirectoryStore:
-    """The release.json store of ``dest``."""
+    """Return the release.json store of ``dest``."""
     if dest.kind == "local":
         return LocalDirectoryStore(dest.local_path)
     return S3DirectoryStore(s3_client(dest.endpoint_url), dest.bucket, dest.key(RELEASE_JSON))
@@ -382,7 +401,7 @@ class LocalDirectoryStore:
         self.path = root / RELEASE_JSON
 
     def read(self) -> ReleaseDirectory:
-        """The current release directory (empty when there is no release.json yet)."""
+        """Read the current release directory (empty when there is no release.json yet)."""
         try:
             raw = self.path.read_bytes()
         except FileNotFoundError:
@@ -409,7 +428,7 @@ class S3DirectoryStore:
         return ReleaseDirectory() if raw is None else _parse(raw, self.uri)
 
     def read(self) -> ReleaseDirectory:
-        """The current release directory (empty when there is no release.json yet)."""
+        """Read the current release directory (empty when there is no release.json yet)."""
         return self._parse(self.document.get()[0])
 
     def require_conditional_writes(self) -> None:

@@ -108,7 +108,7 @@ def update_local(path: Path, read: Callable[[], T], change: Callable[[T], T], du
 
 
 def error_code(e: Exception) -> tuple[str, int]:
-    """The S3 error code and HTTP status of a botocore ``ClientError`` (``("", 0)`` when it has none)."""
+    """Return the S3 error code and HTTP status of a botocore ``ClientError`` (``("", 0)`` when it has none)."""
     response = getattr(e, "response", None) or {}
     return (
         str(response.get("Error", {}).get("Code", "")),
@@ -117,7 +117,7 @@ def error_code(e: Exception) -> tuple[str, int]:
 
 
 def condition_failed(e: Exception) -> bool:
-    """Whether a conditional S3 request was refused because its condition did not hold."""
+    """Tell whether a conditional S3 request was refused because its condition did not hold."""
     code, status = error_code(e)
     return status in CONDITION_FAILED_STATUSES or code in CONDITION_FAILED_CODES
 
@@ -143,7 +143,7 @@ class S3Document:
         return self.key.rsplit("/", 1)[-1]
 
     def get(self) -> tuple[bytes | None, str | None]:
-        """The document's bytes and ETag; ``(None, None)`` when there is no such key (a missing bucket raises)."""
+        """Return the document's bytes and ETag; ``(None, None)`` if there is no such key (a missing bucket raises)."""
         from botocore.exceptions import ClientError
 
         try:

@@ -52,6 +52,7 @@ class Mirror:
     region: str | None = None
 
     def to_json(self) -> dict[str, Any]:
+        """Return the mirror as mirrors.json holds it."""
         return {
             "provider": self.provider,
             "base_uri": self.base_uri,
@@ -61,7 +62,7 @@ class Mirror:
 
     @classmethod
     def for_uri(cls, base_uri: str, *, region: str | None = None) -> Mirror:
-        """The mirror of data at ``base_uri``: ``s3://bucket/prefix``, ``file:///path`` or a local path."""
+        """Return the mirror of data at ``base_uri``: ``s3://bucket/prefix``, ``file:///path`` or a local path."""
         scheme = urllib.parse.urlparse(base_uri).scheme
         if scheme in ("http", "https"):
             raise ReleaseDirectoryError(
@@ -76,7 +77,7 @@ class Mirror:
 
 
 def mirror_for(dest: Destination, *, region: str | None = None) -> tuple[str, Mirror]:
-    """The name and mirror ``publish`` records for ``dest`` (``region``: the S3 bucket's region)."""
+    """Return the name and mirror ``publish`` records for ``dest`` (``region``: the S3 bucket's region)."""
     if dest.kind == "s3":
         return (f"s3-{region}" if region else "s3"), Mirror("S3", dest.base_uri, region)
     return "local", Mirror("file", dest.base_uri, None)
@@ -98,7 +99,7 @@ MirrorsChange = Callable[[dict[str, Any]], dict[str, Any]]
 
 
 def with_mirror(mirrors: dict[str, Any], name: str, mirror: Mirror, *, default: bool = False) -> dict[str, Any]:
-    """``mirrors`` with ``name`` set to ``mirror`` (the default when ``default`` or when there is none)."""
+    """Return ``mirrors`` with ``name`` set to ``mirror`` (the default when ``default`` or when there is none)."""
     check_name(name, "mirror")
     if name == "default":
         raise ReleaseDirectoryError("'default' names the default mirror; choose another mirror name")
@@ -109,8 +110,10 @@ def with_mirror(mirrors: dict[str, Any], name: str, mirror: Mirror, *, default: 
 
 
 def ensure_mirror(mirrors: dict[str, Any], name: str, mirror: Mirror) -> dict[str, Any]:
-    """What publish does: add ``mirror`` unless some mirror already has its ``base_uri``. A different mirror
-    already called ``name`` is kept, and then nothing is added (with a warning)."""
+    """Add ``mirror`` unless some mirror already has its ``base_uri`` (what publish does).
+
+    A different mirror already called ``name`` is kept, and then nothing is added (with a warning).
+    """
     for key, value in mirrors.items():
         if key != "default" and isinstance(value, dict) and value.get("base_uri") == mirror.base_uri:
             return mirrors
@@ -182,8 +185,11 @@ def _dumps(mirrors: dict[str, Any]) -> bytes:
 
 
 def consumer_snippet(base_url: str, mirror: str, version: str = "latest") -> str:
-    """The Python a consumer runs to open a release whose release.json and mirrors.json are served at
-    ``base_url`` (the URL of DEST over HTTP(S), or of the S3 prefix)."""
+    """Return the Python a consumer runs to open a release from DEST.
+
+    ``base_url`` is where DEST's release.json and mirrors.json are served (the URL of DEST over HTTP(S), or
+    of the S3 prefix).
+    """
     base = base_url.rstrip("/")
     return "\n".join(
         [

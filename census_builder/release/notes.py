@@ -1,5 +1,6 @@
-"""The notes command: ``VERSION.md`` and PNG figures beside it, read from the releases themselves. Written to
-``DIR/VERSION/release_notes/`` (beside the build) unless ``--out`` says otherwise.
+"""The notes command: ``VERSION.md`` and PNG figures beside it, read from the releases themselves.
+
+They are written to ``DIR/VERSION/release_notes/`` (beside the build) unless ``--out`` says otherwise.
 
     locate_previous  the release to compare with: the newest published, non-retracted one before VERSION in the
                      destination's release.json (``--from``, or where VERSION was published), else a build
@@ -56,7 +57,7 @@ VERSION_KEYS = (
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> list[str]:
-    """A markdown table; nothing at all when there are no rows. An empty cell shows as "-"."""
+    """Return a markdown table; nothing at all when there are no rows. An empty cell shows as "-"."""
     if not rows:
         return []
 
@@ -78,6 +79,10 @@ def write_markdown(
     *,
     inputs: Mapping[str, Any] | None = None,
 ) -> None:
+    """Write the notes of ``cur`` (compared with ``prev``, linking ``figures``) to ``path``.
+
+    ``inputs`` is the build report's ``inputs`` (datasets left out, build warnings).
+    """
     md: list[str] = [f"# CELLxGENE Census release {cur.version}", ""]
     build_date = cur.metadata.get("census_build_date") or cur.summary.get("census_build_date", "")
     md.append(
@@ -187,8 +192,11 @@ def write_markdown(
 
 
 def _left_out(inputs: Mapping[str, Any]) -> list[str]:
-    """Manifest datasets that are not in the release (invalid ones excluded with --exclude-invalid, and those
-    the Census filters leave without cells), and preflight warnings, from the build report."""
+    """Return the sections on manifest datasets that are not in the release, and on preflight warnings.
+
+    Datasets are left out as invalid (with --exclude-invalid) or because the Census filters leave them without
+    cells; all of it comes from the build report.
+    """
     rows = [
         [d["dataset_id"], "invalid input", f"{d.get('field', '')}: {d['reason']}".lstrip(": ")]
         for d in inputs.get("invalid", [])
@@ -207,7 +215,7 @@ def _left_out(inputs: Mapping[str, Any]) -> list[str]:
 
 
 def find_previous(workdir: str | Path, version: str) -> str | None:
-    """The newest complete build in ``workdir`` whose name sorts before ``version``."""
+    """Return the newest complete build in ``workdir`` whose name sorts before ``version``."""
     root = Path(workdir)
     names = (
         sorted(
@@ -222,13 +230,15 @@ def find_previous(workdir: str | Path, version: str) -> str | None:
 
 
 def previous_published(directory: ReleaseDirectory, version: str) -> str | None:
-    """The newest release in ``directory`` (release.json) named before ``version`` that is not retracted."""
+    """Return the newest release in ``directory`` named before ``version`` that is not retracted."""
     names = sorted(n for n, e in directory.releases.items() if n < version and not e.retracted)
     return names[-1] if names else None
 
 
 @dataclass(frozen=True)
 class PreviousRelease:
+    """The release the notes compare with, and how to read it."""
+
     name: str
     uri: str  # the release's root collection
     where: str  # for messages: "DEST/release.json" or the build directory
@@ -236,8 +246,10 @@ class PreviousRelease:
 
 
 def _tiledb_context(dest: Destination, region: str | None) -> Any:
-    """A tiledbsoma context that reads ``dest`` (S3 with its endpoint and region; credentials from the usual AWS
-    environment variables); None for a local destination."""
+    """Return a tiledbsoma context that reads ``dest``; None for a local destination.
+
+    For S3 it has the endpoint and region; credentials come from the usual AWS environment variables.
+    """
     if dest.kind != "s3":
         return None
     import urllib.parse
@@ -285,7 +297,7 @@ def locate_previous(
     dest: str | Path | None = None,
     endpoint_url: str | None = None,
 ) -> PreviousRelease | None:
-    """The release to compare ``version`` with.
+    """Find the release to compare ``version`` with.
 
     With a destination (``dest``, or where ``version`` was last published as recorded in
     ``DIR/VERSION/published.json``): ``previous`` (a release or alias in its release.json, else a complete build
@@ -346,9 +358,11 @@ def make_notes(
     dest: str | Path | None = None,
     endpoint_url: str | None = None,
 ) -> Path:
-    """Write ``out_dir/VERSION.md`` and its figures; returns the markdown path. ``out_dir`` defaults to
-    ``DIR/VERSION/release_notes`` (beside the build, never the current directory); the previous release is
-    found by :func:`locate_previous`."""
+    """Write ``out_dir/VERSION.md`` and its figures; returns the markdown path.
+
+    ``out_dir`` defaults to ``DIR/VERSION/release_notes`` (beside the build, never the current directory); the
+    previous release is found by :func:`locate_previous`.
+    """
     paths = BuildPaths.for_version(workdir, version)
     if not paths.is_complete():
         raise CensusBuilderError(

@@ -37,17 +37,22 @@ DATASET_FIELDS = (
 
 @dataclass(frozen=True)
 class DatasetFacts:
+    """One dataset of a release (a row of census_info/datasets)."""
+
     dataset_id: str
     cells: int
     fields: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def title(self) -> str:
+        """The dataset's title ("" if unknown)."""
         return self.fields.get("dataset_title", "")
 
 
 @dataclass(frozen=True)
 class OrganismFacts:
+    """One organism (experiment) of a release: totals and cells by category."""
+
     name: str  # census_data key, e.g. homo_sapiens
     label: str  # e.g. Homo sapiens
     cells: int
@@ -58,6 +63,8 @@ class OrganismFacts:
 
 @dataclass(frozen=True)
 class ReleaseFacts:
+    """Everything the notes say about one release."""
+
     version: str
     uri: str
     metadata: Mapping[str, str]
@@ -67,11 +74,14 @@ class ReleaseFacts:
 
     @property
     def total_cells(self) -> int:
+        """Cells of every organism."""
         return sum(o.cells for o in self.organisms.values())
 
 
 @dataclass(frozen=True)
 class DatasetChange:
+    """A dataset in both releases whose cells or metadata differ."""
+
     dataset_id: str
     before: DatasetFacts
     after: DatasetFacts
@@ -79,11 +89,14 @@ class DatasetChange:
 
     @property
     def cell_delta(self) -> int:
+        """Cells after minus cells before."""
         return self.after.cells - self.before.cells
 
 
 @dataclass(frozen=True)
 class ReleaseDiff:
+    """Datasets added, removed and changed versus the previous release."""
+
     previous: str
     added: tuple[DatasetFacts, ...]
     removed: tuple[DatasetFacts, ...]
@@ -95,7 +108,7 @@ class ReleaseDiff:
 
 
 def measurement_name(schema_version: str) -> str:
-    """The name of the measurement a release keeps its matrices in (``exp.ms[NAME]``, e.g. ``RNA``).
+    """Return the name of the measurement a release keeps its matrices in (``exp.ms[NAME]``, e.g. ``RNA``).
 
     Read from the release's Census schema (its root metadata's ``census_schema_version``); a schema version
     this package does not have falls back to the default schema's measurement.
@@ -181,6 +194,7 @@ def read_release(uri: str, *, version: str | None = None, context: Any = None) -
 
 
 def diff_releases(previous: ReleaseFacts, current: ReleaseFacts) -> ReleaseDiff:
+    """Compare the datasets of two releases (by dataset_id: cell counts and DATASET_FIELDS)."""
     before, after = previous.datasets, current.datasets
     added = tuple(after[d] for d in sorted(set(after) - set(before)))
     removed = tuple(before[d] for d in sorted(set(before) - set(after)))
@@ -200,5 +214,5 @@ def diff_releases(previous: ReleaseFacts, current: ReleaseFacts) -> ReleaseDiff:
 
 
 def signed(n: int) -> str:
-    """A change in counts, signed and with thousands separators (``+1,234``, ``-5``, ``+0``)."""
+    """Format a change in counts, signed and with thousands separators (``+1,234``, ``-5``, ``+0``)."""
     return f"{n:+,}"

@@ -1,8 +1,8 @@
 """The PNG figures of the release notes, drawn with matplotlib's Agg canvas (no display, no global backend).
 
-    totals    cells and unique cells per organism, beside the previous release's cells
-    CATEGORY  cells by assay, tissue_general and disease per organism (top labels, the rest as "other")
-    datasets  cell-count change of every added, removed or changed dataset
+- totals: cells and unique cells per organism, beside the previous release's cells
+- CATEGORY: cells by assay, tissue_general and disease per organism (top labels, the rest as "other")
+- datasets: cell-count change of every added, removed or changed dataset
 """
 
 from __future__ import annotations
@@ -124,8 +124,10 @@ def _draw_dataset_changes(diff: ReleaseDiff, version: str, path: Path) -> None:
 def draw_figures(
     cur: ReleaseFacts, prev: ReleaseFacts | None, diff: ReleaseDiff | None, out_dir: Path
 ) -> dict[str, Path]:
-    """The figures that have something to show (no chart without bars); a figure of an earlier run that has
-    nothing to show now is deleted."""
+    """Draw the figures that have something to show (no chart without bars) into ``out_dir``.
+
+    Returns them by key; a figure of an earlier run that has nothing to show now is deleted.
+    """
     out_dir.mkdir(parents=True, exist_ok=True)
     figures: dict[str, Path] = {}
 

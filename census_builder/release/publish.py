@@ -16,9 +16,12 @@
     move_into_place       staging -> DEST/VERSION/ (local: one directory rename; S3: server-side copies with
                           the same ETags), then verify DEST/VERSION/ and delete the staging copy
     write_mirror          add a mirror for DEST to DEST/mirrors.json if it has none (see census_builder.release.mirrors)
-    register_release      add VERSION to release.json (atomic, conflict-safe; see release_directory), then
+    register_release      add VERSION to release.json (atomic, conflict-safe; see release.directory), then
                           delete the claim: release.json now refuses every other publisher of VERSION
     record_publication    note DEST in DIR/VERSION/published.json (notes finds the previous release there)
+
+This module holds the steps in their order; the objects are copied by :mod:`census_builder.release.stores`
+and the claim lives in :mod:`census_builder.release.claim`.
 
 release.json names a version only after every object is in place at DEST/VERSION/ and verified, so an
 interrupted publish is invisible to consumers; re-running the command finishes it without re-sending
@@ -84,6 +87,8 @@ PROBLEMS_SHOWN = 20  # mismatching objects listed in a verification failure
 
 @dataclass(frozen=True)
 class PublishResult:
+    """What a publish did: the entry it registered and the objects it sent, skipped and removed."""
+
     version: str
     dest: str
     entry: ReleaseEntry
@@ -125,8 +130,10 @@ def check_publishable(paths: BuildPaths) -> None:
 
 
 def validated_source_checksums(paths: BuildPaths) -> dict[str, dict[str, Any]]:
-    """validation_report.json's ``source_checksums``: {dataset_id: {"path", "size", "sha256"}} of every source
-    the validation read."""
+    """Return validation_report.json's ``source_checksums``.
+
+    That is ``{dataset_id: {"path", "size", "sha256"}}`` of every source the validation read.
+    """
     try:
         checksums = read_json(paths.validation_report).get("source_checksums")
     except (OSError, ValueError, AttributeError) as e:
@@ -146,8 +153,11 @@ def validated_source_checksums(paths: BuildPaths) -> dict[str, dict[str, Any]]:
 def check_validated_sources(
     paths: BuildPaths, sources: list[SourceObject], sha256: dict[str, str], validated: dict[str, dict[str, Any]]
 ) -> None:
-    """Refuse unless every staged h5ad (``sha256``: relative path -> its SHA-256) is byte for byte a source
-    that validation read (validation also reads the sources of datasets without cells, which are not shipped)."""
+    """Refuse unless every staged h5ad is byte for byte a source that validation read.
+
+    ``sha256`` maps each h5ad's relative path to its SHA-256. (Validation also reads the sources of datasets
+    without cells, which are not shipped.)
+    """
     problems: list[str] = []
     for src in sources:
         if not src.relative.startswith("h5ads/") or not src.relative.endswith(".h5ad"):
@@ -173,6 +183,7 @@ def check_validated_sources(
 
 
 def list_sources(paths: BuildPaths) -> list[SourceObject]:
+    """List every file under DIR/VERSION/{soma,h5ads}, sorted by relative path."""
     out: list[SourceObject] = []
     for part in PARTS:
         base = paths.root / part
@@ -187,6 +198,7 @@ def list_sources(paths: BuildPaths) -> list[SourceObject]:
 
 
 def check_not_published(dest: Destination, version: str) -> None:
+    """Refuse a version that DEST/release.json already names (as a release or an alias)."""
     directory = open_store(dest).read()
     if version in directory.releases:
         raise ReleaseExistsError(
@@ -209,8 +221,11 @@ def _fingerprints(store: ObjectStore, sources: list[SourceObject], workers: int)
 def _h5ad_sha256(
     store: ObjectStore, sources: list[SourceObject], expected: dict[str, str], workers: int
 ) -> dict[str, str]:
-    """SHA-256 of each h5ad: the local store's fingerprints already are; for S3 the expected ETag is computed
-    again from the same read as the SHA-256, so the bytes checked are the bytes whose ETag is verified."""
+    """Return the SHA-256 of each h5ad.
+
+    The local store's fingerprints already are; for S3 the expected ETag is computed again from the same read
+    as the SHA-256, so the bytes checked are the bytes whose ETag is verified.
+    """
     h5ads = [s for s in sources if s.relative.startswith("h5ads/")]
     if isinstance(store, LocalObjects):
         return {s.relative: expected[s.relative] for s in h5ads}
@@ -250,8 +265,10 @@ def upload_objects(
     workers: int,
     on_object: ObjectCallback | None = None,
 ) -> tuple[int, int, int]:
-    """Copy what is missing or different; returns (uploaded, skipped, bytes uploaded). An exception (from a
-    transfer or from ``on_object``) cancels the transfers not yet started and propagates."""
+    """Copy what is missing or different; returns (uploaded, skipped, bytes uploaded).
+
+    An exception (from a transfer or from ``on_object``) cancels the transfers not yet started and propagates.
+    """
     progress = Progress("publish", len(sources), "objects")
     uploaded = skipped = nbytes = 0
 
@@ -286,8 +303,10 @@ def upload_objects(
 
 
 def remove_strays(store: ObjectStore, sources: list[SourceObject], existing: dict[str, RemoteObject]) -> int:
-    """Objects at DEST/VERSION/{soma,h5ads} that this build does not have (an earlier attempt's leftovers:
-    stray TileDB fragments would change what readers see)."""
+    """Delete the objects of ``store`` that this build does not have; returns how many.
+
+    They are an earlier attempt's leftovers: stray TileDB fragments would change what readers see.
+    """
     wanted = {s.relative for s in sources}
     strays = sorted(set(existing) - wanted)
     for rel in strays:
@@ -297,6 +316,7 @@ def remove_strays(store: ObjectStore, sources: list[SourceObject], existing: dic
 
 
 def verify_objects(store: ObjectStore, sources: list[SourceObject], expected: dict[str, str], *, workers: int) -> None:
+    """List ``store`` again: StorageError unless every object is there with its size and checksum, and no other."""
     remote = store.list()
     problems: list[str] = []
 
@@ -324,12 +344,15 @@ def verify_objects(store: ObjectStore, sources: list[SourceObject], expected: di
 
 
 def register_release(dest: Destination, version: str, entry: ReleaseEntry) -> None:
+    """Add ``version`` to DEST/release.json (atomic, conflict-safe)."""
     open_store(dest).update(lambda d: d.with_release(version, entry))
 
 
 def write_mirror(dest: Destination, region: str | None) -> None:
-    """Make sure DEST/mirrors.json has a mirror for DEST (see census_builder.release.mirrors); before registering, so
-    that a release listed in release.json always has a mirror."""
+    """Make sure DEST/mirrors.json has a mirror for DEST (see census_builder.release.mirrors).
+
+    Done before registering, so that a release listed in release.json always has a mirror.
+    """
     from census_builder.release.mirrors import ensure_mirror, mirror_for, update_mirrors
 
     name, mirror = mirror_for(dest, region=region)
@@ -382,9 +405,11 @@ def publish(
 def move_into_place(
     final: ObjectStore, staging: ObjectStore, sources: list[SourceObject], expected: dict[str, str], *, workers: int
 ) -> int:
-    """Move the verified staging copy to DEST/VERSION/: locally one directory rename when DEST/VERSION does not
-    exist yet, else (and on S3, where a move is a server-side copy) object by object, skipping objects an
-    interrupted run already moved. Returns the number of objects moved."""
+    """Move the verified staging copy to DEST/VERSION/; returns the number of objects moved.
+
+    Locally one directory rename when DEST/VERSION does not exist yet, else (and on S3, where a move is a
+    server-side copy) object by object, skipping objects an interrupted run already moved.
+    """
     if isinstance(final, LocalObjects) and isinstance(staging, LocalObjects) and not final.root.exists():
         os.rename(staging.root, final.root)
         return len(sources)

@@ -34,10 +34,10 @@ S3_MAX_POOL_CONNECTIONS = 32
 
 
 def s3_client(endpoint_url: str | None = None) -> Any:
-    """A boto3 S3 client: the usual AWS environment (credentials, region, ``AWS_ENDPOINT_URL``) plus
-    ``endpoint_url``. Path-style addressing for custom endpoints (MinIO, moto, on-premises stores).
+    """Make a boto3 S3 client; every S3 client of census_builder.release is made here.
 
-    Every S3 client of census_builder.release is made here.
+    It uses the usual AWS environment (credentials, region, ``AWS_ENDPOINT_URL``) plus ``endpoint_url``, with
+    path-style addressing for custom endpoints (MinIO, moto, on-premises stores).
     """
     import boto3
     from botocore.config import Config
@@ -54,6 +54,8 @@ def s3_client(endpoint_url: str | None = None) -> Any:
 
 @dataclass(frozen=True)
 class SourceObject:
+    """A file of the build to publish."""
+
     relative: str  # below DIR/VERSION, posix, e.g. "soma/census_data/__group/..."
     path: Path
     size: int
@@ -61,29 +63,52 @@ class SourceObject:
 
 @dataclass(frozen=True)
 class RemoteObject:
+    """An object as a store lists it."""
+
     size: int
     etag: str | None = None  # S3 only
 
 
-
 class ObjectStore(Protocol):
-    def fingerprint(self, src: SourceObject) -> str: ...
-    def list(self) -> dict[str, RemoteObject]: ...
-    def remote_fingerprint(self, relative: str, obj: RemoteObject) -> str: ...
-    def put(self, src: SourceObject) -> None: ...
-    def delete(self, relative: str) -> None: ...
-    def move_from(self, staging: Any, src: SourceObject) -> None: ...
-    def clear(self) -> None: ...
+    """A directory of published objects (DEST/VERSION/ or its staging copy), local or on S3."""
+
+    def fingerprint(self, src: SourceObject) -> str:
+        """Return the checksum ``src`` will have once stored here."""
+        ...
+
+    def list(self) -> dict[str, RemoteObject]:
+        """List the objects below ``{soma,h5ads}/`` by relative path."""
+        ...
+
+    def remote_fingerprint(self, relative: str, obj: RemoteObject) -> str:
+        """Return the checksum of the stored object ``relative`` (as listed: ``obj``)."""
+        ...
+
+    def put(self, src: SourceObject) -> None:
+        """Store ``src``; it appears complete or not at all."""
+        ...
+
+    def delete(self, relative: str) -> None:
+        """Delete the object ``relative`` (no error if it is gone)."""
+        ...
+
+    def move_from(self, staging: Any, src: SourceObject) -> None:
+        """Move the verified object ``src`` from ``staging`` (a store of the same kind) to its place here."""
+        ...
+
+    def clear(self) -> None:
+        """Delete everything here (the staging copy, once everything is in place)."""
+        ...
 
 
 def sha256_of(path: Path) -> str:
-    """The SHA-256 of the file at ``path`` (hex)."""
+    """Return the SHA-256 of the file at ``path`` (hex)."""
     with path.open("rb") as f:
         return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def s3_etag_and_sha256(path: Path, part_size: int) -> tuple[str, str]:
-    """:func:`s3_etag` and the file's SHA-256 from one read."""
+    """Return :func:`s3_etag` and the file's SHA-256, from one read."""
     sha = hashlib.sha256()
     digests: list[bytes] = []
     whole = hashlib.md5(usedforsecurity=False)
@@ -105,9 +130,11 @@ class LocalObjects:
         self.root = root
 
     def fingerprint(self, src: SourceObject) -> str:
+        """Return the SHA-256 of ``src``."""
         return sha256_of(src.path)
 
     def list(self) -> dict[str, RemoteObject]:
+        """List the files below ``{soma,h5ads}/`` with their sizes."""
         out: dict[str, RemoteObject] = {}
         for part in PARTS:
             for dirpath, _dirs, files in os.walk(self.root / part):
@@ -117,9 +144,11 @@ class LocalObjects:
         return out
 
     def remote_fingerprint(self, relative: str, obj: RemoteObject) -> str:
+        """Return the SHA-256 of the stored file."""
         return sha256_of(self.root / relative)
 
     def put(self, src: SourceObject) -> None:
+        """Copy ``src`` beside its target, sync it and rename it into place."""
         target = self.root / src.relative
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.partial")
@@ -135,6 +164,7 @@ class LocalObjects:
             tmp.unlink(missing_ok=True)
 
     def delete(self, relative: str) -> None:
+        """Delete the file ``relative`` (no error if it is gone)."""
         (self.root / relative).unlink(missing_ok=True)
 
     def move_from(self, staging: LocalObjects, src: SourceObject) -> None:
@@ -155,7 +185,7 @@ def _parts(path: Path, part_size: int) -> Iterator[bytes]:
 
 
 def s3_etag(path: Path, part_size: int) -> str:
-    """The ETag S3 gives ``path`` uploaded by :class:`S3Objects` with ``part_size`` (quotes stripped)."""
+    """Return the ETag S3 gives ``path`` uploaded by :class:`S3Objects` with ``part_size`` (quotes stripped)."""
     size = path.stat().st_size
     if size <= part_size:
         h = hashlib.md5(usedforsecurity=False)
@@ -186,9 +216,11 @@ class S3Objects:
         self.client = client or s3_client(dest.endpoint_url)
 
     def fingerprint(self, src: SourceObject) -> str:
+        """Return the ETag S3 will give ``src`` uploaded with this store's part size."""
         return s3_etag(src.path, self.part_size)
 
     def list(self) -> dict[str, RemoteObject]:
+        """List the objects below ``{soma,h5ads}/`` with their sizes and ETags."""
         out: dict[str, RemoteObject] = {}
         paginator = self.client.get_paginator("list_objects_v2")
         for part in PARTS:
@@ -198,6 +230,7 @@ class S3Objects:
         return out
 
     def remote_fingerprint(self, relative: str, obj: RemoteObject) -> str:
+        """Return the listed ETag."""
         return obj.etag or ""
 
     def abort_stale_uploads(self) -> int:
@@ -211,6 +244,7 @@ class S3Objects:
         return n
 
     def put(self, src: SourceObject) -> None:
+        """Upload ``src``: one PUT up to the part size, else a multipart upload; Content-MD5 on every request."""
         key = self.base + src.relative
         if src.size <= self.part_size:
             data = src.path.read_bytes()
@@ -232,11 +266,14 @@ class S3Objects:
         self._multipart(key, parts)
 
     def delete(self, relative: str) -> None:
+        """Delete the object ``relative``."""
         self.client.delete_object(Bucket=self.bucket, Key=self.base + relative)
 
     def move_from(self, staging: S3Objects, src: SourceObject) -> None:
-        """Copy one verified object from the staging prefix to its place here (server-side), with the same
-        ETag: one CopyObject for a single-part object, the same part ranges for a multipart one."""
+        """Copy one verified object from the staging prefix to its place here (server-side), with the same ETag.
+
+        One CopyObject for a single-part object, the same part ranges for a multipart one.
+        """
         key = self.base + src.relative
         source = {"Bucket": staging.bucket, "Key": staging.base + src.relative}
         if src.size <= self.part_size:
