@@ -146,9 +146,7 @@ def read_mirrors(dest: Destination) -> dict[str, Any]:
     return _parse_s3(document, document.get()[0])
 
 
-def update_mirrors(
-    dest: Destination, change: MirrorsChange, *, max_attempts: int = CAS_MAX_ATTEMPTS
-) -> dict[str, Any]:
+def update_mirrors(dest: Destination, change: MirrorsChange, *, max_attempts: int = CAS_MAX_ATTEMPTS) -> dict[str, Any]:
     """Apply ``change`` to DEST/mirrors.json atomically; returns what is there afterwards.
 
     On S3 by compare-and-swap on the ETag, as for release.json, without probing the endpoint (an endpoint that

@@ -212,7 +212,6 @@ def diff_releases(previous: ReleaseFacts, current: ReleaseFacts) -> ReleaseDiff:
     return ReleaseDiff(previous.version, added, removed, tuple(changed), unchanged)
 
 
-
 def signed(n: int) -> str:
     """Format a change in counts, signed and with thousands separators (``+1,234``, ``-5``, ``+0``)."""
     return f"{n:+,}"
