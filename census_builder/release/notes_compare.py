@@ -138,7 +138,7 @@ def _count_obs_column(obs: Any, column: str) -> dict[str, int]:
 
 
 def read_release(uri: str, *, version: str | None = None, context: Any = None) -> ReleaseFacts:
-    """Everything the notes say about one release, read with tiledbsoma from ``uri`` (its root collection)."""
+    """Read everything the notes say about one release with tiledbsoma from ``uri`` (its root collection)."""
     import tiledbsoma as soma
 
     root: Any
