@@ -152,7 +152,8 @@ def _publish(args: argparse.Namespace) -> int:
 
 
 def _store(args: argparse.Namespace) -> Any:
-    from census_builder.release.directory import Destination, open_store
+    from census_builder.release.destination import Destination
+    from census_builder.release.directory import open_store
 
     return open_store(Destination.parse(args.to, endpoint_url=args.endpoint_url))
 
@@ -201,7 +202,7 @@ def _lts(args: argparse.Namespace) -> int:
 
 def _mirrors(args: argparse.Namespace) -> int:
     from census_builder.errors import ReleaseDirectoryError
-    from census_builder.release.directory import Destination
+    from census_builder.release.destination import Destination
     from census_builder.release.mirrors import (
         MIRRORS_JSON,
         Mirror,

@@ -26,51 +26,42 @@ clients that predate mirrors and by ``get_source_h5ad_uri``.
 Rules kept on every change: names are plain (letters, digits, ``._-``), a name is either a build or an
 alias, aliases point at an existing, non-retracted build, and a published build is never replaced.
 
-Updates are atomic and never lose a concurrent writer's change:
-
-- local DEST: read, change and write under an exclusive ``flock`` on ``DEST/.release.json.lock``, a file the
-  holder deletes before it unlocks (see :func:`locked`: nothing stays behind); the new file is written beside
-  the old one and moved over it with ``os.replace``. (``flock`` is not reliable on some network file
-  systems; publish to such a DEST from one host at a time.)
-- S3 DEST: compare-and-swap with conditional PUTs (``If-Match: <ETag read>``, or ``If-None-Match: *`` when the
-  file does not exist yet); on a 412/409 conflict the change is re-applied to the fresh file and retried. The
-  first update through a store probes that the endpoint honours ``If-None-Match`` and refuses to write if it
-  silently ignores it. Atomicity is the server's: AWS S3 checks the condition atomically; moto's server
-  checks it and stores the object without a lock, so two truly simultaneous PUTs can both pass there.
+Updates are atomic and never lose a concurrent writer's change (:mod:`census_builder.release.documents`):
+locally under the destination's lock with an atomic rename; on S3 by compare-and-swap with conditional PUTs,
+after probing once per store that the endpoint honours ``If-None-Match`` (it refuses to write if the endpoint
+silently ignores it). Atomicity is the server's: AWS S3 checks the condition atomically; moto's server
+checks it and stores the object without a lock, so two truly simultaneous PUTs can both pass there.
 """
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
-import fcntl
 import json
 import logging
-import os
-import random
 import re
-import threading
-import time
-import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
-from census_builder.errors import ReleaseDirectoryError, ReleaseExistsError, StorageError
+from census_builder.errors import ReleaseDirectoryError, ReleaseExistsError
+from census_builder.release.destination import Destination
+from census_builder.release.documents import CAS_MAX_ATTEMPTS, S3Document, update_local
+from census_builder.release.stores import s3_client
 
 logger = logging.getLogger(__name__)
 
 RELEASE_JSON = "release.json"
-LOCK_NAME = ".release.json.lock"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
 def today() -> str:
+    """Return today's date in UTC, ``YYYY-MM-DD``."""
     return dt.datetime.now(dt.UTC).date().isoformat()
 
 
 def check_name(name: str, what: str) -> None:
+    """Raise ReleaseDirectoryError unless ``name`` (a ``what``: release, alias, mirror) is a plain name."""
     if not _NAME.match(name):
         raise ReleaseDirectoryError(
             f"{what} {name!r} is not a valid name: use letters, digits, '.', '_' or '-' (at most 128), "
@@ -78,83 +69,24 @@ def check_name(name: str, what: str) -> None:
         )
 
 
-# -- where releases go -------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Destination:
-    """A release destination: a local directory or ``s3://bucket/prefix`` (with an optional S3 endpoint)."""
-
-    kind: Literal["local", "s3"]
-    path: Path | None = None  # local
-    bucket: str = ""  # s3
-    prefix: str = ""  # s3: "" or "a/b" (no leading or trailing slash)
-    endpoint_url: str | None = None
-
-    @classmethod
-    def parse(cls, dest: str | Path, *, endpoint_url: str | None = None) -> Destination:
-        text = str(dest)
-        if text.startswith("s3://"):
-            bucket, _, prefix = text[len("s3://") :].partition("/")
-            if not bucket:
-                raise ReleaseDirectoryError(f"{text!r}: an S3 destination needs a bucket, e.g. s3://bucket/prefix")
-            return cls("s3", bucket=bucket, prefix=prefix.strip("/"), endpoint_url=endpoint_url)
-        if "://" in text and not text.startswith("file://"):
-            raise ReleaseDirectoryError(f"{text!r}: a destination is a local directory or s3://bucket/prefix")
-        if text.startswith("file://"):
-            text = text[len("file://") :]
-        return cls("local", path=Path(text).resolve())
-
-    @property
-    def local_path(self) -> Path:
-        if self.path is None:
-            raise ReleaseDirectoryError(f"{self} is not a local destination")
-        return self.path
-
-    def __str__(self) -> str:
-        return str(self.path) if self.kind == "local" else f"s3://{self.bucket}/{self.prefix}".rstrip("/")
-
-    @property
-    def base_uri(self) -> str:
-        """DEST as a URI with a trailing slash: what a mirror's ``base_uri`` must be."""
-        if self.kind == "local":
-            return self.local_path.as_uri().rstrip("/") + "/"
-        return f"s3://{self.bucket}/{self.prefix + '/' if self.prefix else ''}"
-
-    def key(self, relative: str) -> str:
-        """The S3 key of ``relative`` (a path below DEST)."""
-        return f"{self.prefix}/{relative}" if self.prefix else relative
-
-    def s3_client(self) -> Any:
-        """A boto3 S3 client: the usual AWS environment (credentials, region, ``AWS_ENDPOINT_URL``) plus
-        ``endpoint_url``. Path-style addressing for custom endpoints (MinIO, moto, on-premises stores)."""
-        import boto3
-        from botocore.config import Config
-
-        config = Config(
-            retries={"max_attempts": 8, "mode": "standard"},
-            max_pool_connections=32,
-            s3={"addressing_style": "path"} if self.endpoint_url else None,
-        )
-        session = boto3.session.Session()
-        region = session.region_name or "us-east-1"
-        return session.client("s3", endpoint_url=self.endpoint_url, region_name=region, config=config)
-
-
 # -- the model ---------------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
 class Locator:
+    """Where one part of a release is: its absolute ``uri`` and its ``relative_uri`` below DEST."""
+
     uri: str
     relative_uri: str
     s3_region: str | None = None
 
     def to_json(self) -> dict[str, Any]:
+        """Return the locator as release.json holds it."""
         return {"uri": self.uri, "relative_uri": self.relative_uri, "s3_region": self.s3_region}
 
     @classmethod
     def from_json(cls, data: Any, where: str) -> Locator:
+        """Read a locator of release.json (``where`` names it in messages)."""
         if not isinstance(data, dict) or not isinstance(data.get("uri", ""), str):
             raise ReleaseDirectoryError(f"{where}: a locator must be an object with 'uri' and 'relative_uri'")
         uri, rel = data.get("uri", ""), data.get("relative_uri", "")
@@ -165,12 +97,15 @@ class Locator:
 
 @dataclass(frozen=True)
 class Retraction:
+    """Why and when a release was retracted, and what replaces it."""
+
     date: str
     reason: str | None = None
     info_url: str | None = None
     replaced_by: str | None = None
 
     def to_json(self) -> dict[str, Any]:
+        """Return the retraction as release.json holds it."""
         return {"date": self.date, "reason": self.reason, "info_url": self.info_url, "replaced_by": self.replaced_by}
 
 
@@ -188,6 +123,7 @@ class ReleaseEntry:
     extra: Mapping[str, Any] = field(default_factory=dict)  # keys other tools wrote: kept as they are
 
     def to_json(self) -> dict[str, Any]:
+        """Return the entry as release.json holds it (keys other tools wrote included)."""
         out: dict[str, Any] = {
             "release_date": self.release_date,
             "release_build": self.release_build,
@@ -201,6 +137,7 @@ class ReleaseEntry:
 
     @classmethod
     def from_json(cls, name: str, data: Mapping[str, Any]) -> ReleaseEntry:
+        """Read the entry of build ``name``."""
         where = f"release.json entry {name!r}"
         flags = data.get("flags") or {}
         retraction = data.get("retraction")
@@ -229,7 +166,7 @@ class ReleaseEntry:
 def entry_for(
     dest: Destination, version: str, *, release_date: str | None = None, lts: bool = False, s3_region: str | None = None
 ) -> ReleaseEntry:
-    """The entry describing ``version`` published at ``DEST/version/{soma,h5ads}/``."""
+    """Return the entry describing ``version`` published at ``DEST/version/{soma,h5ads}/``."""
 
     def loc(rel: str) -> Locator:
         return Locator(uri=dest.base_uri + rel, relative_uri=rel, s3_region=s3_region if dest.kind == "s3" else None)
@@ -247,8 +184,10 @@ def entry_for(
 
 @dataclass(frozen=True)
 class ReleaseDirectory:
-    """The content of release.json: builds by name and aliases (name -> build name). Changes return a new
-    directory, so that a store can re-apply a change to a fresher file after a conflict."""
+    """The content of release.json: builds by name and aliases (name -> build name).
+
+    Changes return a new directory, so that a store can re-apply a change to a fresher file after a conflict.
+    """
 
     releases: Mapping[str, ReleaseEntry] = field(default_factory=dict)
     aliases: Mapping[str, str] = field(default_factory=dict)
@@ -256,6 +195,7 @@ class ReleaseDirectory:
     # reading and writing
     @classmethod
     def from_json(cls, data: Any) -> ReleaseDirectory:
+        """Read the parsed content of release.json."""
         if not isinstance(data, dict):
             raise ReleaseDirectoryError("release.json must hold a JSON object (name -> build or alias)")
         releases: dict[str, ReleaseEntry] = {}
@@ -276,11 +216,12 @@ class ReleaseDirectory:
         return out
 
     def dumps(self) -> bytes:
+        """Return release.json's bytes (indented JSON, newline-terminated)."""
         return (json.dumps(self.to_json(), indent=2) + "\n").encode("utf-8")
 
     # questions
     def resolve(self, name: str) -> str:
-        """The build a name (build or alias) refers to."""
+        """Return the build a name (build or alias) refers to."""
         seen: set[str] = set()
         while name in self.aliases:
             if name in seen:
@@ -294,6 +235,7 @@ class ReleaseDirectory:
         return name
 
     def aliases_of(self, build: str) -> list[str]:
+        """Return the aliases pointing at ``build``, sorted."""
         return sorted(a for a, target in self.aliases.items() if target == build)
 
     def problems(self) -> list[str]:
@@ -308,6 +250,7 @@ class ReleaseDirectory:
 
     # changes
     def with_release(self, name: str, entry: ReleaseEntry) -> ReleaseDirectory:
+        """Add the new build ``name``; a published build is never replaced."""
         check_name(name, "release")
         if name in self.releases:
             raise ReleaseExistsError(
@@ -322,6 +265,7 @@ class ReleaseDirectory:
         return replace(self, releases={**self.releases, name: entry})
 
     def with_alias(self, alias: str, target: str) -> ReleaseDirectory:
+        """Point ``alias`` at the build ``target`` names (a build or an alias; not a retracted build)."""
         check_name(alias, "alias")
         if alias in self.releases:
             raise ReleaseDirectoryError(f"{alias!r} is a published build; an alias cannot take a build's name")
@@ -339,6 +283,7 @@ class ReleaseDirectory:
         info_url: str | None = None,
         date: str | None = None,
     ) -> ReleaseDirectory:
+        """Retract ``build``; ``replaced_by`` moves the aliases pointing at it to the replacement."""
         if build in self.aliases:
             raise ReleaseDirectoryError(
                 f"{build!r} is an alias (-> {self.aliases[build]!r}); retract the build by its own name"
@@ -422,7 +367,11 @@ Change = Callable[[ReleaseDirectory], ReleaseDirectory]
 
 
 class DirectoryStore(Protocol):
-    def read(self) -> ReleaseDirectory: ...
+    """Where release.json is read and atomically changed (a local directory or S3)."""
+
+    def read(self) -> ReleaseDirectory:
+        """Read the current release directory (empty when there is no release.json yet)."""
+        ...
 
     def update(self, change: Change) -> ReleaseDirectory:
         """Apply ``change`` atomically to the current file; returns what was written (or the unchanged one)."""
@@ -430,9 +379,10 @@ class DirectoryStore(Protocol):
 
 
 def open_store(dest: Destination) -> DirectoryStore:
+    """Return the release.json store of ``dest``."""
     if dest.kind == "local":
         return LocalDirectoryStore(dest.local_path)
-    return S3DirectoryStore(dest.s3_client(), dest.bucket, dest.key(RELEASE_JSON))
+    return S3DirectoryStore(s3_client(dest.endpoint_url), dest.bucket, dest.key(RELEASE_JSON))
 
 
 def _parse(raw: bytes, where: str) -> ReleaseDirectory:
@@ -444,11 +394,14 @@ def _parse(raw: bytes, where: str) -> ReleaseDirectory:
 
 
 class LocalDirectoryStore:
+    """``root/release.json``, changed under the destination's lock (see :func:`documents.locked`)."""
+
     def __init__(self, root: Path) -> None:
         self.root = root
         self.path = root / RELEASE_JSON
 
     def read(self) -> ReleaseDirectory:
+        """Read the current release directory (empty when there is no release.json yet)."""
         try:
             raw = self.path.read_bytes()
         except FileNotFoundError:
@@ -456,171 +409,32 @@ class LocalDirectoryStore:
         return _parse(raw, str(self.path))
 
     def update(self, change: Change) -> ReleaseDirectory:
-        with locked(self.root):
-            current = self.read()
-            new = change(current)
-            if new != current:
-                write_atomic(self.path, new.dumps())
-            return new
-
-
-@contextlib.contextmanager
-def locked(root: Path) -> Iterator[None]:
-    """Hold the exclusive lock on the local destination ``root`` (for every read-change-write of its JSON files).
-
-    The lock is an ``flock`` on ``root/.release.json.lock``, which the holder deletes before releasing it, so
-    no lock file stays behind. A waiter may thus get the lock of a file that was deleted meanwhile: after
-    locking it checks that the path still names the file it locked, and otherwise starts again. (Only a
-    process killed while holding the lock leaves the file; the next update removes it.)
-    """
-    root.mkdir(parents=True, exist_ok=True)
-    path = root / LOCK_NAME
-    while True:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)  # per open file: threads exclude each other too
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            mine = os.fstat(fd)
-            try:
-                now = os.stat(path)
-            except FileNotFoundError:
-                now = None
-        except BaseException:
-            os.close(fd)
-            raise
-        if now is not None and (now.st_dev, now.st_ino) == (mine.st_dev, mine.st_ino):
-            break
-        os.close(fd)  # the holder before us deleted it: lock the new one
-    try:
-        yield
-    finally:
-        try:
-            path.unlink(missing_ok=True)  # still holding the lock: nobody else can hold this file's lock
-        finally:
-            os.close(fd)  # releases the flock
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Replace ``path`` with ``data``: written beside it, synced, renamed over it (readers see old or new)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.{uuid.uuid4().hex}.tmp")
-    try:
-        with tmp.open("wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
-
-
-def _error_code(e: Exception) -> tuple[str, int]:
-    response = getattr(e, "response", None) or {}
-    return (
-        str(response.get("Error", {}).get("Code", "")),
-        int(response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0),
-    )
+        """Apply ``change`` atomically to the current file; returns what was written (or the unchanged one)."""
+        return update_local(self.path, self.read, change, ReleaseDirectory.dumps)
 
 
 class S3DirectoryStore:
-    """release.json in S3, updated by compare-and-swap on its ETag."""
+    """release.json in S3, updated by compare-and-swap on its ETag (see :class:`documents.S3Document`)."""
 
-    def __init__(self, client: Any, bucket: str, key: str, *, max_attempts: int = 40) -> None:
-        self.client = client
-        self.bucket = bucket
-        self.key = key
-        self.max_attempts = max_attempts
-        self._probed = False
+    def __init__(self, client: Any, bucket: str, key: str, *, max_attempts: int = CAS_MAX_ATTEMPTS) -> None:
+        self.document = S3Document(client, bucket, key, max_attempts=max_attempts)
 
     @property
     def uri(self) -> str:
-        return f"s3://{self.bucket}/{self.key}"
+        """``s3://bucket/key`` of release.json."""
+        return self.document.uri
 
-    def _get(self) -> tuple[ReleaseDirectory, str | None]:
-        from botocore.exceptions import ClientError
-
-        try:
-            obj = self.client.get_object(Bucket=self.bucket, Key=self.key)
-        except ClientError as e:
-            if _error_code(e)[0] == "NoSuchKey":  # not NoSuchBucket: a wrong bucket is an error
-                return ReleaseDirectory(), None
-            raise StorageError(f"reading {self.uri} failed: {e}") from e
-        return _parse(obj["Body"].read(), self.uri), str(obj["ETag"])
+    def _parse(self, raw: bytes | None) -> ReleaseDirectory:
+        return ReleaseDirectory() if raw is None else _parse(raw, self.uri)
 
     def read(self) -> ReleaseDirectory:
-        return self._get()[0]
+        """Read the current release directory (empty when there is no release.json yet)."""
+        return self._parse(self.document.get()[0])
 
     def require_conditional_writes(self) -> None:
         """Raise StorageError unless the endpoint honours ``If-None-Match`` (probed once per store)."""
-        if not self._probed:
-            self._probe_conditional_writes()
-
-    def _probe_conditional_writes(self) -> None:
-        """Refuse endpoints that ignore ``If-None-Match`` (they would let concurrent publishers lose entries)."""
-        from botocore.exceptions import ClientError
-
-        probe = f"{self.key}.cas-probe-{uuid.uuid4().hex}"
-        try:
-            self.client.put_object(Bucket=self.bucket, Key=probe, Body=b"probe", IfNoneMatch="*")
-            try:
-                self.client.put_object(Bucket=self.bucket, Key=probe, Body=b"probe", IfNoneMatch="*")
-            except ClientError as e:
-                code, status = _error_code(e)
-                if status in (409, 412) or code in ("PreconditionFailed", "ConditionalRequestConflict"):
-                    self._probed = True
-                    return
-                raise
-        except ClientError as e:
-            raise StorageError(f"writing to s3://{self.bucket}/{probe} failed: {e}") from e
-        finally:
-            with contextlib.suppress(ClientError):
-                self.client.delete_object(Bucket=self.bucket, Key=probe)
-        raise StorageError(
-            f"the S3 endpoint for s3://{self.bucket} ignores conditional writes (If-None-Match); release.json "
-            "cannot be updated safely there. Use an endpoint that supports them (AWS S3, MinIO, recent moto)."
-        )
+        self.document.require_conditional_writes()
 
     def update(self, change: Change) -> ReleaseDirectory:
-        from botocore.exceptions import ClientError
-
-        if not self._probed:
-            self._probe_conditional_writes()
-        delay = 0.05
-        for attempt in range(1, self.max_attempts + 1):
-            current, etag = self._get()
-            new = change(current)
-            if new == current:
-                return current
-            condition = {"IfMatch": etag} if etag else {"IfNoneMatch": "*"}
-            try:
-                self.client.put_object(
-                    Bucket=self.bucket,
-                    Key=self.key,
-                    Body=new.dumps(),
-                    ContentType="application/json",
-                    CacheControl="no-cache",
-                    **condition,
-                )
-            except ClientError as e:
-                code, status = _error_code(e)
-                if status in (404, 409, 412) or code in (
-                    "PreconditionFailed",
-                    "ConditionalRequestConflict",
-                    "NoSuchKey",
-                ):
-                    logger.info(
-                        "release.json changed under us (%s, attempt %d); re-applying the change",
-                        code or status,
-                        attempt,
-                    )
-                    time.sleep(delay * (0.5 + random.random()))
-                    delay = min(delay * 2, 2.0)
-                    continue
-                raise StorageError(f"writing {self.uri} failed: {e}") from e
-            return new
-        raise StorageError(
-            f"gave up updating {self.uri} after {self.max_attempts} conflicting concurrent updates; re-run the command"
-        )
+        """Apply ``change`` by compare-and-swap; returns what was written (or the unchanged directory)."""
+        return self.document.update(self._parse, change, ReleaseDirectory.dumps)

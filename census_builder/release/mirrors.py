@@ -26,21 +26,16 @@ from __future__ import annotations
 
 import json
 import logging
-import random
-import time
 import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from census_builder.errors import ReleaseDirectoryError, StorageError
-from census_builder.release.directory import (
-    RELEASE_JSON,
-    Destination,
-    check_name,
-    locked,
-    write_atomic,
-)
+from census_builder.errors import ReleaseDirectoryError
+from census_builder.release.destination import Destination
+from census_builder.release.directory import RELEASE_JSON, check_name
+from census_builder.release.documents import CAS_MAX_ATTEMPTS, S3Document, update_local
+from census_builder.release.stores import s3_client
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +52,7 @@ class Mirror:
     region: str | None = None
 
     def to_json(self) -> dict[str, Any]:
+        """Return the mirror as mirrors.json holds it."""
         return {
             "provider": self.provider,
             "base_uri": self.base_uri,
@@ -66,7 +62,7 @@ class Mirror:
 
     @classmethod
     def for_uri(cls, base_uri: str, *, region: str | None = None) -> Mirror:
-        """The mirror of data at ``base_uri``: ``s3://bucket/prefix``, ``file:///path`` or a local path."""
+        """Return the mirror of data at ``base_uri``: ``s3://bucket/prefix``, ``file:///path`` or a local path."""
         scheme = urllib.parse.urlparse(base_uri).scheme
         if scheme in ("http", "https"):
             raise ReleaseDirectoryError(
@@ -81,7 +77,7 @@ class Mirror:
 
 
 def mirror_for(dest: Destination, *, region: str | None = None) -> tuple[str, Mirror]:
-    """The name and mirror ``publish`` records for ``dest`` (``region``: the S3 bucket's region)."""
+    """Return the name and mirror ``publish`` records for ``dest`` (``region``: the S3 bucket's region)."""
     if dest.kind == "s3":
         return (f"s3-{region}" if region else "s3"), Mirror("S3", dest.base_uri, region)
     return "local", Mirror("file", dest.base_uri, None)
@@ -103,7 +99,7 @@ MirrorsChange = Callable[[dict[str, Any]], dict[str, Any]]
 
 
 def with_mirror(mirrors: dict[str, Any], name: str, mirror: Mirror, *, default: bool = False) -> dict[str, Any]:
-    """``mirrors`` with ``name`` set to ``mirror`` (the default when ``default`` or when there is none)."""
+    """Return ``mirrors`` with ``name`` set to ``mirror`` (the default when ``default`` or when there is none)."""
     check_name(name, "mirror")
     if name == "default":
         raise ReleaseDirectoryError("'default' names the default mirror; choose another mirror name")
@@ -114,8 +110,10 @@ def with_mirror(mirrors: dict[str, Any], name: str, mirror: Mirror, *, default: 
 
 
 def ensure_mirror(mirrors: dict[str, Any], name: str, mirror: Mirror) -> dict[str, Any]:
-    """What publish does: add ``mirror`` unless some mirror already has its ``base_uri``. A different mirror
-    already called ``name`` is kept, and then nothing is added (with a warning)."""
+    """Add ``mirror`` unless some mirror already has its ``base_uri`` (what publish does).
+
+    A different mirror already called ``name`` is kept, and then nothing is added (with a warning).
+    """
     for key, value in mirrors.items():
         if key != "default" and isinstance(value, dict) and value.get("base_uri") == mirror.base_uri:
             return mirrors
@@ -144,20 +142,29 @@ def read_mirrors(dest: Destination) -> dict[str, Any]:
         except FileNotFoundError:
             return {}
         return _parse(raw, str(path))
-    return _s3_get(dest, dest.s3_client())[0]
+    document = _s3_document(dest)
+    return _parse_s3(document, document.get()[0])
 
 
-def update_mirrors(dest: Destination, change: MirrorsChange, *, max_attempts: int = 40) -> dict[str, Any]:
-    """Apply ``change`` to DEST/mirrors.json atomically; returns what is there afterwards."""
+def update_mirrors(dest: Destination, change: MirrorsChange, *, max_attempts: int = CAS_MAX_ATTEMPTS) -> dict[str, Any]:
+    """Apply ``change`` to DEST/mirrors.json atomically; returns what is there afterwards.
+
+    On S3 by compare-and-swap on the ETag, as for release.json, without probing the endpoint (an endpoint that
+    ignores the conditions could lose one of two simultaneous mirror changes; publish's change is the same
+    every time, so a re-run restores it).
+    """
     if dest.kind == "local":
-        root = dest.local_path
-        with locked(root):
-            current = read_mirrors(dest)
-            new = change(current)
-            if new != current:
-                write_atomic(root / MIRRORS_JSON, _dumps(new))
-            return new
-    return _s3_update(dest, change, max_attempts)
+        return update_local(dest.local_path / MIRRORS_JSON, lambda: read_mirrors(dest), change, _dumps)
+    document = _s3_document(dest, max_attempts=max_attempts)
+    return document.update(lambda raw: _parse_s3(document, raw), change, _dumps, probe=False)
+
+
+def _s3_document(dest: Destination, *, max_attempts: int = CAS_MAX_ATTEMPTS) -> S3Document:
+    return S3Document(s3_client(dest.endpoint_url), dest.bucket, dest.key(MIRRORS_JSON), max_attempts=max_attempts)
+
+
+def _parse_s3(document: S3Document, raw: bytes | None) -> dict[str, Any]:
+    return {} if raw is None else _parse(raw, document.uri)
 
 
 def _parse(raw: bytes, where: str) -> dict[str, Any]:
@@ -172,59 +179,15 @@ def _dumps(mirrors: dict[str, Any]) -> bytes:
     return (json.dumps(mirrors, indent=2) + "\n").encode("utf-8")
 
 
-def _s3_get(dest: Destination, client: Any) -> tuple[dict[str, Any], str | None]:
-    from botocore.exceptions import ClientError
-
-    key = dest.key(MIRRORS_JSON)
-    try:
-        obj = client.get_object(Bucket=dest.bucket, Key=key)
-    except ClientError as e:
-        if e.response.get("Error", {}).get("Code") == "NoSuchKey":
-            return {}, None
-        raise StorageError(f"reading s3://{dest.bucket}/{key} failed: {e}") from e
-    return _parse(obj["Body"].read(), f"s3://{dest.bucket}/{key}"), str(obj["ETag"])
-
-
-def _s3_update(dest: Destination, change: MirrorsChange, max_attempts: int) -> dict[str, Any]:
-    """Compare-and-swap on the ETag, as for release.json. (An endpoint that ignores the conditions could lose
-    one of two simultaneous mirror changes; publish's change is the same every time, so a re-run restores it.)"""
-    from botocore.exceptions import ClientError
-
-    client = dest.s3_client()
-    key = dest.key(MIRRORS_JSON)
-    delay = 0.05
-    for _ in range(max_attempts):
-        current, etag = _s3_get(dest, client)
-        new = change(current)
-        if new == current:
-            return current
-        condition = {"IfMatch": etag} if etag else {"IfNoneMatch": "*"}
-        try:
-            client.put_object(
-                Bucket=dest.bucket,
-                Key=key,
-                Body=_dumps(new),
-                ContentType="application/json",
-                CacheControl="no-cache",
-                **condition,
-            )
-        except ClientError as e:
-            status = int(e.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
-            if status in (404, 409, 412):
-                time.sleep(delay * (0.5 + random.random()))
-                delay = min(delay * 2, 2.0)
-                continue
-            raise StorageError(f"writing s3://{dest.bucket}/{key} failed: {e}") from e
-        return new
-    raise StorageError(f"gave up updating s3://{dest.bucket}/{key} after {max_attempts} conflicting updates; re-run")
-
-
 # -- for consumers -----------------------------------------------------------------------------------------
 
 
 def consumer_snippet(base_url: str, mirror: str, version: str = "latest") -> str:
-    """The Python a consumer runs to open a release whose release.json and mirrors.json are served at
-    ``base_url`` (the URL of DEST over HTTP(S), or of the S3 prefix)."""
+    """Return the Python a consumer runs to open a release from DEST.
+
+    ``base_url`` is where DEST's release.json and mirrors.json are served (the URL of DEST over HTTP(S), or
+    of the S3 prefix).
+    """
     base = base_url.rstrip("/")
     return "\n".join(
         [

@@ -1,37 +1,46 @@
-"""The notes command: ``VERSION.md`` and PNG figures beside it, read from the releases themselves. Written to
-``DIR/VERSION/release_notes/`` (beside the build) unless ``--out`` says otherwise.
+"""The notes command: ``VERSION.md`` and PNG figures beside it, read from the releases themselves.
+
+They are written to ``DIR/VERSION/release_notes/`` (beside the build) unless ``--out`` says otherwise.
 
     locate_previous  the release to compare with: the newest published, non-retracted one before VERSION in the
                      destination's release.json (``--from``, or where VERSION was published), else a build
 
     read_release     facts of one release (root metadata, census_info tables, per-organism counts) via tiledbsoma
     diff_releases    datasets added / removed / changed and cell-count changes versus the previous release
+                     (both in :mod:`census_builder.release.notes_compare`)
     draw_figures     totals per organism; cells by assay, tissue_general and disease; dataset cell-count changes
+                     (:mod:`census_builder.release.notes_figures`)
     write_markdown   the notes, linking the figures
-
-Counts by category come from ``census_info/summary_cell_counts``; a category missing there is counted from
-obs, one batch at a time. Figures are drawn with matplotlib's Agg canvas (no display, no global backend).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from census_builder.build.state import BuildPaths
 from census_builder.errors import CensusBuilderError
-from census_builder.release.directory import Destination, ReleaseDirectory, open_store
+from census_builder.release.destination import Destination
+from census_builder.release.directory import ReleaseDirectory, open_store
+from census_builder.release.notes_compare import (
+    CATEGORIES,
+    CATEGORY_TITLES,
+    ReleaseDiff,
+    ReleaseFacts,
+    diff_releases,
+    read_release,
+    signed,
+)
+from census_builder.release.notes_figures import draw_figures
 from census_builder.release.published import publications
+from census_builder.release.stores import DEFAULT_S3_REGION
 
 logger = logging.getLogger(__name__)
 
-CATEGORIES = ("assay", "tissue_general", "disease")
-CATEGORY_TITLES = {"assay": "assay", "tissue_general": "tissue (tissue_general)", "disease": "disease"}
 VERSION_KEYS = (
     "census_schema_version",
     "dataset_schema_version",
@@ -42,304 +51,13 @@ VERSION_KEYS = (
     "git_commit",
     "manifest_sha256",
 )
-DATASET_FIELDS = (
-    "dataset_version_id",
-    "dataset_title",
-    "collection_id",
-    "collection_name",
-    "collection_doi",
-    "citation",
-    "dataset_h5ad_path",
-)
-TOP_LABELS = 25  # labels shown per figure panel (the rest are summed into "other")
-
-
-@dataclass(frozen=True)
-class DatasetFacts:
-    dataset_id: str
-    cells: int
-    fields: Mapping[str, str] = field(default_factory=dict)
-
-    @property
-    def title(self) -> str:
-        return self.fields.get("dataset_title", "")
-
-
-@dataclass(frozen=True)
-class OrganismFacts:
-    name: str  # census_data key, e.g. homo_sapiens
-    label: str  # e.g. Homo sapiens
-    cells: int
-    unique_cells: int
-    genes: int
-    by_category: Mapping[str, Mapping[str, int]]  # category -> label -> cells
-
-
-@dataclass(frozen=True)
-class ReleaseFacts:
-    version: str
-    uri: str
-    metadata: Mapping[str, str]
-    summary: Mapping[str, str]
-    organisms: Mapping[str, OrganismFacts]
-    datasets: Mapping[str, DatasetFacts]
-
-    @property
-    def total_cells(self) -> int:
-        return sum(o.cells for o in self.organisms.values())
-
-
-@dataclass(frozen=True)
-class DatasetChange:
-    dataset_id: str
-    before: DatasetFacts
-    after: DatasetFacts
-    changed_fields: tuple[str, ...]
-
-    @property
-    def cell_delta(self) -> int:
-        return self.after.cells - self.before.cells
-
-
-@dataclass(frozen=True)
-class ReleaseDiff:
-    previous: str
-    added: tuple[DatasetFacts, ...]
-    removed: tuple[DatasetFacts, ...]
-    changed: tuple[DatasetChange, ...]
-    unchanged: int
-
-
-# -- reading -----------------------------------------------------------------------------------------------
-
-
-def _organism_label(name: str, schema_version: str) -> str:
-    from census_builder.census.schema import load_schema
-
-    try:
-        labels = {o.name: o.label for o in load_schema(schema_version).organisms}
-    except CensusBuilderError:
-        labels = {}
-    return labels.get(name, name.replace("_", " ").capitalize())
-
-
-def _count_obs_column(obs: Any, column: str) -> dict[str, int]:
-    counts: Counter[str] = Counter()
-    for batch in obs.read(column_names=[column]):
-        counts.update(str(v) for v in batch.column(column).to_pylist())
-    return dict(counts)
-
-
-def read_release(uri: str, *, version: str | None = None, context: Any = None) -> ReleaseFacts:
-    """Everything the notes say about one release, read with tiledbsoma from ``uri`` (its root collection)."""
-    import tiledbsoma as soma
-
-    root: Any
-    with soma.Collection.open(uri, context=context) as root:
-        metadata = {k: str(v) for k, v in root.metadata.items() if not k.startswith("soma_")}
-        info = root["census_info"]
-        summary_df = info["summary"].read().concat().to_pandas()
-        summary = dict(zip(summary_df["label"].astype(str), summary_df["value"].astype(str), strict=True))
-        ds_df = info["datasets"].read().concat().to_pandas()
-        datasets = {
-            str(r["dataset_id"]): DatasetFacts(
-                dataset_id=str(r["dataset_id"]),
-                cells=int(r["dataset_total_cell_count"]),
-                fields={f: str(r[f]) for f in DATASET_FIELDS if f in ds_df.columns},
-            )
-            for _, r in ds_df.iterrows()
-        }
-        counts = info["summary_cell_counts"].read().concat().to_pandas()
-        schema_version = metadata.get("census_schema_version") or summary.get("census_schema_version", "")
-        organisms: dict[str, OrganismFacts] = {}
-        for name in sorted(root["census_data"].keys()):
-            exp = root["census_data"][name]
-            label = _organism_label(name, schema_version)
-            mine = counts[counts["organism"] == label]
-            every = mine[mine["category"] == "all"]
-            cells = int(every["total_cell_count"].sum()) if len(every) else int(exp.obs.count)
-            unique = int(every["unique_cell_count"].sum()) if len(every) else 0
-            by_category: dict[str, dict[str, int]] = {}
-            for cat in CATEGORIES:
-                rows = mine[mine["category"] == cat]
-                if len(rows):
-                    by_category[cat] = {
-                        str(k): int(v) for k, v in rows.groupby("label")["total_cell_count"].sum().items()
-                    }
-                elif cat in exp.obs.schema.names:
-                    logger.info("%s: %s is not in summary_cell_counts; counting it from obs", name, cat)
-                    by_category[cat] = _count_obs_column(exp.obs, cat)
-                else:
-                    by_category[cat] = {}
-            genes = int(exp.ms["RNA"].var.count) if "RNA" in exp.ms else 0
-            organisms[name] = OrganismFacts(
-                name=name, label=label, cells=cells, unique_cells=unique, genes=genes, by_category=by_category
-            )
-    return ReleaseFacts(
-        version=version or metadata.get("census_version") or Path(uri.rstrip("/")).parent.name,
-        uri=uri,
-        metadata=metadata,
-        summary=summary,
-        organisms=organisms,
-        datasets=datasets,
-    )
-
-
-def diff_releases(previous: ReleaseFacts, current: ReleaseFacts) -> ReleaseDiff:
-    before, after = previous.datasets, current.datasets
-    added = tuple(after[d] for d in sorted(set(after) - set(before)))
-    removed = tuple(before[d] for d in sorted(set(before) - set(after)))
-    changed: list[DatasetChange] = []
-    unchanged = 0
-    for d in sorted(set(before) & set(after)):
-        b, a = before[d], after[d]
-        fields = tuple(f for f in DATASET_FIELDS if b.fields.get(f) != a.fields.get(f))
-        if b.cells != a.cells:
-            fields = ("dataset_total_cell_count", *fields)
-        if fields:
-            changed.append(DatasetChange(d, b, a, fields))
-        else:
-            unchanged += 1
-    return ReleaseDiff(previous.version, added, removed, tuple(changed), unchanged)
-
-
-# -- figures -----------------------------------------------------------------------------------------------
-
-
-def _new_figure(width: float, height: float) -> Any:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(width, height), layout="constrained")
-    FigureCanvasAgg(fig)
-    return fig
-
-
-def _top(counts: Mapping[str, int], n: int = TOP_LABELS) -> list[tuple[str, int]]:
-    items = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
-    if len(items) > n:
-        items = [*items[: n - 1], ("other", sum(v for _, v in items[n - 1 :]))]
-    return items
-
-
-def _draw_totals(cur: ReleaseFacts, prev: ReleaseFacts | None, path: Path) -> None:
-    import numpy as np
-
-    names = sorted(set(cur.organisms) | set(prev.organisms if prev else {}))
-    fig = _new_figure(7, 4)
-    ax = fig.subplots()
-    x = np.arange(len(names))
-    series: list[tuple[str, list[int]]] = []
-    if prev is not None:
-        series.append((f"{prev.version} cells", [prev.organisms[n].cells if n in prev.organisms else 0 for n in names]))
-    series.append((f"{cur.version} cells", [cur.organisms[n].cells if n in cur.organisms else 0 for n in names]))
-    series.append(
-        (f"{cur.version} unique cells", [cur.organisms[n].unique_cells if n in cur.organisms else 0 for n in names])
-    )
-    width = 0.8 / len(series)
-    for i, (label, values) in enumerate(series):
-        bars = ax.bar(x + (i - (len(series) - 1) / 2) * width, values, width, label=label)
-        ax.bar_label(bars, labels=[f"{v:,}" for v in values], fontsize=7)
-    labels = {
-        **({n: o.label for n, o in prev.organisms.items()} if prev else {}),
-        **{n: o.label for n, o in cur.organisms.items()},
-    }
-    ax.set_xticks(x, [labels[n] for n in names])
-    ax.set_ylabel("cells")
-    ax.set_title(f"Census {cur.version}: cells per organism")
-    ax.legend(fontsize=8)
-    fig.savefig(path, dpi=110)
-
-
-def _draw_category(cur: ReleaseFacts, prev: ReleaseFacts | None, category: str, path: Path) -> None:
-    import numpy as np
-
-    names = [n for n in sorted(cur.organisms) if cur.organisms[n].by_category.get(category)]
-    tops = {n: _top(cur.organisms[n].by_category.get(category, {})) for n in names}
-    rows = max([len(t) for t in tops.values()] + [1])
-    fig = _new_figure(6 * max(len(names), 1), max(2.6, 1.2 + 0.3 * rows))
-    axes = fig.subplots(1, max(len(names), 1), squeeze=False)[0]
-    compared = False
-    for ax, name in zip(axes, names, strict=False):
-        items = tops[name]
-        labels = [k for k, _ in items]
-        y = np.arange(len(items))
-        if prev is not None and name in prev.organisms:
-            before = prev.organisms[name].by_category.get(category, {})
-            other = sum(v for k, v in before.items() if k not in labels)
-            ax.barh(
-                y + 0.2,
-                [before.get(k, other if k == "other" else 0) for k in labels],
-                0.4,
-                label=prev.version,
-                color="#bbbbbb",
-            )
-            ax.barh(y - 0.2, [v for _, v in items], 0.4, label=cur.version, color="#1f77b4")
-            compared = True
-        else:
-            ax.barh(y, [v for _, v in items], 0.6, color="#1f77b4")
-        ax.set_yticks(y, labels, fontsize=8)
-        ax.invert_yaxis()
-        ax.set_xlabel("cells")
-        ax.set_title(f"{cur.organisms[name].label}: cells by {CATEGORY_TITLES[category]}", fontsize=10)
-    if compared:
-        fig.legend(*axes[0].get_legend_handles_labels(), loc="outside lower center", ncols=2, fontsize=8)
-    fig.savefig(path, dpi=110)
-
-
-def _draw_dataset_changes(diff: ReleaseDiff, version: str, path: Path) -> None:
-    import numpy as np
-
-    rows = (
-        [(f"+ {d.dataset_id}", d.cells) for d in diff.added]
-        + [(f"- {d.dataset_id}", -d.cells) for d in diff.removed]
-        + [(f"~ {c.dataset_id}", c.cell_delta) for c in diff.changed]
-    )
-    fig = _new_figure(8, 1.5 + 0.35 * max(len(rows), 1))
-    ax = fig.subplots()
-    y = np.arange(len(rows))
-    values = [v for _, v in rows]
-    bars = ax.barh(y, values, color=["#2ca02c" if v > 0 else "#d62728" if v < 0 else "#7f7f7f" for v in values])
-    ax.bar_label(bars, labels=[_signed(v) for v in values], fontsize=8, padding=2)
-    ax.margins(x=0.15)
-    ax.set_yticks(y, [k for k, _ in rows], fontsize=8)
-    ax.invert_yaxis()
-    ax.axvline(0, color="black", linewidth=0.8)
-    ax.set_xlabel("change in cells")
-    ax.set_title(f"Census {version} vs {diff.previous}: cells per dataset (+ added, - removed, ~ changed)", fontsize=10)
-    fig.savefig(path, dpi=110)
-
-
-def draw_figures(
-    cur: ReleaseFacts, prev: ReleaseFacts | None, diff: ReleaseDiff | None, out_dir: Path
-) -> dict[str, Path]:
-    """The figures that have something to show (no chart without bars); a figure of an earlier run that has
-    nothing to show now is deleted."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    figures: dict[str, Path] = {}
-
-    def path(key: str) -> Path:
-        figures[key] = out_dir / f"{cur.version}-{key}.png"
-        return figures[key]
-
-    if cur.organisms or (prev is not None and prev.organisms):
-        _draw_totals(cur, prev, path("totals"))
-    for cat in CATEGORIES:
-        if any(o.by_category.get(cat) for o in cur.organisms.values()):
-            _draw_category(cur, prev, cat, path(cat))
-    if diff is not None and (diff.added or diff.removed or diff.changed):
-        _draw_dataset_changes(diff, cur.version, path("datasets"))
-    for key in ("totals", *CATEGORIES, "datasets"):
-        if key not in figures:
-            (out_dir / f"{cur.version}-{key}.png").unlink(missing_ok=True)
-    return figures
 
 
 # -- markdown ----------------------------------------------------------------------------------------------
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> list[str]:
-    """A markdown table; nothing at all when there are no rows. An empty cell shows as "-"."""
+    """Return a markdown table; nothing at all when there are no rows. An empty cell shows as "-"."""
     if not rows:
         return []
 
@@ -352,10 +70,6 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> list[str]
     return out
 
 
-def _signed(n: int) -> str:
-    return f"{n:+,}"
-
-
 def write_markdown(
     cur: ReleaseFacts,
     prev: ReleaseFacts | None,
@@ -365,6 +79,10 @@ def write_markdown(
     *,
     inputs: Mapping[str, Any] | None = None,
 ) -> None:
+    """Write the notes of ``cur`` (compared with ``prev``, linking ``figures``) to ``path``.
+
+    ``inputs`` is the build report's ``inputs`` (datasets left out, build warnings).
+    """
     md: list[str] = [f"# CELLxGENE Census release {cur.version}", ""]
     build_date = cur.metadata.get("census_build_date") or cur.summary.get("census_build_date", "")
     md.append(
@@ -387,7 +105,7 @@ def write_markdown(
         ]
         if prev:
             prev_cells = prev.organisms[name].cells if name in prev.organisms else 0
-            row += [prev_cells, _signed((o.cells if o else 0) - prev_cells)]
+            row += [prev_cells, signed((o.cells if o else 0) - prev_cells)]
         rows.append(row)
     md += [*_table(header, rows), ""]
     if "totals" in figures:
@@ -407,7 +125,7 @@ def write_markdown(
             for k in labels:
                 r: list[object] = [k, counts.get(k, 0)]
                 if before is not None:
-                    r += [before.get(k, 0), _signed(counts.get(k, 0) - before.get(k, 0))]
+                    r += [before.get(k, 0), signed(counts.get(k, 0) - before.get(k, 0))]
                 body.append(r)
             section += [*_table(head, body), ""]
         if cat in figures:
@@ -425,11 +143,11 @@ def write_markdown(
         md += [
             f"Versus {prev.version}: {len(diff.added)} added, {len(diff.removed)} removed, "
             f"{len(diff.changed)} changed, {diff.unchanged} unchanged; "
-            f"cells {_signed(cur.total_cells - prev.total_cells)} ({prev.total_cells:,} -> {cur.total_cells:,}).",
+            f"cells {signed(cur.total_cells - prev.total_cells)} ({prev.total_cells:,} -> {cur.total_cells:,}).",
             "",
         ]
         changed_rows: list[list[object]] = [
-            [c.dataset_id, ", ".join(c.changed_fields), c.before.cells, c.after.cells, _signed(c.cell_delta)]
+            [c.dataset_id, ", ".join(c.changed_fields), c.before.cells, c.after.cells, signed(c.cell_delta)]
             for c in diff.changed
         ]
         for title, table in (
@@ -474,8 +192,11 @@ def write_markdown(
 
 
 def _left_out(inputs: Mapping[str, Any]) -> list[str]:
-    """Manifest datasets that are not in the release (invalid ones excluded with --exclude-invalid, and those
-    the Census filters leave without cells), and preflight warnings, from the build report."""
+    """Return the sections on manifest datasets that are not in the release, and on preflight warnings.
+
+    Datasets are left out as invalid (with --exclude-invalid) or because the Census filters leave them without
+    cells; all of it comes from the build report.
+    """
     rows = [
         [d["dataset_id"], "invalid input", f"{d.get('field', '')}: {d['reason']}".lstrip(": ")]
         for d in inputs.get("invalid", [])
@@ -494,7 +215,7 @@ def _left_out(inputs: Mapping[str, Any]) -> list[str]:
 
 
 def find_previous(workdir: str | Path, version: str) -> str | None:
-    """The newest complete build in ``workdir`` whose name sorts before ``version``."""
+    """Return the newest complete build in ``workdir`` whose name sorts before ``version``."""
     root = Path(workdir)
     names = (
         sorted(
@@ -509,13 +230,15 @@ def find_previous(workdir: str | Path, version: str) -> str | None:
 
 
 def previous_published(directory: ReleaseDirectory, version: str) -> str | None:
-    """The newest release in ``directory`` (release.json) named before ``version`` that is not retracted."""
+    """Return the newest release in ``directory`` named before ``version`` that is not retracted."""
     names = sorted(n for n, e in directory.releases.items() if n < version and not e.retracted)
     return names[-1] if names else None
 
 
 @dataclass(frozen=True)
 class PreviousRelease:
+    """The release the notes compare with, and how to read it."""
+
     name: str
     uri: str  # the release's root collection
     where: str  # for messages: "DEST/release.json" or the build directory
@@ -523,15 +246,17 @@ class PreviousRelease:
 
 
 def _tiledb_context(dest: Destination, region: str | None) -> Any:
-    """A tiledbsoma context that reads ``dest`` (S3 with its endpoint and region; credentials from the usual AWS
-    environment variables); None for a local destination."""
+    """Return a tiledbsoma context that reads ``dest``; None for a local destination.
+
+    For S3 it has the endpoint and region; credentials come from the usual AWS environment variables.
+    """
     if dest.kind != "s3":
         return None
     import urllib.parse
 
     import tiledbsoma as soma
 
-    config: dict[str, str | float] = {"vfs.s3.region": region or "us-east-1"}
+    config: dict[str, str | float] = {"vfs.s3.region": region or DEFAULT_S3_REGION}
     if dest.endpoint_url:
         url = urllib.parse.urlparse(dest.endpoint_url)
         config.update(
@@ -572,7 +297,7 @@ def locate_previous(
     dest: str | Path | None = None,
     endpoint_url: str | None = None,
 ) -> PreviousRelease | None:
-    """The release to compare ``version`` with.
+    """Find the release to compare ``version`` with.
 
     With a destination (``dest``, or where ``version`` was last published as recorded in
     ``DIR/VERSION/published.json``): ``previous`` (a release or alias in its release.json, else a complete build
@@ -633,9 +358,11 @@ def make_notes(
     dest: str | Path | None = None,
     endpoint_url: str | None = None,
 ) -> Path:
-    """Write ``out_dir/VERSION.md`` and its figures; returns the markdown path. ``out_dir`` defaults to
-    ``DIR/VERSION/release_notes`` (beside the build, never the current directory); the previous release is
-    found by :func:`locate_previous`."""
+    """Write ``out_dir/VERSION.md`` and its figures; returns the markdown path.
+
+    ``out_dir`` defaults to ``DIR/VERSION/release_notes`` (beside the build, never the current directory); the
+    previous release is found by :func:`locate_previous`.
+    """
     paths = BuildPaths.for_version(workdir, version)
     if not paths.is_complete():
         raise CensusBuilderError(

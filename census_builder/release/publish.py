@@ -16,9 +16,13 @@
     move_into_place       staging -> DEST/VERSION/ (local: one directory rename; S3: server-side copies with
                           the same ETags), then verify DEST/VERSION/ and delete the staging copy
     write_mirror          add a mirror for DEST to DEST/mirrors.json if it has none (see census_builder.release.mirrors)
-    register_release      add VERSION to release.json (atomic, conflict-safe; see release_directory), then
+    register_release      add VERSION to release.json (atomic, conflict-safe; see release.directory), then
                           delete the claim: release.json now refuses every other publisher of VERSION
     record_publication    note DEST in DIR/VERSION/published.json (notes finds the previous release there)
+
+This module holds the steps in their order; the checks are in :mod:`census_builder.release.publish_checks`,
+the objects are copied by :mod:`census_builder.release.stores` and the claim lives in
+:mod:`census_builder.release.claim`.
 
 release.json names a version only after every object is in place at DEST/VERSION/ and verified, so an
 interrupted publish is invisible to consumers; re-running the command finishes it without re-sending
@@ -39,61 +43,58 @@ versions may run at once; release.json keeps both.
 
 from __future__ import annotations
 
-import base64
-import contextlib
-import datetime as dt
-import errno
-import hashlib
-import json
 import logging
 import os
-import shutil
-import socket
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
-from census_builder.build.state import BuildPaths, read_json
+from census_builder.build.state import BuildPaths
 from census_builder.errors import PublishRefusedError, ReleaseExistsError, StorageError
 from census_builder.names import check_version_name
-from census_builder.release.directory import (
-    RELEASE_JSON,
-    Destination,
-    ReleaseEntry,
-    S3DirectoryStore,
-    entry_for,
-    open_store,
+from census_builder.release.claim import (
+    STAGING_DIR,
+    ClaimStore,
+    LocalClaim,
+    S3Claim,
+    build_fingerprint,
+    claim_version,
+)
+from census_builder.release.destination import Destination
+from census_builder.release.directory import ReleaseEntry, entry_for, open_store
+from census_builder.release.publish_checks import (
+    check_not_published,
+    check_publishable,
+    check_validated_sources,
+    validated_source_checksums,
 )
 from census_builder.release.published import record_publication
+from census_builder.release.stores import (
+    DEFAULT_PART_SIZE,
+    PARTS,
+    LocalObjects,
+    ObjectStore,
+    RemoteObject,
+    S3Objects,
+    SourceObject,
+    s3_etag_and_sha256,
+    sha256_of,
+)
 from census_builder.runtime import faults
 from census_builder.runtime.progress import Progress
 
 logger = logging.getLogger(__name__)
 
-PARTS = ("soma", "h5ads")
-MIN_PART_SIZE = 5 * 1024**2  # S3's minimum for all but the last part
-DEFAULT_PART_SIZE = 64 * 1024**2
-_READ = 1024**2
-
-
-@dataclass(frozen=True)
-class SourceObject:
-    relative: str  # below DIR/VERSION, posix, e.g. "soma/census_data/__group/..."
-    path: Path
-    size: int
-
-
-@dataclass(frozen=True)
-class RemoteObject:
-    size: int
-    etag: str | None = None  # S3 only
+DEFAULT_WORKERS = 8  # objects hashed, sent and checked at once
+PROBLEMS_SHOWN = 20  # mismatching objects listed in a verification failure
 
 
 @dataclass(frozen=True)
 class PublishResult:
+    """What a publish did: the entry it registered and the objects it sent, skipped and removed."""
+
     version: str
     dest: str
     entry: ReleaseEntry
@@ -107,82 +108,8 @@ class PublishResult:
 ObjectCallback = Callable[[SourceObject, bool], None]  # (object, uploaded: False when skipped)
 
 
-# -- steps -------------------------------------------------------------------------------------------------
-
-
-def check_publishable(paths: BuildPaths) -> None:
-    """Refuse a build that is not complete or has not passed validation."""
-    version = paths.root.name
-    if not paths.report.is_file():
-        raise PublishRefusedError(f"{paths.report} does not exist: {version} has not been built in this --workdir")
-    status = read_json(paths.report).get("status")
-    if status != "complete" or not paths.is_complete():
-        raise PublishRefusedError(
-            f"build {version} is not complete (status {status!r} in {paths.report}); "
-            "finish it with the build command first"
-        )
-    validation = paths.validation_report
-    if not validation.is_file():
-        raise PublishRefusedError(
-            f"build {version} has not been validated ({validation} does not exist); run the validate command first"
-        )
-    try:
-        passed = read_json(validation).get("passed")
-    except (OSError, ValueError, AttributeError) as e:
-        raise PublishRefusedError(f"{validation} is unreadable ({e}); re-run the validate command") from e
-    if passed is not True:
-        raise PublishRefusedError(f"build {version} failed validation (see {validation}); it cannot be published")
-
-
-def validated_source_checksums(paths: BuildPaths) -> dict[str, dict[str, Any]]:
-    """validation_report.json's ``source_checksums``: {dataset_id: {"path", "size", "sha256"}} of every source
-    the validation read."""
-    try:
-        checksums = read_json(paths.validation_report).get("source_checksums")
-    except (OSError, ValueError, AttributeError) as e:
-        raise PublishRefusedError(f"{paths.validation_report} is unreadable ({e}); re-run the validate command") from e
-    if not isinstance(checksums, dict) or not all(
-        isinstance(v, dict) and isinstance(v.get("sha256"), str) and isinstance(v.get("size"), int)
-        for v in checksums.values()
-    ):
-        raise PublishRefusedError(
-            f"{paths.validation_report} records no checksums of the sources it validated (\"source_checksums\"), "
-            f"so publish cannot tell that the h5ads are the validated ones; re-run the validate command "
-            f"(python -m census_builder validate --version {paths.root.name} --workdir {paths.root.parent})"
-        )
-    return checksums
-
-
-def check_validated_sources(
-    paths: BuildPaths, sources: list[SourceObject], sha256: dict[str, str], validated: dict[str, dict[str, Any]]
-) -> None:
-    """Refuse unless every staged h5ad (``sha256``: relative path -> its SHA-256) is byte for byte a source
-    that validation read (validation also reads the sources of datasets without cells, which are not shipped)."""
-    problems: list[str] = []
-    for src in sources:
-        if not src.relative.startswith("h5ads/") or not src.relative.endswith(".h5ad"):
-            continue
-        ds = src.relative.removeprefix("h5ads/").removesuffix(".h5ad")
-        want = validated.get(ds)
-        if want is None:
-            problems.append(f"dataset {ds!r}: {src.path} was not validated (no checksum in the validation report)")
-        elif want["size"] != src.size or want["sha256"] != sha256[src.relative]:
-            problems.append(
-                f"dataset {ds!r}: {src.path} ({src.size} bytes, sha256 {sha256[src.relative][:16]}...) is not the "
-                f"file validation read from {want.get('path', '?')} ({want['size']} bytes, sha256 "
-                f"{want['sha256'][:16]}...)"
-            )
-    if problems:
-        lines = "\n".join(f"  - {p}" for p in problems)
-        raise PublishRefusedError(
-            f"build {paths.root.name}: {len(problems)} source file(s) differ from what was validated:\n{lines}\n"
-            "A source changed after validation (edited in place? a hard-linked staged copy changes with it). "
-            "Nothing was uploaded. Restore the validated file, or rebuild (build --restart, or another --version) "
-            "and validate again."
-        )
-
-
 def list_sources(paths: BuildPaths) -> list[SourceObject]:
+    """List every file under DIR/VERSION/{soma,h5ads}, sorted by relative path."""
     out: list[SourceObject] = []
     for part in PARTS:
         base = paths.root / part
@@ -196,353 +123,7 @@ def list_sources(paths: BuildPaths) -> list[SourceObject]:
     return out
 
 
-def check_not_published(dest: Destination, version: str) -> None:
-    directory = open_store(dest).read()
-    if version in directory.releases:
-        raise ReleaseExistsError(
-            f"release {version} is already published at {dest}; published releases are "
-            "immutable: build and publish a new version"
-        )
-    if version in directory.aliases:
-        raise ReleaseExistsError(f"{version!r} is an alias at {dest}; choose another version name")
-
-
-# -- object stores -----------------------------------------------------------------------------------------
-
-
-class ObjectStore(Protocol):
-    def fingerprint(self, src: SourceObject) -> str: ...
-    def list(self) -> dict[str, RemoteObject]: ...
-    def remote_fingerprint(self, relative: str, obj: RemoteObject) -> str: ...
-    def put(self, src: SourceObject) -> None: ...
-    def delete(self, relative: str) -> None: ...
-    def move_from(self, staging: Any, src: SourceObject) -> None: ...
-    def clear(self) -> None: ...
-
-
-def _sha256(path: Path) -> str:
-    with path.open("rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
-
-
-def s3_etag_and_sha256(path: Path, part_size: int) -> tuple[str, str]:
-    """:func:`s3_etag` and the file's SHA-256 from one read."""
-    sha = hashlib.sha256()
-    digests: list[bytes] = []
-    whole = hashlib.md5(usedforsecurity=False)
-    size = 0
-    for part in _parts(path, part_size):
-        sha.update(part)
-        whole.update(part)
-        digests.append(hashlib.md5(part, usedforsecurity=False).digest())
-        size += len(part)
-    if size <= part_size:
-        return whole.hexdigest(), sha.hexdigest()
-    return f"{hashlib.md5(b''.join(digests), usedforsecurity=False).hexdigest()}-{len(digests)}", sha.hexdigest()
-
-
-class LocalObjects:
-    """DEST/VERSION/ on a local file system; files appear under their final name only when complete."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-
-    def fingerprint(self, src: SourceObject) -> str:
-        return _sha256(src.path)
-
-    def list(self) -> dict[str, RemoteObject]:
-        out: dict[str, RemoteObject] = {}
-        for part in PARTS:
-            for dirpath, _dirs, files in os.walk(self.root / part):
-                for name in files:
-                    p = Path(dirpath) / name
-                    out[p.relative_to(self.root).as_posix()] = RemoteObject(p.stat().st_size)
-        return out
-
-    def remote_fingerprint(self, relative: str, obj: RemoteObject) -> str:
-        return _sha256(self.root / relative)
-
-    def put(self, src: SourceObject) -> None:
-        target = self.root / src.relative
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.partial")
-        try:
-            shutil.copyfile(src.path, tmp)
-            fd = os.open(tmp, os.O_RDONLY)
-            try:
-                os.fsync(fd)  # on disk before release.json can name it
-            finally:
-                os.close(fd)
-            os.replace(tmp, target)
-        finally:
-            tmp.unlink(missing_ok=True)
-
-    def delete(self, relative: str) -> None:
-        (self.root / relative).unlink(missing_ok=True)
-
-    def move_from(self, staging: LocalObjects, src: SourceObject) -> None:
-        """Move one verified object from the staging directory to its place here."""
-        target = self.root / src.relative
-        target.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(staging.root / src.relative, target)
-
-    def clear(self) -> None:
-        """Remove this directory (the staging directory, once everything is in place)."""
-        shutil.rmtree(self.root, ignore_errors=True)
-
-
-def _parts(path: Path, part_size: int) -> Iterator[bytes]:
-    with path.open("rb") as f:
-        while chunk := f.read(part_size):
-            yield chunk
-
-
-def s3_etag(path: Path, part_size: int) -> str:
-    """The ETag S3 gives ``path`` uploaded by :class:`S3Objects` with ``part_size`` (quotes stripped)."""
-    size = path.stat().st_size
-    if size <= part_size:
-        h = hashlib.md5(usedforsecurity=False)
-        with path.open("rb") as f:
-            while chunk := f.read(_READ):
-                h.update(chunk)
-        return h.hexdigest()
-    digests = [hashlib.md5(p, usedforsecurity=False).digest() for p in _parts(path, part_size)]
-    return f"{hashlib.md5(b''.join(digests), usedforsecurity=False).hexdigest()}-{len(digests)}"
-
-
-def _md5_b64(data: bytes) -> str:
-    return base64.b64encode(hashlib.md5(data, usedforsecurity=False).digest()).decode("ascii")
-
-
-class S3Objects:
-    """s3://bucket/prefix/VERSION/ through boto3."""
-
-    def __init__(
-        self, dest: Destination, version: str, *, part_size: int = DEFAULT_PART_SIZE, client: Any = None
-    ) -> None:
-        if part_size < MIN_PART_SIZE:
-            raise ValueError(f"part_size must be at least {MIN_PART_SIZE} bytes (S3's minimum)")
-        self.dest = dest
-        self.bucket = dest.bucket
-        self.base = dest.key(version) + "/"
-        self.part_size = part_size
-        self.client = client or dest.s3_client()
-
-    def fingerprint(self, src: SourceObject) -> str:
-        return s3_etag(src.path, self.part_size)
-
-    def list(self) -> dict[str, RemoteObject]:
-        out: dict[str, RemoteObject] = {}
-        paginator = self.client.get_paginator("list_objects_v2")
-        for part in PARTS:
-            for page in paginator.paginate(Bucket=self.bucket, Prefix=f"{self.base}{part}/"):
-                for o in page.get("Contents", []):
-                    out[o["Key"][len(self.base) :]] = RemoteObject(int(o["Size"]), str(o["ETag"]).strip('"'))
-        return out
-
-    def remote_fingerprint(self, relative: str, obj: RemoteObject) -> str:
-        return obj.etag or ""
-
-    def abort_stale_uploads(self) -> int:
-        """Abort multipart uploads an interrupted run left under DEST/VERSION/ (they cost storage)."""
-        n = 0
-        paginator = self.client.get_paginator("list_multipart_uploads")
-        for page in paginator.paginate(Bucket=self.bucket, Prefix=self.base):
-            for u in page.get("Uploads", []):
-                self.client.abort_multipart_upload(Bucket=self.bucket, Key=u["Key"], UploadId=u["UploadId"])
-                n += 1
-        return n
-
-    def put(self, src: SourceObject) -> None:
-        key = self.base + src.relative
-        if src.size <= self.part_size:
-            data = src.path.read_bytes()
-            self.client.put_object(Bucket=self.bucket, Key=key, Body=data, ContentMD5=_md5_b64(data))
-            return
-
-        def parts(upload_id: str) -> Iterator[dict[str, Any]]:
-            for number, data in enumerate(_parts(src.path, self.part_size), start=1):
-                r = self.client.upload_part(
-                    Bucket=self.bucket,
-                    Key=key,
-                    UploadId=upload_id,
-                    PartNumber=number,
-                    Body=data,
-                    ContentMD5=_md5_b64(data),
-                )
-                yield {"PartNumber": number, "ETag": r["ETag"]}
-
-        self._multipart(key, parts)
-
-    def delete(self, relative: str) -> None:
-        self.client.delete_object(Bucket=self.bucket, Key=self.base + relative)
-
-    def move_from(self, staging: S3Objects, src: SourceObject) -> None:
-        """Copy one verified object from the staging prefix to its place here (server-side), with the same
-        ETag: one CopyObject for a single-part object, the same part ranges for a multipart one."""
-        key = self.base + src.relative
-        source = {"Bucket": staging.bucket, "Key": staging.base + src.relative}
-        if src.size <= self.part_size:
-            self.client.copy_object(Bucket=self.bucket, Key=key, CopySource=source)
-            return
-
-        def parts(upload_id: str) -> Iterator[dict[str, Any]]:
-            for number, start in enumerate(range(0, src.size, self.part_size), start=1):
-                end = min(start + self.part_size, src.size) - 1
-                r = self.client.upload_part_copy(
-                    Bucket=self.bucket,
-                    Key=key,
-                    UploadId=upload_id,
-                    PartNumber=number,
-                    CopySource=source,
-                    CopySourceRange=f"bytes={start}-{end}",
-                )
-                yield {"PartNumber": number, "ETag": r["CopyPartResult"]["ETag"]}
-
-        self._multipart(key, parts)
-
-    def _multipart(self, key: str, parts: Callable[[str], Iterator[dict[str, Any]]]) -> None:
-        """One multipart upload of ``key`` whose parts ``parts(upload_id)`` sends; aborted if anything fails."""
-        upload_id = self.client.create_multipart_upload(Bucket=self.bucket, Key=key)["UploadId"]
-        try:
-            done = list(parts(upload_id))
-            self.client.complete_multipart_upload(
-                Bucket=self.bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": done}
-            )
-        except BaseException:
-            self.client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
-            raise
-
-    def clear(self) -> None:
-        """Delete every object under this prefix (the staging prefix, once everything is in place)."""
-        paginator = self.client.get_paginator("list_objects_v2")
-        for page in paginator.paginate(Bucket=self.bucket, Prefix=self.base):
-            keys = [{"Key": o["Key"]} for o in page.get("Contents", [])]
-            if keys:
-                self.client.delete_objects(Bucket=self.bucket, Delete={"Objects": keys, "Quiet": True})
-
-
-# -- the claim ---------------------------------------------------------------------------------------------
-
-STAGING_DIR = ".publish"  # DEST/.publish/VERSION/{claim.json, staging/}: gone once VERSION is registered
-
-
-def build_fingerprint(sources: list[SourceObject], expected: dict[str, str]) -> str:
-    """What identifies the build being published: every object's path, size and checksum."""
-    h = hashlib.sha256()
-    for s in sources:
-        h.update(f"{s.relative}\0{s.size}\0{expected[s.relative]}\n".encode())
-    return h.hexdigest()
-
-
-class ClaimStore(Protocol):
-    uri: str
-
-    def create(self, data: bytes) -> bytes | None:
-        """Create the claim atomically; None if created, else the existing claim's content."""
-        ...
-
-    def delete(self) -> None: ...
-
-
-class LocalClaim:
-    def __init__(self, dest: Path, version: str) -> None:
-        self.path = dest / STAGING_DIR / version / "claim.json"
-        self.uri = str(self.path)
-
-    def create(self, data: bytes) -> bytes | None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(f".claim.{uuid.uuid4().hex}.tmp")
-        try:
-            with tmp.open("wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            try:
-                os.link(tmp, self.path)  # atomic, complete when it appears, fails if the claim exists (NFS too)
-                return None
-            except FileExistsError:
-                return self.path.read_bytes()
-            except OSError as e:
-                if e.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK, errno.ENOSYS):
-                    raise
-            try:  # no hard links on this file system
-                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            except FileExistsError:
-                return self.path.read_bytes()
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-            return None
-        finally:
-            tmp.unlink(missing_ok=True)
-
-    def delete(self) -> None:
-        self.path.unlink(missing_ok=True)
-        for d in (self.path.parent, self.path.parent.parent):  # DEST/.publish/V, DEST/.publish if empty
-            with contextlib.suppress(OSError):
-                d.rmdir()
-
-
-class S3Claim:
-    def __init__(self, dest: Destination, version: str, client: Any) -> None:
-        self.client = client
-        self.bucket = dest.bucket
-        self.key = dest.key(f"{STAGING_DIR}/{version}/claim.json")
-        self.uri = f"s3://{self.bucket}/{self.key}"
-        self.dest = dest
-
-    def create(self, data: bytes) -> bytes | None:
-        from botocore.exceptions import ClientError
-
-        # An endpoint that ignores If-None-Match would let two publishers both "create" the claim: refuse it.
-        S3DirectoryStore(self.client, self.bucket, self.dest.key(RELEASE_JSON)).require_conditional_writes()
-        try:
-            self.client.put_object(Bucket=self.bucket, Key=self.key, Body=data, IfNoneMatch="*")
-            return None
-        except ClientError as e:
-            code = str(e.response.get("Error", {}).get("Code", ""))
-            status = int(e.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
-            if status not in (409, 412) and code not in ("PreconditionFailed", "ConditionalRequestConflict"):
-                raise
-        return bytes(self.client.get_object(Bucket=self.bucket, Key=self.key)["Body"].read())
-
-    def delete(self) -> None:
-        self.client.delete_object(Bucket=self.bucket, Key=self.key)
-
-
-def claim_version(claims: ClaimStore, paths: BuildPaths, fingerprint: str, staging_uri: str) -> bool:
-    """Claim the version at the destination for this build; True if this call created the claim, False if
-    it resumes this build's own interrupted publish. Another build's claim refuses at once."""
-    version = paths.root.name
-    mine = {
-        "version": version,
-        "fingerprint": fingerprint,
-        "build": str(paths.root),
-        "host": socket.gethostname(),
-        "pid": os.getpid(),
-        "claimed": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-    }
-    existing = claims.create(json.dumps(mine, indent=2).encode())
-    if existing is None:
-        logger.info("claimed %s at %s", version, claims.uri)
-        return True
-    try:
-        other = json.loads(existing.decode("utf-8"))
-        other_fingerprint = other["fingerprint"]
-    except (UnicodeDecodeError, ValueError, TypeError, KeyError):
-        other, other_fingerprint = {}, None
-    if other_fingerprint == fingerprint:
-        logger.info("resuming the interrupted publish of this build (claim %s of %s)", claims.uri, other.get("claimed"))
-        return False
-    raise ReleaseExistsError(
-        f"release {version} is being published by another build (claim {claims.uri}: build {other.get('build')} "
-        f"on {other.get('host')}, pid {other.get('pid')}, since {other.get('claimed')}, fingerprint "
-        f"{str(other_fingerprint)[:16]}; this build's is {fingerprint[:16]}). Publish this build under another "
-        f"version; if that publish was abandoned, delete {claims.uri} and {staging_uri} and re-run"
-    )
-
-
-# -- the command -------------------------------------------------------------------------------------------
+# -- steps -------------------------------------------------------------------------------------------------
 
 
 def _fingerprints(store: ObjectStore, sources: list[SourceObject], workers: int) -> dict[str, str]:
@@ -553,13 +134,16 @@ def _fingerprints(store: ObjectStore, sources: list[SourceObject], workers: int)
 def _h5ad_sha256(
     store: ObjectStore, sources: list[SourceObject], expected: dict[str, str], workers: int
 ) -> dict[str, str]:
-    """SHA-256 of each h5ad: the local store's fingerprints already are; for S3 the expected ETag is computed
-    again from the same read as the SHA-256, so the bytes checked are the bytes whose ETag is verified."""
+    """Return the SHA-256 of each h5ad.
+
+    The local store's fingerprints already are; for S3 the expected ETag is computed again from the same read
+    as the SHA-256, so the bytes checked are the bytes whose ETag is verified.
+    """
     h5ads = [s for s in sources if s.relative.startswith("h5ads/")]
     if isinstance(store, LocalObjects):
         return {s.relative: expected[s.relative] for s in h5ads}
     if not isinstance(store, S3Objects):
-        return {s.relative: _sha256(s.path) for s in h5ads}
+        return {s.relative: sha256_of(s.path) for s in h5ads}
     part_size = store.part_size
 
     def both(s: SourceObject) -> tuple[str, str]:
@@ -594,8 +178,10 @@ def upload_objects(
     workers: int,
     on_object: ObjectCallback | None = None,
 ) -> tuple[int, int, int]:
-    """Copy what is missing or different; returns (uploaded, skipped, bytes uploaded). An exception (from a
-    transfer or from ``on_object``) cancels the transfers not yet started and propagates."""
+    """Copy what is missing or different; returns (uploaded, skipped, bytes uploaded).
+
+    An exception (from a transfer or from ``on_object``) cancels the transfers not yet started and propagates.
+    """
     progress = Progress("publish", len(sources), "objects")
     uploaded = skipped = nbytes = 0
 
@@ -630,8 +216,10 @@ def upload_objects(
 
 
 def remove_strays(store: ObjectStore, sources: list[SourceObject], existing: dict[str, RemoteObject]) -> int:
-    """Objects at DEST/VERSION/{soma,h5ads} that this build does not have (an earlier attempt's leftovers:
-    stray TileDB fragments would change what readers see)."""
+    """Delete the objects of ``store`` that this build does not have; returns how many.
+
+    They are an earlier attempt's leftovers: stray TileDB fragments would change what readers see.
+    """
     wanted = {s.relative for s in sources}
     strays = sorted(set(existing) - wanted)
     for rel in strays:
@@ -641,6 +229,7 @@ def remove_strays(store: ObjectStore, sources: list[SourceObject], existing: dic
 
 
 def verify_objects(store: ObjectStore, sources: list[SourceObject], expected: dict[str, str], *, workers: int) -> None:
+    """List ``store`` again: StorageError unless every object is there with its size and checksum, and no other."""
     remote = store.list()
     problems: list[str] = []
 
@@ -660,7 +249,7 @@ def verify_objects(store: ObjectStore, sources: list[SourceObject], expected: di
     extra = sorted(set(remote) - {s.relative for s in sources})
     problems += [f"{rel}: not part of this build" for rel in extra]
     if problems:
-        shown = "\n".join(f"  - {p}" for p in problems[:20])
+        shown = "\n".join(f"  - {p}" for p in problems[:PROBLEMS_SHOWN])
         raise StorageError(
             f"{len(problems)} object(s) at the destination do not match the build:\n{shown}\n"
             "Re-run publish to repair them."
@@ -668,12 +257,15 @@ def verify_objects(store: ObjectStore, sources: list[SourceObject], expected: di
 
 
 def register_release(dest: Destination, version: str, entry: ReleaseEntry) -> None:
+    """Add ``version`` to DEST/release.json (atomic, conflict-safe)."""
     open_store(dest).update(lambda d: d.with_release(version, entry))
 
 
 def write_mirror(dest: Destination, region: str | None) -> None:
-    """Make sure DEST/mirrors.json has a mirror for DEST (see census_builder.release.mirrors); before registering, so
-    that a release listed in release.json always has a mirror."""
+    """Make sure DEST/mirrors.json has a mirror for DEST (see census_builder.release.mirrors).
+
+    Done before registering, so that a release listed in release.json always has a mirror.
+    """
     from census_builder.release.mirrors import ensure_mirror, mirror_for, update_mirrors
 
     name, mirror = mirror_for(dest, region=region)
@@ -688,7 +280,7 @@ def publish(
     endpoint_url: str | None = None,
     lts: bool = False,
     release_date: str | None = None,
-    workers: int = 8,
+    workers: int = DEFAULT_WORKERS,
     part_size: int = DEFAULT_PART_SIZE,
     on_object: ObjectCallback | None = None,
 ) -> PublishResult:
@@ -726,9 +318,11 @@ def publish(
 def move_into_place(
     final: ObjectStore, staging: ObjectStore, sources: list[SourceObject], expected: dict[str, str], *, workers: int
 ) -> int:
-    """Move the verified staging copy to DEST/VERSION/: locally one directory rename when DEST/VERSION does not
-    exist yet, else (and on S3, where a move is a server-side copy) object by object, skipping objects an
-    interrupted run already moved. Returns the number of objects moved."""
+    """Move the verified staging copy to DEST/VERSION/; returns the number of objects moved.
+
+    Locally one directory rename when DEST/VERSION does not exist yet, else (and on S3, where a move is a
+    server-side copy) object by object, skipping objects an interrupted run already moved.
+    """
     if isinstance(final, LocalObjects) and isinstance(staging, LocalObjects) and not final.root.exists():
         os.rename(staging.root, final.root)
         return len(sources)

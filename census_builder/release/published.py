@@ -1,5 +1,7 @@
-"""Where a build was published: ``DIR/VERSION/published.json``, written by ``publish`` after it registered the
-release, read by ``notes`` (which finds the previous release in that destination's release.json)::
+"""Where a build was published: ``DIR/VERSION/published.json``.
+
+It is written by ``publish`` after it registered the release, and read by ``notes`` (which finds the previous
+release in that destination's release.json)::
 
     {"destinations": [{"dest": "s3://bucket/census", "endpoint_url": null, "published_at": "2026-11-23T10:00:00Z"}]}
 
@@ -14,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from census_builder.build.state import BuildPaths, read_json, write_json_atomic
-from census_builder.release.directory import Destination
+from census_builder.release.destination import Destination
 
 logger = logging.getLogger(__name__)
 
@@ -23,11 +25,14 @@ PUBLISHED_JSON = "published.json"
 
 @dataclass(frozen=True)
 class Publication:
+    """One publication of the build: where, and when."""
+
     dest: str
     endpoint_url: str | None
     published_at: str
 
     def destination(self) -> Destination:
+        """Return the destination it was published to."""
         return Destination.parse(self.dest, endpoint_url=self.endpoint_url)
 
 

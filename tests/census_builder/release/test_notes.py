@@ -16,20 +16,23 @@ from census_builder.build.pipeline import BuildConfig, build
 from census_builder.build.state import BuildPaths
 from census_builder.cli import main
 from census_builder.errors import CensusBuilderError
-from census_builder.release.directory import Destination, LocalDirectoryStore, entry_for
+from census_builder.release.destination import Destination
+from census_builder.release.directory import LocalDirectoryStore, entry_for
 from census_builder.release.notes import (
-    DatasetFacts,
-    OrganismFacts,
     PreviousRelease,
-    ReleaseFacts,
-    diff_releases,
-    draw_figures,
     find_previous,
     locate_previous,
     make_notes,
-    read_release,
     write_markdown,
 )
+from census_builder.release.notes_compare import (
+    DatasetFacts,
+    OrganismFacts,
+    ReleaseFacts,
+    diff_releases,
+    read_release,
+)
+from census_builder.release.notes_figures import draw_figures
 from census_builder.release.published import record_publication
 from census_builder.testing.synthetic import MOUSE, DatasetSpec, example_specs, write_corpus
 from tests.conftest import BuiltRelease

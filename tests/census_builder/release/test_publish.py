@@ -35,9 +35,11 @@ from census_builder.errors import (
     StorageError,
     UsageError,
 )
-from census_builder.release.directory import Destination, LocalDirectoryStore, S3DirectoryStore, entry_for
+from census_builder.release.destination import Destination
+from census_builder.release.directory import LocalDirectoryStore, S3DirectoryStore, entry_for
 from census_builder.release.notes import make_notes
-from census_builder.release.publish import MIN_PART_SIZE, SourceObject, publish, s3_etag
+from census_builder.release.publish import publish
+from census_builder.release.stores import MIN_PART_SIZE, SourceObject, s3_etag
 from census_builder.runtime import faults
 from tests.conftest import BuiltRelease
 

@@ -14,14 +14,13 @@ import pytest
 from cellxgene_census import _release_directory as client_directory
 
 from census_builder.errors import ReleaseDirectoryError, ReleaseExistsError
+from census_builder.release.destination import Destination
 from census_builder.release.directory import (
-    LOCK_NAME,
-    Destination,
     LocalDirectoryStore,
     ReleaseDirectory,
     entry_for,
-    locked,
 )
+from census_builder.release.documents import LOCK_NAME, locked
 
 DEST = Destination.parse("s3://bucket/census", endpoint_url=None)
 
@@ -200,7 +199,8 @@ def test_hand_edited_problems_are_listed() -> None:
 _WRITER = """
 import sys, time
 from pathlib import Path
-from census_builder.release.directory import Destination, LocalDirectoryStore, entry_for
+from census_builder.release.destination import Destination
+from census_builder.release.directory import LocalDirectoryStore, entry_for
 root, tag, n = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
 store = LocalDirectoryStore(root)
 dest = Destination.parse(root)
