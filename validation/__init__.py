@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from validation.core import default_report_path, validate_release
 from validation.errors import CheckpointBusyError, InputError, ReleaseNotFoundError
-from validation.manifest import ManifestError
+from validation.inputs.manifest import ManifestError
 from validation.report import CHECKS, CheckResult, Finding, ValidationReport
 
 __all__ = [

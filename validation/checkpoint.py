@@ -33,7 +33,7 @@ import census_schema
 import numpy as np
 
 from validation.errors import CheckpointBusyError
-from validation.manifest import Manifest
+from validation.inputs.manifest import Manifest
 
 logger = logging.getLogger(__name__)
 
@@ -71,9 +71,9 @@ def _files(root: Path) -> Iterable[str]:
 def validator_digest() -> str:
     """A hash of the validator's code and the schema data it reads: its version, as far as results go."""
     h = hashlib.sha256()
-    files = sorted(VALIDATOR_DIR.glob("*.py")) + sorted(Path(census_schema.SCHEMA_DIR).glob("*.yaml"))
-    for f in files:
-        h.update(f.name.encode() + b"\0" + f.read_bytes() + b"\0")
+    code = [(f.relative_to(VALIDATOR_DIR).as_posix(), f) for f in sorted(VALIDATOR_DIR.rglob("*.py"))]
+    for name, f in code + [(f.name, f) for f in sorted(Path(census_schema.SCHEMA_DIR).glob("*.yaml"))]:
+        h.update(name.encode() + b"\0" + f.read_bytes() + b"\0")
     return h.hexdigest()
 
 

@@ -1,5 +1,5 @@
-"""Checks of the small tables against the expected release: var, the presence matrix, census_info, and
-the dataset_h5ad_path files. Each reads its release table whole (they are small: genes, datasets, rows
+"""Step 4, check_tables: the small tables against the expected release: var, the presence matrix, census_info,
+and the dataset_h5ad_path files. Each reads its release table whole (they are small: genes, datasets, rows
 of counts) and returns what the consistency check needs.
 
 Rows are matched by content: genes by feature_id, datasets by dataset_id, summary_cell_counts rows by
@@ -27,15 +27,18 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 
-from validation.model import Model, OrganismModel
-from validation.numbering import VarNumbering
-from validation.release import read_table
+from validation.checks.numbering import VarNumbering
+from validation.expected.model import Model, OrganismModel
+from validation.expected.spec import Spec
+from validation.inputs.release import read_table
 from validation.report import Finding, Findings
-from validation.spec import Spec
+from validation.run import Run
 
 logger = logging.getLogger(__name__)
 
 PRESENCE_ROWS = 64  # datasets read at a time from the presence matrix
+MAX_GENES_LISTED = 20  # differing presence bits named per dataset (the rest are counted)
+MAX_BEYOND_LISTED = 5  # presence bits past the last gene named per dataset (only these are counted)
 
 
 def _column(table: pa.Table, name: str) -> list[Any] | None:
@@ -155,16 +158,16 @@ def check_presence(findings: Findings, model: Model, org: OrganismModel,
         beyond = cols[cols >= numbering.n_release]
         genes = numbering.expected(cols[cols < numbering.n_release])
         got[genes[genes >= 0]] = True  # True for a gene no dataset keeps: var_features reports that gene
-        for j in np.nonzero(expected != got)[0][:20]:
+        for j in np.nonzero(expected != got)[0][:MAX_GENES_LISTED]:
             at = int(numbering.release_of_expected[j])
             findings.add("presence_matrix", Finding(
                 "presence bit differs from the source (True iff the gene has a count > 0 in the dataset's kept cells)",
                 organism=name, dataset_id=ds, feature_id=org.var.feature_ids[j], var_joinid=at if at >= 0 else None,
                 expected=bool(expected[j]), found=bool(got[j])))
         n_bad = int((expected != got).sum())
-        if n_bad > 20:
-            findings.merge("presence_matrix", [], n_bad - 20)
-        for j in beyond[:5]:
+        if n_bad > MAX_GENES_LISTED:
+            findings.merge("presence_matrix", [], n_bad - MAX_GENES_LISTED)
+        for j in beyond[:MAX_BEYOND_LISTED]:
             findings.add("presence_matrix", Finding("presence True beyond the last gene", organism=name,
                                                     dataset_id=ds, var_joinid=int(j)))
 
@@ -317,3 +320,50 @@ def check_h5ad_paths(findings: Findings, model: Model, release_dir: Path, paths:
         if src is not None and src.is_file() and src.stat().st_size != full.stat().st_size:
             findings.add(check, Finding("dataset_h5ad_path file differs in size from the manifest's source",
                                         dataset_id=ds, expected=src.stat().st_size, found=full.stat().st_size))
+
+
+def check_tables(run: Run) -> None:
+    """Step 4: var and the presence matrix per organism, the census_info tables, the dataset_h5ad_path files."""
+    model, layout = run.planned(), run.release_layout()
+    if not layout.opened:
+        return
+    for name, org in model.organisms.items():
+        exp = layout.experiments.get(name)
+        if exp is None:
+            continue
+        found = run.found[name]
+        if exp.var:
+            var = check_var(run.findings, org, exp.var)
+            if var is not None and "nnz" in var.column_names:
+                found.var_nnz = int(np.asarray(var.column("nnz").to_numpy()).sum())
+            if var is not None and "n_measured_obs" in var.column_names:
+                found.var_n_measured_obs = np.asarray(var.column("n_measured_obs").to_numpy(), dtype=np.int64)
+        if exp.presence:
+            try:
+                found.presence = read_presence(exp.presence, len(model.contributing))
+            except Exception as e:
+                run.findings.add("presence_matrix", Finding(f"cannot be read: {type(e).__name__}: {e}",
+                                                             organism=name))
+            else:
+                check_presence(run.findings, model, org, found.presence, run.var_numbering(org))
+            if found.presence_shape is not None:
+                check_presence_shape(run.findings, model, org, found.presence_shape)
+    for name, check in (("datasets", "census_info_datasets"), ("summary", "census_info_summary"),
+                        ("summary_cell_counts", "census_info_summary_cell_counts")):
+        uri = layout.tables.get(name)
+        if uri is None:
+            run.findings.add(check, Finding(f"census_info['{name}'] is missing: rows not checked"))
+            continue
+        try:
+            run.tables[name] = read_table(uri)
+        except Exception as e:
+            run.findings.add(check, Finding(f"census_info['{name}'] cannot be read: {type(e).__name__}: {e}"))
+    paths: dict[str, str] = {}
+    if "datasets" in run.tables:
+        paths = check_datasets_table(run.findings, model, run.tables["datasets"])
+    if "summary" in run.tables:
+        check_summary(run.findings, run.spec, model, run.tables["summary"])
+    if "summary_cell_counts" in run.tables:
+        check_summary_cell_counts(run.findings, run.spec, model, run.tables["summary_cell_counts"])
+    release_dir = Path(run.release_uri.removeprefix("file://")).resolve().parent
+    check_h5ad_paths(run.findings, model, release_dir, paths, {k: v[0] for k, v in run.sources.items()})

@@ -2,7 +2,7 @@
 
 Pure bookkeeping: which datasets contribute, in manifest order; their datasets-table joinids and obs
 offsets as our builder would number them (only a default: the release's own numbering is read and used,
-see validation.numbering and ``Model.number_datasets``); each organism's expected genes (the union of kept
+see validation.checks.numbering and ``Model.number_datasets``); each organism's expected genes (the union of kept
 genes, indexed in feature_id order); per-gene nnz and per-dataset presence accumulated from the chunk
 results, by expected gene index.
 """
@@ -15,9 +15,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from validation.expected import DatasetPlan
-from validation.manifest import Source
-from validation.spec import Organism, Spec
+from validation.expected.dataset import DatasetPlan
+from validation.expected.spec import Organism, Spec
+from validation.inputs.manifest import Source
 
 
 @dataclass

@@ -1,10 +1,10 @@
 """The set of cells of one dataset, by observation_joinid: release obs rows with that dataset_id vs the
-filtered source (a dask task per dataset). Positions are checked chunk by chunk (validation.chunks); this
+filtered source (a dask task per dataset). Positions are checked chunk by chunk (validation.contents.chunks); this
 check sees cells that are missing, added or duplicated wherever they are.
 
 Both sides are streamed in slices and compared as 64-bit hashes of the observation_joinid strings, so a
 dataset of millions of cells costs 8 bytes per cell; the few offending cells are read again by position
-to name them. The same hashes give the release soma_joinid of every kept source cell (validation.numbering):
+to name them. The same hashes give the release soma_joinid of every kept source cell (validation.checks.numbering):
 the map the content checks compare through, whatever order the release numbers the cells in.
 """
 
@@ -17,11 +17,11 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from validation.expected import as_bools, keep_rows
-from validation.numbering import cell_joinids, contiguous_start
+from validation.checks.numbering import cell_joinids, contiguous_start
+from validation.expected.filters import as_bools, keep_rows
+from validation.expected.spec import load_spec
+from validation.inputs.source import SourceFile
 from validation.report import Finding
-from validation.source import SourceFile
-from validation.spec import load_spec
 
 SLICE = 200_000  # source rows read at a time
 

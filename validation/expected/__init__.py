@@ -1,0 +1,3 @@
+"""What the release must hold, re-derived from the sources with the validator's own copy of the Census rules:
+the schema data, cell filter, tissue_general, statistics, X normalization, per-dataset plans and the model.
+"""
