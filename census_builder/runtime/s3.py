@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-S3_MAX_ATTEMPTS = 8  # per request, first try included (botocore "standard" mode: backoff with jitter)
+S3_MAX_ATTEMPTS = 8  # botocore's retries.max_attempts: retries after a request's first try ("standard": backoff)
 S3_CONNECT_TIMEOUT = 10  # seconds to open a connection
 S3_READ_TIMEOUT = 60  # seconds without a byte from an open connection
 S3_DEFAULT_REGION = "us-east-1"  # when the environment names none (S3 answers there for every bucket)
