@@ -17,7 +17,9 @@ from validation.contents.chunks import check_chunk
 from validation.contents.general import GeneralPath, check_general
 from validation.contents.organism import beyond_expected_rows, cell_reading, n_measured_vars, other_datasets_cells
 from validation.contents.tasks import ChunkResult, ChunkTask, DatasetContext
-from validation.inputs.release import ReleaseUris
+from validation.expected.dataset import DatasetPlan
+from validation.expected.model import Model, OrganismModel
+from validation.inputs.release import ReleaseLayout, ReleaseUris
 from validation.report import Finding
 from validation.run import Run
 from validation.tasks import Job, run_jobs
@@ -50,7 +52,29 @@ def check_contents(run: Run) -> None:
         for check in CONTENT_CHECKS:
             run.findings.add(check, Finding("not checked: the release root could not be opened"))
         return
-    # First the cells of each dataset, matched by observation_joinid: where the release put them.
+    placed, n_datasets = _check_cell_sets(run, model, layout)
+    general: dict[str, GeneralPath] = {}  # organisms not numbered in consecutive runs: validation.contents.general
+    chunk_tasks = _chunk_tasks(run, model, layout, placed, general)
+    placed.clear()
+    logger.info("checking %d task(s) of %d dataset(s)", len(chunk_tasks), n_datasets)
+    _check_chunks(run, model, chunk_tasks, general)
+    for name, path in general.items():
+        try:
+            check_general(run, model.organisms[name], path)
+        finally:
+            path.close()
+    for name, org in model.organisms.items():
+        if name in layout.experiments:
+            n_measured_vars(run, org)
+            beyond_expected_rows(run, org)
+            other_datasets_cells(run, org)
+
+
+def _check_cell_sets(run: Run, model: Model, layout: ReleaseLayout) -> tuple[dict[str, CellSetResult], int]:
+    """Check the cells of each dataset, matched by observation_joinid: where the release put them.
+
+    Returns each dataset's result (its cells' release soma_joinids) and the number of datasets checked.
+    """
     cell_tasks: list[CellSetTask] = []
     for name, org in model.organisms.items():
         exp = layout.experiments.get(name)
@@ -73,14 +97,18 @@ def check_contents(run: Run) -> None:
 
     def cells_failed(task: CellSetTask, e: BaseException) -> None:
         run.findings.add("obs_cells", Finding(f"cells could not be checked: {type(e).__name__}: {e}",
-                                               dataset_id=task.dataset_id, organism=task.organism))
+                                              dataset_id=task.dataset_id, organism=task.organism))
 
     run_jobs(run.client, [Job(check_cell_set, t, cells_done, cells_failed) for t in cell_tasks],
              "check_contents (cells)", run.checkpoint)
+    return placed, len(cell_tasks)
 
-    # Then X and obs, chunk by chunk, through the cell and gene numbering the release uses.
-    chunk_tasks: list[tuple[ChunkTask, Any]] = []  # (task, future of its dataset's context)
-    general: dict[str, GeneralPath] = {}  # organisms not numbered in consecutive runs: validation.contents.general
+
+def _chunk_tasks(run: Run, model: Model, layout: ReleaseLayout, placed: dict[str, CellSetResult],
+                 general: dict[str, GeneralPath]) -> list[tuple[ChunkTask, Any]]:
+    """The row-chunk tasks of every organism, each with the future of its dataset's context; an organism whose
+    cells are not numbered in consecutive runs gets a general path (in ``general``) and fingerprint tasks."""
+    chunk_tasks: list[tuple[ChunkTask, Any]] = []
     for name, org in model.organisms.items():
         exp = layout.experiments.get(name)
         if exp is None:
@@ -95,26 +123,42 @@ def check_contents(run: Run) -> None:
             else "another order than sorted by feature_id (matched by feature_id)")
         cell_reading(run, org, placed)
         uris = ReleaseUris(exp.obs, exp.x.get("raw"), exp.x.get("normalized"))
-        n_var = numbering.n_release + len(org.var)
         for p in org.datasets:
-            col_map, col_length = org.col_map(p)
-            kept = col_map >= 0
-            col_map[kept] = numbering.joinids(col_map[kept])
-            [context] = run.client.scatter([DatasetContext(col_map, col_length, p.tissue_general)], hash=False)
-            cells = placed.get(p.dataset_id)
-            start = org.offsets[p.dataset_id] if cells is None or cells.start is None else cells.start
-            for group in task_groups(p.chunks, run.task_rows):
-                (a, _, before, _), (_, b, _, _) = group[0], group[-1]
-                n_cells = sum(c[3] for c in group)
-                joinids = (None if cells is None or cells.joinids is None
-                           else cells.joinids[before : before + n_cells].copy())
-                task = ChunkTask(
-                    dataset_id=p.dataset_id, organism=name, path=p.path, matrix_key=p.matrix_key,
-                    schema_version=run.spec.version, organism_term=p.organism_term, row_start=a, row_stop=b,
-                    joinid_start=start + before, n_cells=n_cells, n_var=n_var, uris=uris,
-                    parts=tuple((c[0], c[1]) for c in group), joinids=joinids)
+            for task, context in _dataset_tasks(run, org, p, uris, placed.get(p.dataset_id)):
                 chunk_tasks.append((general[name].add(task, context) if name in general else task, context))
-    placed.clear()
+    return chunk_tasks
+
+
+def _dataset_tasks(run: Run, org: OrganismModel, p: DatasetPlan, uris: ReleaseUris, cells: CellSetResult | None
+                   ) -> list[tuple[ChunkTask, Any]]:
+    """One dataset's row chunks grouped into tasks, through the release's gene and cell numbering; its context
+    (column map, lengths, tissue_general) is scattered to the workers once."""
+    numbering = run.var_numbering(org)
+    n_var = numbering.n_release + len(org.var)
+    col_map, col_length = org.col_map(p)
+    kept = col_map >= 0
+    col_map[kept] = numbering.joinids(col_map[kept])
+    [context] = run.client.scatter([DatasetContext(col_map, col_length, p.tissue_general)], hash=False)
+    start = org.offsets[p.dataset_id] if cells is None or cells.start is None else cells.start
+    tasks: list[tuple[ChunkTask, Any]] = []
+    for group in task_groups(p.chunks, run.task_rows):
+        (a, _, before, _), (_, b, _, _) = group[0], group[-1]
+        n_cells = sum(c[3] for c in group)
+        joinids = (None if cells is None or cells.joinids is None
+                   else cells.joinids[before : before + n_cells].copy())
+        task = ChunkTask(
+            dataset_id=p.dataset_id, organism=org.organism.name, path=p.path, matrix_key=p.matrix_key,
+            schema_version=run.spec.version, organism_term=p.organism_term, row_start=a, row_stop=b,
+            joinid_start=start + before, n_cells=n_cells, n_var=n_var, uris=uris,
+            parts=tuple((c[0], c[1]) for c in group), joinids=joinids)
+        tasks.append((task, context))
+    return tasks
+
+
+def _check_chunks(run: Run, model: Model, chunk_tasks: list[tuple[ChunkTask, Any]],
+                  general: dict[str, GeneralPath]) -> None:
+    """Run the row-chunk tasks (biggest first); add what each found to the expected var figures, the findings
+    and the found totals (a fingerprint task's expectations go to its organism's general path)."""
 
     def chunk_done(task: ChunkTask, res: ChunkResult) -> None:
         org = model.organisms[task.organism]
@@ -132,20 +176,9 @@ def check_contents(run: Run) -> None:
     def chunk_failed(task: ChunkTask, e: BaseException) -> None:
         for check in ("obs_metadata", "x_raw", "x_normalized"):
             run.findings.add(check, Finding(f"rows {task.row_start}..{task.row_stop - 1} could not be checked: "
-                                             f"{type(e).__name__}: {e}", dataset_id=task.dataset_id,
-                                             organism=task.organism))
+                                            f"{type(e).__name__}: {e}", dataset_id=task.dataset_id,
+                                            organism=task.organism))
 
-    logger.info("checking %d task(s) of %d dataset(s)", len(chunk_tasks), len(cell_tasks))
     jobs = [Job(check_chunk, t, chunk_done, chunk_failed, priority=t.n_cells, extra=(ctx,), cells=t.n_cells)
             for t, ctx in chunk_tasks]
     run_jobs(run.client, jobs, "check_contents", run.checkpoint)
-    for name, path in general.items():
-        try:
-            check_general(run, model.organisms[name], path)
-        finally:
-            path.close()
-    for name, org in model.organisms.items():
-        if name in layout.experiments:
-            n_measured_vars(run, org)
-            beyond_expected_rows(run, org)
-            other_datasets_cells(run, org)
