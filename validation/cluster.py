@@ -22,10 +22,10 @@ WORKER_LOGGING = {"DASK_LOGGING": "{'distributed.worker.state_machine': 'error'}
 
 @contextmanager
 def dask_cluster(client: Any, workers: int | None, scratch: Path | None = None) -> Iterator[Any]:
-    """``client``, or a local cluster of ``workers`` processes (default: the CPUs this process may use) whose
-    scratch space is ``scratch`` (not the system temp directory).
+    """Yield ``client``, or a local cluster of ``workers`` processes (default: the CPUs this process may use).
 
-    Workers are spawned, not forked: TileDB's threads do not survive a fork.
+    The local cluster's scratch space is ``scratch`` (not the system temp directory). Workers are spawned,
+    not forked: TileDB's threads do not survive a fork.
     """
     if client is not None:
         yield client

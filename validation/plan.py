@@ -1,5 +1,6 @@
-"""Step 1, plan_datasets: what the release must hold for each dataset (a dask task per dataset), and the
-SHA-256 of every source read (a task per source, beside it); then the expected release (validation.expected).
+"""Step 1, plan_datasets: what the release must hold for each dataset, and the SHA-256 of every source.
+
+A dask task per dataset and one per source file beside it; then the expected release (validation.expected).
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ def plan_datasets(run: Run) -> None:
 
 
 def _checksum_jobs(run: Run) -> list[Job]:
-    """A SHA-256 task per readable source (for ``source_checksums`` in the report)."""
+    """Return a SHA-256 task per readable source (for ``source_checksums`` in the report)."""
     tasks = [ChecksumTask(s.dataset_id, str(path), s.uri if s.is_s3 else str(path))
              for s in run.manifest.sources for path in [run.sources[s.dataset_id][0]] if path is not None]
 

@@ -72,19 +72,19 @@ class Run:
     tables: dict[str, Any] = field(default_factory=dict)
 
     def planned(self) -> Model:
-        """The expected release (after plan_datasets)."""
+        """Return the expected release (after plan_datasets)."""
         if self.model is None:
             raise RuntimeError("plan_datasets has not run")
         return self.model
 
     def release_layout(self) -> ReleaseLayout:
-        """What the release holds (after check_structure)."""
+        """Return what the release holds (after check_structure)."""
         if self.layout is None:
             raise RuntimeError("check_structure has not run")
         return self.layout
 
     def var_numbering(self, org: OrganismModel) -> VarNumbering:
-        """The release's var of ``org`` matched to the expected genes (feature_id order if var is unreadable)."""
+        """Return the release's var of ``org`` matched to the expected genes (feature_id order if unreadable)."""
         found = self.found.setdefault(org.organism.name, Found())
         if found.var_numbering is None:  # var unreadable: compare in feature_id order (var_features reports it)
             ids = org.var.feature_ids
@@ -93,8 +93,11 @@ class Run:
 
     @staticmethod
     def named(numbering: VarNumbering, f: Finding) -> Finding:
-        """A task's finding with the release's var soma_joinid and feature_id of the gene it names by joinid
-        (a gene the release lacks has no var soma_joinid: only its feature_id)."""
+        """Name the gene of a task's finding by the release's var soma_joinid and feature_id.
+
+        A task names genes by comparison joinid; a gene the release lacks has no var soma_joinid, only its
+        feature_id.
+        """
         if f.feature_id is None and f.var_joinid is not None:
             joinid, feature_id = numbering.name(f.var_joinid)
             return replace(f, var_joinid=joinid, feature_id=feature_id)

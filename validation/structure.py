@@ -31,6 +31,7 @@ def _arrow_matches(t: pa.DataType, encoding: Encoding) -> bool:
 
 def check_dataframe_schema(findings: Findings, what: str, schema: pa.Schema, columns: tuple[Column, ...],
                            organism: str | None = None) -> None:
+    """Check a dataframe's columns against the schema's: none missing, none extra, each of its encoding."""
     wanted = {c.name: c for c in columns}
     have = {f.name: f.type for f in schema}
     for name, col in wanted.items():
@@ -48,6 +49,7 @@ def check_dataframe_schema(findings: Findings, what: str, schema: pa.Schema, col
 
 def check_ndarray_schema(findings: Findings, what: str, schema: pa.Schema, value: Encoding,
                          organism: str | None) -> None:
+    """Check a sparse array's type: 2-D, int64 dimensions, values of encoding ``value``."""
     types = {f.name: f.type for f in schema}
     for dim in ("soma_dim_0", "soma_dim_1"):
         t = types.get(dim)
@@ -170,8 +172,10 @@ def _experiment(findings: Findings, exp: Any, spec: Spec, organism: str) -> Expe
 
 
 def check_joinids(findings: Findings, uri: str, what: str, organism: str | None = None) -> int:
-    """soma_joinid must be exactly 0..n-1; returns n (rows found). One finding per dataframe: after the first
-    gap or duplicate every later joinid is off too."""
+    """Check that soma_joinid is exactly 0..n-1; return n (rows found).
+
+    One finding per dataframe: after the first gap or duplicate every later joinid is off too.
+    """
     n = 0
     reported = False
     try:

@@ -1,6 +1,7 @@
-"""Step 4, check_tables: the small tables against the expected release: var, the presence matrix, census_info,
-and the dataset_h5ad_path files. Each reads its release table whole (they are small: genes, datasets, rows
-of counts) and returns what the consistency check needs.
+"""Step 4, check_tables: var, the presence matrix, census_info and the dataset_h5ad_path files.
+
+Each is checked against the expected release; each reads its release table whole (they are small: genes,
+datasets, rows of counts) and returns what the consistency check needs.
 
 Rows are matched by content: genes by feature_id, datasets by dataset_id, summary_cell_counts rows by
 (organism, category, ontology_term_id, label); the presence matrix is read through the datasets table's
@@ -52,6 +53,7 @@ def _column(table: pa.Table, name: str) -> list[Any] | None:
 
 
 def check_var(findings: Findings, model: OrganismModel, uri: str) -> pa.Table | None:
+    """Check an organism's var against the expected genes; return the table (None if unreadable)."""
     org = model.organism.name
     try:
         table = read_table(uri)
@@ -102,7 +104,7 @@ def check_var(findings: Findings, model: OrganismModel, uri: str) -> pa.Table | 
 
 
 def read_presence(uri: str, n_datasets: int) -> dict[int, npt.NDArray[np.int64]]:
-    """Dataset joinid -> var joinids whose presence value is True (stored False counts as False)."""
+    """Read dataset joinid -> var joinids whose presence value is True (stored False counts as False)."""
     import tiledbsoma as soma
 
     out: dict[int, npt.NDArray[np.int64]] = {}
@@ -119,7 +121,7 @@ def read_presence(uri: str, n_datasets: int) -> dict[int, npt.NDArray[np.int64]]
 
 
 def check_presence_shape(findings: Findings, model: Model, org: OrganismModel, shape: tuple[int, int]) -> None:
-    """The presence matrix's height, under either reading of the schema (see the module docstring)."""
+    """Check the presence matrix's height, under either reading of the schema (see the module docstring)."""
     name = org.organism.name
     n_table = len(model.dataset_rows) if model.dataset_rows else len(model.contributing)
     joinids = [model.dataset_joinid.get(p.dataset_id, -1) for p in org.datasets]
@@ -173,7 +175,7 @@ def check_presence(findings: Findings, model: Model, org: OrganismModel,
 
 
 def check_datasets_table(findings: Findings, model: Model, table: pa.Table) -> dict[str, str]:
-    """Returns dataset_id -> dataset_h5ad_path as found."""
+    """Check census_info['datasets'] rows; return dataset_id -> dataset_h5ad_path as found."""
     check = "census_info_datasets"
     ids = _column(table, "dataset_id") or []
     rows = {ds: k for k, ds in enumerate(ids)}
@@ -219,7 +221,7 @@ def check_datasets_table(findings: Findings, model: Model, table: pa.Table) -> d
 
 
 def check_summary(findings: Findings, spec: Spec, model: Model, table: pa.Table) -> dict[str, str]:
-    """Returns label -> value as found."""
+    """Check census_info['summary'] rows; return label -> value as found."""
     check = "census_info_summary"
     labels, values = _column(table, "label") or [], _column(table, "value") or []
     found: dict[str, str] = {}
@@ -256,6 +258,7 @@ def check_summary(findings: Findings, spec: Spec, model: Model, table: pa.Table)
 
 
 def expected_cell_counts(spec: Spec, model: Model) -> dict[tuple[str, str, str, str], list[int]]:
+    """Return (organism, category, term, label) -> [cells, primary cells] of the contributing datasets."""
     out: dict[tuple[str, str, str, str], list[int]] = {}
     for p in model.contributing:
         label = spec.organism_by_name(str(p.organism)).label
@@ -267,6 +270,7 @@ def expected_cell_counts(spec: Spec, model: Model) -> dict[tuple[str, str, str, 
 
 
 def check_summary_cell_counts(findings: Findings, spec: Spec, model: Model, table: pa.Table) -> None:
+    """Check census_info['summary_cell_counts'] rows (matched by content, in any order)."""
     check = "census_info_summary_cell_counts"
     expected = expected_cell_counts(spec, model)
     cols = {c: _column(table, c) for c in ("organism", "category", "ontology_term_id", "label", "total_cell_count",
@@ -305,6 +309,7 @@ def check_summary_cell_counts(findings: Findings, spec: Spec, model: Model, tabl
 
 def check_h5ad_paths(findings: Findings, model: Model, release_dir: Path, paths: dict[str, str],
                      source_paths: dict[str, Path | None]) -> None:
+    """Check that each dataset_h5ad_path is relative and names an existing file of the source's size."""
     check = "dataset_h5ad_paths"
     for ds, rel in paths.items():
         if not rel or Path(rel).is_absolute() or "://" in rel:

@@ -22,7 +22,7 @@ def s3_endpoint(endpoint_url: str | None = None) -> str | None:
 
 
 def s3_client(endpoint_url: str | None = None, *, max_pool_connections: int = S3_POOL_CONNECTIONS) -> Any:
-    """A boto3 S3 client with the project's retry and timeout policy.
+    """Return a boto3 S3 client with the project's retry and timeout policy.
 
     A custom endpoint (see :func:`s3_endpoint`) is addressed path-style, as S3-compatible stores expect.
     """

@@ -1,3 +1,4 @@
-"""Comparison helpers the steps share: sorted entries and their alignment, exact and toleranced value checks,
-fingerprints, matching the release's numbering to the sources; findings go to a task's capped lists.
+"""Comparison helpers the steps share: sorted entries and their alignment, exact and toleranced comparisons.
+
+Also fingerprints and the matching of the release's numbering to the sources; findings go to a task's lists.
 """

@@ -35,7 +35,7 @@ class Entries:
         return self.key & ((1 << self.col_bits) - 1)
 
     def var_joinid(self, code: int) -> int:
-        """The var soma_joinid of column code ``code``."""
+        """Return the var soma_joinid of column code ``code``."""
         n = self.col_map.size
         return int(self.col_map[code]) if code < n else code - n
 
@@ -81,8 +81,10 @@ def sorted_keys(key: npt.NDArray[np.int64], key_bits: int
 
 def found_entries(rows: npt.NDArray[np.int64], codes: npt.NDArray[np.int64], values: npt.NDArray[Any], lo: int,
            n_rows: int, col_bits: int, col_map: npt.NDArray[np.int64]) -> tuple[Entries, npt.NDArray[np.int64] | None]:
-    """Values read back from the release for rows [lo, lo + n_rows), sorted by (row - lo, column code), and
-    the permutation that sorted them (None when nothing moved)."""
+    """Sort values read back from the release for rows [lo, lo + n_rows) by (row - lo, column code).
+
+    Returns the entries and the permutation that sorted them (None when nothing moved).
+    """
     key = rows << col_bits
     key |= codes
     key -= lo << col_bits  # rows chunk-local
@@ -92,7 +94,7 @@ def found_entries(rows: npt.NDArray[np.int64], codes: npt.NDArray[np.int64], val
 
 def only_rows(e: Entries, bounds: npt.NDArray[np.int64], rows: npt.NDArray[np.bool_]
                ) -> tuple[Entries, npt.NDArray[np.int64]]:
-    """The entries of the rows marked in ``rows`` only (row numbers unchanged) and their row pointers."""
+    """Keep the entries of the rows marked in ``rows`` (row numbers unchanged); return them and their row pointers."""
     if rows.all():
         return e, bounds
     sel = np.repeat(rows, np.diff(bounds))
@@ -105,8 +107,11 @@ Alignment = tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.i
 
 
 def align(exp_keys: npt.NDArray[np.int64], got_keys: npt.NDArray[np.int64]) -> Alignment:
-    """Match two sorted key arrays: (expected-only positions, found-only positions, matched expected positions,
-    matched found positions); the last two are None when every key matches (the usual case)."""
+    """Match two sorted key arrays.
+
+    Returns (expected-only positions, found-only positions, matched expected positions, matched found
+    positions); the last two are None when every key matches (the usual case).
+    """
     empty = np.zeros(0, np.int64)
     if exp_keys.size == got_keys.size and np.array_equal(exp_keys, got_keys):
         return empty, empty, None, None

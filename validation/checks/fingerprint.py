@@ -51,7 +51,7 @@ def row_fingerprints(hashes: npt.NDArray[np.uint64], bounds: npt.NDArray[np.int6
 
 
 def as_text(values: npt.NDArray[Any]) -> npt.NDArray[np.object_]:
-    """A column's values as the text both sides hash (bools as True/False, a missing value as None)."""
+    """Return a column's values as the text both sides hash (bools as True/False, a missing value as None)."""
     arr = np.asarray(values)
     if arr.dtype == object:
         return np.array([v if isinstance(v, str) else str(v) for v in arr], dtype=object)

@@ -44,8 +44,11 @@ def compare_raw(res: TaskFindings, where: Where, exp: Entries, got: Entries, ali
 
 def compare_normalized(res: TaskFindings, where: Where, exp: Entries, want: npt.NDArray[np.float64],
                         got: Entries, aligned: Alignment, n_rows: int) -> None:
-    """X['normalized'] found vs ``want`` (expected values for ``exp``'s entries): values > 0, raw's coordinates,
-    values within NORM_RTOL (float32 rounding of tiny values allowed), rows summing to 1 within ROW_SUM_TOL."""
+    """X['normalized'] found vs ``want`` (expected values for ``exp``'s entries).
+
+    Values > 0, raw's coordinates, values within NORM_RTOL (float32 rounding of tiny values allowed), rows
+    summing to 1 within ROW_SUM_TOL.
+    """
     check = "x_normalized"
     values = got.values
     nonpos = np.nonzero(~(values > 0))[0]

@@ -1,5 +1,7 @@
-"""How far a float32 value in the release may be from its float64 recomputation (counts are compared exactly:
-validation.checks.exact)."""
+"""How far a float32 value in the release may be from its float64 recomputation.
+
+Counts are compared exactly (validation.checks.exact).
+"""
 
 from __future__ import annotations
 

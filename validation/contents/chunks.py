@@ -132,8 +132,10 @@ class _Part:
 
 def _compare_x(part: _Part, res: ChunkResult, coords: Coords, keep: npt.NDArray[np.bool_], task_where: Where
                ) -> tuple[Entries, npt.NDArray[np.int64]]:
-    """Compare X["raw"] and X["normalized"] over one part with its source counts; returns the expected entries
-    and their row pointers."""
+    """Compare X["raw"] and X["normalized"] over one part with its source counts.
+
+    Returns the expected entries and their row pointers.
+    """
     task, joinids = part.task, part.joinids
     read_rows, local = obs_coords(joinids), RowIndex(joinids)
     lo = local.lo if local.lo is not None else 0  # found rows are made part-local in the keys
@@ -196,7 +198,7 @@ def _compare_x(part: _Part, res: ChunkResult, coords: Coords, keep: npt.NDArray[
 
 def _expected_part(part: _Part, coords: Coords, keep: npt.NDArray[np.bool_], col_bits: int
                    ) -> tuple[Entries, npt.NDArray[np.int64]]:
-    """A part's expected entries (rows: the part's kept cells) and their row pointers."""
+    """Return a part's expected entries (rows: the part's kept cells) and their row pointers."""
     col_map = part.task.ctx.col_map
     s_rows, s_cols, s_vals = coords
     dropped = col_map[s_cols] < 0  # entries of genes and cells the Census leaves out
@@ -208,7 +210,7 @@ def _expected_part(part: _Part, coords: Coords, keep: npt.NDArray[np.bool_], col
 
 
 def _check_source_values(part: _Part, res: ChunkResult, values: npt.NDArray[Any]) -> None:
-    """Counts must be finite non-negative integers (checked in the stored dtype: no float64 copy)."""
+    """Check that counts are finite non-negative integers (in the stored dtype: no float64 copy)."""
     if values.dtype.kind == "u":
         return
     ok = values >= 0  # False for NaN too

@@ -1,15 +1,18 @@
-"""The driver's side of the general path (an organism whose release numbers cells in another order than one
-consecutive run per dataset in source order).
+"""The driver's side of the general path, for an organism whose release numbers cells in another order.
+
+(Another order than one consecutive run per dataset in source order.)
 
 1. The source chunks run in ``mode="fingerprint"``: each returns its kept cells' expectations
-   (validation.chunks.CellExpectations), which ``GeneralPath.place`` writes at the cells' release soma_joinids
-   into disk-backed arrays (numpy memmaps in a temporary directory: ~70 bytes per cell on disk, none of it held
-   in the driver's memory beyond the pages in use).
-2. ``scan_jobs``: the release is read once in soma_joinid order (validation.contents.scan), each row range with its
-   slice of those arrays.
-3. ``detail_tasks``: the cells whose X['raw'] row or obs metadata fingerprint differs are compared again value by
-   value by their source chunk (``mode="detail"``, reading the release only at those cells), at most
-   ``MAX_DETAIL_CELLS`` of them; the rest are counted.
+   (validation.contents.tasks.CellExpectations), which ``GeneralPath.place`` writes at the cells' release
+   soma_joinids into disk-backed arrays (numpy memmaps in a temporary directory: ~70 bytes per cell on disk,
+   none of it held in the driver's memory beyond the pages in use).
+2. ``scan_jobs``: the release is read once in soma_joinid order (validation.contents.scan), each row range
+   with its slice of those arrays.
+3. ``detail_tasks``: the cells whose X['raw'] row or obs metadata fingerprint differs are compared again
+   value by value by their source chunk (``mode="detail"``, reading the release only at those cells), at
+   most ``MAX_DETAIL_CELLS`` of them; the rest are counted.
+
+``check_general`` runs steps 2 and 3 once the chunks have run.
 """
 
 from __future__ import annotations
@@ -43,6 +46,8 @@ _FIELDS: dict[str, Any] = {
 
 @dataclass
 class GeneralPath:
+    """One organism's general path: the expectations per release row, on disk, and the mismatches found."""
+
     organism: str
     n_rows: int  # release obs rows to scan: soma_joinids [0, n_rows)
     tasks: list[tuple[ChunkTask, Any]] = field(default_factory=list)  # (fingerprint task, its context future)
@@ -62,6 +67,7 @@ class GeneralPath:
             self.arrays[name] = arr
 
     def close(self) -> None:
+        """Delete the disk-backed arrays."""
         self.arrays.clear()
         if self._dir is not None:
             self._dir.cleanup()
@@ -84,6 +90,7 @@ class GeneralPath:
         return sj[rows], rows
 
     def place(self, task: ChunkTask, cells: CellExpectations) -> None:
+        """Write a fingerprint task's expectations at its cells' release soma_joinids."""
         sj, rows = self._placed(task)
         a = self.arrays
         a["known"][sj] = True
@@ -92,6 +99,7 @@ class GeneralPath:
             a[name][sj] = getattr(cells, name)[rows]
 
     def scan_jobs(self, uris: ReleaseUris, schema_version: str, rows: int) -> list[tuple[ScanTask, RowExpectations]]:
+        """Return the release scan tasks (``rows`` rows each), each with its rows' expectations."""
         out = []
         a = self.arrays
         for lo in range(0, self.n_rows, rows):
@@ -103,12 +111,15 @@ class GeneralPath:
         return out
 
     def scanned(self, result: ScanResult) -> None:
+        """Keep the mismatches a scan task found."""
         self.mismatch["raw"].append(result.raw_mismatch)
         self.mismatch["metadata"].append(result.metadata_mismatch)
 
     def detail_tasks(self) -> tuple[list[tuple[ChunkTask, Any]], dict[str, int]]:
-        """Detail tasks for the cells whose fingerprints differ, and per kind ("raw", "metadata") how many such
-        cells are left uncompared (over the caps)."""
+        """Return detail tasks for the cells whose fingerprints differ, and how many are left uncompared.
+
+        The second is per kind ("raw", "metadata"): cells over the caps.
+        """
         raw = np.unique(np.concatenate([np.zeros(0, np.int64), *self.mismatch["raw"]]))
         meta = np.unique(np.concatenate([np.zeros(0, np.int64), *self.mismatch["metadata"]]))
         cells = np.union1d(raw, meta)
@@ -133,8 +144,10 @@ class GeneralPath:
 
 
 def check_general(run: Run, org: OrganismModel, path: GeneralPath) -> None:
-    """Steps 2 and 3 of the general path for one organism (the chunks have run): scan the release in its own
-    order, then compare the cells whose fingerprints differ value by value."""
+    """Run steps 2 and 3 of the general path for one organism (the chunks have run).
+
+    Scan the release in its own order, then compare the cells whose fingerprints differ value by value.
+    """
     name = org.organism.name
     exp = run.release_layout().experiments[name]
     numbering = run.var_numbering(org)

@@ -25,15 +25,17 @@ from validation.report import Finding
 
 
 def metadata_columns(spec: Spec) -> tuple[str, ...]:
-    """The obs columns compared with the source value by value (observation_joinid identifies the cell)."""
+    """Return the obs columns compared with the source value by value (observation_joinid identifies the cell)."""
     columns = (*spec.obs_source_columns, "dataset_id", "tissue_general", "tissue_general_ontology_term_id")
     return tuple(c for c in columns if c != "observation_joinid")
 
 
 def compare_obs(task: ChunkTask, spec: Spec, res: ChunkResult, expected: dict[str, npt.NDArray[Any]],
                 stats: RowStats) -> None:
-    """Compare the task's obs rows with the expected ones: the cell at each joinid, metadata, statistics;
-    tally the n_measured_vars values found (checked against the presence counts by the driver)."""
+    """Compare the task's obs rows with the expected ones: the cell at each joinid, metadata, statistics.
+
+    Also tallies the n_measured_vars values found (the driver checks them against the presence counts).
+    """
     cells = task.cell_joinids
     if task.uris.obs is None:
         res.add("obs_cells", Finding("obs is missing: cannot compare cells", dataset_id=task.dataset_id))
@@ -108,7 +110,7 @@ def compare_obs(task: ChunkTask, spec: Spec, res: ChunkResult, expected: dict[st
 
 def source_obs(task: ChunkTask, spec: Spec, src: SourceFile
                ) -> tuple[npt.NDArray[np.bool_], dict[str, npt.NDArray[Any]], npt.NDArray[np.bool_]]:
-    """The task's source rows: which are kept, the kept cells' expected obs metadata, their Smart-seq flags."""
+    """Read the task's source rows: which are kept, the kept cells' expected obs metadata, Smart-seq flags."""
     a, b = task.row_start, task.row_stop
     keep = keep_rows(spec, task.organism_term, src, a, b)
     if int(keep.sum()) != task.n_cells:

@@ -1,5 +1,7 @@
-"""Step 3's checks per organism, after its tasks: how the release numbers the cells, n_measured_vars against
-the recomputed presence, and the release rows no task reads (past the expected cells, or of other datasets).
+"""Step 3's checks per organism, after its tasks.
+
+How the release numbers the cells, n_measured_vars against the recomputed presence, and the release rows no
+task reads (past the expected cells, or of other datasets).
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ def cell_reading(run: Run, org: OrganismModel, placed: dict[str, CellSetResult])
 
 
 def n_measured_vars(run: Run, org: OrganismModel) -> None:
-    """obs n_measured_vars of each dataset's cells against the dataset's recomputed presence count."""
+    """Check obs n_measured_vars of each dataset's cells against the dataset's recomputed presence count."""
     found = run.found[org.organism.name].n_measured_vars
     for p in org.datasets:
         want = org.n_measured_vars(p.dataset_id)
@@ -42,7 +44,7 @@ def n_measured_vars(run: Run, org: OrganismModel) -> None:
 
 
 def beyond_expected_rows(run: Run, org: OrganismModel) -> None:
-    """obs rows and X values at soma_joinids past the expected cells (the chunk tasks never read them)."""
+    """Check for obs rows and X values at soma_joinids past the expected cells (the chunk tasks never read them)."""
     import tiledbsoma as soma
 
     name = org.organism.name
@@ -88,7 +90,7 @@ def beyond_expected_rows(run: Run, org: OrganismModel) -> None:
 
 
 def other_datasets_cells(run: Run, org: OrganismModel) -> None:
-    """obs rows of datasets with no cells of the organism, wherever the release numbers them."""
+    """Check for obs rows of datasets with no cells of the organism, wherever the release numbers them."""
     name, exp = org.organism.name, run.release_layout().experiments[org.organism.name]
     found = run.found[name]
     members = [p.dataset_id for p in org.datasets]

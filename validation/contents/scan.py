@@ -1,8 +1,9 @@
-"""The general path's release side: one pass over the release in soma_joinid order (a dask task per obs row
-range), comparing each row with what the sources say about the cell the release put there.
+"""The general path's release side: one pass over the release in soma_joinid order.
 
-The sources were read once in their own order (validation.contents.chunks, ``mode="fingerprint"``); the driver placed
-each kept cell's expectations at the cell's release soma_joinid (validation.contents.general). Here, per row:
+A dask task per obs row range compares each row with what the sources say about the cell the release put
+there. The sources were read once in their own order (validation.contents.chunks, ``mode="fingerprint"``);
+the driver placed each kept cell's expectations at the cell's release soma_joinid
+(validation.contents.general). Here, per row:
 
 - X['raw']: the row's fingerprint against the source row's; a differing row is compared value by value
   afterwards (``raw_mismatch``), where every difference is named;
@@ -35,6 +36,8 @@ from validation.report import Finding
 
 @dataclass(frozen=True)
 class ScanTask:
+    """Scan release obs rows [lo, hi) of one organism."""
+
     organism: str
     uris: ReleaseUris
     lo: int  # release obs soma_joinids [lo, hi)
@@ -60,6 +63,8 @@ class RowExpectations:
 
 @dataclass
 class ScanResult:
+    """What a scan task found: findings and figures, and the rows whose fingerprints differ."""
+
     res: ChunkResult
     raw_mismatch: npt.NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, np.int64))  # soma_joinids
     metadata_mismatch: npt.NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, np.int64))

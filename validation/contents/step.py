@@ -34,8 +34,10 @@ CONTENT_CHECKS = ("encodings", "shapes", "soma_joinids", "obs_cells", "obs_metad
 
 
 def task_groups(chunks: Sequence[tuple[int, int, int, int]], max_rows: int) -> list[list[tuple[int, int, int, int]]]:
-    """Consecutive row chunks (start, stop, kept before, kept in) grouped into tasks of at most ``max_rows``
-    source rows (a chunk longer than that is a task of its own)."""
+    """Group consecutive row chunks (start, stop, kept before, kept in) into tasks of up to ``max_rows`` rows.
+
+    Source rows; a chunk longer than that is a task of its own.
+    """
     groups: list[list[tuple[int, int, int, int]]] = []
     for chunk in chunks:
         if groups and chunk[1] - groups[-1][0][0] <= max_rows:
@@ -106,8 +108,11 @@ def _check_cell_sets(run: Run, model: Model, layout: ReleaseLayout) -> tuple[dic
 
 def _chunk_tasks(run: Run, model: Model, layout: ReleaseLayout, placed: dict[str, CellSetResult],
                  general: dict[str, GeneralPath]) -> list[tuple[ChunkTask, Any]]:
-    """The row-chunk tasks of every organism, each with the future of its dataset's context; an organism whose
-    cells are not numbered in consecutive runs gets a general path (in ``general``) and fingerprint tasks."""
+    """Return the row-chunk tasks of every organism, each with the future of its dataset's context.
+
+    An organism whose cells are not numbered in consecutive runs gets a general path (in ``general``) and
+    fingerprint tasks.
+    """
     chunk_tasks: list[tuple[ChunkTask, Any]] = []
     for name, org in model.organisms.items():
         exp = layout.experiments.get(name)
@@ -131,8 +136,10 @@ def _chunk_tasks(run: Run, model: Model, layout: ReleaseLayout, placed: dict[str
 
 def _dataset_tasks(run: Run, org: OrganismModel, p: DatasetPlan, uris: ReleaseUris, cells: CellSetResult | None
                    ) -> list[tuple[ChunkTask, Any]]:
-    """One dataset's row chunks grouped into tasks, through the release's gene and cell numbering; its context
-    (column map, lengths, tissue_general) is scattered to the workers once."""
+    """Return one dataset's row chunks grouped into tasks, through the release's gene and cell numbering.
+
+    Its context (column map, lengths, tissue_general) is scattered to the workers once.
+    """
     numbering = run.var_numbering(org)
     n_var = numbering.n_release + len(org.var)
     col_map, col_length = org.col_map(p)
@@ -157,8 +164,11 @@ def _dataset_tasks(run: Run, org: OrganismModel, p: DatasetPlan, uris: ReleaseUr
 
 def _check_chunks(run: Run, model: Model, chunk_tasks: list[tuple[ChunkTask, Any]],
                   general: dict[str, GeneralPath]) -> None:
-    """Run the row-chunk tasks (biggest first); add what each found to the expected var figures, the findings
-    and the found totals (a fingerprint task's expectations go to its organism's general path)."""
+    """Run the row-chunk tasks (biggest first); add up what each found.
+
+    Into the expected var figures, the findings and the found totals; a fingerprint task's expectations go
+    to its organism's general path.
+    """
 
     def chunk_done(task: ChunkTask, res: ChunkResult) -> None:
         org = model.organisms[task.organism]

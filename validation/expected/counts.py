@@ -17,9 +17,11 @@ from validation.checks.entries import Entries, sorted_keys
 def expected_entries(rows: npt.NDArray[np.int64], cols: npt.NDArray[np.int64], values: npt.NDArray[Any],
                      n_rows: int, col_bits: int, dropped: npt.NDArray[np.bool_] | None,
                      col_map: npt.NDArray[np.int64]) -> Entries:
-    """What a source's stored entries (rows among kept cells, source columns) mean, as the release must hold
-    them: sorted by (row, column) with duplicates summed and zeros dropped, in float64; entries marked
-    ``dropped`` (cells or genes the Census leaves out) removed. A canonical CSR source needs no sort."""
+    """Turn a source's stored entries (rows among kept cells, source columns) into what the release must hold.
+
+    Sorted by (row, column) with duplicates summed and zeros dropped, in float64; entries marked ``dropped``
+    (cells or genes the Census leaves out) removed. A canonical CSR source needs no sort.
+    """
     if dropped is not None:
         kept = ~dropped
         rows, cols, values = rows[kept], cols[kept], values[kept]

@@ -94,8 +94,10 @@ def plan_dataset(task: PlanTask) -> DatasetPlan:
 
 
 def _plan(src: SourceFile, spec: Spec, task: PlanTask, plan: DatasetPlan) -> None:
-    """Fill ``plan`` step by step; a step that finds the dataset unusable or excluded says so in ``plan`` and
-    the rest is skipped."""
+    """Fill ``plan`` step by step.
+
+    A step that finds the dataset unusable or excluded says so in ``plan`` and the rest is skipped.
+    """
     if not _schema_version_ok(src, spec, plan):
         return
     plan.title = src.uns_string("title") or ""
@@ -122,7 +124,7 @@ def _plan(src: SourceFile, spec: Spec, task: PlanTask, plan: DatasetPlan) -> Non
 
 
 def _schema_version_ok(src: SourceFile, spec: Spec, plan: DatasetPlan) -> bool:
-    """The dataset schema version the Census schema requires (else a problem)."""
+    """Check the dataset schema version the Census schema requires (else a problem)."""
     version = src.uns_string(spec.uns_schema_version_key)
     if version != spec.dataset_schema_version:
         plan.problems.append(f"uns/{spec.uns_schema_version_key} is {version!r}; Census schema {spec.version} "
@@ -132,8 +134,10 @@ def _schema_version_ok(src: SourceFile, spec: Spec, plan: DatasetPlan) -> bool:
 
 
 def _counts(src: SourceFile, plan: DatasetPlan) -> tuple[Counts, npt.NDArray[np.object_]] | None:
-    """Where the counts are, their layout and shape, and the var index (feature_ids); None, with a problem,
-    if the shape is not obs x var."""
+    """Find the counts: where they are, their layout and shape; return them with the var index (feature_ids).
+
+    None, with a problem, if the shape is not obs x var.
+    """
     counts = src.counts()
     matrix = src.matrix(counts.matrix)
     plan.matrix_key, plan.matrix_format = counts.matrix, matrix.format
@@ -149,8 +153,11 @@ def _counts(src: SourceFile, plan: DatasetPlan) -> tuple[Counts, npt.NDArray[np.
 
 def _genes(src: SourceFile, spec: Spec, counts: Counts, feature_ids: npt.NDArray[np.object_],
            plan: DatasetPlan) -> Organism | None:
-    """The kept genes: feature_biotype "gene" from a Census organism; the cells go to the organism of those
-    genes. None (with the exclusion) if there are none, or genes of several organisms."""
+    """Find the kept genes: feature_biotype "gene" from a Census organism; return that organism.
+
+    The cells go to the organism of those genes. None (with the exclusion) if there are none, or genes of
+    several organisms.
+    """
     var = {c: src.column(counts.var, c) for c in VAR_COLUMNS}
     organism_terms = {o.term for o in spec.organisms}
     is_gene = np.array([b == spec.feature_biotype and r in organism_terms
@@ -180,7 +187,7 @@ def _genes(src: SourceFile, spec: Spec, counts: Counts, feature_ids: npt.NDArray
 
 def _kept(src: SourceFile, keep: npt.NDArray[np.bool_], plan: DatasetPlan, column: str
           ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.object_]]:
-    """An obs column of the kept cells as (codes, values); a warning if a kept cell has no value (NA)."""
+    """Return an obs column of the kept cells as (codes, values); warn if a kept cell has no value (NA)."""
     codes, names = src.codes("obs", column)
     if (codes[keep] < 0).any():
         plan.warnings.append(f"obs/{column} has missing (NA) values in cells that pass the filters")
@@ -188,14 +195,14 @@ def _kept(src: SourceFile, keep: npt.NDArray[np.bool_], plan: DatasetPlan, colum
 
 
 def _check_feature_lengths(src: SourceFile, spec: Spec, keep: npt.NDArray[np.bool_], plan: DatasetPlan) -> None:
-    """A warning if Smart-seq cells (normalized by feature_length) meet genes without a positive length."""
+    """Warn if Smart-seq cells (normalized by feature_length) meet genes without a positive length."""
     codes, names = _kept(src, keep, plan, "assay_ontology_term_id")
     if np.isin(names, sorted(spec.length_normalized_assays))[codes].any() and min(plan.gene_lengths, default=1) <= 0:
         plan.warnings.append("Smart-seq cells, but some genes have no positive feature_length")
 
 
 def _donors(src: SourceFile, keep: npt.NDArray[np.bool_], plan: DatasetPlan) -> None:
-    """The distinct donor_id values of the kept cells (a missing one as "nan")."""
+    """Collect the distinct donor_id values of the kept cells (a missing one as "nan")."""
     donor_codes, donor_names = _kept(src, keep, plan, "donor_id")
     plan.donors = {str(donor_names[c]) if c >= 0 else "nan" for c in np.nonzero(
         np.bincount(donor_codes + 1, minlength=len(donor_names) + 1))[0] - 1}
@@ -230,8 +237,10 @@ def _cell_counts(src: SourceFile, spec: Spec, keep: npt.NDArray[np.bool_], prima
 
 
 def _row_chunks(matrix: Matrix, keep: npt.NDArray[np.bool_], chunk_entries: int, plan: DatasetPlan) -> None:
-    """The row chunks phase 2 compares X in: (source start, stop, kept cells before, kept cells in), those with
-    kept cells only."""
+    """List the row chunks phase 2 compares X in, those with kept cells only.
+
+    Each is (source start, stop, kept cells before, kept cells in).
+    """
     kept_before = np.concatenate([[0], np.cumsum(keep, dtype=np.int64)])
     for a, b in matrix.row_chunks(chunk_entries, MAX_CHUNK_ROWS):
         n = int(kept_before[b] - kept_before[a])

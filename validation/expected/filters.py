@@ -13,8 +13,11 @@ from validation.inputs.source import SourceFile
 
 def keep_rows(spec: Spec, organism_term: str, src: SourceFile, start: int | None = None,
               stop: int | None = None) -> npt.NDArray[np.bool_]:
-    """The Census cell filter for obs rows [start, stop): the organism of the dataset's genes, an allowed
-    assay, primary tissue (tissue_type "tissue")."""
+    """Apply the Census cell filter to obs rows [start, stop).
+
+    Kept: cells of the organism of the dataset's genes, with an allowed assay, of primary tissue
+    (tissue_type "tissue").
+    """
 
     def allowed(column: str, values: frozenset[str]) -> npt.NDArray[np.bool_]:
         codes, names = src.codes("obs", column, start, stop)
@@ -27,7 +30,7 @@ def keep_rows(spec: Spec, organism_term: str, src: SourceFile, start: int | None
 
 
 def as_bools(values: npt.NDArray[Any]) -> npt.NDArray[np.bool_]:
-    """A boolean column as bools (a missing value: False)."""
+    """Return a boolean column as bools (a missing value: False)."""
     if values.dtype == bool:
         return values
     return np.array([bool(v) if v is not None else False for v in values], dtype=bool)

@@ -46,8 +46,10 @@ def row_sums(bounds: npt.NDArray[np.int64], values: npt.NDArray[Any]) -> npt.NDA
 
 
 def row_stats(bounds: npt.NDArray[np.int64], values: npt.NDArray[np.float64]) -> RowStats:
-    """Per-row statistics over each row's non-zero values (rows as CSR pointers into sorted ``values``),
-    two-pass in float64: sum, mean (0 without values), sample variance ddof=1 (0 with fewer than two)."""
+    """Compute per-row statistics over each row's non-zero values (rows as CSR pointers into ``values``).
+
+    Two-pass in float64: sum, mean (0 without values), sample variance ddof=1 (0 with fewer than two).
+    """
     nnz = np.diff(bounds).astype(np.int64)
     total = row_sums(bounds, values)
     mean = np.divide(total, nnz, out=np.zeros_like(total), where=nnz > 0)
@@ -59,7 +61,7 @@ def row_stats(bounds: npt.NDArray[np.int64], values: npt.NDArray[np.float64]) ->
 def pair_counts(a: tuple[npt.NDArray[np.int64], npt.NDArray[np.object_]],
                 b: tuple[npt.NDArray[np.int64], npt.NDArray[np.object_]],
                 primary: npt.NDArray[np.bool_]) -> dict[tuple[str, str], list[int]]:
-    """(a value, b value) -> [cells, primary cells], for two coded columns of the same rows."""
+    """Tally (a value, b value) -> [cells, primary cells], for two coded columns of the same rows."""
     (ac, an), (bc, bn) = a, b
     width = len(bn) + 1
     idx = (ac + 1) * width + (bc + 1)  # code -1 (NA) becomes 0

@@ -33,5 +33,5 @@ class TissueGeneral:
 
 @cache
 def tissue_general() -> TissueGeneral:
-    """The process's one TissueGeneral (loading the ontology takes a while)."""
+    """Return the process's one TissueGeneral (loading the ontology takes a while)."""
     return TissueGeneral()

@@ -30,6 +30,8 @@ class ManifestError(InputError):
 
 @dataclass(frozen=True)
 class Source:
+    """One usable manifest row."""
+
     dataset_id: str
     uri: str
     line: int
@@ -41,21 +43,26 @@ class Source:
 
     @property
     def is_s3(self) -> bool:
+        """The source is an ``s3://`` URI."""
         return self.uri.startswith("s3://")
 
 
 @dataclass(frozen=True)
 class Manifest:
+    """The manifest's usable rows and the problems of the others."""
+
     path: Path
     sources: tuple[Source, ...]
     problems: tuple[str, ...]  # rows that could not be used, each naming its line
 
     def local_path(self, source: Source) -> Path:
+        """Return the local path of a local source (relative paths from the manifest's directory)."""
         p = Path(source.uri.removeprefix("file://"))
         return p if p.is_absolute() else self.path.parent / p
 
 
 def read_manifest(path: str | Path) -> Manifest:
+    """Read the manifest CSV; ManifestError if it cannot be read at all or lists no datasets."""
     path = Path(path).resolve()
     try:
         text = path.read_bytes().decode("utf-8-sig")
@@ -87,8 +94,11 @@ def read_manifest(path: str | Path) -> Manifest:
 
 
 def fetch_sources(manifest: Manifest, tmp_dir: Path, client: Any = None) -> dict[str, tuple[Path | None, str]]:
-    """dataset_id -> (local path or None, problem). S3 sources are downloaded into ``tmp_dir`` (the validation's
-    checkpoint folder, never the system temp directory); a file already there is reused."""
+    """Return dataset_id -> (local path or None, problem) for every source.
+
+    S3 sources are downloaded into ``tmp_dir`` (the validation's checkpoint folder, never the system temp
+    directory); a file already there is reused.
+    """
     out: dict[str, tuple[Path | None, str]] = {}
     for s in manifest.sources:
         if s.is_s3:

@@ -51,7 +51,7 @@ class ReleaseUris:
 
 
 def joinid_batches(uri: str) -> Iterator[pa.Array]:
-    """A dataframe's soma_joinid column, in joinid order, a batch at a time."""
+    """Yield a dataframe's soma_joinid column, in joinid order, a batch at a time."""
     import tiledbsoma as soma
 
     with soma.DataFrame.open(uri) as df:
@@ -60,7 +60,7 @@ def joinid_batches(uri: str) -> Iterator[pa.Array]:
 
 
 def read_table(uri: str, columns: list[str] | None = None) -> pa.Table:
-    """A whole dataframe (``columns``: only those of them it has), in soma_joinid order."""
+    """Read a whole dataframe (``columns``: only those of them it has), in soma_joinid order."""
     import tiledbsoma as soma
 
     with soma.DataFrame.open(uri) as df:
@@ -69,7 +69,7 @@ def read_table(uri: str, columns: list[str] | None = None) -> pa.Table:
 
 
 def as_numpy(col: pa.ChunkedArray) -> npt.NDArray[Any]:
-    """A column as a numpy array (dictionary columns decoded)."""
+    """Return a column as a numpy array (dictionary columns decoded)."""
     arr = col.combine_chunks()
     if pa.types.is_dictionary(arr.type):
         arr = arr.dictionary_decode()
@@ -77,7 +77,7 @@ def as_numpy(col: pa.ChunkedArray) -> npt.NDArray[Any]:
 
 
 def obs_coords(joinids: npt.NDArray[np.int64]) -> Any:
-    """A read's coordinates for obs soma_joinids given in row order.
+    """Return a read's coordinates for obs soma_joinids given in row order.
 
     A slice for a consecutive run (the fast path), else the sorted distinct joinids (-1, a cell the release
     lacks, left out).
@@ -90,7 +90,7 @@ def obs_coords(joinids: npt.NDArray[np.int64]) -> Any:
 
 @functools.cache
 def _context(buffer_bytes: int | None = None) -> Any:
-    """The TileDB context of every chunk read.
+    """Return the TileDB context of every chunk read.
 
     No malloc_trim after each query (see the module docstring). X reads pass ``buffer_bytes``: TileDB-SOMA's
     default read buffers are above the workers' mmap threshold, so every read mapped them afresh and faulted
