@@ -40,6 +40,7 @@ logger = logging.getLogger(__name__)
 CHECKPOINT_DIR = ".validation"
 VALIDATOR_DIR = Path(__file__).resolve().parent
 MISSING: Any = object()  # load(): no record of that task
+LOCK_PID_BYTES = 64  # read of the lock file naming its holder's pid
 
 
 def checkpoint_dir(report_path: Path) -> Path:
@@ -171,7 +172,7 @@ class Checkpoint:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "?"
+            holder = os.pread(fd, LOCK_PID_BYTES, 0).decode(errors="replace").strip() or "?"
             os.close(fd)
             raise CheckpointBusyError(
                 f"another validation (pid {holder}) is running with its checkpoint in {root}; wait for it to "

@@ -20,6 +20,7 @@ import numpy.typing as npt
 import pandas as pd
 
 from validation.checks.numbering import cell_joinids, contiguous_start
+from validation.contents.tasks import MAX_TASK_FINDINGS
 from validation.expected.filters import as_bools, keep_rows
 from validation.expected.spec import load_spec
 from validation.inputs.source import SourceFile
@@ -38,7 +39,7 @@ class CellSetTask:
     path: str
     schema_version: str
     obs_uri: str
-    max_findings: int = 20
+    max_findings: int = MAX_TASK_FINDINGS
 
 
 @dataclass
@@ -154,7 +155,7 @@ def check_cell_set(task: CellSetTask) -> CellSetResult:
     return res
 
 
-def foreign_cells(obs_uri: str, members: list[str], limit: int = 20) -> tuple[int, list[dict[str, Any]]]:
+def foreign_cells(obs_uri: str, members: list[str], limit: int = MAX_TASK_FINDINGS) -> tuple[int, list[dict[str, Any]]]:
     """Find obs rows whose dataset_id is none of ``members`` (the organism's contributing datasets).
 
     Returns their number and the first ``limit`` (soma_joinid, dataset_id, observation_joinid), wherever they are.

@@ -35,7 +35,7 @@ from validation.run import Run
 from validation.tasks import Job, run_jobs
 
 MAX_DETAIL_CELLS = 2_000  # cells compared value by value after a fingerprint differs (per organism)
-MAX_DETAIL_PER_TASK = 200
+MAX_DETAIL_PER_TASK = 200  # of them per source task (a detail task re-reads its whole source rows)
 
 _FIELDS: dict[str, Any] = {
     "known": np.bool_, "raw": np.uint64, "metadata": np.uint64, "nnz": np.int64, "raw_sum": np.float64,

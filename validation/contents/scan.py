@@ -28,7 +28,7 @@ from validation.checks.fingerprint import entry_hashes, metadata_fingerprints, r
 from validation.checks.matrix import compare_normalized
 from validation.checks.tolerance import STAT_ATOL, STAT_RTOL
 from validation.contents.obs import metadata_columns
-from validation.contents.tasks import ChunkResult
+from validation.contents.tasks import MAX_TASK_FINDINGS, ChunkResult
 from validation.expected.spec import load_spec
 from validation.inputs.release import ReleaseUris, read_obs, read_x
 from validation.report import Finding
@@ -43,7 +43,7 @@ class ScanTask:
     lo: int  # release obs soma_joinids [lo, hi)
     hi: int
     schema_version: str
-    max_findings: int = 20
+    max_findings: int = MAX_TASK_FINDINGS
 
 
 @dataclass(frozen=True)
