@@ -1,4 +1,4 @@
-"""``python -m validation RELEASE_SOMA_URI --manifest MANIFEST.csv [--workers N] [--report PATH]``
+"""The command ``python -m validation RELEASE_SOMA_URI --manifest MANIFEST.csv [--workers N] [--report PATH]``.
 
 Prints one line per check (PASS / FAIL with the first offending rows), writes the JSON report (default:
 ``validation_report.json`` beside the release directory) and exits 0 only if every check passed
@@ -39,6 +39,7 @@ exit status:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """Parse the command line (``argv``; None: ``sys.argv``); usage errors exit 2."""
     p = argparse.ArgumentParser(prog="python -m validation",
                                 description="Validate a Census release against the schema and its source H5ADs.",
                                 epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -56,6 +57,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the command; return its exit status (see the module docstring)."""
     args = parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")

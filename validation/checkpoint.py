@@ -33,24 +33,25 @@ import census_schema
 import numpy as np
 
 from validation.errors import CheckpointBusyError
-from validation.manifest import Manifest
+from validation.inputs.manifest import Manifest
 
 logger = logging.getLogger(__name__)
 
 CHECKPOINT_DIR = ".validation"
 VALIDATOR_DIR = Path(__file__).resolve().parent
 MISSING: Any = object()  # load(): no record of that task
+LOCK_PID_BYTES = 64  # read of the lock file naming its holder's pid
 
 
 def checkpoint_dir(report_path: Path) -> Path:
-    """``.validation/`` beside the report (the report's own name when it is not the default one)."""
+    """Return ``.validation/`` beside the report (with the report's own name when it is not the default one)."""
     name = report_path.name
     suffix = "" if name == "validation_report.json" else f"-{name}"
     return report_path.parent / f"{CHECKPOINT_DIR}{suffix}"
 
 
 def local_path(uri: str) -> Path | None:
-    """The local path of a release URI (``file://`` or a plain path), None for remote ones."""
+    """Return the local path of a release URI (``file://`` or a plain path), None for remote ones."""
     if uri.startswith("file://"):
         return Path(uri.removeprefix("file://"))
     return None if "://" in uri else Path(uri)
@@ -69,16 +70,16 @@ def _files(root: Path) -> Iterable[str]:
 
 
 def validator_digest() -> str:
-    """A hash of the validator's code and the schema data it reads: its version, as far as results go."""
+    """Hash the validator's code and the schema data it reads: its version, as far as results go."""
     h = hashlib.sha256()
-    files = sorted(VALIDATOR_DIR.glob("*.py")) + sorted(Path(census_schema.SCHEMA_DIR).glob("*.yaml"))
-    for f in files:
-        h.update(f.name.encode() + b"\0" + f.read_bytes() + b"\0")
+    code = [(f.relative_to(VALIDATOR_DIR).as_posix(), f) for f in sorted(VALIDATOR_DIR.rglob("*.py"))]
+    for name, f in code + [(f.name, f) for f in sorted(Path(census_schema.SCHEMA_DIR).glob("*.yaml"))]:
+        h.update(name.encode() + b"\0" + f.read_bytes() + b"\0")
     return h.hexdigest()
 
 
 def fingerprint(release_uri: str, manifest: Manifest, options: dict[str, Any]) -> str:
-    """What a checkpoint's records are valid for (see the module docstring)."""
+    """Return what a checkpoint's records are valid for (see the module docstring)."""
     h = hashlib.sha256()
 
     def add(*parts: object) -> None:
@@ -109,8 +110,10 @@ def fingerprint(release_uri: str, manifest: Manifest, options: dict[str, Any]) -
 
 
 def _canonical(x: Any) -> Any:
-    """A plain, order-independent description of a task argument whose repr identifies it exactly (numpy arrays
-    by dtype, shape and a hash of their bytes; anything unknown by its pickle)."""
+    """Describe a task argument plainly, order-independently, so that its repr identifies it exactly.
+
+    numpy arrays by dtype, shape and a hash of their bytes; anything unknown by its pickle.
+    """
     if dataclasses.is_dataclass(x) and not isinstance(x, type):
         return (type(x).__module__, type(x).__qualname__,
                 tuple((f.name, _canonical(getattr(x, f.name))) for f in dataclasses.fields(x)))
@@ -128,7 +131,7 @@ def _canonical(x: Any) -> Any:
 
 
 def task_key(fn: Callable[..., Any], item: Any) -> str:
-    """A task's identity: its function and its argument (see _canonical)."""
+    """Return a task's identity: a hash of its function and its argument (see _canonical)."""
     text = repr((fn.__module__, fn.__qualname__, _canonical(item)))
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
@@ -144,25 +147,32 @@ class Checkpoint:
 
     @property
     def tasks(self) -> Path:
+        """The folder of task records."""
         return self.root / "tasks"
 
     @property
     def sources(self) -> Path:
+        """The folder S3 sources are downloaded into."""
         return self.root / "sources"
 
     @property
     def scratch(self) -> Path:
+        """The local dask cluster's scratch space."""
         return self.root / "scratch"
 
     @classmethod
     def open(cls, root: Path, fingerprint: str) -> Checkpoint:
+        """Lock the checkpoint in ``root``; keep its records if they are for ``fingerprint``, else start afresh.
+
+        CheckpointBusyError if another validation holds it.
+        """
         cp = cls(root, fingerprint)
         root.mkdir(parents=True, exist_ok=True)
         fd = os.open(root / "lock", os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "?"
+            holder = os.pread(fd, LOCK_PID_BYTES, 0).decode(errors="replace").strip() or "?"
             os.close(fd)
             raise CheckpointBusyError(
                 f"another validation (pid {holder}) is running with its checkpoint in {root}; wait for it to "
@@ -192,7 +202,7 @@ class Checkpoint:
         return self.tasks / f"{key}.pkl"
 
     def load(self, key: str) -> Any:
-        """The recorded result of task ``key``, or ``MISSING``."""
+        """Return the recorded result of task ``key``, or ``MISSING``."""
         path = self._record(key)
         try:
             with path.open("rb") as f:
@@ -213,6 +223,7 @@ class Checkpoint:
         tmp.replace(path)
 
     def close(self) -> None:
+        """Unlock the checkpoint (its records stay)."""
         if self._lock is not None:
             os.close(self._lock)
             self._lock = None

@@ -18,6 +18,7 @@ EVERY = 10.0  # seconds between progress lines
 
 
 def hms(seconds: float) -> str:
+    """Format ``seconds`` as H:MM:SS."""
     s = int(max(0.0, seconds))
     return f"{s // 3600:d}:{s % 3600 // 60:02d}:{s % 60:02d}"
 
@@ -49,6 +50,7 @@ class Progress:
             logger.info("%s", self.line(now))
 
     def line(self, now: float | None = None) -> str:
+        """Return the progress line at time ``now`` (default: the clock's)."""
         now = self.clock() if now is None else now
         elapsed = max(now - self.start, 1e-9)
         parts = [f"[{self.what}] {self.done}/{self.total} tasks"]

@@ -44,7 +44,7 @@ FINDINGS_SHOWN = 5  # per check, on the console
 
 
 def plain(value: Any) -> Any:
-    """A JSON-friendly version of a numpy / Python value."""
+    """Return a JSON-friendly version of a numpy / Python value."""
     if isinstance(value, np.generic):
         value = value.item()
     if isinstance(value, bytes):
@@ -74,6 +74,7 @@ class Finding:
     found: Any = None
 
     def to_json(self) -> dict[str, Any]:
+        """Return the finding as in the JSON report (fields that are None left out)."""
         out: dict[str, Any] = {"message": self.message}
         for key in ("organism", "dataset_id", "observation_joinid", "soma_joinid", "feature_id", "var_joinid",
                     "column"):
@@ -86,6 +87,7 @@ class Finding:
         return out
 
     def line(self) -> str:
+        """Return the finding as one console line: where, what, expected and found."""
         where: list[str] = []
         if self.organism:
             where.append(self.organism)
@@ -108,6 +110,8 @@ class Finding:
 
 @dataclass
 class CheckResult:
+    """One check's verdict: its findings (the first FINDINGS_KEPT) and how many there are."""
+
     name: str
     description: str
     findings: list[Finding] = field(default_factory=list)  # the first FINDINGS_KEPT
@@ -115,18 +119,22 @@ class CheckResult:
 
     @property
     def passed(self) -> bool:
+        """No findings."""
         return self.n_findings == 0
 
     def add(self, finding: Finding) -> None:
+        """Count ``finding``; keep it if fewer than FINDINGS_KEPT are kept."""
         self.n_findings += 1
         if len(self.findings) < FINDINGS_KEPT:
             self.findings.append(finding)
 
     def to_json(self) -> dict[str, Any]:
+        """Return the check as in the JSON report."""
         return {"name": self.name, "description": self.description, "passed": self.passed,
                 "n_findings": self.n_findings, "findings": [f.to_json() for f in self.findings]}
 
     def lines(self, shown: int = FINDINGS_SHOWN) -> Iterator[str]:
+        """Yield the console lines: PASS / FAIL and the first ``shown`` findings."""
         if self.passed:
             yield f"PASS {self.name}: {self.description}"
             return
@@ -147,6 +155,7 @@ class Findings:
         self.readings: dict[str, str] = {}
 
     def add(self, check: str, finding: Finding) -> None:
+        """Record a finding of ``check``."""
         self.checks[check].add(finding)
 
     def merge(self, check: str, findings: Iterable[Finding], total: int) -> None:
@@ -161,6 +170,8 @@ class Findings:
 
 @dataclass
 class ValidationReport:
+    """The verdict of a validation: every check, the source checksums and the readings of the release."""
+
     release: str
     manifest: str
     checks: list[CheckResult]
@@ -171,22 +182,27 @@ class ValidationReport:
 
     @property
     def passed(self) -> bool:
+        """Every check passed."""
         return all(c.passed for c in self.checks)
 
     def check(self, name: str) -> CheckResult:
+        """Return the check called ``name``."""
         return next(c for c in self.checks if c.name == name)
 
     @property
     def failed(self) -> list[str]:
+        """The names of the checks that failed."""
         return [c.name for c in self.checks if not c.passed]
 
     def to_json(self) -> dict[str, Any]:
+        """Return the report as written to the JSON file."""
         return {"passed": self.passed, "release": self.release, "manifest": self.manifest,
                 "checks": [c.to_json() for c in self.checks], "seconds": round(self.seconds, 3),
                 "source_checksums": {k: dict(v) for k, v in sorted(self.source_checksums.items())},
                 "readings": dict(self.readings)}
 
     def lines(self) -> Iterator[str]:
+        """Yield the console lines: one per check (with findings), the readings, the verdict."""
         for c in self.checks:
             yield from c.lines()
         for what, reading in self.readings.items():

@@ -1,6 +1,7 @@
-"""Checks of the small tables against the expected release: var, the presence matrix, census_info, and
-the dataset_h5ad_path files. Each reads its release table whole (they are small: genes, datasets, rows
-of counts) and returns what the consistency check needs.
+"""Step 4, check_tables: var, the presence matrix, census_info and the dataset_h5ad_path files.
+
+Each is checked against the expected release; each reads its release table whole (they are small: genes,
+datasets, rows of counts) and returns what the consistency check needs.
 
 Rows are matched by content: genes by feature_id, datasets by dataset_id, summary_cell_counts rows by
 (organism, category, ontology_term_id, label); the presence matrix is read through the datasets table's
@@ -27,15 +28,18 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 
-from validation.model import Model, OrganismModel
-from validation.numbering import VarNumbering
-from validation.release import read_table
+from validation.checks.numbering import VarNumbering
+from validation.expected.model import Model, OrganismModel
+from validation.expected.spec import Spec
+from validation.inputs.release import read_table
 from validation.report import Finding, Findings
-from validation.spec import Spec
+from validation.run import Run
 
 logger = logging.getLogger(__name__)
 
 PRESENCE_ROWS = 64  # datasets read at a time from the presence matrix
+MAX_GENES_LISTED = 20  # differing presence bits named per dataset (the rest are counted)
+MAX_BEYOND_LISTED = 5  # presence bits past the last gene named per dataset (only these are counted)
 
 
 def _column(table: pa.Table, name: str) -> list[Any] | None:
@@ -49,6 +53,7 @@ def _column(table: pa.Table, name: str) -> list[Any] | None:
 
 
 def check_var(findings: Findings, model: OrganismModel, uri: str) -> pa.Table | None:
+    """Check an organism's var against the expected genes; return the table (None if unreadable)."""
     org = model.organism.name
     try:
         table = read_table(uri)
@@ -99,7 +104,7 @@ def check_var(findings: Findings, model: OrganismModel, uri: str) -> pa.Table | 
 
 
 def read_presence(uri: str, n_datasets: int) -> dict[int, npt.NDArray[np.int64]]:
-    """Dataset joinid -> var joinids whose presence value is True (stored False counts as False)."""
+    """Read dataset joinid -> var joinids whose presence value is True (stored False counts as False)."""
     import tiledbsoma as soma
 
     out: dict[int, npt.NDArray[np.int64]] = {}
@@ -116,7 +121,7 @@ def read_presence(uri: str, n_datasets: int) -> dict[int, npt.NDArray[np.int64]]
 
 
 def check_presence_shape(findings: Findings, model: Model, org: OrganismModel, shape: tuple[int, int]) -> None:
-    """The presence matrix's height, under either reading of the schema (see the module docstring)."""
+    """Check the presence matrix's height, under either reading of the schema (see the module docstring)."""
     name = org.organism.name
     n_table = len(model.dataset_rows) if model.dataset_rows else len(model.contributing)
     joinids = [model.dataset_joinid.get(p.dataset_id, -1) for p in org.datasets]
@@ -155,22 +160,22 @@ def check_presence(findings: Findings, model: Model, org: OrganismModel,
         beyond = cols[cols >= numbering.n_release]
         genes = numbering.expected(cols[cols < numbering.n_release])
         got[genes[genes >= 0]] = True  # True for a gene no dataset keeps: var_features reports that gene
-        for j in np.nonzero(expected != got)[0][:20]:
+        for j in np.nonzero(expected != got)[0][:MAX_GENES_LISTED]:
             at = int(numbering.release_of_expected[j])
             findings.add("presence_matrix", Finding(
                 "presence bit differs from the source (True iff the gene has a count > 0 in the dataset's kept cells)",
                 organism=name, dataset_id=ds, feature_id=org.var.feature_ids[j], var_joinid=at if at >= 0 else None,
                 expected=bool(expected[j]), found=bool(got[j])))
         n_bad = int((expected != got).sum())
-        if n_bad > 20:
-            findings.merge("presence_matrix", [], n_bad - 20)
-        for j in beyond[:5]:
+        if n_bad > MAX_GENES_LISTED:
+            findings.merge("presence_matrix", [], n_bad - MAX_GENES_LISTED)
+        for j in beyond[:MAX_BEYOND_LISTED]:
             findings.add("presence_matrix", Finding("presence True beyond the last gene", organism=name,
                                                     dataset_id=ds, var_joinid=int(j)))
 
 
 def check_datasets_table(findings: Findings, model: Model, table: pa.Table) -> dict[str, str]:
-    """Returns dataset_id -> dataset_h5ad_path as found."""
+    """Check census_info['datasets'] rows; return dataset_id -> dataset_h5ad_path as found."""
     check = "census_info_datasets"
     ids = _column(table, "dataset_id") or []
     rows = {ds: k for k, ds in enumerate(ids)}
@@ -216,7 +221,7 @@ def check_datasets_table(findings: Findings, model: Model, table: pa.Table) -> d
 
 
 def check_summary(findings: Findings, spec: Spec, model: Model, table: pa.Table) -> dict[str, str]:
-    """Returns label -> value as found."""
+    """Check census_info['summary'] rows; return label -> value as found."""
     check = "census_info_summary"
     labels, values = _column(table, "label") or [], _column(table, "value") or []
     found: dict[str, str] = {}
@@ -253,6 +258,7 @@ def check_summary(findings: Findings, spec: Spec, model: Model, table: pa.Table)
 
 
 def expected_cell_counts(spec: Spec, model: Model) -> dict[tuple[str, str, str, str], list[int]]:
+    """Return (organism, category, term, label) -> [cells, primary cells] of the contributing datasets."""
     out: dict[tuple[str, str, str, str], list[int]] = {}
     for p in model.contributing:
         label = spec.organism_by_name(str(p.organism)).label
@@ -264,6 +270,7 @@ def expected_cell_counts(spec: Spec, model: Model) -> dict[tuple[str, str, str, 
 
 
 def check_summary_cell_counts(findings: Findings, spec: Spec, model: Model, table: pa.Table) -> None:
+    """Check census_info['summary_cell_counts'] rows (matched by content, in any order)."""
     check = "census_info_summary_cell_counts"
     expected = expected_cell_counts(spec, model)
     cols = {c: _column(table, c) for c in ("organism", "category", "ontology_term_id", "label", "total_cell_count",
@@ -302,6 +309,7 @@ def check_summary_cell_counts(findings: Findings, spec: Spec, model: Model, tabl
 
 def check_h5ad_paths(findings: Findings, model: Model, release_dir: Path, paths: dict[str, str],
                      source_paths: dict[str, Path | None]) -> None:
+    """Check that each dataset_h5ad_path is relative and names an existing file of the source's size."""
     check = "dataset_h5ad_paths"
     for ds, rel in paths.items():
         if not rel or Path(rel).is_absolute() or "://" in rel:
@@ -317,3 +325,50 @@ def check_h5ad_paths(findings: Findings, model: Model, release_dir: Path, paths:
         if src is not None and src.is_file() and src.stat().st_size != full.stat().st_size:
             findings.add(check, Finding("dataset_h5ad_path file differs in size from the manifest's source",
                                         dataset_id=ds, expected=src.stat().st_size, found=full.stat().st_size))
+
+
+def check_tables(run: Run) -> None:
+    """Step 4: var and the presence matrix per organism, the census_info tables, the dataset_h5ad_path files."""
+    model, layout = run.planned(), run.release_layout()
+    if not layout.opened:
+        return
+    for name, org in model.organisms.items():
+        exp = layout.experiments.get(name)
+        if exp is None:
+            continue
+        found = run.found[name]
+        if exp.var:
+            var = check_var(run.findings, org, exp.var)
+            if var is not None and "nnz" in var.column_names:
+                found.var_nnz = int(np.asarray(var.column("nnz").to_numpy()).sum())
+            if var is not None and "n_measured_obs" in var.column_names:
+                found.var_n_measured_obs = np.asarray(var.column("n_measured_obs").to_numpy(), dtype=np.int64)
+        if exp.presence:
+            try:
+                found.presence = read_presence(exp.presence, len(model.contributing))
+            except Exception as e:
+                run.findings.add("presence_matrix", Finding(f"cannot be read: {type(e).__name__}: {e}",
+                                                             organism=name))
+            else:
+                check_presence(run.findings, model, org, found.presence, run.var_numbering(org))
+            if found.presence_shape is not None:
+                check_presence_shape(run.findings, model, org, found.presence_shape)
+    for name, check in (("datasets", "census_info_datasets"), ("summary", "census_info_summary"),
+                        ("summary_cell_counts", "census_info_summary_cell_counts")):
+        uri = layout.tables.get(name)
+        if uri is None:
+            run.findings.add(check, Finding(f"census_info['{name}'] is missing: rows not checked"))
+            continue
+        try:
+            run.tables[name] = read_table(uri)
+        except Exception as e:
+            run.findings.add(check, Finding(f"census_info['{name}'] cannot be read: {type(e).__name__}: {e}"))
+    paths: dict[str, str] = {}
+    if "datasets" in run.tables:
+        paths = check_datasets_table(run.findings, model, run.tables["datasets"])
+    if "summary" in run.tables:
+        check_summary(run.findings, run.spec, model, run.tables["summary"])
+    if "summary_cell_counts" in run.tables:
+        check_summary_cell_counts(run.findings, run.spec, model, run.tables["summary_cell_counts"])
+    release_dir = Path(run.release_uri.removeprefix("file://")).resolve().parent
+    check_h5ad_paths(run.findings, model, release_dir, paths, {k: v[0] for k, v in run.sources.items()})

@@ -1,1 +1,4 @@
-"""Infrastructure that computes no Census value: dask client and task runner, progress, faults."""
+"""Infrastructure that computes no Census value: dask cluster, task runner, TileDB settings, S3, progress.
+
+The one part of census_builder that validation may import; it imports nothing outside runtime/ (faults too).
+"""

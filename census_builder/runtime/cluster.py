@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 logger = logging.getLogger(__name__)
@@ -40,12 +43,41 @@ def available_cpus(cgroup_root: str = "/sys/fs/cgroup") -> int:
     return max(1, n)
 
 
+def tiledb_thread_env(n_workers: int, cpus: int | None = None) -> dict[str, str]:
+    """Return the worker environment that makes TileDB's thread pools share the CPUs among the workers.
+
+    Instead of each sizing itself to all of them (2 workers on 2 cores: 24.3 -> 23.0 s, 5% less CPU, at
+    250 k cells in the validation).
+    """
+    threads = str(max(1, (cpus or available_cpus()) // max(1, n_workers)))
+    return {"TILEDB_SM_COMPUTE_CONCURRENCY_LEVEL": threads, "TILEDB_SM_IO_CONCURRENCY_LEVEL": threads}
+
+
+@contextmanager
+def sigint_ignored() -> Iterator[None]:
+    """Ignore SIGINT while processes are started in here (they inherit it).
+
+    A Ctrl-C then interrupts this process only, which stops the cluster, instead of every worker printing
+    its own traceback.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 @contextmanager
 def dask_client(
     *, workers: int | None = None, scheduler: str | None = None, memory_limit: str | None = None
 ) -> Iterator[Any]:
-    """Yield a ``distributed.Client``. Local workers are separate spawned processes, one thread each
-    (TileDB's threads do not survive a fork)."""
+    """Yield a ``distributed.Client``.
+
+    Local workers are separate spawned processes, one thread each (TileDB's threads do not survive a fork).
+    """
     import dask
     from distributed import Client, LocalCluster
 
@@ -92,18 +124,22 @@ DASK_LOGGERS = ("distributed", "dask", "tornado", "asyncio")
 
 
 def quiet_dask_logs(level: int = logging.CRITICAL) -> None:
-    """Once a run is interrupted (Ctrl-C, SIGTERM), dask's own reports are about the shutdown: workers the
-    signal stopped too, cancelled tasks, lost connections, workers killed after the close timeout,
-    distributed's cancel of an interrupted wait. Nothing the build does is logged by these loggers; its
-    own errors propagate as exceptions."""
+    """Silence dask's loggers once a run is interrupted (Ctrl-C, SIGTERM).
+
+    What they report then is about the shutdown: workers the signal stopped too, cancelled tasks, lost
+    connections, workers killed after the close timeout, distributed's cancel of an interrupted wait.
+    Nothing the build does is logged by these loggers; its own errors propagate as exceptions.
+    """
     for name in [*DASK_LOGGERS, *logging.root.manager.loggerDict]:
         if name.split(".")[0] in DASK_LOGGERS:
             logging.getLogger(name).setLevel(level)
 
 
 def quiet_shutdown(client: Any) -> None:
-    """Before an interrupted run cancels its tasks and closes the cluster: quiet dask in the driver and in
-    the workers (they write to the same terminal)."""
+    """Quiet dask in the driver and in the workers (they write to the same terminal).
+
+    Called before an interrupted run cancels its tasks and closes the cluster.
+    """
     quiet_dask_logs()
     try:
         client.run(quiet_dask_logs, callback_timeout=2, on_error="return")
@@ -111,43 +147,59 @@ def quiet_shutdown(client: Any) -> None:
         logger.debug("could not quiet the workers' logs: %s", e)
 
 
-def run_tasks(
-    client: Any,
-    fn: Callable[[T], R],
-    items: Sequence[T],
-    *,
-    on_result: Callable[[T, R], None] | None = None,
-    on_error: Callable[[T, BaseException], None] | None = None,
-    priority: Callable[[T], int] | None = None,
-) -> list[R]:
-    """Run ``fn`` over ``items`` on the cluster, calling ``on_result`` as each finishes (in completion order).
+@dataclass(frozen=True)
+class TaskCall:
+    """One task for the cluster: ``fn(*args)``; higher ``priority`` runs first."""
 
-    A task's exception is re-raised in the driver (after cancelling the rest) unless ``on_error`` takes it.
-    Results are returned in ``items`` order.
+    fn: Callable[..., Any]
+    args: tuple[Any, ...] = ()
+    priority: int = 0
+
+
+def run_calls(client: Any, calls: Sequence[TaskCall], on_done: Callable[[int, Any, Exception | None], None]) -> None:
+    """Run ``calls`` on the cluster; ``on_done(i, result, error)`` for each as it completes (completion order).
+
+    ``error`` is the exception the task raised (``result`` is then None). Each future is released once handled,
+    so results stream through the driver instead of piling up on the workers. If anything raises here (an
+    ``on_done`` included, or Ctrl-C), the remaining tasks are cancelled and the exception propagates; on
+    Ctrl-C dask's shutdown chatter is quieted first.
     """
     from distributed import as_completed
 
-    if not items:
-        return []
-    futures = [client.submit(fn, it, pure=False, priority=priority(it) if priority else 0) for it in items]
+    if not calls:
+        return
+    futures = [client.submit(c.fn, *c.args, pure=False, priority=c.priority) for c in calls]
     index = {f.key: i for i, f in enumerate(futures)}
-    results: list[Any] = [None] * len(items)
     try:
         for fut in as_completed(futures):  # type: ignore[no-untyped-call]
-            i = index[fut.key]
             try:
-                res = fut.result()
+                res, err = fut.result(), None
             except Exception as e:
-                if on_error is None:
-                    raise
-                on_error(items[i], e)
-                continue
-            results[i] = res
-            if on_result is not None:
-                on_result(items[i], res)
+                res, err = None, e
+            fut.release()
+            on_done(index[fut.key], res, err)
     except BaseException as e:
         if isinstance(e, KeyboardInterrupt):
             quiet_shutdown(client)
         client.cancel(futures)
         raise
+
+
+def run_tasks(client: Any, fn: Callable[[T], R], items: Sequence[T], *, on_result: Callable[[T, R], None] | None = None
+              ) -> list[R]:
+    """Run ``fn`` over ``items`` on the cluster, calling ``on_result`` as each finishes (in completion order).
+
+    A task's exception is re-raised in the driver after cancelling the rest. Results are returned in
+    ``items`` order.
+    """
+    results: list[Any] = [None] * len(items)
+
+    def done(i: int, res: Any, err: Exception | None) -> None:
+        if err is not None:
+            raise err
+        results[i] = res
+        if on_result is not None:
+            on_result(items[i], res)
+
+    run_calls(client, [TaskCall(fn, (it,)) for it in items], done)
     return results

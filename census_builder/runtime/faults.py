@@ -34,7 +34,7 @@ class InjectedStorageError(RuntimeError):
 
 
 def point(name: str, path: str | os.PathLike[str] | None = None) -> None:
-    """A fault-injection point; ``path`` is the file an injected full-disk error names."""
+    """Mark a fault-injection point; ``path`` is the file an injected full-disk error names."""
     target = os.environ.get(ENV)
     if target and target == name:
         os.kill(os.getpid(), signal.SIGKILL)

@@ -14,6 +14,8 @@ def _hms(seconds: float) -> str:
 
 
 class Progress:
+    """Items done / total of one stage, cells and cells/s, ETA: a log line every ``every`` seconds."""
+
     def __init__(self, stage: str, total: int, unit: str, *, total_cells: int = 0, every: float = 2.0) -> None:
         self.stage = stage
         self.total = total
@@ -26,6 +28,7 @@ class Progress:
         self._last = 0.0
 
     def update(self, n: int = 1, cells: int = 0, note: str = "") -> None:
+        """Count ``n`` more items done (``cells`` of them); log a line when one is due or all are done."""
         self.done += n
         self.cells += cells
         now = time.monotonic()
@@ -34,6 +37,7 @@ class Progress:
             logger.info("%s", self.line(note))
 
     def line(self, note: str = "") -> str:
+        """Return the progress line (``note`` appended)."""
         elapsed = max(time.monotonic() - self.start, 1e-9)
         parts = [f"[{self.stage}] {self.done}/{self.total} {self.unit}"]
         if self.cells:

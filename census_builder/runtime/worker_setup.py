@@ -17,9 +17,10 @@ from typing import Any
 
 
 def _leave_to_driver(signum: int, frame: FrameType | None) -> None:
-    """The driver stops the build and closes the cluster; the worker carries on until then."""
+    """Do nothing: the driver stops the build and closes the cluster; the worker carries on until then."""
 
 
 def dask_setup(worker: Any) -> None:
+    """Install the SIGINT handler in the worker process (dask calls this when the worker starts)."""
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGINT, _leave_to_driver)

@@ -30,6 +30,7 @@ from typing import Any
 
 from census_builder.build.state import BuildPaths, read_json, write_json_atomic
 from census_builder.errors import BuildStateError, InputError, ManifestError
+from census_builder.runtime import s3 as runtime_s3
 from census_builder.sources.manifest import Manifest, ManifestEntry
 
 logger = logging.getLogger(__name__)
@@ -41,15 +42,8 @@ def split_s3_uri(uri: str) -> tuple[str, str]:
 
 
 def s3_client(endpoint_url: str | None = None) -> Any:
-    """A boto3 S3 client with standard retries; ``endpoint_url`` (or AWS_ENDPOINT_URL) for S3-compatible stores."""
-    import boto3
-    from botocore.config import Config
-
-    return boto3.client(
-        "s3",
-        endpoint_url=endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL"),
-        config=Config(retries={"max_attempts": 5, "mode": "standard"}, connect_timeout=10, read_timeout=60),
-    )
+    """A boto3 S3 client (census_builder.runtime.s3: one retry and timeout policy, endpoint resolution)."""
+    return runtime_s3.s3_client(endpoint_url)
 
 
 def source_uri(manifest: Manifest, entry: ManifestEntry) -> str:

@@ -15,7 +15,7 @@ from typing import Any
 import pyarrow as pa
 import tiledbsoma as soma
 
-from validation.source import SourceFile
+from validation.inputs.source import SourceFile
 
 HUMAN = "census_data/homo_sapiens"
 MOUSE = "census_data/mus_musculus"

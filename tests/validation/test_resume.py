@@ -25,7 +25,7 @@ from validation import ValidationReport, validate_release
 from validation.__main__ import Terminated, main
 from validation.checkpoint import MISSING, Checkpoint, checkpoint_dir, fingerprint
 from validation.errors import CheckpointBusyError
-from validation.manifest import fetch_sources, read_manifest
+from validation.inputs.manifest import fetch_sources, read_manifest
 
 
 class Interrupted(Exception):  # noqa: N818 - stands for a KeyboardInterrupt

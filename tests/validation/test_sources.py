@@ -14,9 +14,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from census_builder.testing.synthetic import HUMAN, MOUSE, DatasetSpec, write_h5ad
-from validation.chunks import _row_stats
-from validation.expected import PlanTask, TissueGeneral, plan_dataset
-from validation.source import SourceFile
+from validation.expected.dataset import PlanTask, plan_dataset
+from validation.expected.statistics import row_stats as _row_stats
+from validation.expected.tissue import TissueGeneral
+from validation.inputs.source import SourceFile
 
 LAYOUTS = [
     DatasetSpec("csr-zeros", n_cells=90, n_genes=40, explicit_zeros=True, seed=1),

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from census_builder.runtime.cluster import available_cpus
+from census_builder.runtime.cluster import available_cpus, tiledb_thread_env
 
 
 def _affinity() -> int:
@@ -28,3 +28,11 @@ def test_workers_follow_the_cgroup_cpu_quota(tmp_path: Path, cpu_max: str, expec
 
 def test_no_cgroup_file_means_the_affinity_mask(tmp_path: Path) -> None:
     assert available_cpus(str(tmp_path)) == _affinity()
+
+
+@pytest.mark.parametrize(("workers", "cpus", "threads"), [(1, 4, "4"), (2, 4, "2"), (3, 4, "1"), (8, 2, "1")])
+def test_tiledb_threads_share_the_cpus_among_the_workers(workers: int, cpus: int, threads: str) -> None:
+    assert tiledb_thread_env(workers, cpus) == {
+        "TILEDB_SM_COMPUTE_CONCURRENCY_LEVEL": threads,
+        "TILEDB_SM_IO_CONCURRENCY_LEVEL": threads,
+    }

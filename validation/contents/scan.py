@@ -1,8 +1,9 @@
-"""The general path's release side: one pass over the release in soma_joinid order (a dask task per obs row
-range), comparing each row with what the sources say about the cell the release put there.
+"""The general path's release side: one pass over the release in soma_joinid order.
 
-The sources were read once in their own order (validation.chunks, ``mode="fingerprint"``); the driver placed
-each kept cell's expectations at the cell's release soma_joinid (validation.general). Here, per row:
+A dask task per obs row range compares each row with what the sources say about the cell the release put
+there. The sources were read once in their own order (validation.contents.chunks, ``mode="fingerprint"``);
+the driver placed each kept cell's expectations at the cell's release soma_joinid
+(validation.contents.general). Here, per row:
 
 - X['raw']: the row's fingerprint against the source row's; a differing row is compared value by value
   afterwards (``raw_mismatch``), where every difference is named;
@@ -22,32 +23,27 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from validation.chunks import (
-    STAT_RTOL,
-    ChunkResult,
-    Entries,
-    ReleaseUris,
-    _align,
-    _compare_normalized,
-    _only_rows,
-    _read_obs,
-    _read_x,
-    _sorted,
-    metadata_columns,
-)
-from validation.fingerprint import entry_hashes, metadata_fingerprints, row_fingerprints
+from validation.checks.entries import Entries, align, only_rows, sorted_keys
+from validation.checks.fingerprint import entry_hashes, metadata_fingerprints, row_fingerprints
+from validation.checks.matrix import compare_normalized
+from validation.checks.tolerance import STAT_ATOL, STAT_RTOL
+from validation.contents.obs import metadata_columns
+from validation.contents.tasks import MAX_TASK_FINDINGS, ChunkResult
+from validation.expected.spec import load_spec
+from validation.inputs.release import ReleaseUris, read_obs, read_x
 from validation.report import Finding
-from validation.spec import load_spec
 
 
 @dataclass(frozen=True)
 class ScanTask:
+    """Scan release obs rows [lo, hi) of one organism."""
+
     organism: str
     uris: ReleaseUris
     lo: int  # release obs soma_joinids [lo, hi)
     hi: int
     schema_version: str
-    max_findings: int = 20
+    max_findings: int = MAX_TASK_FINDINGS
 
 
 @dataclass(frozen=True)
@@ -67,6 +63,8 @@ class RowExpectations:
 
 @dataclass
 class ScanResult:
+    """What a scan task found: findings and figures, and the rows whose fingerprints differ."""
+
     res: ChunkResult
     raw_mismatch: npt.NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, np.int64))  # soma_joinids
     metadata_mismatch: npt.NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, np.int64))
@@ -79,7 +77,7 @@ def _sorted_entries(rows: npt.NDArray[np.int64], cols: npt.NDArray[np.int64], va
                     ) -> tuple[Entries, npt.NDArray[np.int64] | None]:
     key = (rows - lo) << col_bits
     key |= cols
-    key, order = _sorted(key, max(n - 1, 1).bit_length() + col_bits)
+    key, order = sorted_keys(key, max(n - 1, 1).bit_length() + col_bits)
     return Entries(key, values if order is None else values[order], col_bits, col_map), order
 
 
@@ -92,7 +90,7 @@ def check_scan(task: ScanTask, lengths: npt.NDArray[np.float64], want: RowExpect
     obs: dict[str, npt.NDArray[Any]] = {}
     if task.uris.obs is not None:
         try:
-            obs = _read_obs(task.uris.obs, np.arange(lo, task.hi, dtype=np.int64))
+            obs = read_obs(task.uris.obs, np.arange(lo, task.hi, dtype=np.int64))
         except Exception as e:
             res.add("obs_cells", Finding(f"cannot read obs rows {lo}..{task.hi - 1}: {type(e).__name__}: {e}",
                                          organism=task.organism))
@@ -125,7 +123,7 @@ def check_scan(task: ScanTask, lengths: npt.NDArray[np.float64], want: RowExpect
         if uri is None:
             continue  # a missing layer is a structure finding
         try:
-            layers[layer] = _read_x(uri, slice(lo, task.hi - 1))
+            layers[layer] = read_x(uri, slice(lo, task.hi - 1))
         except Exception as e:
             res.add(check, Finding(f"cannot read X['{layer}'] rows {lo}..{task.hi - 1}: {type(e).__name__}: {e}",
                                    organism=task.organism))
@@ -155,12 +153,12 @@ def check_scan(task: ScanTask, lengths: npt.NDArray[np.float64], want: RowExpect
             norm, _ = _sorted_entries(rows, cols, vals, lo, n, col_bits, col_map)
         del rows, cols, vals
         bounds = raw.row_bounds(n)
-        exp, _ = _only_rows(raw, bounds, ok)
+        exp, _ = only_rows(raw, bounds, ok)
         if same:  # the same rows of raw's order
             got = Entries(exp.key, norm.values if ok.all() else norm.values[np.repeat(ok, np.diff(bounds))],
                           col_bits, col_map)
         else:
-            got, _ = _only_rows(norm, norm.row_bounds(n), ok)
+            got, _ = only_rows(norm, norm.row_bounds(n), ok)
         x = np.asarray(exp.values, dtype=np.float64)
         row_of = exp.key >> col_bits
         smart = want.smart[row_of]
@@ -168,7 +166,7 @@ def check_scan(task: ScanTask, lengths: npt.NDArray[np.float64], want: RowExpect
             length = lengths[np.minimum(exp.codes[smart], lengths.size - 1)]
             x[smart] /= np.where(length > 0, length, np.nan)
         expected = x / want.denominator[row_of]
-        _compare_normalized(res, where, exp, expected, got, _align(exp.key, got.key), n)
+        compare_normalized(res, where, exp, expected, got, align(exp.key, got.key), n)
     elif "normalized" in layers:
         res.normalized_nnz = int(layers["normalized"][2].size)
     return out
@@ -191,7 +189,7 @@ def _scan_obs(out: ScanResult, spec: Any, obs: dict[str, npt.NDArray[Any]], pos:
         if name not in obs:
             continue
         exp, got = values[rows], np.asarray(obs[name][at], dtype=np.float64)
-        bad = exp != got if name == "nnz" else ~np.isclose(got, exp, rtol=STAT_RTOL, atol=1e-6)
+        bad = exp != got if name == "nnz" else ~np.isclose(got, exp, rtol=STAT_RTOL, atol=STAT_ATOL)
         offending = np.flatnonzero(bad)
         res.totals["obs_statistics"] += int(offending.size)
         for k in offending[: res.room("obs_statistics")]:

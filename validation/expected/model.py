@@ -2,7 +2,7 @@
 
 Pure bookkeeping: which datasets contribute, in manifest order; their datasets-table joinids and obs
 offsets as our builder would number them (only a default: the release's own numbering is read and used,
-see validation.numbering and ``Model.number_datasets``); each organism's expected genes (the union of kept
+see validation.checks.numbering and ``Model.number_datasets``); each organism's expected genes (the union of kept
 genes, indexed in feature_id order); per-gene nnz and per-dataset presence accumulated from the chunk
 results, by expected gene index.
 """
@@ -15,13 +15,15 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from validation.expected import DatasetPlan
-from validation.manifest import Source
-from validation.spec import Organism, Spec
+from validation.expected.dataset import DatasetPlan
+from validation.expected.spec import Organism, Spec
+from validation.inputs.manifest import Source
 
 
 @dataclass
 class ExpectedVar:
+    """An organism's expected genes, in feature_id order."""
+
     feature_ids: list[str]
     names: list[str]
     lengths: npt.NDArray[np.int64]
@@ -33,6 +35,8 @@ class ExpectedVar:
 
 @dataclass
 class OrganismModel:
+    """What one organism's experiment must hold: its datasets, cells, genes, and the figures phase 2 adds up."""
+
     organism: Organism
     datasets: list[DatasetPlan]
     offsets: dict[str, int]
@@ -46,9 +50,11 @@ class OrganismModel:
         self.presence = {p.dataset_id: np.zeros(len(self.var), dtype=bool) for p in self.datasets}
 
     def n_measured_vars(self, dataset_id: str) -> int:
+        """Return the dataset's expected presence count (genes with a count in its kept cells)."""
         return int(self.presence[dataset_id].sum())
 
     def n_measured_obs(self) -> npt.NDArray[np.int64]:
+        """Return each gene's expected n_measured_obs (cells of the datasets that measure it)."""
         out = np.zeros(len(self.var), dtype=np.int64)
         for p in self.datasets:
             out[self.presence[p.dataset_id]] += p.n_cells
@@ -66,6 +72,8 @@ class OrganismModel:
 
 @dataclass
 class Model:
+    """The expected release: the plans in manifest order, the contributing datasets, one model per organism."""
+
     sources: dict[str, Source]
     plans: list[DatasetPlan]  # manifest order, readable or not
     contributing: list[DatasetPlan]
@@ -74,8 +82,11 @@ class Model:
     dataset_rows: dict[int, str] = field(default_factory=dict)  # datasets-table soma_joinid -> dataset_id
 
     def number_datasets(self, dataset_ids: list[Any], joinids: list[Any]) -> None:
-        """Use the release's datasets table numbering (the schema matches datasets by dataset_id, whatever
-        their soma_joinid); a dataset listed twice takes its lowest joinid (census_info_datasets reports it)."""
+        """Use the release's datasets table numbering.
+
+        The schema matches datasets by dataset_id, whatever their soma_joinid; a dataset listed twice takes
+        its lowest joinid (census_info_datasets reports it).
+        """
         self.dataset_rows = {int(j): str(d) for j, d in zip(joinids, dataset_ids, strict=True) if j is not None}
         first: dict[str, int] = {}
         for j, d in sorted(self.dataset_rows.items()):
@@ -83,6 +94,7 @@ class Model:
         self.dataset_joinid = {p.dataset_id: first.get(p.dataset_id, -1) for p in self.contributing}
 
     def dataset_at(self, joinid: int) -> str | None:
+        """Return the dataset_id at a datasets-table soma_joinid (None: no such row)."""
         if self.dataset_rows:
             return self.dataset_rows.get(joinid)
         return self.contributing[joinid].dataset_id if 0 <= joinid < len(self.contributing) else None
@@ -102,6 +114,7 @@ def _union_var(datasets: list[DatasetPlan]) -> ExpectedVar:
 
 
 def build_model(spec: Spec, sources: dict[str, Source], plans: list[DatasetPlan]) -> Model:
+    """Assemble the expected release from the per-dataset plans (manifest order)."""
     contributing = [p for p in plans if p.contributes]
     organisms: dict[str, OrganismModel] = {}
     for org in spec.organisms:

@@ -1,11 +1,11 @@
 """Order-free 64-bit fingerprints of a cell's X row and obs metadata, for the general path.
 
-When a release numbers its cells in another order than the sources (validation.numbering), reading the
+When a release numbers its cells in another order than the sources (validation.checks.numbering), reading the
 release at each source chunk's cells would touch every X tile once per chunk. Instead each side is read once,
 in its own order: the source chunks fingerprint each kept cell's expected row, a scan of the release in
 soma_joinid order fingerprints each stored row, and the two are compared cell by cell through the
 (dataset_id, observation_joinid) -> soma_joinid map. Cells whose fingerprints differ are compared again value by
-value (validation.chunks, ``mode="detail"``) to name every difference.
+value (validation.contents.chunks, ``mode="detail"``) to name every difference.
 
 A row's fingerprint is the sum (mod 2^64) of a mixed hash of each stored (var soma_joinid, float32 value)
 pair: independent of the order entries are stored or read in; any difference (a value, a column, a missing or
@@ -51,7 +51,7 @@ def row_fingerprints(hashes: npt.NDArray[np.uint64], bounds: npt.NDArray[np.int6
 
 
 def as_text(values: npt.NDArray[Any]) -> npt.NDArray[np.object_]:
-    """A column's values as the text both sides hash (bools as True/False, a missing value as None)."""
+    """Return a column's values as the text both sides hash (bools as True/False, a missing value as None)."""
     arr = np.asarray(values)
     if arr.dtype == object:
         return np.array([v if isinstance(v, str) else str(v) for v in arr], dtype=object)

@@ -14,6 +14,8 @@ from typing import Any
 
 @dataclass(frozen=True)
 class ChecksumTask:
+    """Hash one source file."""
+
     dataset_id: str
     path: str  # the local file read (an S3 source: its downloaded copy)
     name: str  # what the report calls it: the local path, or the source's s3:// URI

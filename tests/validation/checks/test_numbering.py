@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from tests.conftest import BuiltRelease
 from tests.validation.renumber import Numbering, Release, renumber
 from validation import ValidationReport, validate_release
-from validation.numbering import cell_joinids, contiguous_start, match_var
+from validation.checks.numbering import cell_joinids, contiguous_start, match_var
 
 SHUFFLED = Numbering(cells="shuffled", genes="reversed", datasets="reversed", presence_height="all",
                      list_empty_datasets=True, summary_rows_reversed=True, seed=1)

@@ -16,9 +16,9 @@ import tiledbsoma as soma
 from tests.conftest import BuiltRelease
 from tests.validation import corruptions as c
 from validation import validate_release
-from validation.exact import raw_differs, raw_sum_differs
+from validation.checks.exact import raw_differs, raw_sum_differs
+from validation.inputs.source import SourceFile
 from validation.report import ValidationReport
-from validation.source import SourceFile
 
 F32 = np.float32
 BIG = 2**24 + 1  # 16,777,217: the first integer float32 cannot hold

@@ -36,6 +36,7 @@ class VarNumbering:
 
     @property
     def n_release(self) -> int:
+        """The release's var soma_joinids (virtual ones start here)."""
         return int(self.release_ids.size)
 
     @property
@@ -54,7 +55,7 @@ class VarNumbering:
         return out
 
     def expected(self, joinids: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
-        """Expected gene index of release var soma_joinids (virtual ones included); -1 for an unexpected gene."""
+        """Return the expected gene index of release var soma_joinids (virtual ones too); -1: an unexpected gene."""
         joinids = np.asarray(joinids, dtype=np.int64)
         out = np.full(joinids.size, -1, dtype=np.int64)
         inside = (joinids >= 0) & (joinids < self.n_release)
@@ -74,8 +75,10 @@ class VarNumbering:
 
 
 def match_var(expected_ids: list[str], joinids: npt.NDArray[np.int64], feature_ids: list[Any]) -> VarNumbering:
-    """Match the release's var rows (soma_joinid, feature_id) to the expected genes (a duplicated feature_id
-    maps to its first row; var_features reports the duplicate)."""
+    """Match the release's var rows (soma_joinid, feature_id) to the expected genes.
+
+    A duplicated feature_id maps to its first row (var_features reports the duplicate).
+    """
     n = int(joinids.max(initial=-1)) + 1
     release_ids = np.full(n, None, dtype=object)
     release_ids[joinids] = feature_ids
@@ -96,6 +99,7 @@ def match_var(expected_ids: list[str], joinids: npt.NDArray[np.int64], feature_i
 
 
 def read_var_numbering(uri: str, expected_ids: list[str]) -> VarNumbering:
+    """Read the release's var at ``uri`` and match it to the expected genes."""
     import tiledbsoma as soma
 
     with soma.DataFrame.open(uri) as df:
@@ -108,8 +112,10 @@ def read_var_numbering(uri: str, expected_ids: list[str]) -> VarNumbering:
 
 def cell_joinids(expected: npt.NDArray[np.uint64], found: npt.NDArray[np.uint64],
                  found_joinids: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
-    """Release soma_joinid of each expected cell (hashes of observation_joinids, source order), -1 if the
-    release has no row for it; a cell the release holds twice maps to its lowest soma_joinid."""
+    """Return the release soma_joinid of each expected cell (hashes of observation_joinids, source order).
+
+    -1 if the release has no row for it; a cell the release holds twice maps to its lowest soma_joinid.
+    """
     out = np.full(expected.size, -1, dtype=np.int64)
     if found.size == 0 or expected.size == 0:
         return out
@@ -122,7 +128,7 @@ def cell_joinids(expected: npt.NDArray[np.uint64], found: npt.NDArray[np.uint64]
 
 
 def contiguous_start(joinids: npt.NDArray[np.int64]) -> int | None:
-    """The first joinid if ``joinids`` is one consecutive run (start, start + 1, ...), else None."""
+    """Return the first joinid if ``joinids`` is one consecutive run (start, start + 1, ...), else None."""
     if joinids.size == 0:
         return None
     start = int(joinids[0])

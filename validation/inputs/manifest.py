@@ -2,7 +2,8 @@
 
 CSV with a header; required columns ``dataset_id,h5ad_uri``; optional ``dataset_version_id,
 collection_id, collection_name, collection_doi, dataset_title``. Relative paths are taken from the
-manifest's directory; ``s3://`` sources are downloaded (boto3) into the validation's checkpoint folder.
+manifest's directory; ``s3://`` sources are downloaded (with census_builder.runtime.s3's client) into the
+validation's checkpoint folder.
 """
 
 from __future__ import annotations
@@ -10,11 +11,11 @@ from __future__ import annotations
 import csv
 import io
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from census_builder.runtime.s3 import s3_client
 from validation.errors import InputError
 
 logger = logging.getLogger(__name__)
@@ -29,6 +30,8 @@ class ManifestError(InputError):
 
 @dataclass(frozen=True)
 class Source:
+    """One usable manifest row."""
+
     dataset_id: str
     uri: str
     line: int
@@ -40,21 +43,26 @@ class Source:
 
     @property
     def is_s3(self) -> bool:
+        """The source is an ``s3://`` URI."""
         return self.uri.startswith("s3://")
 
 
 @dataclass(frozen=True)
 class Manifest:
+    """The manifest's usable rows and the problems of the others."""
+
     path: Path
     sources: tuple[Source, ...]
     problems: tuple[str, ...]  # rows that could not be used, each naming its line
 
     def local_path(self, source: Source) -> Path:
+        """Return the local path of a local source (relative paths from the manifest's directory)."""
         p = Path(source.uri.removeprefix("file://"))
         return p if p.is_absolute() else self.path.parent / p
 
 
 def read_manifest(path: str | Path) -> Manifest:
+    """Read the manifest CSV; ManifestError if it cannot be read at all or lists no datasets."""
     path = Path(path).resolve()
     try:
         text = path.read_bytes().decode("utf-8-sig")
@@ -85,16 +93,12 @@ def read_manifest(path: str | Path) -> Manifest:
     return Manifest(path=path, sources=tuple(sources), problems=tuple(problems))
 
 
-def _s3_client() -> Any:
-    import boto3
-
-    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
-    return boto3.client("s3", endpoint_url=endpoint)
-
-
 def fetch_sources(manifest: Manifest, tmp_dir: Path, client: Any = None) -> dict[str, tuple[Path | None, str]]:
-    """dataset_id -> (local path or None, problem). S3 sources are downloaded into ``tmp_dir`` (the validation's
-    checkpoint folder, never the system temp directory); a file already there is reused."""
+    """Return dataset_id -> (local path or None, problem) for every source.
+
+    S3 sources are downloaded into ``tmp_dir`` (the validation's checkpoint folder, never the system temp
+    directory); a file already there is reused.
+    """
     out: dict[str, tuple[Path | None, str]] = {}
     for s in manifest.sources:
         if s.is_s3:
@@ -104,7 +108,7 @@ def fetch_sources(manifest: Manifest, tmp_dir: Path, client: Any = None) -> dict
                 out[s.dataset_id] = (dest, "")
                 continue
             try:
-                client = client or _s3_client()
+                client = client or s3_client()
                 client.download_file(bucket, key, str(dest))
             except Exception as e:  # botocore raises many types
                 out[s.dataset_id] = (None, f"cannot download {s.uri}: {type(e).__name__}: {e}")

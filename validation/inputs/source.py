@@ -65,12 +65,14 @@ class SourceFile:
 
     @property
     def f(self) -> h5py.File:
+        """The open HDF5 file."""
         if self._f is None:
             raise RuntimeError("SourceFile used outside its context manager")
         return self._f
 
     # -- uns and layout --------------------------------------------------------------------------------
     def uns_string(self, key: str) -> str | None:
+        """Return ``uns/key`` as a string (the first element of an array), None if it is not a dataset."""
         node = self.f.get(f"uns/{key}")
         if not isinstance(node, h5py.Dataset):
             return None
@@ -80,6 +82,7 @@ class SourceFile:
         return v.decode("utf-8") if isinstance(v, bytes) else str(v)
 
     def counts(self) -> Counts:
+        """Return where the counts are (``raw/X`` when the file has it, else ``X``)."""
         if "raw" in self.f and "X" in self.f["raw"]:
             return Counts("raw/X", "raw/var" if "raw/var" in self.f else "var")
         if "X" not in self.f:
@@ -94,9 +97,11 @@ class SourceFile:
         return node
 
     def has_column(self, key: str, column: str) -> bool:
+        """Tell whether dataframe ``key`` has ``column``."""
         return column in self._frame(key)
 
     def n_rows(self, key: str) -> int:
+        """Return the number of rows of dataframe ``key`` (the length of its index)."""
         g = self._frame(key)
         name = _attr(g, "_index", "_index")
         node = g.get(name)
@@ -105,6 +110,7 @@ class SourceFile:
         return int((node["codes"] if isinstance(node, h5py.Group) else node).shape[0])
 
     def index(self, key: str) -> npt.NDArray[np.object_]:
+        """Return the index column of dataframe ``key``."""
         g = self._frame(key)
         name = _attr(g, "_index", "_index")
         if name not in g:
@@ -154,7 +160,7 @@ class SourceFile:
 
     def codes(self, key: str, column: str, start: int | None = None, stop: int | None = None
               ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.object_]]:
-        """A column as (codes, values as strings): ``values[codes]`` is the column; code -1 is missing (NA).
+        """Return a column as (codes, values as strings): ``values[codes]`` is the column; code -1 is NA.
 
         Categorical columns are not expanded (memory stays one small integer per row); others are factorized.
         """
@@ -169,6 +175,7 @@ class SourceFile:
 
     # -- counts ------------------------------------------------------------------------------------------
     def matrix(self, key: str) -> Matrix:
+        """Return the counts matrix at ``key``."""
         return Matrix(self.f[key], key)
 
 
@@ -194,6 +201,7 @@ class Matrix:
 
     @property
     def indptr(self) -> npt.NDArray[np.int64]:
+        """The sparse matrix's index pointers (read once)."""
         if self._indptr is None:
             self._indptr = np.asarray(self.node["indptr"][...], dtype=np.int64)
         return self._indptr
@@ -231,8 +239,10 @@ class Matrix:
         return sp.coo_matrix((data, (rows, cols)), shape=(stop - start, self.shape[1]))
 
     def read_coords(self, start: int, stop: int) -> Coords:
-        """(rows relative to ``start``, columns, values) of rows [start, stop) as stored: duplicates and
-        explicit zeros kept; a dense matrix gives its non-zero cells."""
+        """Return (rows relative to ``start``, columns, values) of rows [start, stop) as stored.
+
+        Duplicates and explicit zeros are kept; a dense matrix gives its non-zero cells.
+        """
         n = stop - start
         if self.format == "dense":
             block = np.asarray(self.node[start:stop, :])

@@ -9,25 +9,30 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from functools import cache
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-import pandas as pd
 
-from validation.source import SourceError, SourceFile
-from validation.spec import Spec, load_spec
+from validation.expected.filters import as_bools, keep_rows
+from validation.expected.spec import Organism, Spec, load_spec
+from validation.expected.statistics import pair_counts
+from validation.expected.tissue import tissue_general
+from validation.inputs.source import Counts, Matrix, SourceError, SourceFile
 
 logger = logging.getLogger(__name__)
 
-MAX_CHUNK_ROWS = 50_000  # cells per phase-2 task (bounds the obs strings it holds)
-FILTER_COLUMNS = ("organism_ontology_term_id", "assay_ontology_term_id", "tissue_type")
+# Source rows per row chunk, the unit X is read and compared in (validation.contents.chunks). chunk_entries
+# (stored entries) is the main bound; this one caps chunks of very sparse rows (and of CSC and dense sources).
+# A chunk is also the largest phase-2 task: consecutive chunks are grouped into tasks of DEFAULT_TASK_ROWS
+# source rows, a longer chunk is a task of its own, so this bounds the obs rows (and strings) one task holds.
+MAX_CHUNK_ROWS = 50_000
 VAR_COLUMNS = ("feature_name", "feature_reference", "feature_biotype")
 
 
 @dataclass(frozen=True)
 class PlanTask:
+    """Plan one dataset: its source file, the schema version, the target chunk size in stored entries."""
+
     dataset_id: str
     path: str
     schema_version: str
@@ -36,6 +41,8 @@ class PlanTask:
 
 @dataclass
 class DatasetPlan:
+    """What the release must hold for one dataset (``problems``: it cannot be validated against)."""
+
     dataset_id: str
     path: str
     problems: list[str] = field(default_factory=list)  # source problems (the dataset cannot be validated)
@@ -62,80 +69,13 @@ class DatasetPlan:
 
     @property
     def readable(self) -> bool:
+        """The source could be read and planned."""
         return not self.problems
 
     @property
     def contributes(self) -> bool:
+        """Some of its cells belong in the release."""
         return self.readable and self.organism is not None and self.n_cells > 0
-
-
-class TissueGeneral:
-    """tissue term -> (tissue_general term, label): the first of the guide's high-level tissues that the term
-    is, or descends from; a term the shipped ontology does not know maps to itself with its source label."""
-
-    def __init__(self) -> None:
-        from cellxgene_ontology_guide.curated_ontology_term_lists import get_curated_ontology_term_list
-        from cellxgene_ontology_guide.entities import CuratedOntologyTermList
-        from cellxgene_ontology_guide.ontology_parser import OntologyParser
-
-        self.parser: Any = OntologyParser()
-        self.high_level = list(get_curated_ontology_term_list(CuratedOntologyTermList.TISSUE_GENERAL))
-
-    def lookup(self, term: str, source_label: str) -> tuple[str, str, bool]:
-        try:
-            hits = self.parser.get_high_level_terms(term, self.high_level)
-        except (KeyError, ValueError):
-            return term, source_label, False
-        general = str(hits[0]) if hits else term
-        return general, str(self.parser.get_term_label(general)), True
-
-
-@cache
-def _tissue_general() -> TissueGeneral:
-    return TissueGeneral()
-
-
-def keep_rows(spec: Spec, organism_term: str, src: SourceFile, start: int | None = None,
-              stop: int | None = None) -> npt.NDArray[np.bool_]:
-    """The Census cell filter for obs rows [start, stop): the organism of the dataset's genes, an allowed
-    assay, primary tissue (tissue_type "tissue")."""
-
-    def allowed(column: str, values: frozenset[str]) -> npt.NDArray[np.bool_]:
-        codes, names = src.codes("obs", column, start, stop)
-        ok = np.array([n in values for n in names] + [False], dtype=bool)  # the extra False: code -1 (NA)
-        return ok[codes]
-
-    return (allowed("organism_ontology_term_id", frozenset([organism_term]))
-            & allowed("assay_ontology_term_id", spec.included_assays)
-            & allowed("tissue_type", spec.tissue_types_kept))
-
-
-def pair_counts(a: tuple[npt.NDArray[np.int64], npt.NDArray[np.object_]],
-                b: tuple[npt.NDArray[np.int64], npt.NDArray[np.object_]],
-                primary: npt.NDArray[np.bool_]) -> dict[tuple[str, str], list[int]]:
-    """(a value, b value) -> [cells, primary cells], for two coded columns of the same rows."""
-    (ac, an), (bc, bn) = a, b
-    width = len(bn) + 1
-    idx = (ac + 1) * width + (bc + 1)  # code -1 (NA) becomes 0
-    if (len(an) + 1) * width <= 10_000_000:  # dense tally over every possible pair
-        total = np.bincount(idx, minlength=(len(an) + 1) * width)
-        unique = np.bincount(idx, weights=primary.astype(np.float64), minlength=total.size)
-        keys = np.nonzero(total)[0]
-        total, unique = total[keys], unique[keys]
-    else:
-        inverse, uniques = pd.factorize(idx)
-        keys = np.asarray(uniques, dtype=np.int64)
-        total = np.bincount(inverse, minlength=keys.size)
-        unique = np.bincount(inverse, weights=primary.astype(np.float64), minlength=keys.size)
-    names_a, names_b = np.append(an, "nan"), np.append(bn, "nan")  # index -1: NA
-    return {(str(names_a[k // width - 1]), str(names_b[k % width - 1])): [int(t), int(u)]
-            for k, t, u in zip(keys, total, unique, strict=True)}
-
-
-def as_bools(values: npt.NDArray[Any]) -> npt.NDArray[np.bool_]:
-    if values.dtype == bool:
-        return values
-    return np.array([bool(v) if v is not None else False for v in values], dtype=bool)
 
 
 def plan_dataset(task: PlanTask) -> DatasetPlan:
@@ -154,13 +94,50 @@ def plan_dataset(task: PlanTask) -> DatasetPlan:
 
 
 def _plan(src: SourceFile, spec: Spec, task: PlanTask, plan: DatasetPlan) -> None:
+    """Fill ``plan`` step by step.
+
+    A step that finds the dataset unusable or excluded says so in ``plan`` and the rest is skipped.
+    """
+    if not _schema_version_ok(src, spec, plan):
+        return
+    plan.title = src.uns_string("title") or ""
+    plan.citation = src.uns_string("citation") or ""
+    found = _counts(src, plan)
+    if found is None:
+        return
+    counts, feature_ids = found
+    organism = _genes(src, spec, counts, feature_ids, plan)
+    if organism is None:
+        return
+    keep = keep_rows(spec, organism.term, src)
+    plan.n_cells = int(keep.sum())
+    if plan.n_cells == 0:
+        plan.exclusion = "no cell passes the Census filters (organism, assay, tissue_type)"
+        return
+    plan.organism = organism.name
+    _check_feature_lengths(src, spec, keep, plan)
+    primary = as_bools(src.column("obs", "is_primary_data"))[keep]
+    plan.n_primary = int(primary.sum())
+    _donors(src, keep, plan)
+    _cell_counts(src, spec, keep, primary, plan)
+    _row_chunks(src.matrix(counts.matrix), keep, task.chunk_entries, plan)
+
+
+def _schema_version_ok(src: SourceFile, spec: Spec, plan: DatasetPlan) -> bool:
+    """Check the dataset schema version the Census schema requires (else a problem)."""
     version = src.uns_string(spec.uns_schema_version_key)
     if version != spec.dataset_schema_version:
         plan.problems.append(f"uns/{spec.uns_schema_version_key} is {version!r}; Census schema {spec.version} "
                              f"requires dataset schema {spec.dataset_schema_version!r}")
-        return
-    plan.title = src.uns_string("title") or ""
-    plan.citation = src.uns_string("citation") or ""
+        return False
+    return True
+
+
+def _counts(src: SourceFile, plan: DatasetPlan) -> tuple[Counts, npt.NDArray[np.object_]] | None:
+    """Find the counts: where they are, their layout and shape; return them with the var index (feature_ids).
+
+    None, with a problem, if the shape is not obs x var.
+    """
     counts = src.counts()
     matrix = src.matrix(counts.matrix)
     plan.matrix_key, plan.matrix_format = counts.matrix, matrix.format
@@ -170,9 +147,17 @@ def _plan(src: SourceFile, spec: Spec, task: PlanTask, plan: DatasetPlan) -> Non
     if matrix.shape != (plan.n_source_obs, plan.n_source_var):
         plan.problems.append(f"{counts.matrix} has shape {matrix.shape}, obs x {counts.var} is "
                              f"({plan.n_source_obs}, {plan.n_source_var})")
-        return
+        return None
+    return counts, feature_ids
 
-    # Genes: feature_biotype "gene" from a Census organism; the cells go to the organism of those genes.
+
+def _genes(src: SourceFile, spec: Spec, counts: Counts, feature_ids: npt.NDArray[np.object_],
+           plan: DatasetPlan) -> Organism | None:
+    """Find the kept genes: feature_biotype "gene" from a Census organism; return that organism.
+
+    The cells go to the organism of those genes. None (with the exclusion) if there are none, or genes of
+    several organisms.
+    """
     var = {c: src.column(counts.var, c) for c in VAR_COLUMNS}
     organism_terms = {o.term for o in spec.organisms}
     is_gene = np.array([b == spec.feature_biotype and r in organism_terms
@@ -180,13 +165,13 @@ def _plan(src: SourceFile, spec: Spec, task: PlanTask, plan: DatasetPlan) -> Non
     gene_orgs = sorted({str(r) for r in var["feature_reference"][is_gene]})
     if not gene_orgs:
         plan.exclusion = "no genes with feature_biotype 'gene' from a Census organism"
-        return
+        return None
     if len(gene_orgs) > 1:
         plan.exclusion = f"genes from several organisms ({', '.join(gene_orgs)}): no cells may be included"
-        return
+        return None
     organism = spec.organism_by_term(gene_orgs[0])
     if organism is None:  # cannot happen: gene_orgs are Census organisms
-        return
+        return None
     plan.organism_term = organism.term
     cols = np.nonzero(is_gene)[0].astype(np.int64)
     plan.gene_cols = cols
@@ -197,39 +182,44 @@ def _plan(src: SourceFile, spec: Spec, task: PlanTask, plan: DatasetPlan) -> Non
         plan.gene_lengths = [int(lengths[i]) if lengths[i] is not None else 0 for i in cols]
     else:
         plan.gene_lengths = [0] * cols.size
+    return organism
 
-    keep = keep_rows(spec, organism.term, src)
-    plan.n_cells = int(keep.sum())
-    if plan.n_cells == 0:
-        plan.exclusion = "no cell passes the Census filters (organism, assay, tissue_type)"
-        return
-    plan.organism = organism.name
 
-    def kept(column: str) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.object_]]:
-        codes, names = src.codes("obs", column)
-        if (codes[keep] < 0).any():
-            plan.warnings.append(f"obs/{column} has missing (NA) values in cells that pass the filters")
-        return codes[keep], names
+def _kept(src: SourceFile, keep: npt.NDArray[np.bool_], plan: DatasetPlan, column: str
+          ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.object_]]:
+    """Return an obs column of the kept cells as (codes, values); warn if a kept cell has no value (NA)."""
+    codes, names = src.codes("obs", column)
+    if (codes[keep] < 0).any():
+        plan.warnings.append(f"obs/{column} has missing (NA) values in cells that pass the filters")
+    return codes[keep], names
 
-    assay = kept("assay_ontology_term_id")
-    if np.isin(assay[1], sorted(spec.length_normalized_assays))[assay[0]].any() \
-            and min(plan.gene_lengths, default=1) <= 0:
+
+def _check_feature_lengths(src: SourceFile, spec: Spec, keep: npt.NDArray[np.bool_], plan: DatasetPlan) -> None:
+    """Warn if Smart-seq cells (normalized by feature_length) meet genes without a positive length."""
+    codes, names = _kept(src, keep, plan, "assay_ontology_term_id")
+    if np.isin(names, sorted(spec.length_normalized_assays))[codes].any() and min(plan.gene_lengths, default=1) <= 0:
         plan.warnings.append("Smart-seq cells, but some genes have no positive feature_length")
-    primary = as_bools(src.column("obs", "is_primary_data"))[keep]
-    plan.n_primary = int(primary.sum())
-    donor_codes, donor_names = kept("donor_id")
+
+
+def _donors(src: SourceFile, keep: npt.NDArray[np.bool_], plan: DatasetPlan) -> None:
+    """Collect the distinct donor_id values of the kept cells (a missing one as "nan")."""
+    donor_codes, donor_names = _kept(src, keep, plan, "donor_id")
     plan.donors = {str(donor_names[c]) if c >= 0 else "nan" for c in np.nonzero(
         np.bincount(donor_codes + 1, minlength=len(donor_names) + 1))[0] - 1}
 
+
+def _cell_counts(src: SourceFile, spec: Spec, keep: npt.NDArray[np.bool_], primary: npt.NDArray[np.bool_],
+                 plan: DatasetPlan) -> None:
+    """summary_cell_counts tallies per (category, term, label), and each tissue's tissue_general."""
     na = (np.zeros(plan.n_cells, dtype=np.int64), np.array(["na"], dtype=object))
     columns: dict[str | None, tuple[npt.NDArray[np.int64], npt.NDArray[np.object_]]] = {None: na}
-    mapper = _tissue_general()
+    mapper = tissue_general()
     for cat in spec.categories:
         if cat.name == "tissue_general":
             continue  # a function of the tissue: tallied from the tissue's counts below
         for c in (cat.term_column, cat.label_column):
             if c not in columns:
-                columns[c] = kept(str(c))
+                columns[c] = _kept(src, keep, plan, str(c))
         tally = pair_counts(columns[cat.term_column], columns[cat.label_column], primary)
         for (term, label), pair in tally.items():
             plan.cell_counts[(cat.name, term, label)] = pair
@@ -245,8 +235,14 @@ def _plan(src: SourceFile, spec: Spec, task: PlanTask, plan: DatasetPlan) -> Non
                 acc[0] += total
                 acc[1] += unique
 
+
+def _row_chunks(matrix: Matrix, keep: npt.NDArray[np.bool_], chunk_entries: int, plan: DatasetPlan) -> None:
+    """List the row chunks phase 2 compares X in, those with kept cells only.
+
+    Each is (source start, stop, kept cells before, kept cells in).
+    """
     kept_before = np.concatenate([[0], np.cumsum(keep, dtype=np.int64)])
-    for a, b in matrix.row_chunks(task.chunk_entries, MAX_CHUNK_ROWS):
+    for a, b in matrix.row_chunks(chunk_entries, MAX_CHUNK_ROWS):
         n = int(kept_before[b] - kept_before[a])
         if n:
             plan.chunks.append((a, b, int(kept_before[a]), n))

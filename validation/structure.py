@@ -1,42 +1,24 @@
-"""Opening the release and checking what can be checked without the sources: structure, encodings,
-soma_joinids. Every problem becomes a finding; the URIs of the objects that exist are returned for the
-content checks.
+"""Step 2, check_structure: what can be checked in the release without the sources.
+
+The object tree and types, column encodings, soma_joinids, and shapes against the expected release. Every
+problem becomes a finding; the URIs of the objects that exist are kept (``Run.layout``) for the later steps.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
+from validation.checks.numbering import read_var_numbering
+from validation.expected.spec import Column, Encoding, Spec
+from validation.inputs.release import ExperimentUris, ReleaseLayout, joinid_batches, read_table
 from validation.report import Finding, Findings
-from validation.spec import Column, Encoding, Spec
+from validation.run import Found, Run
 
 logger = logging.getLogger(__name__)
-
-JOINID_BATCH = 1_000_000  # soma_joinids read at a time
-
-
-@dataclass
-class ExperimentUris:
-    organism: str
-    obs: str | None = None
-    var: str | None = None
-    x: dict[str, str] = field(default_factory=dict)
-    presence: str | None = None
-
-
-@dataclass
-class ReleaseLayout:
-    uri: str
-    opened: bool = False
-    tables: dict[str, str] = field(default_factory=dict)  # census_info name -> uri
-    experiments: dict[str, ExperimentUris] = field(default_factory=dict)
-
 
 def _arrow_matches(t: pa.DataType, encoding: Encoding) -> bool:
     if pa.types.is_dictionary(t):
@@ -49,6 +31,7 @@ def _arrow_matches(t: pa.DataType, encoding: Encoding) -> bool:
 
 def check_dataframe_schema(findings: Findings, what: str, schema: pa.Schema, columns: tuple[Column, ...],
                            organism: str | None = None) -> None:
+    """Check a dataframe's columns against the schema's: none missing, none extra, each of its encoding."""
     wanted = {c.name: c for c in columns}
     have = {f.name: f.type for f in schema}
     for name, col in wanted.items():
@@ -66,6 +49,7 @@ def check_dataframe_schema(findings: Findings, what: str, schema: pa.Schema, col
 
 def check_ndarray_schema(findings: Findings, what: str, schema: pa.Schema, value: Encoding,
                          organism: str | None) -> None:
+    """Check a sparse array's type: 2-D, int64 dimensions, values of encoding ``value``."""
     types = {f.name: f.type for f in schema}
     for dim in ("soma_dim_0", "soma_dim_1"):
         t = types.get(dim)
@@ -187,18 +171,11 @@ def _experiment(findings: Findings, exp: Any, spec: Spec, organism: str) -> Expe
     return out
 
 
-def joinid_batches(uri: str) -> Iterator[pa.Array]:
-    """A dataframe's soma_joinid column, in joinid order, a batch at a time."""
-    import tiledbsoma as soma
-
-    with soma.DataFrame.open(uri) as df:
-        for batch in df.read(column_names=["soma_joinid"], result_order="row-major"):
-            yield batch.column("soma_joinid")
-
-
 def check_joinids(findings: Findings, uri: str, what: str, organism: str | None = None) -> int:
-    """soma_joinid must be exactly 0..n-1; returns n (rows found). One finding per dataframe: after the first
-    gap or duplicate every later joinid is off too."""
+    """Check that soma_joinid is exactly 0..n-1; return n (rows found).
+
+    One finding per dataframe: after the first gap or duplicate every later joinid is off too.
+    """
     n = 0
     reported = False
     try:
@@ -217,9 +194,54 @@ def check_joinids(findings: Findings, uri: str, what: str, organism: str | None 
     return n
 
 
-def read_table(uri: str, columns: list[str] | None = None) -> pa.Table:
+def check_structure(run: Run) -> None:
+    """Step 2: the object tree, types and encodings; soma_joinids; shapes against the expected release."""
     import tiledbsoma as soma
 
-    with soma.DataFrame.open(uri) as df:
-        names = [c for c in columns if c in df.schema.names] if columns is not None else None
-        return df.read(column_names=names, result_order="row-major").concat()
+    model = run.planned()
+    run.layout = layout = open_layout(run.release_uri, run.spec, list(model.organisms), run.findings)
+    for name, uri in layout.tables.items():
+        check_joinids(run.findings, uri, f"census_info['{name}']")
+    if "datasets" in layout.tables:  # the presence matrix's rows are the datasets table's soma_joinids
+        try:
+            t = read_table(layout.tables["datasets"], ["soma_joinid", "dataset_id"])
+            model.number_datasets(t.column("dataset_id").to_pylist(), t.column("soma_joinid").to_pylist())
+        except Exception as e:
+            logger.warning("datasets table numbering not readable (%s): manifest order assumed", e)
+    for name, exp in layout.experiments.items():
+        org = model.organisms.get(name)
+        found = run.found.setdefault(name, Found())
+        n_obs, n_var = (org.n_obs, len(org.var)) if org else (0, 0)
+        if exp.obs:
+            found.obs_count = check_joinids(run.findings, exp.obs, f"census_data['{name}'].obs", name)
+            if found.obs_count != n_obs:
+                run.findings.add("shapes", Finding("obs has the wrong number of cells", organism=name,
+                                                    expected=n_obs, found=found.obs_count))
+        if exp.var:
+            got = check_joinids(run.findings, exp.var, f"census_data['{name}'].var", name)
+            if got != n_var:
+                run.findings.add("shapes", Finding("var has the wrong number of genes", organism=name,
+                                                    expected=n_var, found=got))
+            if org is not None:
+                try:
+                    found.var_numbering = read_var_numbering(exp.var, org.var.feature_ids)
+                except Exception as e:
+                    logger.warning("%s var not readable (%s): feature_id order assumed", name, e)
+        arrays = {f"X['{k}']": (uri, (n_obs, n_var)) for k, uri in exp.x.items()}
+        if exp.presence:  # its height is checked with the datasets table (check_tables)
+            arrays[run.spec.presence_matrix] = (exp.presence, (-1, n_var))
+        for what, (uri, wanted) in arrays.items():
+            try:
+                with soma.SparseNDArray.open(uri) as arr:
+                    shape = tuple(int(s) for s in arr.shape)
+            except Exception as e:
+                run.findings.add("shapes", Finding(f"{what} cannot be opened: {type(e).__name__}: {e}",
+                                                    organism=name))
+                continue
+            want = wanted
+            if want[0] < 0:
+                found.presence_shape = (shape[0], shape[1]) if len(shape) == 2 else None
+                want = (shape[0], n_var) if len(shape) == 2 else want
+            if shape != want:
+                run.findings.add("shapes", Finding(f"{what} has the wrong shape", organism=name,
+                                                    expected=list(want), found=list(shape)))

@@ -18,6 +18,8 @@ ENCODINGS: tuple[Encoding, ...] = ("string", "bool", "int64", "float32")
 
 @dataclass(frozen=True)
 class Column:
+    """A dataframe column of the schema."""
+
     name: str
     encoding: Encoding
     origin: str = "derived"  # "source" (copied from the H5AD), "derived" or "statistic"
@@ -25,6 +27,8 @@ class Column:
 
 @dataclass(frozen=True)
 class Organism:
+    """A Census organism."""
+
     name: str  # census_data key, e.g. "homo_sapiens"
     label: str  # e.g. "Homo sapiens"
     term: str  # e.g. "NCBITaxon:9606"
@@ -32,6 +36,8 @@ class Organism:
 
 @dataclass(frozen=True)
 class Category:
+    """A summary_cell_counts category and the obs columns of its label and term."""
+
     name: str
     label_column: str | None  # None: the label is "na"
     term_column: str | None  # None: the ontology_term_id is "na"
@@ -39,6 +45,8 @@ class Category:
 
 @dataclass(frozen=True)
 class Spec:
+    """The Census schema, as the validator reads it."""
+
     version: str
     dataset_schema_version: str
     organisms: tuple[Organism, ...]
@@ -58,13 +66,16 @@ class Spec:
     presence_encoding: Encoding
 
     def organism_by_term(self, term: str) -> Organism | None:
+        """Return the organism with ontology term ``term`` (None: not a Census organism)."""
         return next((o for o in self.organisms if o.term == term), None)
 
     def organism_by_name(self, name: str) -> Organism:
+        """Return the organism whose census_data key is ``name``."""
         return next(o for o in self.organisms if o.name == name)
 
     @property
     def obs_source_columns(self) -> tuple[str, ...]:
+        """The obs columns copied from the source H5AD."""
         return tuple(c.name for c in self.obs if c.origin == "source")
 
 

@@ -1,11 +1,13 @@
-"""The set of cells of one dataset, by observation_joinid: release obs rows with that dataset_id vs the
-filtered source (a dask task per dataset). Positions are checked chunk by chunk (validation.chunks); this
-check sees cells that are missing, added or duplicated wherever they are.
+"""The set of cells of one dataset, by observation_joinid (a dask task per dataset).
+
+Release obs rows with that dataset_id vs the filtered source. Positions are checked chunk by chunk
+(validation.contents.chunks); this check sees cells that are missing, added or duplicated wherever they are.
 
 Both sides are streamed in slices and compared as 64-bit hashes of the observation_joinid strings, so a
 dataset of millions of cells costs 8 bytes per cell; the few offending cells are read again by position
-to name them. The same hashes give the release soma_joinid of every kept source cell (validation.numbering):
-the map the content checks compare through, whatever order the release numbers the cells in.
+to name them. The same hashes give the release soma_joinid of every kept source cell
+(validation.checks.numbering): the map the content checks compare through, whatever order the release
+numbers the cells in.
 """
 
 from __future__ import annotations
@@ -17,28 +19,33 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from validation.expected import as_bools, keep_rows
-from validation.numbering import cell_joinids, contiguous_start
+from validation.checks.numbering import cell_joinids, contiguous_start
+from validation.contents.tasks import MAX_TASK_FINDINGS
+from validation.expected.filters import as_bools, keep_rows
+from validation.expected.spec import load_spec
+from validation.inputs.source import SourceFile
 from validation.report import Finding
-from validation.source import SourceFile
-from validation.spec import load_spec
 
 SLICE = 200_000  # source rows read at a time
 
 
 @dataclass(frozen=True)
 class CellSetTask:
+    """Check the cells of one dataset."""
+
     dataset_id: str
     organism: str
     organism_term: str
     path: str
     schema_version: str
     obs_uri: str
-    max_findings: int = 20
+    max_findings: int = MAX_TASK_FINDINGS
 
 
 @dataclass
 class CellSetResult:
+    """What the cell-set check found, and where the release put the dataset's cells."""
+
     dataset_id: str
     organism: str
     n_found: int = 0  # obs rows with this dataset_id
@@ -105,6 +112,7 @@ def _release_names(uri: str, joinids: npt.NDArray[np.int64]) -> dict[int, str]:
 
 
 def check_cell_set(task: CellSetTask) -> CellSetResult:
+    """Compare the dataset's cells in the release with its filtered source cells (a dask task)."""
     res = CellSetResult(task.dataset_id, task.organism)
     where: dict[str, Any] = {"dataset_id": task.dataset_id, "organism": task.organism}
     try:
@@ -147,9 +155,11 @@ def check_cell_set(task: CellSetTask) -> CellSetResult:
     return res
 
 
-def foreign_cells(obs_uri: str, members: list[str], limit: int = 20) -> tuple[int, list[dict[str, Any]]]:
-    """obs rows whose dataset_id is none of ``members`` (the organism's contributing datasets), wherever they
-    are: their number and the first ``limit`` (soma_joinid, dataset_id, observation_joinid)."""
+def foreign_cells(obs_uri: str, members: list[str], limit: int = MAX_TASK_FINDINGS) -> tuple[int, list[dict[str, Any]]]:
+    """Find obs rows whose dataset_id is none of ``members`` (the organism's contributing datasets).
+
+    Returns their number and the first ``limit`` (soma_joinid, dataset_id, observation_joinid), wherever they are.
+    """
     import tiledbsoma as soma
 
     condition = "dataset_id not in [" + ", ".join(_quoted(m) for m in members) + "]"
