@@ -14,6 +14,7 @@ from census_builder.names import check_version_name
 
 SCHEDULER_CONNECT_TIMEOUT = 5.0  # seconds to reach --scheduler before giving up
 DEFAULT_SCHEDULER_PORT = 8786
+LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -28,6 +29,35 @@ def version(text: str) -> str:
         return check_version_name(text)
     except UsageError as e:
         raise argparse.ArgumentTypeError(str(e)) from e
+
+
+def fraction(text: str) -> float:
+    """A share between 0 and 1 (``--max-excluded``)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a share between 0 and 1 (e.g. 0.25)")
+    return value
+
+
+def schema_version(text: str) -> str:
+    """A Census schema version this census-builder has the schema of (``schema/census_schema_*.yaml``)."""
+    import census_schema
+
+    known = census_schema.available_versions()
+    if text not in known:
+        have = ", ".join(known)
+        raise argparse.ArgumentTypeError(f"{text!r} is not a Census schema version this builder has ({have})")
+    return text
+
+
+def log_level(text: str) -> str:
+    """A logging level name for census_builder's own records: debug, info, warning or error."""
+    if text.lower() not in LOG_LEVELS:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a log level ({', '.join(LOG_LEVELS)})")
+    return text.lower()
 
 
 def positive_int(text: str) -> int:
