@@ -96,6 +96,7 @@ class Settings:
     publish_jobs: int = DEFAULT_PUBLISH_JOBS
     log_level: str = DEFAULT_LOG_LEVEL
     config_file: Path | None = None  # the file read, if any
+    keys: tuple[str, ...] = KEYS  # the settings resolved (a command's); the others keep their defaults
     origins: Mapping[str, str] = field(default_factory=dict, compare=False)
 
     def value(self, key: str) -> object:
@@ -157,7 +158,7 @@ def load_settings(
         if key in wanted:
             values[key] = value
             origins[key] = f"flag {_BY_KEY[key].flag}"
-    return Settings(**values, config_file=path, origins=origins)
+    return Settings(**values, config_file=path, keys=wanted, origins=origins)
 
 
 def _read_file(path: Path) -> dict[str, Any]:
@@ -192,5 +193,6 @@ def _check(setting: Setting, text: str, where: str) -> object:
 
 
 def describe(settings: Settings, keys: Iterable[str] | None = None) -> str:
-    """``key=value (origin), ...`` for ``keys`` (default: all): the build log's record of its settings."""
-    return ", ".join(f"{k}={settings.shown(k)} ({settings.origin(k)})" for k in (KEYS if keys is None else keys))
+    """``key=value (origin), ...`` for ``keys`` (default: those resolved): the build log's record of its settings."""
+    chosen = settings.keys if keys is None else keys
+    return ", ".join(f"{k}={settings.shown(k)} ({settings.origin(k)})" for k in chosen)

@@ -86,7 +86,7 @@ def _build(args: argparse.Namespace) -> int:
     paths = BuildPaths.for_version(args.workdir, args.version)
     if not paths.is_complete():
         log_to_file(paths.log)
-    logger.info("settings: %s", config.describe(args.settings, args.setting_keys))
+    logger.info("settings: %s", config.describe(args.settings))
     build_config = BuildConfig(
         version=args.version,
         manifest=args.manifest,
