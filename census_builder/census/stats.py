@@ -14,6 +14,7 @@ import numpy.typing as npt
 import scipy.sparse as sp
 
 F32_TINY = np.finfo(np.float32).smallest_subnormal
+INT64_VALUE_BITS = 63  # bits of a non-negative int64
 
 
 @dataclass(frozen=True)
@@ -105,7 +106,7 @@ def _sort_by_key(key: npt.NDArray[np.int64], n_keys: int) -> tuple[npt.NDArray[n
     (numpy's vectorised sort, several times faster than an argsort) gives both; else a stable argsort.
     """
     bits = max(int(key.size - 1).bit_length(), 1)
-    if max(n_keys - 1, 1).bit_length() + bits <= 63:
+    if max(n_keys - 1, 1).bit_length() + bits <= INT64_VALUE_BITS:
         packed = (key << bits) | np.arange(key.size, dtype=np.int64)
         packed.sort()
         return packed >> bits, packed & ((1 << bits) - 1)

@@ -13,6 +13,7 @@ from census_builder import __version__
 
 GIT_COMMIT_ENV = "CENSUS_BUILDER_GIT_COMMIT"
 LIBRARIES = ("tiledbsoma", "anndata", "dask", "distributed")
+GIT_TIMEOUT = 10  # seconds for `git rev-parse HEAD`
 
 
 def git_commit(source_dir: Path | None = None) -> str:
@@ -24,7 +25,11 @@ def git_commit(source_dir: Path | None = None) -> str:
         return ""
     try:
         out = subprocess.run(
-            ["git", "-C", str(tree), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10, check=False
+            ["git", "-C", str(tree), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=GIT_TIMEOUT,
+            check=False,
         )
     except (OSError, subprocess.SubprocessError):
         return ""

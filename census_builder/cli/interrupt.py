@@ -19,6 +19,7 @@ from types import FrameType
 logger = logging.getLogger(__name__)
 
 HANDLED = (signal.SIGINT, signal.SIGTERM)
+SIGNAL_EXIT_BASE = 128  # the shell's convention: a command ended by signal N exits 128 + N
 
 
 class Interrupted(KeyboardInterrupt):
@@ -32,7 +33,7 @@ class Interrupted(KeyboardInterrupt):
 
     @property
     def exit_code(self) -> int:
-        return 128 + self.signum
+        return SIGNAL_EXIT_BASE + self.signum
 
 
 def signal_name(signum: int) -> str:

@@ -106,7 +106,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _interrupted(e: KeyboardInterrupt, args: argparse.Namespace, argv: list[str]) -> int:
     """One line: what was stopped and the command that carries on; exit 128 + signal."""
-    from census_builder.cli.interrupt import Interrupted, command_line, signal_name, signum_of
+    from census_builder.cli.interrupt import SIGNAL_EXIT_BASE, Interrupted, command_line, signal_name, signum_of
 
     signum = signum_of(e)
     what = e.what if isinstance(e, Interrupted) and e.what else f"{args.command} interrupted"
@@ -117,4 +117,4 @@ def _interrupted(e: KeyboardInterrupt, args: argparse.Namespace, argv: list[str]
     else:
         todo = command_line(argv)
     logger.error("%s by %s; continue with: %s", what, signal_name(signum), todo)
-    return 128 + signum
+    return SIGNAL_EXIT_BASE + signum

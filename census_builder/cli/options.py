@@ -140,6 +140,6 @@ def scheduler(text: str) -> str:
     if not answered:
         raise argparse.ArgumentTypeError(
             f"cannot reach the dask scheduler at {text} ({problem} within {SCHEDULER_CONNECT_TIMEOUT:g} s); "
-            "start it (dask scheduler --port 8786) or fix the address"
+            f"start it (dask scheduler --port {DEFAULT_SCHEDULER_PORT}) or fix the address"
         )
     return text

@@ -20,6 +20,7 @@ import pandas as pd
 import scipy.sparse as sp
 from anndata.io import read_elem
 
+from census_builder.census.counts import first_bad_count
 from census_builder.errors import InputError
 
 logger = logging.getLogger(__name__)
@@ -27,8 +28,6 @@ logger = logging.getLogger(__name__)
 MatrixFormat = Literal["csr", "csc", "dense"]
 # Bound on the number of stored entries read at once while scanning a CSC matrix for a row range.
 _CSC_SCAN_BLOCK = 8_000_000
-# X["raw"] is float32: every integer up to 2**24 is exact, above it only some are.
-FLOAT32_EXACT_MAX = 2**24
 
 CellGeneNamer = Callable[[int, int], str]  # (source row, source column) -> "cell ..., gene ..." for messages
 
@@ -290,50 +289,6 @@ def check_counts(values: npt.NDArray[Any], h5: H5AD, key: str) -> None:
     bad = first_bad_count(values)
     if bad is not None:
         raise h5.error(bad[1], field=key)
-
-
-def first_bad_count(values: npt.NDArray[Any]) -> tuple[int, str] | None:
-    """(position, reason) of the first value that is not a valid count, or None: counts are finite,
-    non-negative integers, and X["raw"] stores them as float32, so one above 2**24 must be exactly a float32."""
-    if values.size == 0:
-        return None
-    if values.dtype.kind not in "iuf":
-        return 0, f"counts have non-numeric dtype {values.dtype}"
-    if values.dtype.kind == "f":
-        finite = np.isfinite(values)
-        if not finite.all():
-            i = int(np.argmin(finite))
-            return i, f"non-finite count {values[i]} (NaN or infinite)"
-    if values.dtype.kind != "u" and values.min() < 0:  # reductions first: locate only when something is wrong
-        i = int(np.argmax(values < 0))
-        return i, f"negative count {values[i]}"
-    if values.dtype.kind == "f":
-        frac = values != np.floor(values)
-        if frac.any():
-            i = int(np.argmax(frac))
-            return i, f"non-integer count {values[i]!r}: counts must be integers (raw counts, not normalized)"
-    if values.dtype.itemsize <= 2 or values.dtype == np.float32:
-        return None  # float32 holds every value of these types exactly
-    if values.max() > FLOAT32_EXACT_MAX:
-        large = np.nonzero(values > FLOAT32_EXACT_MAX)[0]
-        big = values[large]
-        as32 = big.astype(np.float32)
-        if values.dtype.kind == "f":
-            inexact = as32.astype(values.dtype) != big
-        else:  # compare as integers (float64 cannot hold every int64); rounding up past the type's max is inexact
-            limit = 2.0 ** (values.dtype.itemsize * 8 - (1 if values.dtype.kind == "i" else 0))
-            in_range = as32.astype(np.float64) < limit
-            back = np.zeros_like(big)
-            back[in_range] = as32[in_range].astype(values.dtype)
-            inexact = ~in_range | (back != big)
-        if inexact.any():
-            j = int(np.argmax(inexact))
-            v = big[j]
-            return int(large[j]), (
-                f"count {int(v)} cannot be stored exactly in X['raw'] (float32 would make it "
-                f"{int(as32[j])}); counts above {FLOAT32_EXACT_MAX:,} must be exact float32 values"
-            )
-    return None
 
 
 def _blocks(total: int, size: int) -> Iterator[tuple[int, int]]:

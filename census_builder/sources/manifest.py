@@ -15,12 +15,14 @@ REQUIRED_COLUMNS = ("dataset_id", "h5ad_uri")
 OPTIONAL_COLUMNS = ("dataset_version_id", "collection_id", "collection_name", "collection_doi", "dataset_title")
 _DATASET_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 NAME_MAX = 255  # bytes in one file name on Linux file systems (ext4, xfs, NFS, tmpfs...)
+STAGING_TMP_HEX = 12  # hex digits of the random part of a staging copy's temporary name
+PUBLISH_TMP_HEX = 32  # hex digits of the random part (a whole uuid4) of publish's temporary name
 # File names derived from a dataset id by the build and by publish; the longest sets the limit on ids.
 DERIVED_NAMES = (
     "{id}.h5ad",  # h5ads/
-    ".{id}.h5ad." + "0" * 12 + ".partial",  # a copy or download in progress (census_builder.sources.staging)
+    ".{id}.h5ad." + "0" * STAGING_TMP_HEX + ".partial",  # a copy or download in progress (sources/staging.py)
     "{id}.genes.parquet",  # .build/plan/
-    ".{id}.h5ad." + "0" * 32 + ".partial",  # publish's temporary name at a local destination
+    ".{id}.h5ad." + "0" * PUBLISH_TMP_HEX + ".partial",  # publish's temporary name at a local destination
 )
 MAX_DATASET_ID_BYTES = NAME_MAX - max(len(t.format(id="")) for t in DERIVED_NAMES)
 

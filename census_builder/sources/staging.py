@@ -30,7 +30,7 @@ from typing import Any
 
 from census_builder.build.state import BuildPaths, read_json, write_json_atomic
 from census_builder.errors import BuildStateError, InputError, ManifestError
-from census_builder.sources.manifest import Manifest, ManifestEntry
+from census_builder.sources.manifest import STAGING_TMP_HEX, Manifest, ManifestEntry
 
 logger = logging.getLogger(__name__)
 
@@ -104,16 +104,19 @@ def source_identity(manifest: Manifest, entry: ManifestEntry, client: Any = None
 
 
 _HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+_HDF5_FIRST_USER_BLOCK = 512  # the smallest user block; larger ones double it
+DOWNLOAD_ATTEMPTS = 3  # a transfer that breaks off mid-stream is started again this often in all
+DOWNLOAD_CHUNK_BYTES = 8 * 1024**2  # read size while streaming an S3 object to disk
 
 
 def _has_hdf5_signature(f: Any, size: int) -> bool:
     """HDF5 puts its signature at byte 0, 512, 1024, 2048, ... (after an optional user block)."""
     offset = 0
-    while offset + 8 <= size:
+    while offset + len(_HDF5_SIGNATURE) <= size:
         f.seek(offset)
-        if f.read(8) == _HDF5_SIGNATURE:
+        if f.read(len(_HDF5_SIGNATURE)) == _HDF5_SIGNATURE:
             return True
-        offset = 512 if offset == 0 else offset * 2
+        offset = _HDF5_FIRST_USER_BLOCK if offset == 0 else offset * 2
     return False
 
 
@@ -241,7 +244,7 @@ def stage_source(
             logger.info("dataset %s: the staged copy %s is not the one recorded; staging it again", ds, dest)
     _drop_partial(rec)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex[:12]}.partial")
+    tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex[:STAGING_TMP_HEX]}.partial")
     previous = file_identity(dest) if rec is not None and _ours(rec, dest) else None  # ours, to be replaced
     base = {"dataset_id": ds, "dest": str(dest), "source": ident, "replaced": previous}
     _write_record(records, ds, {**base, "partial": str(tmp), "staged": None, "method": None})  # before creating
@@ -357,7 +360,9 @@ def _link_or_copy(src: Path, dest: Path) -> str:
     return "copy"
 
 
-def _download(entry: ManifestEntry, ident: dict[str, Any], dest: Path, client: Any, attempts: int = 3) -> str:
+def _download(
+    entry: ManifestEntry, ident: dict[str, Any], dest: Path, client: Any, attempts: int = DOWNLOAD_ATTEMPTS
+) -> str:
     """Stream the S3 object (the version whose ETag was recorded) to ``dest``; returns its SHA-256. A transfer
     that breaks off is started again (up to ``attempts`` times): the hash covers exactly the bytes written."""
     from botocore.exceptions import BotoCoreError, ClientError
@@ -371,7 +376,7 @@ def _download(entry: ManifestEntry, ident: dict[str, Any], dest: Path, client: A
         try:
             body = (client or s3_client()).get_object(**args)["Body"]
             with dest.open("wb") as f:
-                for chunk in body.iter_chunks(8 * 1024**2):
+                for chunk in body.iter_chunks(DOWNLOAD_CHUNK_BYTES):
                     h.update(chunk)
                     f.write(chunk)
             return h.hexdigest()
