@@ -100,7 +100,7 @@ class Settings:
     origins: Mapping[str, str] = field(default_factory=dict, compare=False)
 
     def value(self, key: str) -> object:
-        """The value of setting ``key``."""
+        """Return the value of setting ``key``."""
         return getattr(self, key)
 
     def origin(self, key: str) -> str:
@@ -108,13 +108,13 @@ class Settings:
         return self.origins.get(key, DEFAULT_ORIGIN)
 
     def shown(self, key: str) -> str:
-        """The value of ``key`` as the `config` command and the build log show it."""
+        """Return the value of ``key`` as the `config` command and the build log show it."""
         value = self.value(key)
         return _BY_KEY[key].unset if value is None else str(value)
 
 
 def config_file_path(flag: Path | None, environ: Mapping[str, str]) -> tuple[Path | None, str]:
-    """The config file to read and why: ``--config FILE``, else ``$CENSUS_BUILDER_CONFIG``, else none."""
+    """Return the config file to read and why: ``--config FILE``, else ``$CENSUS_BUILDER_CONFIG``, else none."""
     if flag is not None:
         return flag, "--config"
     if environ.get(CONFIG_ENV):

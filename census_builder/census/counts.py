@@ -15,8 +15,11 @@ FLOAT32_EXACT_MAX = 2**24
 
 
 def first_bad_count(values: npt.NDArray[Any]) -> tuple[int, str] | None:
-    """(position, reason) of the first value that is not a valid count, or None: counts are finite,
-    non-negative integers, and X["raw"] stores them as float32, so one above 2**24 must be exactly a float32."""
+    """Return (position, reason) of the first value that is not a valid count, or None.
+
+    Counts are finite, non-negative integers, and X["raw"] stores them as float32, so one above 2**24 must
+    be exactly a float32.
+    """
     if values.size == 0:
         return None
     if values.dtype.kind not in "iuf":

@@ -46,7 +46,7 @@ def census_genes(feature_biotype: Any, feature_reference: Any, schema: CensusSch
 
 
 def gene_organisms(feature_reference: Any, is_gene: npt.NDArray[np.bool_]) -> list[str]:
-    """The organism terms the Census genes (``is_gene``) come from, sorted."""
+    """Return the organism terms the Census genes (``is_gene``) come from, sorted."""
     return sorted(set(_strings(feature_reference)[is_gene]))
 
 
@@ -100,15 +100,15 @@ def uses_feature_length(assay_term_ids: Any, schema: CensusSchema) -> npt.NDArra
 
 
 def tissue_types_outside_vocabulary(tissue_types: Any, schema: CensusSchema) -> list[str]:
-    """The tissue_type values that the dataset schema does not allow, sorted."""
+    """Return the tissue_type values that the dataset schema does not allow, sorted."""
     return sorted({str(v) for v in pd.Series(tissue_types).unique()} - set(schema.tissue_type_vocabulary))
 
 
 def malformed_assay_terms(assay_counts: Iterable[tuple[str, int]]) -> list[tuple[str, int]]:
-    """The (assay, cells) pairs whose assay is no EFO term id at all (whitespace, typo)."""
+    """Return the (assay, cells) pairs whose assay is no EFO term id at all (whitespace, typo)."""
     return [(t, n) for t, n in assay_counts if not ASSAY_TERM_ID.match(t)]
 
 
 def unclassified_assays(assay_counts: Iterable[tuple[str, int]], schema: CensusSchema) -> list[tuple[str, int]]:
-    """The (assay, cells) pairs whose assay the Census schema neither includes nor excludes."""
+    """Return the (assay, cells) pairs whose assay the Census schema neither includes nor excludes."""
     return [(t, n) for t, n in assay_counts if t not in schema.included_assays and t not in schema.excluded_assays]

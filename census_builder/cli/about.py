@@ -1,5 +1,8 @@
-"""``python -m census_builder --about``: what this census-builder is (version, git commit), which Census
-schema versions it builds, and the versions of the libraries that shape a release."""
+"""``python -m census_builder --about``: what this census-builder is.
+
+Its version and git commit, the Census schema versions it builds, and the versions of the libraries that
+shape a release.
+"""
 
 from __future__ import annotations
 
@@ -44,6 +47,7 @@ def _version(pkg: str) -> str:
 
 
 def about_lines() -> list[str]:
+    """Return the lines ``--about`` prints."""
     import census_schema
 
     return [

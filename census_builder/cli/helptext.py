@@ -15,6 +15,8 @@ from census_builder.config import CONFIG_ENV, DEFAULT_WORKDIR
 
 @dataclass(frozen=True)
 class Help:
+    """The help of one command: its description, one example and which exit codes it has."""
+
     description: str
     example: str
     exit_codes: str = "common"  # a key of EXIT_CODES
@@ -129,6 +131,7 @@ HELP: dict[str, Help] = {
 
 
 def epilog(h: Help | None) -> str:
+    """Return the text after the options: the example, then the exit codes."""
     codes = EXIT_CODES[h.exit_codes if h else "common"]
     return f"example:\n  {h.example}\n\n{codes}" if h else codes
 

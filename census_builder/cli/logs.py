@@ -1,5 +1,7 @@
-"""Logging of the commands: the stderr handler at the user's level, and the debug log files beside a build
-(``DIR/VERSION/build.log``, ``validate.log``, ``publish.log``, ``notes.log``)."""
+"""Logging of the commands: the stderr handler at the user's level, and the debug log files beside a build.
+
+The files are ``DIR/VERSION/build.log``, ``validate.log``, ``publish.log`` and ``notes.log``.
+"""
 
 from __future__ import annotations
 

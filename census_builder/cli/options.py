@@ -21,10 +21,12 @@ class ArgumentParser(argparse.ArgumentParser):
     """Usage errors as one line (``PROG: error: ... (see PROG --help)``), exit status 2; subparsers inherit it."""
 
     def error(self, message: str) -> NoReturn:
+        """Print ``message`` as one line and exit 2."""
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def version(text: str) -> str:
+    """Parse a release version name (``census_builder.names``)."""
     try:
         return check_version_name(text)
     except UsageError as e:
@@ -32,7 +34,7 @@ def version(text: str) -> str:
 
 
 def fraction(text: str) -> float:
-    """A share between 0 and 1 (``--max-excluded``)."""
+    """Parse a share between 0 and 1 (``--max-excluded``)."""
     try:
         value = float(text)
     except ValueError:
@@ -43,7 +45,7 @@ def fraction(text: str) -> float:
 
 
 def schema_version(text: str) -> str:
-    """A Census schema version this census-builder has the schema of (``schema/census_schema_*.yaml``)."""
+    """Parse a Census schema version this census-builder has the schema of (``schema/census_schema_*.yaml``)."""
     import census_schema
 
     known = census_schema.available_versions()
@@ -54,13 +56,14 @@ def schema_version(text: str) -> str:
 
 
 def log_level(text: str) -> str:
-    """A logging level name for census_builder's own records: debug, info, warning or error."""
+    """Parse a logging level name for census_builder's own records: debug, info, warning or error."""
     if text.lower() not in LOG_LEVELS:
         raise argparse.ArgumentTypeError(f"{text!r} is not a log level ({', '.join(LOG_LEVELS)})")
     return text.lower()
 
 
 def positive_int(text: str) -> int:
+    """Parse a whole number of at least 1."""
     try:
         n = int(text)
     except ValueError:
@@ -71,6 +74,7 @@ def positive_int(text: str) -> int:
 
 
 def iso_date(text: str) -> str:
+    """Parse an ISO date, YYYY-MM-DD."""
     try:
         if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
             raise ValueError(text)
@@ -80,7 +84,7 @@ def iso_date(text: str) -> str:
 
 
 def workdir(text: str) -> Path:
-    """A directory, or a path where one can be created: nothing on the way may be a file."""
+    """Parse a directory, or a path where one can be created: nothing on the way may be a file."""
     path = Path(text)
     for p in (path, *path.absolute().parents):
         if p.exists():
@@ -107,7 +111,7 @@ def memory_limit(text: str) -> str:
 
 
 def scheduler(text: str) -> str:
-    """A dask scheduler address (``tcp://host:port``, ``host:port``...) that answers within a few seconds."""
+    """Parse a dask scheduler address (``tcp://host:port``, ``host:port``...) that answers within a few seconds."""
     scheme, sep, rest = text.partition("://")
     if not sep:
         scheme, rest = "tcp", text

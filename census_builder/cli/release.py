@@ -1,5 +1,6 @@
-"""Command line for releases: ``publish``, ``release {alias,unalias,retract,unretract,lts,mirrors,list}``
-and ``notes``.
+"""Command line for releases: ``publish``, ``release ...`` and ``notes``.
+
+``release`` has the subcommands alias, unalias, retract, unretract, lts, mirrors and list.
 
 ``register_release_commands`` adds the subcommands to the main parser; each sets ``handler`` (args -> exit
 code), which ``census_builder.cli.main.main`` calls. Heavy imports happen inside the handlers.

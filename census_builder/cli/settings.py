@@ -50,7 +50,7 @@ def setting_flag(parser: argparse.ArgumentParser, key: str) -> None:
 
 
 def resolve(args: argparse.Namespace) -> Settings:
-    """The settings of the command in ``args``; sets each setting flag's attribute of ``args`` to its value.
+    """Return the settings of the command in ``args``; sets each setting flag's attribute of ``args`` to its value.
 
     Raises :class:`~census_builder.errors.UsageError` for a bad config file or environment value.
     """
@@ -85,7 +85,7 @@ def register_config_command(sub: Any) -> None:
 
 
 def config_lines(settings: Settings) -> list[str]:
-    """The output of ``config``: the config file, then one line per setting (key, value, origin)."""
+    """Return the output of ``config``: the config file, then one line per setting (key, value, origin)."""
     if settings.config_file is None:
         head = f"config file: none (--config FILE or ${config.CONFIG_ENV} names one)"
     else:

@@ -65,15 +65,18 @@ class H5AD:
 
     @property
     def file(self) -> h5py.File:
+        """The open HDF5 file."""
         if self._file is None:
             raise RuntimeError("H5AD used outside its context manager")
         return self._file
 
     def error(self, reason: str, field: str = "") -> InputError:
+        """Return an InputError naming this dataset, its source file and ``field``."""
         return InputError(self.dataset_id, reason, uri=self.source or str(self.path), field=field)
 
     # -- uns -------------------------------------------------------------------------------------------
     def uns_string(self, key: str, default: str | None = None) -> str:
+        """Read ``uns[key]`` as a string; ``default`` when missing, else an error."""
         uns = self.file.get("uns")
         if uns is None or key not in uns:
             if default is not None:
@@ -88,6 +91,7 @@ class H5AD:
 
     # -- dataframes ------------------------------------------------------------------------------------
     def counts_location(self) -> CountsLocation:
+        """Return where the raw counts are: raw/X with raw/var, else X with var."""
         f = self.file
         if "raw" in f and "X" in f["raw"]:
             return CountsLocation(matrix="raw/X", var="raw/var")
@@ -96,6 +100,7 @@ class H5AD:
         return CountsLocation(matrix="X", var="var")
 
     def dataframe_index(self, key: str) -> pd.Index:
+        """Read the index of the dataframe at ``key``."""
         group = self._group(key)
         index_col = group.attrs.get("_index", "_index")
         if isinstance(index_col, bytes):
@@ -107,8 +112,10 @@ class H5AD:
         return index
 
     def read_dataframe(self, key: str, columns: Sequence[str], *, required: bool = True) -> pd.DataFrame:
-        """Read ``columns`` of the dataframe at ``key`` (e.g. "obs", "raw/var"). Missing required columns raise
-        one error listing all of them; missing optional ones are left out."""
+        """Read ``columns`` of the dataframe at ``key`` (e.g. "obs", "raw/var").
+
+        Missing required columns raise one error listing all of them; missing optional ones are left out.
+        """
         group = self._group(key)
         index = self.dataframe_index(key)
         missing = [c for c in columns if c not in group]
@@ -125,6 +132,7 @@ class H5AD:
 
     # -- counts ----------------------------------------------------------------------------------------
     def counts(self, location: CountsLocation | None = None) -> CountsMatrix:
+        """Return the counts matrix (at ``location``, default :meth:`counts_location`)."""
         loc = location or self.counts_location()
         return CountsMatrix(self, self.file[loc.matrix], loc.matrix)
 
@@ -176,6 +184,7 @@ class CountsMatrix:
 
     @property
     def indptr(self) -> npt.NDArray[np.int64]:
+        """The sparse matrix's indptr, read once and checked non-decreasing from 0."""
         if self._indptr is None:
             self._indptr = np.asarray(self.node["indptr"][...], dtype=np.int64)
             if self._indptr[0] != 0 or np.any(np.diff(self._indptr) < 0):
@@ -185,7 +194,7 @@ class CountsMatrix:
         return self._indptr
 
     def row_costs(self) -> npt.NDArray[np.int64]:
-        """Stored entries per row (dense: the number of columns), used to size row chunks."""
+        """Return the stored entries per row (dense: the number of columns), used to size row chunks."""
         n_obs, n_var = self.shape
         if self.format == "dense":
             return np.full(n_obs, n_var, dtype=np.int64)
@@ -200,9 +209,12 @@ class CountsMatrix:
         return counts
 
     def check_values(self, block: int = _CSC_SCAN_BLOCK, name: CellGeneNamer | None = None) -> None:
-        """One pass over the stored values (and sparse indices): counts must be finite, non-negative integers
-        that float32 (X["raw"]'s type) holds exactly, and indices must lie inside the shape. Raises InputError
-        naming the first offender; ``name(row, col)`` names its cell and gene."""
+        """Check every stored value (and sparse index) in one pass.
+
+        Counts must be finite, non-negative integers that float32 (X["raw"]'s type) holds exactly, and
+        indices must lie inside the shape. Raises InputError naming the first offender; ``name(row, col)``
+        names its cell and gene.
+        """
 
         def where(row: int, col: int | None) -> str:
             if name is None:

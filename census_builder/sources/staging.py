@@ -53,14 +53,17 @@ def s3_client(endpoint_url: str | None = None) -> Any:
 
 
 def source_uri(manifest: Manifest, entry: ManifestEntry) -> str:
-    """The user's file as errors should name it: the S3 URI, or the local path the manifest resolves to."""
+    """Return the user's file as errors should name it: the S3 URI, or the local path the manifest resolves to."""
     return entry.h5ad_uri if entry.is_s3 else str(manifest.local_path(entry))
 
 
 def source_identity(manifest: Manifest, entry: ManifestEntry, client: Any = None) -> dict[str, Any]:
-    """What identifies the source's content without reading it: size, mtime_ns and inode of a local file
-    (checked readable: its HDF5 signature is read); ETag, size and LastModified of an S3 object.
-    InputError naming the user's file if it is missing, unreadable or unreachable."""
+    """Return what identifies the source's content without reading it.
+
+    Size, mtime_ns and inode of a local file (checked readable: its HDF5 signature is read); ETag, size and
+    LastModified of an S3 object. InputError naming the user's file if it is missing, unreadable or
+    unreachable.
+    """
     if entry.is_s3:
         from botocore.exceptions import BotoCoreError, ClientError
 
@@ -126,6 +129,7 @@ def source_size(manifest: Manifest, entry: ManifestEntry, client: Any = None) ->
 
 
 def file_identity(path: Path) -> dict[str, int]:
+    """Return size, mtime_ns and inode of the file at ``path``."""
     st = path.stat()
     return {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "inode": st.st_ino}
 
@@ -145,8 +149,10 @@ def identity_changes(recorded: dict[str, Any] | None, now: dict[str, Any]) -> li
 
 
 def check_layout(manifest: Manifest, manifest_path: Path, paths: BuildPaths) -> None:
-    """Refuse sources (or the manifest) inside the build's own folder DIR/VERSION/ (h5ads/, .build/, ...):
-    the build writes and cleans up there, and must never delete, move or write a user's file."""
+    """Refuse sources (or the manifest) inside the build's own folder DIR/VERSION/ (h5ads/, .build/, ...).
+
+    The build writes and cleans up there, and must never delete, move or write a user's file.
+    """
     root = paths.root.resolve()
     inside: list[str] = []
     for e in manifest.entries:
@@ -179,6 +185,7 @@ def _record_path(records: Path, dataset_id: str) -> Path:
 
 
 def read_record(records: Path, dataset_id: str) -> dict[str, Any] | None:
+    """Return the staging record of ``dataset_id``, or None if there is none."""
     path = _record_path(records, dataset_id)
     if not path.is_file():
         return None
@@ -194,7 +201,7 @@ def _write_record(records: Path, dataset_id: str, rec: dict[str, Any]) -> None:
 
 
 def _ours(rec: dict[str, Any], dest: Path) -> bool:
-    """Is the file at ``dest`` one this build created (its inode is recorded for that path)?"""
+    """Tell whether the file at ``dest`` is one this build created (its inode is recorded for that path)."""
     if rec.get("dest") != str(dest):
         return False
     try:
@@ -267,8 +274,10 @@ def stage_source(
 
 
 def move_staged(records: Path, dataset_id: str, src: Path, dest: Path) -> bool:
-    """Move the staged copy of ``dataset_id`` from ``src`` to ``dest`` if (and only if) this build created it,
-    and record its new place. Returns whether a file was moved."""
+    """Move the staged copy of ``dataset_id`` from ``src`` to ``dest`` if (and only if) this build created it.
+
+    Records its new place. Returns whether a file was moved.
+    """
     rec = read_record(records, dataset_id)
     if not (src.exists() or src.is_symlink()):
         return False
@@ -282,8 +291,11 @@ def move_staged(records: Path, dataset_id: str, src: Path, dest: Path) -> bool:
 
 
 def remove_staged(records: Path, dataset_id: str, dest: Path) -> bool:
-    """Delete the staged copy of ``dataset_id`` if (and only if) this build created it; keep the record's
-    source identity (a resume still notices a changed source). Returns whether a file was deleted."""
+    """Delete the staged copy of ``dataset_id`` if (and only if) this build created it.
+
+    The record keeps the source identity (a resume still notices a changed source). Returns whether a
+    file was deleted.
+    """
     rec = read_record(records, dataset_id)
     _drop_partial(rec)
     if not (dest.exists() or dest.is_symlink()):
@@ -334,7 +346,7 @@ _NO_LINK = {errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP, errno.EACCES}
 
 
 def _reflink(src: Path, dest: Path) -> bool:
-    """A copy-on-write clone (btrfs, XFS, ...): False where the filesystem cannot."""
+    """Clone ``src`` to ``dest`` copy-on-write (btrfs, XFS, ...); return False where the filesystem cannot."""
     try:
         with src.open("rb") as s, dest.open("xb") as d:
             fcntl.ioctl(d.fileno(), _FICLONE, s.fileno())
@@ -363,8 +375,11 @@ def _link_or_copy(src: Path, dest: Path) -> str:
 def _download(
     entry: ManifestEntry, ident: dict[str, Any], dest: Path, client: Any, attempts: int = DOWNLOAD_ATTEMPTS
 ) -> str:
-    """Stream the S3 object (the version whose ETag was recorded) to ``dest``; returns its SHA-256. A transfer
-    that breaks off is started again (up to ``attempts`` times): the hash covers exactly the bytes written."""
+    """Stream the S3 object (the version whose ETag was recorded) to ``dest``; returns its SHA-256.
+
+    A transfer that breaks off is started again (up to ``attempts`` times): the hash covers exactly the
+    bytes written.
+    """
     from botocore.exceptions import BotoCoreError, ClientError
 
     bucket, key = split_s3_uri(entry.h5ad_uri)
