@@ -96,6 +96,7 @@ class Settings:
     publish_jobs: int = DEFAULT_PUBLISH_JOBS
     log_level: str = DEFAULT_LOG_LEVEL
     config_file: Path | None = None  # the file read, if any
+    config_from: str = ""  # what named it: "--config" or "CENSUS_BUILDER_CONFIG"
     keys: tuple[str, ...] = KEYS  # the settings resolved (a command's); the others keep their defaults
     origins: Mapping[str, str] = field(default_factory=dict, compare=False)
 
@@ -140,7 +141,7 @@ def load_settings(
     wanted = KEYS if keys is None else tuple(keys)
     values: dict[str, Any] = {}
     origins: dict[str, str] = {}
-    path, _why = config_file_path(config_file, env)
+    path, why = config_file_path(config_file, env)
     if path is not None:
         for key, raw in _read_file(path).items():
             if key in wanted:
@@ -158,7 +159,7 @@ def load_settings(
         if key in wanted:
             values[key] = value
             origins[key] = f"flag {_BY_KEY[key].flag}"
-    return Settings(**values, config_file=path, keys=wanted, origins=origins)
+    return Settings(**values, config_file=path, config_from=why, keys=wanted, origins=origins)
 
 
 def _read_file(path: Path) -> dict[str, Any]:

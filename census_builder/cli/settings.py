@@ -28,7 +28,7 @@ FLAG_HELP = {
     "publish_jobs": f"concurrent transfers (default {config.DEFAULT_PUBLISH_JOBS})",
 }
 METAVARS = {"max_excluded": "FRACTION"}
-CONFIG_HELP = f"TOML file of site settings (default: ${config.CONFIG_ENV}); `config` shows the effective ones"
+CONFIG_HELP = f"TOML file of site settings (default: ${config.CONFIG_ENV})"
 _BY_KEY = {s.key: s for s in SETTINGS}
 
 
@@ -89,7 +89,7 @@ def config_lines(settings: Settings) -> list[str]:
     if settings.config_file is None:
         head = f"config file: none (--config FILE or ${config.CONFIG_ENV} names one)"
     else:
-        head = f"config file: {settings.config_file}"
+        head = f"config file: {settings.config_file} ({settings.config_from})"
     rows = [(k, settings.shown(k), settings.origin(k)) for k in KEYS]
     kw = max(len(r[0]) for r in rows)
     vw = max(len(r[1]) for r in rows)

@@ -51,7 +51,7 @@ def test_config_shows_each_value_and_where_it_came_from(
     monkeypatch.setenv("CENSUS_BUILDER_PUBLISH_JOBS", "4")
     monkeypatch.setenv("CENSUS_BUILDER_GIT_COMMIT", "not-a-setting")
     out = _config_out(capsys, ["--jobs", "5", "-v"])
-    assert out["config file"][0] == str(site)
+    assert out["config file"][0] == f"{site} (CENSUS_BUILDER_CONFIG)"
     assert out["workers"] == ("2", f"config file {site}")
     assert out["workdir"] == ("file-wd", f"config file {site}")
     assert out["chunk_nnz"] == ("2000", "environment CENSUS_BUILDER_CHUNK_NNZ")
@@ -61,7 +61,8 @@ def test_config_shows_each_value_and_where_it_came_from(
 
     other = tmp_path / "other.toml"
     other.write_text("workers = 7\n")
-    assert _config_out(capsys, ["--config", str(other)])["workers"] == ("7", f"config file {other}")
+    out = _config_out(capsys, ["--config", str(other)])
+    assert out["workers"] == ("7", f"config file {other}") and out["config file"][0] == f"{other} (--config)"
     assert _config_out(capsys, ["--workers", "9"])["workers"] == ("9", "flag --workers")
 
 
