@@ -11,17 +11,10 @@ from census_builder.build import pipeline
 from census_builder.build.pipeline import BuildConfig
 from census_builder.cli import main
 
-SETTING_VARS = [
-    "CENSUS_BUILDER_CONFIG",
-    *(f"CENSUS_BUILDER_{k.upper()}" for k in ("workdir", "workers", "scheduler", "chunk_nnz", "memory_limit")),
-    *(f"CENSUS_BUILDER_{k.upper()}" for k in ("max_excluded", "schema_version", "publish_jobs", "log_level")),
-]
-
 
 @pytest.fixture(autouse=True)
-def no_site_settings(monkeypatch: pytest.MonkeyPatch, restore_logging: None) -> None:
-    for name in SETTING_VARS:
-        monkeypatch.delenv(name, raising=False)
+def logging_restored(restore_logging: None) -> None:
+    """Every test here runs main(), which configures logging (tests/census_builder/conftest.py unsets settings)."""
 
 
 def _config_out(capsys: pytest.CaptureFixture[str], argv: list[str]) -> dict[str, tuple[str, str]]:
