@@ -92,9 +92,7 @@ def test_a_bad_setting_is_one_line_and_exit_2(
     assert not (tmp_path / "w").exists()
 
 
-def test_the_build_gets_its_settings_and_logs_them(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_the_build_gets_its_settings_and_logs_them(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     seen: list[BuildConfig] = []
 
     def fake_build(config: BuildConfig) -> None:
