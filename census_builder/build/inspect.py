@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ import pandas as pd
 from census_builder.errors import InputError
 from census_builder.sources.h5ad import H5AD, plan_row_chunks
 from census_builder.census.tissue_general import TissueMapper
+from census_builder.census import filters
 from census_builder.census.schema import CensusSchema
 
 logger = logging.getLogger(__name__)
@@ -161,42 +161,27 @@ def _inspect(
 
     # Genes: biotype "gene" from a Census organism. The multi-species rule keeps only the cells of the one
     # organism the genes come from; genes from several organisms mean no cells at all.
-    refs = var["feature_reference"].astype(str).to_numpy()
-    is_gene = (var["feature_biotype"].astype(str).to_numpy() == schema.feature_biotype_kept) & np.isin(
-        refs, list(schema.organism_terms)
-    )
-    gene_orgs = sorted(set(refs[is_gene]))
-    organism = None
-    reason = ""
-    if len(obs) == 0:
-        reason = "the file has no cells (obs is empty)"
-    elif len(var) == 0:
-        reason = "the file has no genes (var is empty)"
-    elif len(gene_orgs) == 0:
-        reason = "no genes with feature_biotype 'gene' from a Census organism"
-    elif len(gene_orgs) > 1:
-        reason = f"genes from several organisms ({', '.join(gene_orgs)}): no cells are included"
-    else:
-        org = schema.organism_by_term(gene_orgs[0])
-        organism = org.name if org else None
+    is_gene = filters.census_genes(var["feature_biotype"], var["feature_reference"], schema)
+    gene_orgs = filters.gene_organisms(var["feature_reference"], is_gene)
+    choice = filters.dataset_organism(len(obs), len(var), gene_orgs)
+    org = schema.organism_by_term(choice.term) if choice.term else None
+    organism = org.name if org else None
+    reason = choice.reason
 
     keep = np.zeros(len(obs), dtype=bool)
-    if organism is not None:
-        org_term = gene_orgs[0]
-        keep = (
-            obs["organism_ontology_term_id"].isin([org_term]).to_numpy()
-            & obs["assay_ontology_term_id"].isin(list(schema.included_assays)).to_numpy()
-            & obs["tissue_type"].isin(list(schema.tissue_type_kept)).to_numpy()
+    if organism is not None and choice.term is not None:
+        keep = filters.census_cells(
+            obs["organism_ontology_term_id"], obs["assay_ontology_term_id"], obs["tissue_type"], choice.term, schema
         )
         if not keep.any():
-            reason = "no cells pass the Census filters (organism, assay, tissue_type)"
+            reason = filters.NO_CELLS_PASS
     kept_rows = np.nonzero(keep)[0].astype(np.int64)
-    gene_cols = np.nonzero(is_gene & (refs == (gene_orgs[0] if len(gene_orgs) == 1 else "")))[0].astype(np.int64)
+    gene_cols = filters.kept_gene_columns(var["feature_reference"], is_gene, gene_orgs)
     if kept_rows.size == 0:
         organism = None
 
     kept_obs = obs.iloc[kept_rows]
-    smart = kept_obs["assay_ontology_term_id"].isin(list(schema.feature_length_assays)).to_numpy()
+    smart = filters.uses_feature_length(kept_obs["assay_ontology_term_id"], schema)
     genes = pd.DataFrame(
         {
             "feature_id": var.index[gene_cols].astype(str),
@@ -246,7 +231,7 @@ def _check_obs(h5: H5AD, obs: pd.DataFrame, schema: CensusSchema) -> None:
     ipd = obs["is_primary_data"]
     if ipd.dtype != bool:
         raise h5.error(f"must be boolean, found dtype {ipd.dtype}", field="obs/is_primary_data")
-    bad = sorted({str(v) for v in obs["tissue_type"].unique()} - set(schema.tissue_type_vocabulary))
+    bad = filters.tissue_types_outside_vocabulary(obs["tissue_type"], schema)
     if bad:
         raise h5.error(
             f"values {bad} are not in the dataset schema vocabulary {list(schema.tissue_type_vocabulary)}",
@@ -260,16 +245,14 @@ def _check_obs(h5: H5AD, obs: pd.DataFrame, schema: CensusSchema) -> None:
             raise h5.error("has missing (NA) values", field=f"obs/{c}")
 
 
-_TERM_ID = re.compile(r"^EFO:[0-9]{7}$")  # dataset schema 4.0.0: assays are EFO terms
-
-
 def _check_assays(h5: H5AD, obs: pd.DataFrame, schema: CensusSchema, warnings: list[str]) -> None:
     """A value that is no EFO term id at all (whitespace, typo) is an error; a well-formed term the Census
     schema neither includes nor excludes is a warning with its cell count. Known excluded assays (multiome,
     spatial, ...) are the Census rules at work and say nothing."""
     counts = obs["assay_ontology_term_id"].astype(str).value_counts(sort=False)
     counts = counts[counts > 0]
-    malformed = [(str(t), int(n)) for t, n in counts.items() if not _TERM_ID.match(str(t))]
+    pairs = [(str(t), int(n)) for t, n in counts.items()]
+    malformed = filters.malformed_assay_terms(pairs)
     if malformed:
         shown = ", ".join(
             f"{t!r} ({n} cell(s){', leading/trailing whitespace' if t != t.strip() else ''})" for t, n in malformed
@@ -279,13 +262,11 @@ def _check_assays(h5: H5AD, obs: pd.DataFrame, schema: CensusSchema, warnings: l
             "would be dropped without a word",
             field="obs/assay_ontology_term_id",
         )
-    for t, n in counts.items():
-        term = str(t)
-        if term not in schema.included_assays and term not in schema.excluded_assays:
-            warnings.append(
-                f"assay {term!r} is not a Census assay (neither included nor excluded by Census schema "
-                f"{schema.version}): its {int(n)} cell(s) are left out"
-            )
+    for term, n in filters.unclassified_assays(pairs, schema):
+        warnings.append(
+            f"assay {term!r} is not a Census assay (neither included nor excluded by Census schema "
+            f"{schema.version}): its {n} cell(s) are left out"
+        )
 
 
 def _feature_lengths(

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from census_builder import __version__
+from census_builder import __version__, config
 
 from census_builder.build import exclusions
 
@@ -82,18 +82,18 @@ class BuildConfig:
 
     version: str
     manifest: Path
-    workdir: Path = Path("census-build")
+    workdir: Path = config.DEFAULT_WORKDIR
     workers: int | None = None
     scheduler: str | None = None
-    chunk_nnz: int = 4_000_000  # stored entries read per matrix task: bounds worker memory
+    chunk_nnz: int = config.DEFAULT_CHUNK_NNZ  # stored entries read per matrix task: bounds worker memory
     exclude_invalid: bool = False
-    schema_version: str = "1.3.0"
+    schema_version: str = config.DEFAULT_SCHEMA_VERSION
     build_date: str | None = None  # ISO date; default: today (UTC) when the build first started
     memory_limit: str | None = None  # per local dask worker
     force_rebuild: bool = False  # build a complete version again, into a new DIR/VERSION.rebuild-<UTC time>
     skip_host_check: bool = False  # build even when the host check finds too little disk space
     restart: bool = False  # discard an unfinished build's run state first (never a complete release)
-    max_excluded: float = 0.1  # with exclude_invalid: refuse when a larger share of the datasets is invalid
+    max_excluded: float = config.DEFAULT_MAX_EXCLUDED  # with exclude_invalid: refuse above this share invalid
 
 
 @dataclass

@@ -28,17 +28,22 @@ _ARROW: dict[str, pa.DataType] = {
 
 @dataclass(frozen=True)
 class Column:
+    """A column of a release table: its name, the schema's encoding, and whether it is copied from the source."""
+
     name: str
     encoding: Encoding
     origin: ColumnSource = "derived"
 
     @property
     def arrow_type(self) -> pa.DataType:
+        """The Arrow type of the column's encoding."""
         return _ARROW[self.encoding]
 
 
 @dataclass(frozen=True)
 class Organism:
+    """A Census organism: its census_data key, label and NCBITaxon term."""
+
     name: str  # census_data key, e.g. "homo_sapiens"
     label: str  # NCBITaxon label, e.g. "Homo sapiens"
     ontology_term_id: str  # e.g. "NCBITaxon:9606"
@@ -46,12 +51,16 @@ class Organism:
 
 @dataclass(frozen=True)
 class ExcludedAssay:
+    """An assay the Census leaves out, with the schema's reason."""
+
     label: str
     reason: str
 
 
 @dataclass(frozen=True)
 class SummaryCategory:
+    """A category of the summary_cell_counts table and the obs columns that hold it."""
+
     name: str
     label_column: str | None
     ontology_column: str | None
@@ -59,6 +68,8 @@ class SummaryCategory:
 
 @dataclass(frozen=True)
 class CensusSchema:
+    """One Census schema version, as its data file (``schema/census_schema_*.yaml``) gives it."""
+
     version: str
     dataset_schema_version: str
     organisms: tuple[Organism, ...]
@@ -83,19 +94,22 @@ class CensusSchema:
     presence_matrix: str
 
     def organism_by_term(self, term_id: str) -> Organism | None:
+        """Return the Census organism with NCBITaxon ``term_id``, or None."""
         return next((o for o in self.organisms if o.ontology_term_id == term_id), None)
 
     @property
     def organism_terms(self) -> frozenset[str]:
+        """The NCBITaxon terms of the Census organisms."""
         return frozenset(o.ontology_term_id for o in self.organisms)
 
     @property
     def obs_source_columns(self) -> tuple[str, ...]:
-        """obs columns copied verbatim from the source H5AD."""
+        """Names of the obs columns copied verbatim from the source H5AD."""
         return tuple(c.name for c in self.obs if c.origin == "source")
 
     @staticmethod
     def arrow_schema(columns: tuple[Column, ...]) -> pa.Schema:
+        """Return the Arrow schema of a table of ``columns`` (none nullable)."""
         return pa.schema([pa.field(c.name, c.arrow_type, nullable=False) for c in columns])
 
 

@@ -14,10 +14,13 @@ import numpy.typing as npt
 import scipy.sparse as sp
 
 F32_TINY = np.finfo(np.float32).smallest_subnormal
+INT64_VALUE_BITS = 63  # bits of a non-negative int64
 
 
 @dataclass(frozen=True)
 class RowStats:
+    """Per-row statistics of a chunk's non-zero values (see :func:`row_stats`)."""
+
     nnz: npt.NDArray[np.int64]
     raw_sum: npt.NDArray[np.float64]
     raw_mean_nnz: npt.NDArray[np.float64]
@@ -26,8 +29,11 @@ class RowStats:
 
 @dataclass(frozen=True)
 class Counts:
-    """A chunk's counts as unique, non-zero coordinates, ordered as TileDB stores them (its global order:
-    by space tile, row-major inside a tile), so the X writes need no sort. ``rows`` are chunk-local."""
+    """A chunk's counts as unique, non-zero coordinates, ordered as TileDB stores them.
+
+    That is its global order: by space tile, row-major inside a tile, so the X writes need no sort.
+    ``rows`` are chunk-local.
+    """
 
     n_rows: int
     n_cols: int
@@ -37,9 +43,11 @@ class Counts:
 
     @property
     def nnz(self) -> int:
+        """The number of stored (non-zero) values."""
         return int(self.data.size)
 
     def to_csr(self) -> sp.csr_matrix:
+        """Return the counts as a CSR matrix of ``n_rows`` x ``n_cols``."""
         return sp.csr_matrix((self.data, (self.rows, self.cols)), shape=(self.n_rows, self.n_cols))
 
 
@@ -51,7 +59,9 @@ def chunk_counts(
     row_offset: int = 0,
     tile: int,
 ) -> Counts:
-    """``m`` (as stored: duplicates, explicit zeros, any column order) with its columns renumbered by
+    """Return ``m``'s values as :class:`Counts` in TileDB's global order.
+
+    ``m`` is as stored: duplicates, explicit zeros, any column order. Its columns are renumbered by
     ``col_map`` (source column -> output column, -1 drops it; output width ``n_cols``), duplicates summed
     and zeros dropped, in the global order of ``tile`` x ``tile`` row-major space tiles (a power of two)
     for rows placed at ``row_offset``.
@@ -105,7 +115,7 @@ def _sort_by_key(key: npt.NDArray[np.int64], n_keys: int) -> tuple[npt.NDArray[n
     (numpy's vectorised sort, several times faster than an argsort) gives both; else a stable argsort.
     """
     bits = max(int(key.size - 1).bit_length(), 1)
-    if max(n_keys - 1, 1).bit_length() + bits <= 63:
+    if max(n_keys - 1, 1).bit_length() + bits <= INT64_VALUE_BITS:
         packed = (key << bits) | np.arange(key.size, dtype=np.int64)
         packed.sort()
         return packed >> bits, packed & ((1 << bits) - 1)

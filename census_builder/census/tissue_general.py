@@ -12,6 +12,8 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class TissueGeneral:
+    """The tissue_general of a tissue term: its term id and label."""
+
     ontology_term_id: str
     label: str
     known: bool  # False: the term is not in the shipped ontology and was mapped to itself
@@ -41,6 +43,7 @@ class TissueMapper:
         return list(get_curated_ontology_term_list(CuratedOntologyTermList.TISSUE_GENERAL))
 
     def map(self, term_id: str, source_label: str) -> TissueGeneral:
+        """Return the tissue_general of ``term_id`` (itself, labelled ``source_label``, if unknown)."""
         if term_id in self.unknown:  # maps to itself, labelled as this dataset labels it: never cached
             return TissueGeneral(term_id, source_label, known=False)
         hit = self._cache.get(term_id)

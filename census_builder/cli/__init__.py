@@ -1,1 +1,4 @@
-"""Command line: the parser, logging set-up and one module per command group."""
+"""The command line: ``main`` (parser, dispatch, errors to exit status), ``logs``, ``settings`` (``config``).
+
+One module per command group: ``build`` (build, validate, example) and ``release`` (publish, release, notes).
+"""

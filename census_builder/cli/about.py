@@ -1,5 +1,8 @@
-"""``python -m census_builder --about``: what this census-builder is (version, git commit), which Census
-schema versions it builds, and the versions of the libraries that shape a release."""
+"""``python -m census_builder --about``: what this census-builder is.
+
+Its version and git commit, the Census schema versions it builds, and the versions of the libraries that
+shape a release.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +16,7 @@ from census_builder import __version__
 
 GIT_COMMIT_ENV = "CENSUS_BUILDER_GIT_COMMIT"
 LIBRARIES = ("tiledbsoma", "anndata", "dask", "distributed")
+GIT_TIMEOUT = 10  # seconds for `git rev-parse HEAD`
 
 
 def git_commit(source_dir: Path | None = None) -> str:
@@ -24,7 +28,11 @@ def git_commit(source_dir: Path | None = None) -> str:
         return ""
     try:
         out = subprocess.run(
-            ["git", "-C", str(tree), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10, check=False
+            ["git", "-C", str(tree), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=GIT_TIMEOUT,
+            check=False,
         )
     except (OSError, subprocess.SubprocessError):
         return ""
@@ -39,6 +47,7 @@ def _version(pkg: str) -> str:
 
 
 def about_lines() -> list[str]:
+    """Return the lines ``--about`` prints."""
     import census_schema
 
     return [

@@ -1,8 +1,8 @@
 """``--help`` of every command: what it does, one example, the exit codes.
 
-The parsers are built where their options live (cli.py, release_cli.py); ``apply`` then walks the finished
-parser tree and sets each command's description and epilog from ``HELP``, keyed by the command path
-("build", "release alias", ...). A command without an entry keeps argparse's text plus the exit codes.
+The parsers are built where their options live (cli/build.py, cli/release.py, cli/settings.py); ``apply``
+then walks the finished parser tree and sets each command's description and epilog from ``HELP``, keyed by
+the command path ("build", "release alias", ...). A command without an entry keeps argparse's text plus the exit codes.
 """
 
 from __future__ import annotations
@@ -10,9 +10,13 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass
 
+from census_builder.config import CONFIG_ENV, DEFAULT_WORKDIR
+
 
 @dataclass(frozen=True)
 class Help:
+    """The help of one command: its description, one example and which exit codes it has."""
+
     description: str
     example: str
     exit_codes: str = "common"  # a key of EXIT_CODES
@@ -41,12 +45,13 @@ exit status:
 }
 
 PROG = "python -m census_builder"
+WORKDIR = DEFAULT_WORKDIR  # the examples' --workdir
 
 HELP: dict[str, Help] = {
     "": Help(
         "Build, validate, publish and describe CELLxGENE Census releases (TileDB-SOMA collections) made from\n"
         "a manifest CSV of H5AD files. `COMMAND --help` explains each command.",
-        f"{PROG} build --version 2026-11-22 --manifest manifest.csv --workdir census-build",
+        f"{PROG} build --version 2026-11-22 --manifest manifest.csv --workdir {WORKDIR}",
     ),
     "build": Help(
         "Build (or resume) release VERSION from the manifest into DIR/VERSION/ (DIR: --workdir):\n"
@@ -54,14 +59,14 @@ HELP: dict[str, Help] = {
         "DIR/VERSION/soma, and validation against the sources. Ends with a summary (cells and genes per\n"
         "organism, datasets, size, time per stage); figures in DIR/VERSION/build_report.json, the debug log\n"
         "in DIR/VERSION/build.log. Re-running the same command resumes an interrupted build.",
-        f"{PROG} build --version 2026-11-22 --manifest manifest.csv --workdir census-build --workers 4",
+        f"{PROG} build --version 2026-11-22 --manifest manifest.csv --workdir {WORKDIR} --workers 4",
         "build",
     ),
     "validate": Help(
         "Validate the complete build DIR/VERSION/soma against its sources with the independent checker:\n"
         "one PASS/FAIL line per check, the JSON report in DIR/VERSION/validation_report.json, the log in\n"
         "DIR/VERSION/validate.log. (Any release, from any tool: python -m validation RELEASE --manifest M.)",
-        f"{PROG} validate --version 2026-11-22 --workdir census-build",
+        f"{PROG} validate --version 2026-11-22 --workdir {WORKDIR}",
         "validate",
     ),
     "example": Help(
@@ -72,7 +77,7 @@ HELP: dict[str, Help] = {
         "Copy the complete, validated build DIR/VERSION to DEST/VERSION (a local directory or\n"
         "s3://bucket/prefix), verify every object, then add VERSION to DEST/release.json. An interrupted\n"
         "publish re-run finishes the job. Log: DIR/VERSION/publish.log.",
-        f"{PROG} publish --version 2026-11-22 --workdir census-build --to s3://my-bucket/census",
+        f"{PROG} publish --version 2026-11-22 --workdir {WORKDIR} --to s3://my-bucket/census",
     ),
     "release": Help(
         "Manage DEST/release.json, the release directory cellxgene_census reads: aliases, retractions,\n"
@@ -114,12 +119,19 @@ HELP: dict[str, Help] = {
         "compared with the newest earlier non-retracted release of --from DEST (or of the destination publish\n"
         "recorded), or --previous.\n"
         "Log: DIR/VERSION/notes.log.",
-        f"{PROG} notes --version 2026-11-22 --from s3://my-bucket/census --workdir census-build",
+        f"{PROG} notes --version 2026-11-22 --from s3://my-bucket/census --workdir {WORKDIR}",
+    ),
+    "config": Help(
+        "Print the effective site settings, one line each: key, value and where the value came from. Each\n"
+        "setting is, in rising precedence, its default, a key of the TOML config file (--config FILE, else\n"
+        f"${CONFIG_ENV}), the environment variable CENSUS_BUILDER_<KEY> and the command's flag.",
+        f"{PROG} config --config site.toml",
     ),
 }
 
 
 def epilog(h: Help | None) -> str:
+    """Return the text after the options: the example, then the exit codes."""
     codes = EXIT_CODES[h.exit_codes if h else "common"]
     return f"example:\n  {h.example}\n\n{codes}" if h else codes
 

@@ -1,5 +1,6 @@
-"""Ctrl-C (SIGINT) and SIGTERM end a command with one clean line, its report marked ``interrupted`` and
-its lock released, exit status 128 + the signal (130, 143).
+"""Ctrl-C (SIGINT) and SIGTERM end a command with one clean line and exit status 128 + the signal.
+
+The report is marked ``interrupted``, the lock released; the exit status is 130 or 143.
 
 While a command runs, both signals raise :class:`Interrupted` (a KeyboardInterrupt) in the main thread,
 so every ``finally`` and context manager on the way out runs (report, lock, dask cluster). Signals that
@@ -19,6 +20,7 @@ from types import FrameType
 logger = logging.getLogger(__name__)
 
 HANDLED = (signal.SIGINT, signal.SIGTERM)
+SIGNAL_EXIT_BASE = 128  # the shell's convention: a command ended by signal N exits 128 + N
 
 
 class Interrupted(KeyboardInterrupt):
@@ -32,14 +34,17 @@ class Interrupted(KeyboardInterrupt):
 
     @property
     def exit_code(self) -> int:
-        return 128 + self.signum
+        """The exit status: 128 + the signal."""
+        return SIGNAL_EXIT_BASE + self.signum
 
 
 def signal_name(signum: int) -> str:
+    """Name ``signum`` as the error line does: "Ctrl-C (SIGINT)", "SIGTERM"."""
     return "Ctrl-C (SIGINT)" if signum == signal.SIGINT else signal.Signals(signum).name
 
 
 def signum_of(e: BaseException) -> int:
+    """Return the signal that raised ``e`` (SIGINT for a plain KeyboardInterrupt)."""
     return e.signum if isinstance(e, Interrupted) else signal.SIGINT
 
 

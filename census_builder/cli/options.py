@@ -14,23 +14,56 @@ from census_builder.names import check_version_name
 
 SCHEDULER_CONNECT_TIMEOUT = 5.0  # seconds to reach --scheduler before giving up
 DEFAULT_SCHEDULER_PORT = 8786
+LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
 class ArgumentParser(argparse.ArgumentParser):
     """Usage errors as one line (``PROG: error: ... (see PROG --help)``), exit status 2; subparsers inherit it."""
 
     def error(self, message: str) -> NoReturn:
+        """Print ``message`` as one line and exit 2."""
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def version(text: str) -> str:
+    """Parse a release version name (``census_builder.names``)."""
     try:
         return check_version_name(text)
     except UsageError as e:
         raise argparse.ArgumentTypeError(str(e)) from e
 
 
+def fraction(text: str) -> float:
+    """Parse a share between 0 and 1 (``--max-excluded``)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a share between 0 and 1 (e.g. 0.25)")
+    return value
+
+
+def schema_version(text: str) -> str:
+    """Parse a Census schema version this census-builder has the schema of (``schema/census_schema_*.yaml``)."""
+    import census_schema
+
+    known = census_schema.available_versions()
+    if text not in known:
+        have = ", ".join(known)
+        raise argparse.ArgumentTypeError(f"{text!r} is not a Census schema version this builder has ({have})")
+    return text
+
+
+def log_level(text: str) -> str:
+    """Parse a logging level name for census_builder's own records: debug, info, warning or error."""
+    if text.lower() not in LOG_LEVELS:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a log level ({', '.join(LOG_LEVELS)})")
+    return text.lower()
+
+
 def positive_int(text: str) -> int:
+    """Parse a whole number of at least 1."""
     try:
         n = int(text)
     except ValueError:
@@ -41,6 +74,7 @@ def positive_int(text: str) -> int:
 
 
 def iso_date(text: str) -> str:
+    """Parse an ISO date, YYYY-MM-DD."""
     try:
         if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
             raise ValueError(text)
@@ -50,7 +84,7 @@ def iso_date(text: str) -> str:
 
 
 def workdir(text: str) -> Path:
-    """A directory, or a path where one can be created: nothing on the way may be a file."""
+    """Parse a directory, or a path where one can be created: nothing on the way may be a file."""
     path = Path(text)
     for p in (path, *path.absolute().parents):
         if p.exists():
@@ -77,7 +111,7 @@ def memory_limit(text: str) -> str:
 
 
 def scheduler(text: str) -> str:
-    """A dask scheduler address (``tcp://host:port``, ``host:port``...) that answers within a few seconds."""
+    """Parse a dask scheduler address (``tcp://host:port``, ``host:port``...) that answers within a few seconds."""
     scheme, sep, rest = text.partition("://")
     if not sep:
         scheme, rest = "tcp", text
@@ -110,6 +144,6 @@ def scheduler(text: str) -> str:
     if not answered:
         raise argparse.ArgumentTypeError(
             f"cannot reach the dask scheduler at {text} ({problem} within {SCHEDULER_CONNECT_TIMEOUT:g} s); "
-            "start it (dask scheduler --port 8786) or fix the address"
+            f"start it (dask scheduler --port {DEFAULT_SCHEDULER_PORT}) or fix the address"
         )
     return text

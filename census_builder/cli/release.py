@@ -1,5 +1,6 @@
-"""Command line for releases: ``publish``, ``release {alias,unalias,retract,unretract,lts,mirrors,list}``
-and ``notes``.
+"""Command line for releases: ``publish``, ``release ...`` and ``notes``.
+
+``release`` has the subcommands alias, unalias, retract, unretract, lts, mirrors and list.
 
 ``register_release_commands`` adds the subcommands to the main parser; each sets ``handler`` (args -> exit
 code), which ``census_builder.cli.main.main`` calls. Heavy imports happen inside the handlers.
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from census_builder.cli import options
+from census_builder.cli.settings import setting_flag
 
 logger = logging.getLogger("census_builder")
 
@@ -32,9 +34,7 @@ def register_release_commands(sub: Any) -> None:
     """Add ``publish``, ``release`` and ``notes`` to the subparsers ``sub`` of the main parser."""
     p = sub.add_parser("publish", help="copy a validated build to DEST/VERSION and add it to DEST/release.json")
     p.add_argument("--version", required=True, type=options.version, help="the build to publish")
-    p.add_argument(
-        "--workdir", type=options.workdir, default=Path("census-build"), help="build root (default ./census-build)"
-    )
+    setting_flag(p, "workdir")
     _dest_options(p)
     p.add_argument("--lts", action="store_true", help="flag the release as long-term stable")
     p.add_argument(
@@ -43,7 +43,7 @@ def register_release_commands(sub: Any) -> None:
         default=None,
         help="ISO date recorded as release_date (default: today, UTC)",
     )
-    p.add_argument("--jobs", type=options.positive_int, default=8, help="concurrent transfers (default 8)")
+    setting_flag(p, "publish_jobs")
     p.set_defaults(handler=_publish)
 
     r = sub.add_parser("release", help="manage DEST/release.json and mirrors.json: aliases, retractions, LTS, listing")
@@ -106,9 +106,7 @@ def register_release_commands(sub: Any) -> None:
         "VERSION in the release.json of --from; without a destination, the newest complete build in --workdir "
         "named before VERSION)",
     )
-    n.add_argument(
-        "--workdir", type=options.workdir, default=Path("census-build"), help="build root (default ./census-build)"
-    )
+    setting_flag(n, "workdir")
     n.add_argument(
         "--from",
         dest="from_dest",
@@ -125,7 +123,7 @@ def register_release_commands(sub: Any) -> None:
 
 
 def _publish(args: argparse.Namespace) -> int:
-    from census_builder.cli.main import log_to_version_dir
+    from census_builder.cli.logs import log_to_version_dir
     from census_builder.release.publish import publish
 
     log_to_version_dir(args.workdir, args.version, "publish.log")
@@ -270,7 +268,7 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _notes(args: argparse.Namespace) -> int:
-    from census_builder.cli.main import log_to_version_dir
+    from census_builder.cli.logs import log_to_version_dir
     from census_builder.release.notes import make_notes
 
     log_to_version_dir(args.workdir, args.version, "notes.log")

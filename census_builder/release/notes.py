@@ -37,7 +37,7 @@ from census_builder.release.notes_compare import (
 )
 from census_builder.release.notes_figures import draw_figures
 from census_builder.release.published import publications
-from census_builder.release.stores import DEFAULT_S3_REGION
+from census_builder.runtime.s3 import S3_DEFAULT_REGION
 
 logger = logging.getLogger(__name__)
 
@@ -256,7 +256,7 @@ def _tiledb_context(dest: Destination, region: str | None) -> Any:
 
     import tiledbsoma as soma
 
-    config: dict[str, str | float] = {"vfs.s3.region": region or DEFAULT_S3_REGION}
+    config: dict[str, str | float] = {"vfs.s3.region": region or S3_DEFAULT_REGION}
     if dest.endpoint_url:
         url = urllib.parse.urlparse(dest.endpoint_url)
         config.update(

@@ -23,33 +23,18 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from census_builder.release.destination import Destination
+from census_builder.runtime import s3 as runtime_s3
 
 PARTS = ("soma", "h5ads")  # the directories of a build that are published
 MIN_PART_SIZE = 5 * 1024**2  # S3's minimum for all but the last part
 DEFAULT_PART_SIZE = 64 * 1024**2
 READ_SIZE = 1024**2  # bytes read at a time when hashing a file whole
-DEFAULT_S3_REGION = "us-east-1"  # when neither the environment nor the AWS config names one
-S3_MAX_ATTEMPTS = 8  # botocore's retries (mode "standard") of each S3 request
-S3_MAX_POOL_CONNECTIONS = 32
+S3_MAX_POOL_CONNECTIONS = 32  # publish uploads and copies objects from many threads at once
 
 
 def s3_client(endpoint_url: str | None = None) -> Any:
-    """Make a boto3 S3 client; every S3 client of census_builder.release is made here.
-
-    It uses the usual AWS environment (credentials, region, ``AWS_ENDPOINT_URL``) plus ``endpoint_url``, with
-    path-style addressing for custom endpoints (MinIO, moto, on-premises stores).
-    """
-    import boto3
-    from botocore.config import Config
-
-    config = Config(
-        retries={"max_attempts": S3_MAX_ATTEMPTS, "mode": "standard"},
-        max_pool_connections=S3_MAX_POOL_CONNECTIONS,
-        s3={"addressing_style": "path"} if endpoint_url else None,
-    )
-    session = boto3.session.Session()
-    region = session.region_name or DEFAULT_S3_REGION
-    return session.client("s3", endpoint_url=endpoint_url, region_name=region, config=config)
+    """Make the S3 client every part of census_builder.release uses: runtime's policy, more connections."""
+    return runtime_s3.s3_client(endpoint_url, max_pool_connections=S3_MAX_POOL_CONNECTIONS)
 
 
 @dataclass(frozen=True)

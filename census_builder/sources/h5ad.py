@@ -20,6 +20,7 @@ import pandas as pd
 import scipy.sparse as sp
 from anndata.io import read_elem
 
+from census_builder.census.counts import first_bad_count
 from census_builder.errors import InputError
 
 logger = logging.getLogger(__name__)
@@ -27,8 +28,6 @@ logger = logging.getLogger(__name__)
 MatrixFormat = Literal["csr", "csc", "dense"]
 # Bound on the number of stored entries read at once while scanning a CSC matrix for a row range.
 _CSC_SCAN_BLOCK = 8_000_000
-# X["raw"] is float32: every integer up to 2**24 is exact, above it only some are.
-FLOAT32_EXACT_MAX = 2**24
 
 CellGeneNamer = Callable[[int, int], str]  # (source row, source column) -> "cell ..., gene ..." for messages
 
@@ -66,15 +65,18 @@ class H5AD:
 
     @property
     def file(self) -> h5py.File:
+        """The open HDF5 file."""
         if self._file is None:
             raise RuntimeError("H5AD used outside its context manager")
         return self._file
 
     def error(self, reason: str, field: str = "") -> InputError:
+        """Return an InputError naming this dataset, its source file and ``field``."""
         return InputError(self.dataset_id, reason, uri=self.source or str(self.path), field=field)
 
     # -- uns -------------------------------------------------------------------------------------------
     def uns_string(self, key: str, default: str | None = None) -> str:
+        """Read ``uns[key]`` as a string; ``default`` when missing, else an error."""
         uns = self.file.get("uns")
         if uns is None or key not in uns:
             if default is not None:
@@ -89,6 +91,7 @@ class H5AD:
 
     # -- dataframes ------------------------------------------------------------------------------------
     def counts_location(self) -> CountsLocation:
+        """Return where the raw counts are: raw/X with raw/var, else X with var."""
         f = self.file
         if "raw" in f and "X" in f["raw"]:
             return CountsLocation(matrix="raw/X", var="raw/var")
@@ -97,6 +100,7 @@ class H5AD:
         return CountsLocation(matrix="X", var="var")
 
     def dataframe_index(self, key: str) -> pd.Index:
+        """Read the index of the dataframe at ``key``."""
         group = self._group(key)
         index_col = group.attrs.get("_index", "_index")
         if isinstance(index_col, bytes):
@@ -108,8 +112,10 @@ class H5AD:
         return index
 
     def read_dataframe(self, key: str, columns: Sequence[str], *, required: bool = True) -> pd.DataFrame:
-        """Read ``columns`` of the dataframe at ``key`` (e.g. "obs", "raw/var"). Missing required columns raise
-        one error listing all of them; missing optional ones are left out."""
+        """Read ``columns`` of the dataframe at ``key`` (e.g. "obs", "raw/var").
+
+        Missing required columns raise one error listing all of them; missing optional ones are left out.
+        """
         group = self._group(key)
         index = self.dataframe_index(key)
         missing = [c for c in columns if c not in group]
@@ -126,6 +132,7 @@ class H5AD:
 
     # -- counts ----------------------------------------------------------------------------------------
     def counts(self, location: CountsLocation | None = None) -> CountsMatrix:
+        """Return the counts matrix (at ``location``, default :meth:`counts_location`)."""
         loc = location or self.counts_location()
         return CountsMatrix(self, self.file[loc.matrix], loc.matrix)
 
@@ -177,6 +184,7 @@ class CountsMatrix:
 
     @property
     def indptr(self) -> npt.NDArray[np.int64]:
+        """The sparse matrix's indptr, read once and checked non-decreasing from 0."""
         if self._indptr is None:
             self._indptr = np.asarray(self.node["indptr"][...], dtype=np.int64)
             if self._indptr[0] != 0 or np.any(np.diff(self._indptr) < 0):
@@ -186,7 +194,7 @@ class CountsMatrix:
         return self._indptr
 
     def row_costs(self) -> npt.NDArray[np.int64]:
-        """Stored entries per row (dense: the number of columns), used to size row chunks."""
+        """Return the stored entries per row (dense: the number of columns), used to size row chunks."""
         n_obs, n_var = self.shape
         if self.format == "dense":
             return np.full(n_obs, n_var, dtype=np.int64)
@@ -201,9 +209,12 @@ class CountsMatrix:
         return counts
 
     def check_values(self, block: int = _CSC_SCAN_BLOCK, name: CellGeneNamer | None = None) -> None:
-        """One pass over the stored values (and sparse indices): counts must be finite, non-negative integers
-        that float32 (X["raw"]'s type) holds exactly, and indices must lie inside the shape. Raises InputError
-        naming the first offender; ``name(row, col)`` names its cell and gene."""
+        """Check every stored value (and sparse index) in one pass.
+
+        Counts must be finite, non-negative integers that float32 (X["raw"]'s type) holds exactly, and
+        indices must lie inside the shape. Raises InputError naming the first offender; ``name(row, col)``
+        names its cell and gene.
+        """
 
         def where(row: int, col: int | None) -> str:
             if name is None:
@@ -290,50 +301,6 @@ def check_counts(values: npt.NDArray[Any], h5: H5AD, key: str) -> None:
     bad = first_bad_count(values)
     if bad is not None:
         raise h5.error(bad[1], field=key)
-
-
-def first_bad_count(values: npt.NDArray[Any]) -> tuple[int, str] | None:
-    """(position, reason) of the first value that is not a valid count, or None: counts are finite,
-    non-negative integers, and X["raw"] stores them as float32, so one above 2**24 must be exactly a float32."""
-    if values.size == 0:
-        return None
-    if values.dtype.kind not in "iuf":
-        return 0, f"counts have non-numeric dtype {values.dtype}"
-    if values.dtype.kind == "f":
-        finite = np.isfinite(values)
-        if not finite.all():
-            i = int(np.argmin(finite))
-            return i, f"non-finite count {values[i]} (NaN or infinite)"
-    if values.dtype.kind != "u" and values.min() < 0:  # reductions first: locate only when something is wrong
-        i = int(np.argmax(values < 0))
-        return i, f"negative count {values[i]}"
-    if values.dtype.kind == "f":
-        frac = values != np.floor(values)
-        if frac.any():
-            i = int(np.argmax(frac))
-            return i, f"non-integer count {values[i]!r}: counts must be integers (raw counts, not normalized)"
-    if values.dtype.itemsize <= 2 or values.dtype == np.float32:
-        return None  # float32 holds every value of these types exactly
-    if values.max() > FLOAT32_EXACT_MAX:
-        large = np.nonzero(values > FLOAT32_EXACT_MAX)[0]
-        big = values[large]
-        as32 = big.astype(np.float32)
-        if values.dtype.kind == "f":
-            inexact = as32.astype(values.dtype) != big
-        else:  # compare as integers (float64 cannot hold every int64); rounding up past the type's max is inexact
-            limit = 2.0 ** (values.dtype.itemsize * 8 - (1 if values.dtype.kind == "i" else 0))
-            in_range = as32.astype(np.float64) < limit
-            back = np.zeros_like(big)
-            back[in_range] = as32[in_range].astype(values.dtype)
-            inexact = ~in_range | (back != big)
-        if inexact.any():
-            j = int(np.argmax(inexact))
-            v = big[j]
-            return int(large[j]), (
-                f"count {int(v)} cannot be stored exactly in X['raw'] (float32 would make it "
-                f"{int(as32[j])}); counts above {FLOAT32_EXACT_MAX:,} must be exact float32 values"
-            )
-    return None
 
 
 def _blocks(total: int, size: int) -> Iterator[tuple[int, int]]:

@@ -15,18 +15,22 @@ REQUIRED_COLUMNS = ("dataset_id", "h5ad_uri")
 OPTIONAL_COLUMNS = ("dataset_version_id", "collection_id", "collection_name", "collection_doi", "dataset_title")
 _DATASET_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 NAME_MAX = 255  # bytes in one file name on Linux file systems (ext4, xfs, NFS, tmpfs...)
+STAGING_TMP_HEX = 12  # hex digits of the random part of a staging copy's temporary name
+PUBLISH_TMP_HEX = 32  # hex digits of the random part (a whole uuid4) of publish's temporary name
 # File names derived from a dataset id by the build and by publish; the longest sets the limit on ids.
 DERIVED_NAMES = (
     "{id}.h5ad",  # h5ads/
-    ".{id}.h5ad." + "0" * 12 + ".partial",  # a copy or download in progress (census_builder.sources.staging)
+    ".{id}.h5ad." + "0" * STAGING_TMP_HEX + ".partial",  # a copy or download in progress (sources/staging.py)
     "{id}.genes.parquet",  # .build/plan/
-    ".{id}.h5ad." + "0" * 32 + ".partial",  # publish's temporary name at a local destination
+    ".{id}.h5ad." + "0" * PUBLISH_TMP_HEX + ".partial",  # publish's temporary name at a local destination
 )
 MAX_DATASET_ID_BYTES = NAME_MAX - max(len(t.format(id="")) for t in DERIVED_NAMES)
 
 
 @dataclass(frozen=True)
 class ManifestEntry:
+    """One row of the manifest: a dataset id, its H5AD's URI and optional metadata."""
+
     dataset_id: str
     h5ad_uri: str
     dataset_version_id: str = ""
@@ -37,11 +41,14 @@ class ManifestEntry:
 
     @property
     def is_s3(self) -> bool:
+        """Whether the H5AD is an S3 object."""
         return self.h5ad_uri.startswith("s3://")
 
 
 @dataclass(frozen=True)
 class Manifest:
+    """A checked manifest: its rows, the checksum of its bytes and the directory of relative URIs."""
+
     entries: tuple[ManifestEntry, ...]
     sha256: str  # checksum of the manifest file's bytes, recorded in the release
     base_dir: str = "."  # relative local h5ad_uri values are taken from here (the manifest's directory)
@@ -50,7 +57,7 @@ class Manifest:
         return len(self.entries)
 
     def local_path(self, entry: ManifestEntry) -> Path:
-        """A local h5ad_uri as a path; relative paths are taken from the manifest's directory."""
+        """Return a local h5ad_uri as a path; relative paths are taken from the manifest's directory."""
         p = Path(entry.h5ad_uri.removeprefix("file://"))
         return p if p.is_absolute() else Path(self.base_dir) / p
 
@@ -66,6 +73,7 @@ def load_manifest(path: str | Path) -> Manifest:
 
 
 def parse_manifest(raw: bytes, *, source: str = "<manifest>", base_dir: str = ".") -> Manifest:
+    """Parse and check the manifest bytes ``raw`` (named ``source`` in errors)."""
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as e:
@@ -143,8 +151,10 @@ def parse_manifest(raw: bytes, *, source: str = "<manifest>", base_dir: str = ".
 def write_manifest(
     path: Path, manifest: Manifest, dataset_ids: set[str], uris: Mapping[str, str] | None = None
 ) -> None:
-    """Write the entries of ``dataset_ids`` as a manifest whose local URIs are absolute (usable from anywhere),
-    except those that ``uris`` replaces (dataset_id -> URI, relative ones taken from ``path``'s directory)."""
+    """Write the entries of ``dataset_ids`` as a manifest whose local URIs are absolute (usable anywhere).
+
+    ``uris`` replaces some (dataset_id -> URI, relative ones taken from ``path``'s directory).
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     with tmp.open("w", newline="", encoding="utf-8") as f:

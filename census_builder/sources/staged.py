@@ -22,6 +22,7 @@ VALIDATION_MANIFEST = "validation_manifest.csv"
 
 
 def no_cells_copy(paths: BuildPaths, dataset_id: str) -> Path:
+    """Return where the copy of a dataset without Census cells is kept (``.build/no_cells/``)."""
     return paths.state / "no_cells" / f"{dataset_id}.h5ad"
 
 
@@ -33,9 +34,11 @@ def staged_uri(paths: BuildPaths, dataset_id: str, contributes: bool) -> str:
 
 
 def set_aside(paths: BuildPaths, records: Path, dataset_ids: set[str]) -> None:
-    """Move the staged copies of datasets that contribute no cells out of ``h5ads/`` (the release ships only
-    its datasets' sources) into ``.build/no_cells/`` (what validation reads for them). Only copies the
-    staging records say this build created are moved (see :func:`census_builder.sources.staging.move_staged`)."""
+    """Move the staged copies of datasets that contribute no cells from ``h5ads/`` to ``.build/no_cells/``.
+
+    The release ships only its datasets' sources; validation reads the others there. Only copies the
+    staging records say this build created are moved (see :func:`census_builder.sources.staging.move_staged`).
+    """
     for ds in sorted(dataset_ids):
         move_staged(records, ds, paths.h5ad(ds), no_cells_copy(paths, ds))
 
@@ -48,9 +51,12 @@ def _staged_copy(paths: BuildPaths, dataset_id: str) -> Path | None:
 
 
 def validation_manifest(paths: BuildPaths) -> Path:
-    """The manifest to validate ``paths``' release against: the build's manifest.csv when every source it
-    names is there; else (a build whose manifest names the original corpus, which moved or changed since)
-    a copy, ``.build/validation_manifest.csv``, naming the build's staged copies for those sources."""
+    """Return the manifest to validate ``paths``' release against.
+
+    That is the build's manifest.csv when every source it names is there; else (a build whose manifest
+    names the original corpus, which moved or changed since) a copy, ``.build/validation_manifest.csv``,
+    naming the build's staged copies for those sources.
+    """
     manifest = load_manifest(paths.manifest)
     replaced: dict[str, str] = {}
     own = 0
@@ -83,7 +89,7 @@ def validation_manifest(paths: BuildPaths) -> Path:
 
 
 def _is_copy(manifest: Manifest, uri: str, staged: Path) -> bool:
-    """The manifest row already names the staged copy."""
+    """Tell whether the manifest row already names the staged copy."""
     if uri.startswith("s3://"):
         return False
     p = Path(uri.removeprefix("file://"))

@@ -31,7 +31,7 @@ from typing import Any
 from census_builder.build.state import BuildPaths, read_json, write_json_atomic
 from census_builder.errors import BuildStateError, InputError, ManifestError
 from census_builder.runtime import s3 as runtime_s3
-from census_builder.sources.manifest import Manifest, ManifestEntry
+from census_builder.sources.manifest import STAGING_TMP_HEX, Manifest, ManifestEntry
 
 logger = logging.getLogger(__name__)
 
@@ -42,19 +42,22 @@ def split_s3_uri(uri: str) -> tuple[str, str]:
 
 
 def s3_client(endpoint_url: str | None = None) -> Any:
-    """A boto3 S3 client (census_builder.runtime.s3: one retry and timeout policy, endpoint resolution)."""
+    """Return a boto3 S3 client with census_builder.runtime.s3's retry, timeout and endpoint policy."""
     return runtime_s3.s3_client(endpoint_url)
 
 
 def source_uri(manifest: Manifest, entry: ManifestEntry) -> str:
-    """The user's file as errors should name it: the S3 URI, or the local path the manifest resolves to."""
+    """Return the user's file as errors should name it: the S3 URI, or the local path the manifest resolves to."""
     return entry.h5ad_uri if entry.is_s3 else str(manifest.local_path(entry))
 
 
 def source_identity(manifest: Manifest, entry: ManifestEntry, client: Any = None) -> dict[str, Any]:
-    """What identifies the source's content without reading it: size, mtime_ns and inode of a local file
-    (checked readable: its HDF5 signature is read); ETag, size and LastModified of an S3 object.
-    InputError naming the user's file if it is missing, unreadable or unreachable."""
+    """Return what identifies the source's content without reading it.
+
+    Size, mtime_ns and inode of a local file (checked readable: its HDF5 signature is read); ETag, size and
+    LastModified of an S3 object. InputError naming the user's file if it is missing, unreadable or
+    unreachable.
+    """
     if entry.is_s3:
         from botocore.exceptions import BotoCoreError, ClientError
 
@@ -98,16 +101,19 @@ def source_identity(manifest: Manifest, entry: ManifestEntry, client: Any = None
 
 
 _HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+_HDF5_FIRST_USER_BLOCK = 512  # the smallest user block; larger ones double it
+DOWNLOAD_ATTEMPTS = 3  # a transfer that breaks off mid-stream is started again this often in all
+DOWNLOAD_CHUNK_BYTES = 8 * 1024**2  # read size while streaming an S3 object to disk
 
 
 def _has_hdf5_signature(f: Any, size: int) -> bool:
     """HDF5 puts its signature at byte 0, 512, 1024, 2048, ... (after an optional user block)."""
     offset = 0
-    while offset + 8 <= size:
+    while offset + len(_HDF5_SIGNATURE) <= size:
         f.seek(offset)
-        if f.read(8) == _HDF5_SIGNATURE:
+        if f.read(len(_HDF5_SIGNATURE)) == _HDF5_SIGNATURE:
             return True
-        offset = 512 if offset == 0 else offset * 2
+        offset = _HDF5_FIRST_USER_BLOCK if offset == 0 else offset * 2
     return False
 
 
@@ -117,6 +123,7 @@ def source_size(manifest: Manifest, entry: ManifestEntry, client: Any = None) ->
 
 
 def file_identity(path: Path) -> dict[str, int]:
+    """Return size, mtime_ns and inode of the file at ``path``."""
     st = path.stat()
     return {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "inode": st.st_ino}
 
@@ -136,8 +143,10 @@ def identity_changes(recorded: dict[str, Any] | None, now: dict[str, Any]) -> li
 
 
 def check_layout(manifest: Manifest, manifest_path: Path, paths: BuildPaths) -> None:
-    """Refuse sources (or the manifest) inside the build's own folder DIR/VERSION/ (h5ads/, .build/, ...):
-    the build writes and cleans up there, and must never delete, move or write a user's file."""
+    """Refuse sources (or the manifest) inside the build's own folder DIR/VERSION/ (h5ads/, .build/, ...).
+
+    The build writes and cleans up there, and must never delete, move or write a user's file.
+    """
     root = paths.root.resolve()
     inside: list[str] = []
     for e in manifest.entries:
@@ -170,6 +179,7 @@ def _record_path(records: Path, dataset_id: str) -> Path:
 
 
 def read_record(records: Path, dataset_id: str) -> dict[str, Any] | None:
+    """Return the staging record of ``dataset_id``, or None if there is none."""
     path = _record_path(records, dataset_id)
     if not path.is_file():
         return None
@@ -185,7 +195,7 @@ def _write_record(records: Path, dataset_id: str, rec: dict[str, Any]) -> None:
 
 
 def _ours(rec: dict[str, Any], dest: Path) -> bool:
-    """Is the file at ``dest`` one this build created (its inode is recorded for that path)?"""
+    """Tell whether the file at ``dest`` is one this build created (its inode is recorded for that path)."""
     if rec.get("dest") != str(dest):
         return False
     try:
@@ -235,7 +245,7 @@ def stage_source(
             logger.info("dataset %s: the staged copy %s is not the one recorded; staging it again", ds, dest)
     _drop_partial(rec)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex[:12]}.partial")
+    tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex[:STAGING_TMP_HEX]}.partial")
     previous = file_identity(dest) if rec is not None and _ours(rec, dest) else None  # ours, to be replaced
     base = {"dataset_id": ds, "dest": str(dest), "source": ident, "replaced": previous}
     _write_record(records, ds, {**base, "partial": str(tmp), "staged": None, "method": None})  # before creating
@@ -258,8 +268,10 @@ def stage_source(
 
 
 def move_staged(records: Path, dataset_id: str, src: Path, dest: Path) -> bool:
-    """Move the staged copy of ``dataset_id`` from ``src`` to ``dest`` if (and only if) this build created it,
-    and record its new place. Returns whether a file was moved."""
+    """Move the staged copy of ``dataset_id`` from ``src`` to ``dest`` if (and only if) this build created it.
+
+    Records its new place. Returns whether a file was moved.
+    """
     rec = read_record(records, dataset_id)
     if not (src.exists() or src.is_symlink()):
         return False
@@ -273,8 +285,11 @@ def move_staged(records: Path, dataset_id: str, src: Path, dest: Path) -> bool:
 
 
 def remove_staged(records: Path, dataset_id: str, dest: Path) -> bool:
-    """Delete the staged copy of ``dataset_id`` if (and only if) this build created it; keep the record's
-    source identity (a resume still notices a changed source). Returns whether a file was deleted."""
+    """Delete the staged copy of ``dataset_id`` if (and only if) this build created it.
+
+    The record keeps the source identity (a resume still notices a changed source). Returns whether a
+    file was deleted.
+    """
     rec = read_record(records, dataset_id)
     _drop_partial(rec)
     if not (dest.exists() or dest.is_symlink()):
@@ -325,7 +340,7 @@ _NO_LINK = {errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP, errno.EACCES}
 
 
 def _reflink(src: Path, dest: Path) -> bool:
-    """A copy-on-write clone (btrfs, XFS, ...): False where the filesystem cannot."""
+    """Clone ``src`` to ``dest`` copy-on-write (btrfs, XFS, ...); return False where the filesystem cannot."""
     try:
         with src.open("rb") as s, dest.open("xb") as d:
             fcntl.ioctl(d.fileno(), _FICLONE, s.fileno())
@@ -351,9 +366,14 @@ def _link_or_copy(src: Path, dest: Path) -> str:
     return "copy"
 
 
-def _download(entry: ManifestEntry, ident: dict[str, Any], dest: Path, client: Any, attempts: int = 3) -> str:
-    """Stream the S3 object (the version whose ETag was recorded) to ``dest``; returns its SHA-256. A transfer
-    that breaks off is started again (up to ``attempts`` times): the hash covers exactly the bytes written."""
+def _download(
+    entry: ManifestEntry, ident: dict[str, Any], dest: Path, client: Any, attempts: int = DOWNLOAD_ATTEMPTS
+) -> str:
+    """Stream the S3 object (the version whose ETag was recorded) to ``dest``; returns its SHA-256.
+
+    A transfer that breaks off is started again (up to ``attempts`` times): the hash covers exactly the
+    bytes written.
+    """
     from botocore.exceptions import BotoCoreError, ClientError
 
     bucket, key = split_s3_uri(entry.h5ad_uri)
@@ -365,7 +385,7 @@ def _download(entry: ManifestEntry, ident: dict[str, Any], dest: Path, client: A
         try:
             body = (client or s3_client()).get_object(**args)["Body"]
             with dest.open("wb") as f:
-                for chunk in body.iter_chunks(8 * 1024**2):
+                for chunk in body.iter_chunks(DOWNLOAD_CHUNK_BYTES):
                     h.update(chunk)
                     f.write(chunk)
             return h.hexdigest()

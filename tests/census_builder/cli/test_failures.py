@@ -23,6 +23,7 @@ import pytest
 
 from census_builder.build.pipeline import BuildConfig, build
 from census_builder.build.state import BuildPaths
+from census_builder.cli import build as cli_build
 from census_builder.cli import main
 from census_builder.errors import BuildLockedError, BuildStateError, PreflightError, ReleaseExistsError
 from census_builder.runtime import faults
@@ -329,7 +330,7 @@ def test_failed_validation_points_to_the_way_forward(
     monkeypatch.setattr(validation, "validate_release", lambda *a, **k: Failed())
     monkeypatch.setattr("census_builder.sources.staged.validation_manifest", lambda p: p.manifest)
     monkeypatch.setattr("census_builder.runtime.cluster.dask_client", lambda **k: contextlib.nullcontext())
-    assert main._run_validation(paths, workers=1, scheduler=None) == 1
+    assert cli_build._run_validation(paths, workers=1, scheduler=None) == 1
     assert _messages(logs, logging.ERROR)[-1] == (
         f"validation FAILED (x_raw); see {paths.validation_report}. The release stays unpublishable; what to do: "
         "README, 'When validation fails' (fix the cause, then python -m census_builder validate --version v "
