@@ -4,7 +4,7 @@ The settings are what a release engineer sets once per site (workdir, workers, s
 memory_limit, max_excluded, schema_version, publish_jobs, log_level), not per-run choices such as
 ``--version``. Each is read, in rising precedence, from its default below, a TOML config file (``--config
 FILE``, else ``$CENSUS_BUILDER_CONFIG``, else none), the environment variable ``CENSUS_BUILDER_<KEY>`` and
-the command-line flag. Every value passes the same check as the flag (``census_builder.cli.options``); a
+the command-line flag. Every value passes the same check as the flag (``census_builder.options``); a
 bad one is a :class:`UsageError` naming where it came from. Other ``CENSUS_BUILDER_*`` variables
 (``_GIT_COMMIT``, the fault-injection ``_KILL_AT`` ...) are not settings and are never read here.
 """
@@ -21,7 +21,7 @@ from typing import Any
 
 from census_schema import DEFAULT_VERSION as DEFAULT_SCHEMA_VERSION
 
-from census_builder.cli import options
+from census_builder import options
 from census_builder.errors import UsageError
 
 DEFAULT_WORKDIR = Path("census-build")

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from census_builder.cli import options
+from census_builder import options
 from census_builder.cli.settings import setting_flag, uses
 
 if TYPE_CHECKING:

@@ -23,7 +23,7 @@ EXIT_STATUS: tuple[tuple[type[CensusBuilderError], int], ...] = (
 
 
 def _parser() -> argparse.ArgumentParser:
-    from census_builder.cli import options
+    from census_builder import options
     from census_builder.cli.build import register_build_commands  # build, validate, example
     from census_builder.cli.release import register_release_commands  # publish, release, notes
     from census_builder.cli.settings import config_option, register_config_command

@@ -14,7 +14,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from census_builder.cli import options
+from census_builder import options
 from census_builder.cli.settings import setting_flag
 
 logger = logging.getLogger("census_builder")

@@ -1,4 +1,7 @@
-"""argparse ``type=`` functions: every malformed option value is one line and exit status 2, before any work."""
+"""Checks of option values: argparse ``type=`` functions, also applied to config-file and environment values.
+
+Every malformed value is one line and exit status 2, before any work.
+"""
 
 from __future__ import annotations
 
