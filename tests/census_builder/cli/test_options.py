@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from census_builder import options
 from census_builder.build.pipeline import BuildConfig, build
-from census_builder.cli import main, options
+from census_builder.cli import main
 from census_builder.errors import UsageError
 from census_builder.names import check_version_name
 from census_builder.release.publish import publish
