@@ -28,9 +28,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from census_builder.build.state import BuildPaths
 from census_builder.errors import HostCheckError, InputError
 from census_builder.sources.manifest import Manifest, ManifestEntry
-from census_builder.build.state import BuildPaths
 
 logger = logging.getLogger(__name__)
 

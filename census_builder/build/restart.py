@@ -16,8 +16,8 @@ import logging
 import shutil
 from pathlib import Path
 
-from census_builder.errors import BuildStateError, ReleaseExistsError
 from census_builder.build.state import BuildPaths, StageRecord
+from census_builder.errors import BuildStateError, ReleaseExistsError
 
 logger = logging.getLogger(__name__)
 

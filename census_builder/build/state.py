@@ -28,8 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from census_builder.runtime import faults
 from census_builder.errors import BuildLockedError
+from census_builder.runtime import faults
 
 logger = logging.getLogger(__name__)
 
