@@ -130,10 +130,8 @@ class ChunkResult:
     totals: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     var_ids: npt.NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, np.int64))  # expected genes present
     var_nnz: npt.NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, np.int64))  # their expected nnz
-    expected_nnz: int = 0
     raw_nnz: int = 0  # found in the chunk's joinid range
     normalized_nnz: int = 0
-    obs_rows: int = 0  # obs rows found in the range
     obs_nnz: int = 0  # sum of found obs.nnz in the range
     # found n_measured_vars value -> (cells, first soma_joinid, its observation_joinid)
     n_measured_vars: dict[int, tuple[int, int, str]] = field(default_factory=dict)
@@ -463,7 +461,6 @@ def _compare_x(part: _Part, res: ChunkResult, coords: Coords, keep: npt.NDArray[
     widest = max([col_map.size - 1, 1, *(int(c.max(initial=0)) for c in codes.values())])
     col_bits = widest.bit_length()
     expected_all, bounds = _expected_part(part, coords, keep, col_bits)
-    res.expected_nnz += int(expected_all.key.size)
     expected, cmp_bounds, cmp_smart = expected_all, bounds, part.smart
     if task.joinids is not None and bool((joinids < 0).any()):  # cells the release lacks, or not asked about
         expected, cmp_bounds = _only_rows(expected_all, bounds, joinids >= 0)
@@ -600,7 +597,6 @@ def _compare_obs(task: ChunkTask, spec: Spec, res: ChunkResult, expected: dict[s
                                      dataset_id=task.dataset_id, organism=task.organism))
         return
     sj = found.get("soma_joinid", np.zeros(0, np.int64)).astype(np.int64)
-    res.obs_rows = int(sj.size)
     if "nnz" in found:
         res.obs_nnz = int(np.asarray(found["nnz"], dtype=np.int64).sum())
     pos = np.full(task.n_cells, -1, dtype=np.int64)  # expected row -> position in `found`
