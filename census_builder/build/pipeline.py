@@ -89,15 +89,15 @@ class BuildRun:
         return ReleaseLayout(str(self.paths.partial), self.schema)
 
     def output(self, kind: type[OutputT]) -> OutputT:
-        """The recorded output of a finished stage, typed (``kind`` names the stage)."""
+        """Return the recorded output of a finished stage, typed (``kind`` names the stage)."""
         return read_output(self.stages, kind)
 
     def axes(self) -> AxesPlan:
-        """plan_axes' output."""
+        """Return plan_axes' output."""
         return self.output(AxesPlan)
 
     def plans(self) -> list[DatasetPlan]:
-        """The plan of every dataset stage_and_inspect kept (manifest order)."""
+        """Return the plan of every dataset stage_and_inspect kept (manifest order)."""
         return [PlanFiles(self.paths.plans, ds).load() for ds in self.output(Inspected).datasets]
 
     def report(self, status: str, **extra: Any) -> None:
@@ -194,14 +194,14 @@ def build(config: BuildConfig) -> BuildPaths:
 
 
 def _unfinished_rebuild(paths: BuildPaths) -> BuildPaths | None:
-    """The latest ``DIR/VERSION.rebuild-<time>`` that is not complete, if any."""
+    """Return the latest ``DIR/VERSION.rebuild-<time>`` that is not complete, if any."""
     candidates = sorted(paths.root.parent.glob(f"{paths.root.name}.rebuild-*"))
     unfinished = [BuildPaths(p) for p in candidates if p.is_dir() and not BuildPaths(p).is_complete()]
     return unfinished[-1] if unfinished else None
 
 
 def _check_same_inputs(run: BuildRun) -> None:
-    """A resumed build must use the same manifest, schema and options that shape the release."""
+    """Check that a resumed build uses the same manifest, schema and options that shape the release."""
     key = {
         "manifest_sha256": run.manifest.sha256,
         "schema": run.schema.version,
@@ -241,7 +241,7 @@ def _check_same_inputs(run: BuildRun) -> None:
 
 
 def _check_sources_unchanged(run: BuildRun) -> None:
-    """A resumed build was planned from the sources as they were staged: refuse if one changed since."""
+    """Refuse to resume a build when a source changed since it was staged (the plan is of the old one)."""
     if not run.stages.done("stage_and_inspect"):
         return  # staging notices changed sources itself and stages them again
     inspected = run.output(Inspected)
@@ -257,7 +257,7 @@ def _check_sources_unchanged(run: BuildRun) -> None:
 
 
 def _check_not_wedged(run: BuildRun) -> None:
-    """An unfinished build whose release under construction is gone cannot be resumed: say how to start over."""
+    """Refuse to resume an unfinished build whose release under construction is gone; say how to start over."""
     if run.stages.done("plan_axes") and not run.paths.partial.is_dir() and not run.paths.soma.is_dir():
         raise BuildStateError(
             f"{run.paths.root} holds an unfinished build whose release under construction ({run.paths.partial}) "

@@ -24,8 +24,10 @@ logger = logging.getLogger(__name__)
 
 
 def build_summary(paths: BuildPaths, report: dict[str, Any], stage_order: Sequence[str] = ()) -> dict[str, Any]:
-    """The summary of the complete build at ``paths`` (``report``: its build_report.json so far; stages are
-    listed in ``stage_order``, then any others)."""
+    """Return the summary of the complete build at ``paths``.
+
+    ``report``: its build_report.json so far; stages are listed in ``stage_order``, then any others.
+    """
     stages = StageRecord(paths)
     inspected = read_output(stages, Inspected)
     axes = read_output(stages, AxesPlan)
@@ -61,8 +63,10 @@ def build_summary(paths: BuildPaths, report: dict[str, Any], stage_order: Sequen
 
 
 def store_summary(paths: BuildPaths, stage_order: Sequence[str] = ()) -> dict[str, Any] | None:
-    """Compute the complete build's summary and add it to build_report.json; a failure here only warns
-    (the release is complete either way)."""
+    """Compute the complete build's summary and add it to build_report.json.
+
+    A failure here only warns (the release is complete either way).
+    """
     try:
         report = read_json(paths.report)
         report["summary"] = build_summary(paths, report, stage_order)
@@ -90,6 +94,7 @@ def record_validation(paths: BuildPaths, *, passed: bool, seconds: float) -> dic
 
 
 def stored_summary(paths: BuildPaths) -> dict[str, Any] | None:
+    """Return the summary stored in build_report.json, if any."""
     try:
         summary = read_json(paths.report).get("summary")
     except (OSError, ValueError):
@@ -106,7 +111,7 @@ def _build_dir(release: str) -> Path:
 
 
 def summary_lines(summary: dict[str, Any]) -> list[str]:
-    """The console text of a summary."""
+    """Return the console text of a summary."""
     p = summary["paths"]
     lines = [f"build {summary['version']} complete: {p['release']} ({fmt_bytes(summary['release_bytes'])} on disk)"]
     for org, f in summary["organisms"].items():

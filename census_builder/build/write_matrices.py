@@ -146,12 +146,12 @@ def write_matrices(run: BuildRun) -> MatricesWritten:
 
 
 def result_exists(task: ChunkTask) -> bool:
-    """The chunk is done: its result file exists."""
+    """Tell whether the chunk is done: its result file exists."""
     return Path(task.result_path).is_file()
 
 
 def chunk_counts_of(task: ChunkTask, axes: dict[str, npt.NDArray[Any]]) -> tuple[Counts, npt.NDArray[np.bool_]]:
-    """The chunk's kept cells x the organism's var, and which of its rows are Smart-seq cells.
+    """Return the chunk's kept cells x the organism's var, and which of its rows are Smart-seq cells.
 
     Duplicates are summed and zeros dropped; the coordinates are in X's global order.
     """
@@ -202,6 +202,6 @@ def process_chunk(task: ChunkTask) -> ChunkSummary:
 
 
 def load_result(path: str | Path) -> dict[str, npt.NDArray[Any]]:
-    """A chunk's result file: per-row nnz and statistics, per-column nnz."""
+    """Load a chunk's result file: per-row nnz and statistics, per-column nnz."""
     with np.load(path) as z:
         return {k: z[k] for k in z.files}

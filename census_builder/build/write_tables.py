@@ -1,5 +1,6 @@
-"""Stage 4, write_tables: obs (one dask task per dataset, build/obs_task.py), var, the presence matrix and
-census_info (build/census_info.py).
+"""Stage 4, write_tables: obs, var, the presence matrix and census_info.
+
+obs is written by one dask task per dataset (build/obs_task.py), census_info by build/census_info.py.
 
 obs and var are written once the matrix stage's statistics are known: the chunk results are reduced
 here, one result file at a time, to per-gene nnz and per-dataset presence.

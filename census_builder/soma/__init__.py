@@ -1,2 +1,4 @@
-"""The release's TileDB-SOMA objects: where they live (layout), how they are created and written (writers),
-their TileDB settings (platform) and consolidation / fragment maintenance (consolidation)."""
+"""The release's TileDB-SOMA objects: layout (every URI), writers, platform settings, consolidation.
+
+layout knows where each object lives; writers create and write them; consolidation maintains fragments.
+"""

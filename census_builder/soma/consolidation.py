@@ -1,5 +1,7 @@
-"""Fragment maintenance of a written release: consolidation and vacuum, deleting the fragments of
-unfinished write units, and counting stored cells from fragment metadata."""
+"""Fragment maintenance of a written release: consolidation and vacuum, deletion, counts.
+
+Deletes the fragments of unfinished write units and counts stored cells from fragment metadata.
+"""
 
 from __future__ import annotations
 

@@ -40,7 +40,7 @@ class ExperimentLayout:
     presence: str  # the feature/dataset presence matrix
 
     def x_layer(self, name: str) -> str:
-        """The URI of X layer ``name``."""
+        """Return the URI of X layer ``name``."""
         return self.x_layers[name]
 
 
@@ -62,11 +62,11 @@ class ReleaseLayout:
         return os.path.join(self.root, CENSUS_DATA)
 
     def census_info_table(self, name: str) -> str:
-        """The census_info dataframe ``name`` (datasets, summary, summary_cell_counts)."""
+        """Return the URI of the census_info dataframe ``name`` (datasets, summary, summary_cell_counts)."""
         return os.path.join(self.census_info, name)
 
     def experiment(self, organism: str) -> ExperimentLayout:
-        """The URIs of ``organism``'s experiment."""
+        """Return the URIs of ``organism``'s experiment."""
         uri = os.path.join(self.census_data, organism)
         ms = os.path.join(uri, MS)
         measurement = os.path.join(ms, self.schema.measurement)
@@ -84,5 +84,5 @@ class ReleaseLayout:
         )
 
     def experiments(self, organisms: list[str] | tuple[str, ...]) -> list[ExperimentLayout]:
-        """The layouts of these organisms' experiments, in the given order."""
+        """Return the layouts of these organisms' experiments, in the given order."""
         return [self.experiment(o) for o in organisms]

@@ -57,10 +57,10 @@ X_WRITE_CONFIG: dict[str, str | float] = {
 
 
 def context() -> soma.SOMATileDBContext:
-    """A SOMA context with :data:`TILEDB_CONFIG`."""
+    """Return a SOMA context with :data:`TILEDB_CONFIG`."""
     return soma.SOMATileDBContext(tiledb_config=dict(TILEDB_CONFIG))
 
 
 def x_write_context() -> soma.SOMATileDBContext:
-    """The context of X writes (:data:`X_WRITE_CONFIG`)."""
+    """Return the context of X writes (:data:`X_WRITE_CONFIG`)."""
     return soma.SOMATileDBContext(tiledb_config=dict(X_WRITE_CONFIG))

@@ -75,7 +75,7 @@ def create_release(release: ReleaseLayout, shapes: Mapping[str, ExperimentShape]
 
 
 def arrow_table(columns: tuple[Column, ...], data: Mapping[str, Any]) -> pa.Table:
-    """``data`` (column name -> values) as an Arrow table with the schema's encodings."""
+    """Return ``data`` (column name -> values) as an Arrow table with the schema's encodings."""
     return pa.Table.from_pydict(
         {c.name: _arrow_column(data[c.name], c.arrow_type) for c in columns}, schema=CensusSchema.arrow_schema(columns)
     )
@@ -141,7 +141,7 @@ def write_x(
 
 
 def coo_table(rows: Any, cols: Any, values: Any, value_type: pa.DataType) -> pa.Table:
-    """A COO table (soma_dim_0, soma_dim_1, soma_data) with ``value_type`` values."""
+    """Return a COO table (soma_dim_0, soma_dim_1, soma_data) with ``value_type`` values."""
     return pa.table(
         {
             "soma_dim_0": pa.array(rows, type=pa.int64()),
