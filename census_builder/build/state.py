@@ -257,8 +257,14 @@ def _create_exclusive(path: Path, content: dict[str, Any]) -> bool:
         tmp.unlink(missing_ok=True)
 
 
+LOCK_ATTEMPTS = 5  # times the lock may change hands under us before giving up
+UNREADABLE_LOCK_WAIT = 0.2  # seconds given to a writer of a lock that cannot be read yet
+POLL_INTERVAL = 0.05  # seconds between looks at a guard or at workers being killed
+ORPHAN_KILL_WAIT = 10.0  # seconds a take-over waits for a dead build's workers to be gone
+
+
 def _acquire(paths: BuildPaths, me: dict[str, Any]) -> None:
-    for _ in range(5):
+    for _ in range(LOCK_ATTEMPTS):
         if _create_exclusive(paths.lock, me):
             return
         holder = read_lock_holder(paths)
@@ -275,13 +281,15 @@ def _acquire(paths: BuildPaths, me: dict[str, Any]) -> None:
                 write_json_atomic(paths.lock, me)  # one rename: the lock is never absent
                 return
         if not holder:  # a lock written by an older version right now, or garbage: give the writer a moment
-            time.sleep(0.2)
+            time.sleep(UNREADABLE_LOCK_WAIT)
             holder = read_lock_holder(paths) or {}
         raise BuildLockedError(
             f"{paths.root} is locked by a running build (pid {holder.get('pid')} on {holder.get('host')}); "
             f"wait for it to finish. If that process is gone for good, remove {paths.lock}."
         )
-    raise BuildLockedError(f"could not take the build lock {paths.lock}: it changed hands 5 times; re-run the command")
+    raise BuildLockedError(
+        f"could not take the build lock {paths.lock}: it changed hands {LOCK_ATTEMPTS} times; re-run the command"
+    )
 
 
 _NO_FLOCK = (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOTSUP, errno.ENOSYS, errno.EINVAL, errno.EBADF)
@@ -305,7 +313,7 @@ def _takeover_guard(paths: BuildPaths, me: dict[str, Any]) -> Iterator[None]:
                     raise BuildLockedError(  # noqa: B904 - waiting is the expected path, not a cause
                         f"another build is taking over the lock of {paths.root} (guard {guard}); re-run the command"
                     )
-                time.sleep(0.05)
+                time.sleep(POLL_INTERVAL)
             except OSError as e:
                 if e.errno not in _NO_FLOCK:
                     raise
@@ -345,7 +353,7 @@ def _exclusive_guard(paths: BuildPaths, me: dict[str, Any]) -> Iterator[None]:
             raise BuildLockedError(
                 f"another build is taking over the lock of {paths.root} ({owner}); re-run the command"
             )
-        time.sleep(0.05)
+        time.sleep(POLL_INTERVAL)
     try:
         yield
     finally:
@@ -385,9 +393,9 @@ def _kill_orphans(pids: list[int]) -> None:
             logger.warning("killing dask worker %d left behind by the dead build", pid)
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, signal.SIGKILL)
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + ORPHAN_KILL_WAIT
     while any(isinstance(p, int) and _pid_alive(p) for p in pids) and time.monotonic() < deadline:
-        time.sleep(0.05)
+        time.sleep(POLL_INTERVAL)
 
 
 def check_owner(lock_path: str, run_id: str) -> None:
