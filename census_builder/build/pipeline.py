@@ -1,4 +1,4 @@
-"""The build command: an ordered list of plainly named, resumable steps.
+"""The build command: an ordered list of plainly named, resumable steps, each in its module (build/<step>.py).
 
     stage_and_inspect  copy/download each source into h5ads/, preflight it, plan its cells, genes, chunks
     plan_axes          assign soma_joinids (datasets, cells, genes) and create the empty release structure
@@ -6,8 +6,9 @@
     write_tables       obs (a task per dataset), var, presence matrix, census_info
     finalize_release   consolidate metadata (X) or whole arrays (the rest), root metadata, move into place
 
-Each step records its completion under ``.build/stages``; a re-run skips finished steps (and, inside the
-matrix and obs steps, finished tasks). The release appears at ``DIR/VERSION/soma`` only when complete.
+Each step returns a typed record (build/outputs.py), stored as JSON under ``.build/stages``; a re-run skips
+finished steps (and, inside the matrix and obs steps, finished tasks). The release appears at
+``DIR/VERSION/soma`` only when complete. Write timestamps: build/timestamps.py; release URIs: soma/layout.py.
 """
 
 from __future__ import annotations
