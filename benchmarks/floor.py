@@ -15,6 +15,7 @@ import tiledbsoma as soma
 
 from census_builder.runtime.cluster import dask_client, run_tasks
 from census_builder.soma import writers
+from census_builder.soma.platform import X_PLATFORM_CONFIG, X_TILE
 from census_builder.sources.h5ad import H5AD, plan_row_chunks
 
 
@@ -44,7 +45,7 @@ def _global_order(rows: npt.NDArray[np.int64], cols: npt.NDArray[np.int64], n_co
     """The cheapest way from sorted CSR coordinates to TileDB's global order (space tile, then row-major
     inside it): one stable radix sort on the tile number (the build has to sort every coordinate instead,
     because its column renumbering scrambles the order within rows)."""
-    tile = writers.X_TILE
+    tile = X_TILE
     key = (rows // tile - rows[0] // tile) * -(-n_cols // tile) + cols // tile
     return np.argsort(key.astype(np.uint16) if key.size and key[-1] < 2**16 else key, kind="stable")
 
@@ -62,7 +63,7 @@ def measure_floor(h5ads: list[Path], out: Path, *, workers: int, chunk_nnz: int)
     out.mkdir(parents=True, exist_ok=True)
     for uri in (out / "a", out / "b"):
         soma.SparseNDArray.create(
-            str(uri), type=pa.float32(), shape=(offset, n_var), platform_config=writers.X_PLATFORM_CONFIG
+            str(uri), type=pa.float32(), shape=(offset, n_var), platform_config=X_PLATFORM_CONFIG
         ).close()
     with dask_client(workers=workers) as client:
         t0 = time.perf_counter()

@@ -20,6 +20,9 @@ from typing import Any
 
 import numpy as np
 
+from census_builder.census.schema import load_schema
+from census_builder.soma.layout import ReleaseLayout
+
 logger = logging.getLogger("benchmarks.read")
 
 QUERIES = ("full scan X['normalized']", "5,000 random cells", "20,000-cell row range", "20 genes, every cell",
@@ -31,9 +34,11 @@ def run_queries(release: str) -> dict[str, float]:
 
     out: dict[str, float] = {}
     rng = np.random.default_rng(0)
-    with soma.Experiment.open(f"{release}/census_data/homo_sapiens") as exp:
-        x = exp.ms["RNA"].X
-        n_obs, n_var = exp.obs.count, exp.ms["RNA"].var.count
+    layout = ReleaseLayout(release, load_schema())
+    rna = layout.schema.measurement
+    with soma.Experiment.open(layout.experiment("homo_sapiens").uri) as exp:
+        x = exp.ms[rna].X
+        n_obs, n_var = exp.obs.count, exp.ms[rna].var.count
 
         def full() -> Any:
             return sum(t.num_rows for t in x["normalized"].read().tables())
@@ -50,7 +55,7 @@ def run_queries(release: str) -> dict[str, float]:
             return x["raw"].read(coords=(slice(None), ids)).tables().concat().num_rows
 
         def query() -> Any:
-            with exp.axis_query("RNA", obs_query=soma.AxisQuery(value_filter="tissue_general == 'lung'")) as q:
+            with exp.axis_query(rna, obs_query=soma.AxisQuery(value_filter="tissue_general == 'lung'")) as q:
                 return q.to_anndata("raw").n_obs
 
         for name, fn in zip(QUERIES, (full, random_cells, row_range, genes, query), strict=True):
@@ -65,7 +70,9 @@ def consolidated_copy(release: Path, dest: Path) -> None:
 
     shutil.rmtree(dest, ignore_errors=True)
     shutil.copytree(release, dest)
-    for layer in sorted(p.parent for p in dest.glob("census_data/*/ms/RNA/X/*/__schema")):
+    layout = ReleaseLayout(str(dest), load_schema())
+    organisms = sorted(p.name for p in Path(layout.census_data).iterdir() if p.is_dir())
+    for layer in sorted(u for e in layout.experiments(organisms) for u in e.x_layers.values() if Path(u).is_dir()):
         cfg = tiledb.Config({"sm.consolidation.mode": "fragments", "sm.vacuum.mode": "fragments",
                              "sm.mem.total_budget": str(2**30)})
         tiledb.consolidate(str(layer), config=cfg)

@@ -26,7 +26,9 @@ import numpy.typing as npt
 import pyarrow as pa
 import tiledbsoma as soma
 
-from census_builder.soma.writers import DATAFRAME_PLATFORM_CONFIG, X_PLATFORM_CONFIG
+from census_builder.census.schema import load_schema
+from census_builder.soma.layout import ReleaseLayout
+from census_builder.soma.platform import DATAFRAME_PLATFORM_CONFIG, X_PLATFORM_CONFIG
 
 logger = logging.getLogger("benchmarks.renumber")
 
@@ -96,25 +98,27 @@ def renumber(src: Path, dest: Path, seed: int = 0, identity: bool = False) -> Pa
     root = dest / "soma"
     # copytree hard-linked TileDB files too: rewritten objects are removed and created anew, never edited
     rng = np.random.default_rng(seed)
-    info = root / "census_info"
-    datasets = _df(info / "datasets")
+    layout = ReleaseLayout(str(root), load_schema())
+    datasets_uri = Path(layout.census_info_table("datasets"))
+    datasets = _df(datasets_uri)
     d_perm = np.arange(datasets.num_rows, dtype=np.int64)
     d_perm = d_perm if identity else d_perm[::-1].copy()
-    _rewrite_df(info / "datasets", datasets, d_perm)
+    _rewrite_df(datasets_uri, datasets, d_perm)
     with tempfile.TemporaryDirectory(dir=dest) as tmp:
-        for exp in sorted((root / "census_data").iterdir()):
-            if not (exp / "obs").is_dir():
+        for exp_dir in sorted(Path(layout.census_data).iterdir()):
+            exp = layout.experiment(exp_dir.name)
+            if not Path(exp.obs).is_dir():
                 continue
-            obs, var = _df(exp / "obs"), _df(exp / "ms/RNA/var")
+            obs, var = _df(Path(exp.obs)), _df(Path(exp.var))
             c_perm = np.arange(obs.num_rows, dtype=np.int64) if identity else rng.permutation(obs.num_rows)
             g_perm = np.arange(var.num_rows, dtype=np.int64)
             g_perm = g_perm if identity else g_perm[::-1].copy()
-            _rewrite_df(exp / "obs", obs, c_perm)
-            _rewrite_df(exp / "ms/RNA/var", var, g_perm)
-            for layer in ("raw", "normalized"):
-                _rewrite_nd(exp / "ms/RNA/X" / layer, c_perm, g_perm, Path(tmp), X_PLATFORM_CONFIG)
-            _rewrite_nd(exp / "ms/RNA/feature_dataset_presence_matrix", d_perm, g_perm, Path(tmp))
-            logger.info("%s renumbered: %d cells, %d genes", exp.name, obs.num_rows, var.num_rows)
+            _rewrite_df(Path(exp.obs), obs, c_perm)
+            _rewrite_df(Path(exp.var), var, g_perm)
+            for layer_uri in exp.x_layers.values():
+                _rewrite_nd(Path(layer_uri), c_perm, g_perm, Path(tmp), X_PLATFORM_CONFIG)
+            _rewrite_nd(Path(exp.presence), d_perm, g_perm, Path(tmp))
+            logger.info("%s renumbered: %d cells, %d genes", exp.organism, obs.num_rows, var.num_rows)
     return root
 
 

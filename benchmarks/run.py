@@ -25,6 +25,8 @@ import psutil
 
 from benchmarks.corpus import corpus_specs, write_corpus
 from benchmarks.floor import measure_floor
+from census_builder.build.outputs import TablesWritten, read_output
+from census_builder.build.state import BuildPaths, StageRecord
 
 logger = logging.getLogger("benchmarks")
 
@@ -119,9 +121,9 @@ def main() -> int:
     root = workdir / "bench"
     report = json.loads((root / "build_report.json").read_text())
     stages = report["stage_seconds"]
-    totals = json.loads((root / ".build" / "stages" / "write_tables.json").read_text())["outputs"]
-    nnz = sum(o["nnz"] for o in totals["organisms"].values())
-    cells = totals["total_cell_count"]
+    totals = read_output(StageRecord(BuildPaths(root)), TablesWritten)
+    nnz = totals.nnz
+    cells = totals.total_cell_count
     validation = run_measured(
         [
             sys.executable,

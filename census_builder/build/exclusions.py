@@ -21,7 +21,7 @@ def _share(n: int, total: int) -> float:
 
 
 def record(invalid: list[dict[str, str]], total: int, max_excluded: float) -> dict[str, Any]:
-    """What build_report.json keeps under ``excluded``."""
+    """Return what build_report.json keeps under ``excluded``."""
     return {
         "count": len(invalid),
         "of": total,
@@ -32,8 +32,10 @@ def record(invalid: list[dict[str, str]], total: int, max_excluded: float) -> di
 
 
 def log_summary(invalid: list[dict[str, str]], total: int, sources: Mapping[str, str] | None = None) -> None:
-    """WARNING lines: how many of how many datasets were left out, which (``sources``: dataset_id -> the
-    manifest's file, rather than the build's copy), and why each."""
+    """Log WARNING lines: how many of how many datasets were left out, which, and why each.
+
+    ``sources``: dataset_id -> the manifest's file, rather than the build's copy.
+    """
     if not invalid:
         return
     logger.warning(
@@ -50,6 +52,7 @@ def log_summary(invalid: list[dict[str, str]], total: int, sources: Mapping[str,
 
 
 def enforce_max_excluded(invalid: list[dict[str, str]], total: int, max_excluded: float) -> None:
+    """Raise TooManyExcludedError when a larger share than ``max_excluded`` of the datasets is invalid."""
     share = _share(len(invalid), total)
     if share <= max_excluded:
         return

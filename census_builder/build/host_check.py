@@ -1,4 +1,4 @@
-"""Host preflight: before any work, does this build fit on this machine?
+"""Host preflight: before any work, check that this build fits on this machine.
 
 Disk, in the filesystem that holds ``DIR/VERSION``:
 
@@ -28,9 +28,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from census_builder.build.state import BuildPaths
 from census_builder.errors import HostCheckError, InputError
 from census_builder.sources.manifest import Manifest, ManifestEntry
-from census_builder.build.state import BuildPaths
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +60,7 @@ WORKER_BYTES_PER_ENTRY = 80
 
 
 def fmt_bytes(n: float) -> str:
+    """Format a byte count for people (B, KiB, MiB, GiB, TiB)."""
     if abs(n) < 1024:
         return f"{n:.0f} B"
     for unit in ("KiB", "MiB", "GiB"):
@@ -83,17 +84,22 @@ class SourceFacts:
 
 @dataclass(frozen=True)
 class DiskNeed:
+    """Bytes the build needs on disk: staged copies, the release, scratch."""
+
     staged: int
     release: int
     scratch: int
 
     @property
     def total(self) -> int:
+        """All bytes needed."""
         return self.staged + self.release + self.scratch
 
 
 @dataclass(frozen=True)
 class HostCheck:
+    """The host check's figures: free and needed disk, memory per worker."""
+
     filesystem: str  # "the filesystem of /data/census-build/V (mounted at /data)"
     free: int
     need: DiskNeed
@@ -103,13 +109,16 @@ class HostCheck:
 
     @property
     def disk_ok(self) -> bool:
+        """The disk has room for the build."""
         return self.need.total <= self.free
 
     @property
     def memory_ok(self) -> bool:
+        """Local workers have the memory a matrix task needs (always true for a remote scheduler)."""
         return self.memory_per_worker is None or self.memory_per_worker >= self.memory_needed
 
     def to_json(self) -> dict[str, Any]:
+        """Return the figures as build_report.json keeps them."""
         return {
             "filesystem": self.filesystem,
             "free_bytes": self.free,
@@ -124,6 +133,7 @@ class HostCheck:
         }
 
     def disk_message(self, version: str) -> str:
+        """Return the message for a disk too small for ``version``."""
         n = self.need
         return (
             f"not enough disk space for build {version} in {self.filesystem}: "
@@ -137,6 +147,7 @@ class HostCheck:
         )
 
     def memory_message(self, chunk_nnz: int) -> str:
+        """Return the warning for workers with too little memory at ``chunk_nnz``."""
         per = self.memory_per_worker or 0
         fits = max((per - WORKER_BASE_BYTES) // WORKER_BYTES_PER_ENTRY, 0)
         lower = f"--chunk-nnz {fits // 100_000 * 100_000:,} or less, " if fits >= 100_000 else ""
@@ -160,10 +171,12 @@ def existing_dir(path: Path) -> Path:
 
 
 def disk_free(path: Path) -> int:
+    """Return the free bytes of the filesystem holding ``path`` (or its nearest existing ancestor)."""
     return shutil.disk_usage(existing_dir(path)).free
 
 
 def mount_point(path: Path) -> Path:
+    """Return the mount point of the filesystem holding ``path``."""
     p = existing_dir(path)
     dev = p.stat().st_dev
     while p != p.parent and p.parent.stat().st_dev == dev:
@@ -183,8 +196,10 @@ def total_memory(cgroup_root: str = "/sys/fs/cgroup") -> int:
 
 
 def memory_per_worker(memory_limit: str | None, workers: int, total: int) -> int:
-    """A local worker's memory as dask sizes it: ``--memory-limit`` (bytes, "3GiB", or a fraction of total
-    memory), else ("auto") total memory / workers."""
+    """Return a local worker's memory as dask sizes it.
+
+    ``--memory-limit`` (bytes, "3GiB", or a fraction of total memory), else ("auto") total memory / workers.
+    """
     if memory_limit and memory_limit != "auto":
         from dask.utils import parse_bytes
 
@@ -220,7 +235,7 @@ def source_facts(manifest: Manifest, entry: ManifestEntry, workdir_dev: int) -> 
 
 
 def counts_shape(path: Path, dataset_id: str) -> tuple[int, int, int]:
-    """(stored entries, rows, columns) of the counts matrix (``raw/X`` if present, else ``X``)."""
+    """Return (stored entries, rows, columns) of the counts matrix (``raw/X`` if present, else ``X``)."""
     from census_builder.sources.h5ad import H5AD
 
     with H5AD(path, dataset_id) as h5:
@@ -270,7 +285,7 @@ def tree_bytes(path: Path) -> int:
 
 
 def already_written(paths: BuildPaths, sources: Sequence[SourceFacts]) -> DiskNeed:
-    """What an earlier run of this build already put on disk (it needs no new space)."""
+    """Return what an earlier run of this build already put on disk (it needs no new space)."""
     staged = 0
     for s in sources:
         dest = paths.h5ad(s.dataset_id)
@@ -335,8 +350,11 @@ def preflight(
     free_bytes: Callable[[Path], int] | None = None,
     memory_total: Callable[[], int] | None = None,
 ) -> HostCheck:
-    """The build's host check (``config`` is a BuildConfig): raise HostCheckError when the disk is short
-    (a warning with ``config.skip_host_check``), warn when worker memory is short; returns the figures."""
+    """Run the build's host check (``config`` is a BuildConfig); return the figures.
+
+    Raises HostCheckError when the disk is short (a warning with ``config.skip_host_check``); warns when
+    worker memory is short.
+    """
     check = check_host(
         manifest,
         paths,

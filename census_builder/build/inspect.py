@@ -19,11 +19,11 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from census_builder.errors import InputError
-from census_builder.sources.h5ad import H5AD, plan_row_chunks
-from census_builder.census.tissue_general import TissueMapper
 from census_builder.census import filters
 from census_builder.census.schema import CensusSchema
+from census_builder.census.tissue_general import TissueMapper
+from census_builder.errors import InputError
+from census_builder.sources.h5ad import H5AD, plan_row_chunks
 
 logger = logging.getLogger(__name__)
 

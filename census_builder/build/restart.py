@@ -16,8 +16,8 @@ import logging
 import shutil
 from pathlib import Path
 
-from census_builder.errors import BuildStateError, ReleaseExistsError
 from census_builder.build.state import BuildPaths, StageRecord
+from census_builder.errors import BuildStateError, ReleaseExistsError
 
 logger = logging.getLogger(__name__)
 
@@ -29,7 +29,7 @@ RELEASE_STAGES = ("plan_axes", "write_matrices", "write_tables", "finalize_relea
 
 
 def release_started(paths: BuildPaths, stages: StageRecord) -> bool:
-    """Has this unfinished build written anything of the release (structure, chunks, the release itself)?"""
+    """Tell whether this unfinished build wrote anything of the release (structure, chunks, the release)."""
     if paths.partial.exists() or paths.soma.exists():
         return True
     if any(stages.done(s) for s in RELEASE_STAGES):
@@ -38,6 +38,7 @@ def release_started(paths: BuildPaths, stages: StageRecord) -> bool:
 
 
 def refuse_restart_of(paths: BuildPaths) -> None:
+    """Raise ReleaseExistsError: ``--restart`` never discards a complete release."""
     raise ReleaseExistsError(
         f"release {paths.root.name} at {paths.root} is complete and immutable: --restart discards only unfinished "
         "builds. Build another --version, or use --force-rebuild (without --restart) to build it again into a "
@@ -47,7 +48,9 @@ def refuse_restart_of(paths: BuildPaths) -> None:
 
 def discard_run_state(paths: BuildPaths, *, reason: str, level: int = logging.WARNING) -> list[str]:
     """Delete the unfinished build's run state (the caller holds the build lock); log what at ``level``.
-    Returns what was deleted, relative to ``DIR/VERSION``."""
+
+    Returns what was deleted, relative to ``DIR/VERSION``.
+    """
     if paths.soma.exists():
         if paths.is_complete():
             refuse_restart_of(paths)

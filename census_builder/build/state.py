@@ -28,8 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from census_builder.runtime import faults
 from census_builder.errors import BuildLockedError
+from census_builder.runtime import faults
 
 logger = logging.getLogger(__name__)
 
@@ -38,26 +38,33 @@ FINAL_STAGE = "finalize_release"
 
 @dataclass(frozen=True)
 class BuildPaths:
+    """Every path of one build directory, ``DIR/VERSION``."""
+
     root: Path  # DIR/VERSION
 
     @classmethod
     def for_version(cls, workdir: str | Path, version: str) -> BuildPaths:
+        """Return the paths of ``version``'s build under ``workdir``."""
         return cls(Path(workdir).resolve() / version)
 
     @property
     def soma(self) -> Path:
+        """The complete release (``DIR/VERSION/soma``)."""
         return self.root / "soma"
 
     @property
     def h5ads(self) -> Path:
+        """The staged copies of the sources."""
         return self.root / "h5ads"
 
     @property
     def report(self) -> Path:
+        """build_report.json."""
         return self.root / "build_report.json"
 
     @property
     def log(self) -> Path:
+        """build.log."""
         return self.root / "build.log"
 
     @property
@@ -67,40 +74,49 @@ class BuildPaths:
 
     @property
     def validation_report(self) -> Path:
+        """validation_report.json."""
         return self.root / "validation_report.json"
 
     @property
     def state(self) -> Path:
+        """The run state (``.build``): stage records, plans, chunk results, the lock."""
         return self.root / ".build"
 
     @property
     def partial(self) -> Path:
+        """The release under construction."""
         return self.state / "soma.partial"
 
     @property
     def stages(self) -> Path:
+        """One JSON record per finished stage."""
         return self.state / "stages"
 
     @property
     def plans(self) -> Path:
+        """Per-dataset plans written by stage_and_inspect."""
         return self.state / "plan"
 
     @property
     def chunks(self) -> Path:
+        """Per-chunk result files written by the matrix tasks."""
         return self.state / "chunks"
 
     @property
     def lock(self) -> Path:
+        """The build lock."""
         return self.state / "lock"
 
     def h5ad(self, dataset_id: str) -> Path:
+        """Return the staged copy of ``dataset_id``."""
         return self.h5ads / f"{dataset_id}.h5ad"
 
     def h5ad_relative(self, dataset_id: str) -> str:
+        """Return the staged copy's path relative to ``DIR/VERSION`` (census_info's dataset_h5ad_path)."""
         return f"h5ads/{dataset_id}.h5ad"
 
     def is_complete(self) -> bool:
-        """The release is in place and its last step is recorded."""
+        """Tell whether the release is in place and its last step is recorded."""
         return self.soma.is_dir() and (self.stages / f"{FINAL_STAGE}.json").is_file()
 
 
@@ -116,6 +132,7 @@ def write_json_atomic(path: Path, data: Any) -> None:
 
 
 def read_json(path: Path) -> Any:
+    """Return the JSON document at ``path``."""
     with path.open(encoding="utf-8") as f:
         return json.load(f)
 
@@ -127,12 +144,15 @@ class StageRecord:
         self.dir = paths.stages
 
     def done(self, stage: str) -> bool:
+        """Tell whether ``stage`` finished."""
         return (self.dir / f"{stage}.json").is_file()
 
     def get(self, stage: str) -> Any:
+        """Return ``stage``'s record (its outputs under ``"outputs"``; build/outputs.py types them)."""
         return read_json(self.dir / f"{stage}.json")
 
     def mark(self, stage: str, outputs: Any) -> None:
+        """Record that ``stage`` finished with ``outputs`` (JSON)."""
         write_json_atomic(self.dir / f"{stage}.json", {"stage": stage, "finished": time.time(), "outputs": outputs})
 
 
@@ -147,7 +167,7 @@ def _pid_alive(pid: int) -> bool:
 
 
 def read_lock_holder(paths: BuildPaths) -> dict[str, Any] | None:
-    """What the build lock says about its holder: None if there is no lock, {} if it cannot be read."""
+    """Return what the build lock says about its holder: None if there is no lock, {} if it cannot be read."""
     try:
         holder = read_json(paths.lock)
     except FileNotFoundError:
@@ -158,16 +178,21 @@ def read_lock_holder(paths: BuildPaths) -> dict[str, Any] | None:
 
 
 def holder_is_dead(holder: dict[str, Any]) -> bool:
-    """True only when the holder is known to be gone: a process of this host that no longer exists.
-    A holder on another host (or an unreadable lock) may be alive: this host cannot tell."""
+    """Tell whether the holder is known to be gone: a process of this host that no longer exists.
+
+    A holder on another host (or an unreadable lock) may be alive: this host cannot tell.
+    """
     pid = holder.get("pid")
     return holder.get("host") == socket.gethostname() and isinstance(pid, int) and not _pid_alive(pid)
 
 
 def live_holder(paths: BuildPaths) -> dict[str, Any] | None:
-    """The holder of the version's build lock if it may still be running, else None (no lock, or a dead
-    holder's lock, which the next :func:`build_lock` takes over). For commands that must not run beside a
-    build (e.g. discarding an unfinished build); to act on the version, hold :func:`build_lock` instead."""
+    """Return the holder of the version's build lock if it may still be running, else None.
+
+    None: no lock, or a dead holder's lock, which the next :func:`build_lock` takes over. For commands
+    that must not run beside a build (e.g. discarding an unfinished build); to act on the version, hold
+    :func:`build_lock` instead.
+    """
     holder = read_lock_holder(paths)
     if holder is None or holder_is_dead(holder):
         return None
@@ -232,8 +257,14 @@ def _create_exclusive(path: Path, content: dict[str, Any]) -> bool:
         tmp.unlink(missing_ok=True)
 
 
+LOCK_ATTEMPTS = 5  # times the lock may change hands under us before giving up
+UNREADABLE_LOCK_WAIT = 0.2  # seconds given to a writer of a lock that cannot be read yet
+POLL_INTERVAL = 0.05  # seconds between looks at a guard or at workers being killed
+ORPHAN_KILL_WAIT = 10.0  # seconds a take-over waits for a dead build's workers to be gone
+
+
 def _acquire(paths: BuildPaths, me: dict[str, Any]) -> None:
-    for _ in range(5):
+    for _ in range(LOCK_ATTEMPTS):
         if _create_exclusive(paths.lock, me):
             return
         holder = read_lock_holder(paths)
@@ -250,13 +281,15 @@ def _acquire(paths: BuildPaths, me: dict[str, Any]) -> None:
                 write_json_atomic(paths.lock, me)  # one rename: the lock is never absent
                 return
         if not holder:  # a lock written by an older version right now, or garbage: give the writer a moment
-            time.sleep(0.2)
+            time.sleep(UNREADABLE_LOCK_WAIT)
             holder = read_lock_holder(paths) or {}
         raise BuildLockedError(
             f"{paths.root} is locked by a running build (pid {holder.get('pid')} on {holder.get('host')}); "
             f"wait for it to finish. If that process is gone for good, remove {paths.lock}."
         )
-    raise BuildLockedError(f"could not take the build lock {paths.lock}: it changed hands 5 times; re-run the command")
+    raise BuildLockedError(
+        f"could not take the build lock {paths.lock}: it changed hands {LOCK_ATTEMPTS} times; re-run the command"
+    )
 
 
 _NO_FLOCK = (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOTSUP, errno.ENOSYS, errno.EINVAL, errno.EBADF)
@@ -280,7 +313,7 @@ def _takeover_guard(paths: BuildPaths, me: dict[str, Any]) -> Iterator[None]:
                     raise BuildLockedError(  # noqa: B904 - waiting is the expected path, not a cause
                         f"another build is taking over the lock of {paths.root} (guard {guard}); re-run the command"
                     )
-                time.sleep(0.05)
+                time.sleep(POLL_INTERVAL)
             except OSError as e:
                 if e.errno not in _NO_FLOCK:
                     raise
@@ -301,9 +334,11 @@ def _takeover_guard(paths: BuildPaths, me: dict[str, Any]) -> Iterator[None]:
 
 @contextlib.contextmanager
 def _exclusive_guard(paths: BuildPaths, me: dict[str, Any]) -> Iterator[None]:
-    """The take-over guard where the filesystem has no flock: the file ``lock.takeover.owner``, created
-    exclusively. One left by a take-over that crashed is not removed automatically (that would race):
-    the message names it."""
+    """Guard a take-over where the filesystem has no flock: ``lock.takeover.owner``, created exclusively.
+
+    One left by a take-over that crashed is not removed automatically (that would race): the message
+    names it.
+    """
     owner = paths.state / "lock.takeover.owner"
     deadline = time.monotonic() + TAKEOVER_WAIT
     while not _create_exclusive(owner, me):
@@ -318,7 +353,7 @@ def _exclusive_guard(paths: BuildPaths, me: dict[str, Any]) -> Iterator[None]:
             raise BuildLockedError(
                 f"another build is taking over the lock of {paths.root} ({owner}); re-run the command"
             )
-        time.sleep(0.05)
+        time.sleep(POLL_INTERVAL)
     try:
         yield
     finally:
@@ -326,6 +361,7 @@ def _exclusive_guard(paths: BuildPaths, me: dict[str, Any]) -> Iterator[None]:
 
 
 def read_json_or_empty(path: Path) -> dict[str, Any]:
+    """Return the JSON object at ``path``, or {} when it is missing, unreadable or not an object."""
     try:
         data = read_json(path)
     except (OSError, ValueError):
@@ -335,11 +371,14 @@ def read_json_or_empty(path: Path) -> dict[str, Any]:
 
 @dataclass
 class BuildLock:
+    """The build lock this run holds: its file and what it says (run id, host, pid, workers)."""
+
     path: Path
     content: dict[str, Any]
 
     @property
     def run_id(self) -> str:
+        """This run's token: tasks of a run that lost the lock refuse to write."""
         return str(self.content["run_id"])
 
     def record_workers(self, pids: list[int]) -> None:
@@ -354,9 +393,9 @@ def _kill_orphans(pids: list[int]) -> None:
             logger.warning("killing dask worker %d left behind by the dead build", pid)
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, signal.SIGKILL)
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + ORPHAN_KILL_WAIT
     while any(isinstance(p, int) and _pid_alive(p) for p in pids) and time.monotonic() < deadline:
-        time.sleep(0.05)
+        time.sleep(POLL_INTERVAL)
 
 
 def check_owner(lock_path: str, run_id: str) -> None:

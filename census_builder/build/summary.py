@@ -17,29 +17,31 @@ from pathlib import Path
 from typing import Any
 
 from census_builder.build.host_check import fmt_bytes, tree_bytes
+from census_builder.build.outputs import AxesPlan, Inspected, TablesWritten, read_output
 from census_builder.build.state import BuildPaths, StageRecord, read_json, write_json_atomic
 
 logger = logging.getLogger(__name__)
 
 
 def build_summary(paths: BuildPaths, report: dict[str, Any], stage_order: Sequence[str] = ()) -> dict[str, Any]:
-    """The summary of the complete build at ``paths`` (``report``: its build_report.json so far; stages are
-    listed in ``stage_order``, then any others)."""
+    """Return the summary of the complete build at ``paths``.
+
+    ``report``: its build_report.json so far; stages are listed in ``stage_order``, then any others.
+    """
     stages = StageRecord(paths)
-    inspected = stages.get("stage_and_inspect")["outputs"]
-    axes = stages.get("plan_axes")["outputs"]
-    tables = stages.get("write_tables")["outputs"]
-    included = [d["dataset_id"] for d in axes["datasets"]]
-    no_cells = [d["dataset_id"] for d in axes["excluded"]]
-    invalid = [d["dataset_id"] for d in inspected.get("invalid", [])]
+    inspected = read_output(stages, Inspected)
+    axes = read_output(stages, AxesPlan)
+    tables = read_output(stages, TablesWritten)
+    included = [d.dataset_id for d in axes.datasets]
+    no_cells = [d.dataset_id for d in axes.excluded]
+    invalid = inspected.invalid_ids
     recorded = report.get("stage_seconds", {})
     names = [s for s in stage_order if s in recorded] + sorted(set(recorded) - set(stage_order))
     stage_seconds = [{"stage": k, "seconds": float(recorded[k])} for k in names]  # a list: JSON keeps its order
     return {
         "version": report.get("version", paths.root.name),
         "organisms": {
-            org: {"cells": int(f["cells"]), "genes": int(f["genes"]), "datasets": int(f["datasets"])}
-            for org, f in tables["organisms"].items()
+            org: {"cells": f.cells, "genes": f.genes, "datasets": f.datasets} for org, f in tables.organisms.items()
         },
         "datasets": {
             "in_manifest": len(included) + len(no_cells) + len(invalid),
@@ -61,8 +63,10 @@ def build_summary(paths: BuildPaths, report: dict[str, Any], stage_order: Sequen
 
 
 def store_summary(paths: BuildPaths, stage_order: Sequence[str] = ()) -> dict[str, Any] | None:
-    """Compute the complete build's summary and add it to build_report.json; a failure here only warns
-    (the release is complete either way)."""
+    """Compute the complete build's summary and add it to build_report.json.
+
+    A failure here only warns (the release is complete either way).
+    """
     try:
         report = read_json(paths.report)
         report["summary"] = build_summary(paths, report, stage_order)
@@ -90,6 +94,7 @@ def record_validation(paths: BuildPaths, *, passed: bool, seconds: float) -> dic
 
 
 def stored_summary(paths: BuildPaths) -> dict[str, Any] | None:
+    """Return the summary stored in build_report.json, if any."""
     try:
         summary = read_json(paths.report).get("summary")
     except (OSError, ValueError):
@@ -106,7 +111,7 @@ def _build_dir(release: str) -> Path:
 
 
 def summary_lines(summary: dict[str, Any]) -> list[str]:
-    """The console text of a summary."""
+    """Return the console text of a summary."""
     p = summary["paths"]
     lines = [f"build {summary['version']} complete: {p['release']} ({fmt_bytes(summary['release_bytes'])} on disk)"]
     for org, f in summary["organisms"].items():

@@ -92,6 +92,8 @@ class CensusSchema:
     measurement: str
     x_layers: tuple[str, ...]
     presence_matrix: str
+    x_layer_encodings: Mapping[str, Encoding]  # X layer name -> value encoding, e.g. {"raw": "float32"}
+    presence_encoding: Encoding  # value encoding of the presence matrix
 
     def organism_by_term(self, term_id: str) -> Organism | None:
         """Return the Census organism with NCBITaxon ``term_id``, or None."""
@@ -107,6 +109,15 @@ class CensusSchema:
         """Names of the obs columns copied verbatim from the source H5AD."""
         return tuple(c.name for c in self.obs if c.origin == "source")
 
+    def x_layer_arrow_type(self, layer: str) -> pa.DataType:
+        """The Arrow value type of X layer ``layer``."""
+        return _ARROW[self.x_layer_encodings[layer]]
+
+    @property
+    def presence_arrow_type(self) -> pa.DataType:
+        """The Arrow value type of the presence matrix."""
+        return _ARROW[self.presence_encoding]
+
     @staticmethod
     def arrow_schema(columns: tuple[Column, ...]) -> pa.Schema:
         """Return the Arrow schema of a table of ``columns`` (none nullable)."""
@@ -115,6 +126,12 @@ class CensusSchema:
 
 def _columns(items: list[dict[str, Any]]) -> tuple[Column, ...]:
     return tuple(Column(name=i["name"], encoding=i["encoding"], origin=i.get("from", "derived")) for i in items)
+
+
+def _encoding(value: Any) -> Encoding:
+    if value not in _ARROW:
+        raise KeyError(f"unknown encoding {value!r} (known: {', '.join(_ARROW)})")
+    return value  # type: ignore[no-any-return]
 
 
 @cache
@@ -154,6 +171,8 @@ def load_schema(version: str = census_schema.DEFAULT_VERSION) -> CensusSchema:
             measurement=str(exp["measurement"]),
             x_layers=tuple(exp["x_layers"]),
             presence_matrix=str(exp["presence_matrix"]["name"]),
+            x_layer_encodings={str(k): _encoding(v) for k, v in exp["x_layers"].items()},
+            presence_encoding=_encoding(exp["presence_matrix"]["encoding"]),
         )
     except (KeyError, TypeError, FileNotFoundError) as e:
         raise SchemaError(f"Census schema data for version {version!r} is malformed or missing: {e!r}") from e

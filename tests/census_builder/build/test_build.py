@@ -199,7 +199,7 @@ def test_fragments_after_finalize(example_release: BuiltRelease) -> None:
     consolidated; every other array is merged into at most one fragment."""
     import tiledb
 
-    from census_builder.soma.writers import array_uris
+    from census_builder.soma.consolidation import array_uris
 
     results = list(example_release.paths.chunks.rglob("*.npz"))
     assert results

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from census_builder.build.pipeline import BuildConfig, build
-from census_builder.errors import BuildLockedError, PreflightError
 from census_builder.build.state import BuildPaths
+from census_builder.errors import BuildLockedError, PreflightError
 from census_builder.testing.synthetic import DatasetSpec, write_corpus
 
 

@@ -14,10 +14,9 @@ from typing import Any
 import pytest
 
 from census_builder.cli import main
-
-from census_builder.runtime import faults
 from census_builder.diskfull import disk_full_error
 from census_builder.errors import StorageError
+from census_builder.runtime import faults
 from census_builder.sources.manifest import load_manifest
 from census_builder.sources.staging import stage_source
 from census_builder.testing.synthetic import DatasetSpec, write_corpus

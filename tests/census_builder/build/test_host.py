@@ -9,13 +9,12 @@ from pathlib import Path
 import h5py
 import pytest
 
-from census_builder.cli import main
-
 from census_builder.build import host_check
 from census_builder.build.pipeline import BuildConfig, build
+from census_builder.build.state import BuildPaths, read_json
+from census_builder.cli import main
 from census_builder.errors import HostCheckError
 from census_builder.sources.manifest import load_manifest
-from census_builder.build.state import BuildPaths, read_json
 from census_builder.testing.synthetic import DatasetSpec, write_corpus
 
 GiB = 2**30
@@ -190,5 +189,7 @@ def test_memory_message_suggests_a_chunk_size() -> None:
         "(512.0 MiB + 80 B per entry), so workers may run out of memory and be restarted; use --chunk-nnz "
         "2,400,000 or less, fewer --workers, or a larger --memory-limit"
     )
-    remote = host_check.HostCheck("fs", free=0, need=host_check.DiskNeed(0, 0, 0), memory_per_worker=None, memory_needed=1)
+    remote = host_check.HostCheck(
+        "fs", free=0, need=host_check.DiskNeed(0, 0, 0), memory_per_worker=None, memory_needed=1
+    )
     assert remote.memory_ok  # --scheduler: the workers' memory is not this machine's

@@ -11,9 +11,9 @@ import pandas as pd
 import pytest
 from anndata.io import read_elem, write_elem
 
-from census_builder.errors import InputError
 from census_builder.build.inspect import DatasetPlan, PlanFiles, inspect_dataset
 from census_builder.census.schema import load_schema
+from census_builder.errors import InputError
 from census_builder.testing.synthetic import HUMAN, MOUSE, DatasetSpec, write_h5ad
 
 SCHEMA = load_schema()

@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 
 from census_builder.build.pipeline import BuildConfig, build
-from census_builder.errors import PreflightError
 from census_builder.build.state import BuildPaths
+from census_builder.errors import PreflightError
 from census_builder.testing.synthetic import DatasetSpec, example_specs, write_corpus
-from tests.census_builder.release_content import assert_same_content
 from tests.census_builder.build.test_resume import _build_args, _cli
+from tests.census_builder.release_content import assert_same_content
 from tests.conftest import BuiltRelease
 
 AWS_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}

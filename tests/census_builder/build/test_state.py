@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 
-from census_builder.runtime import faults
-from census_builder.errors import BuildLockedError, BuildStateError
 from census_builder.build.state import BuildPaths, build_lock, live_holder
+from census_builder.errors import BuildLockedError, BuildStateError
+from census_builder.runtime import faults
 
 
 def _dead_pid() -> int:

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import tiledbsoma as soma
 
-from census_builder.build.pipeline import STAGES
 from census_builder.build.host_check import tree_bytes
+from census_builder.build.pipeline import STAGES
 from census_builder.build.state import BuildPaths, read_json
 from census_builder.build.summary import record_validation, store_summary, stored_summary, summary_lines
 from tests.conftest import BuiltRelease

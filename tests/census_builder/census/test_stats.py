@@ -142,7 +142,7 @@ def test_chunk_counts_are_in_global_order(
     cells: list[tuple[int, int]], n_cols: int, row_offset: int, seed: int
 ) -> None:
     """Tile-major (row tile, column tile), then row-major inside a tile, for rows placed at row_offset."""
-    from census_builder.soma.writers import X_TILE
+    from census_builder.soma.platform import X_TILE
 
     n_rows = max(r for r, _ in cells) + 1
     per_row: list[list[int]] = [[] for _ in range(n_rows)]
@@ -196,7 +196,8 @@ def test_write_x_refuses_rows_outside_the_chunk(tmp_path: Path) -> None:
     import tiledbsoma as soma
 
     from census_builder.errors import StorageError
-    from census_builder.soma.writers import X_PLATFORM_CONFIG, write_x
+    from census_builder.soma.platform import X_PLATFORM_CONFIG
+    from census_builder.soma.writers import write_x
 
     uri = str(tmp_path / "x")
     soma.SparseNDArray.create(uri, type=pa.float32(), shape=(100, 10), platform_config=X_PLATFORM_CONFIG).close()

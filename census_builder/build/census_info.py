@@ -1,0 +1,149 @@
+"""The census_info tables of the write_tables stage: datasets, summary_cell_counts and summary.
+
+Cell and donor counts are accumulated dataset by dataset (nothing holds more than one dataset's cells).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from census_builder.build.inspect import DatasetPlan
+from census_builder.build.outputs import DatasetAxes
+from census_builder.build.state import BuildPaths
+from census_builder.census.schema import CensusSchema, Column
+from census_builder.errors import BuildStateError
+from census_builder.soma import writers
+from census_builder.soma.layout import ReleaseLayout
+from census_builder.soma.platform import DATAFRAME_PLATFORM_CONFIG, context
+from census_builder.sources.manifest import ManifestEntry
+
+
+@dataclass
+class CellCounts:
+    """summary_cell_counts and donor counts, accumulated dataset by dataset."""
+
+    schema: CensusSchema
+    counts: dict[tuple[str, str, str, str], list[int]] = field(default_factory=dict)  # (org, cat, term, label)
+    donors: dict[str, set[tuple[str, str]]] = field(default_factory=dict)
+
+    def add(self, organism_label: str, organism: str, dataset_id: str, obs: pd.DataFrame) -> None:
+        """Count one dataset's cells (obs columns may be categoricals: nothing is expanded per cell)."""
+        na = pd.Categorical.from_codes(np.zeros(len(obs), dtype=np.int8), categories=pd.Index(["na"]))
+        primary = obs["is_primary_data"].to_numpy(dtype=bool).astype(np.int64)
+        for cat in self.schema.summary_categories:
+            frame = pd.DataFrame(
+                {
+                    "term": obs[cat.ontology_column].to_numpy() if cat.ontology_column else na,
+                    "label": obs[cat.label_column].to_numpy() if cat.label_column else na,
+                    "primary": primary,
+                }
+            )
+            grouped = frame.groupby(["term", "label"], sort=False, observed=True)["primary"].agg(["size", "sum"])
+            for (term, label), total, unique in zip(grouped.index, grouped["size"], grouped["sum"], strict=True):
+                acc = self.counts.setdefault((organism_label, cat.name, str(term), str(label)), [0, 0])
+                acc[0] += int(total)
+                acc[1] += int(unique)
+        self.donors.setdefault(organism, set()).update((dataset_id, str(d)) for d in obs["donor_id"].unique())
+
+    def table(self) -> dict[str, list[Any]]:
+        """Return the summary_cell_counts rows, sorted by organism, category order, label, term."""
+        order = {c.name: i for i, c in enumerate(self.schema.summary_categories)}
+        keys = sorted(self.counts, key=lambda k: (k[0], order[k[1]], k[3], k[2]))
+        return {
+            "soma_joinid": list(range(len(keys))),
+            "organism": [k[0] for k in keys],
+            "category": [k[1] for k in keys],
+            "ontology_term_id": [k[2] for k in keys],
+            "unique_cell_count": [self.counts[k][1] for k in keys],
+            "total_cell_count": [self.counts[k][0] for k in keys],
+            "label": [k[3] for k in keys],
+        }
+
+
+def count_columns(schema: CensusSchema) -> set[str]:
+    """Return the plan obs columns :class:`CellCounts` reads."""
+    cols = {"is_primary_data", "donor_id"}
+    for c in schema.summary_categories:
+        cols.update(x for x in (c.label_column, c.ontology_column) if x)
+    return cols
+
+
+def summary_table(
+    schema: CensusSchema, build_date: str, total: int, unique: int, donors: Mapping[str, int]
+) -> dict[str, list[Any]]:
+    """Return the summary rows the schema lists (label, value)."""
+    values = {
+        "census_schema_version": schema.version,
+        "census_build_date": build_date,
+        "dataset_schema_version": schema.dataset_schema_version,
+        "total_cell_count": str(total),
+        "unique_cell_count": str(unique),
+        **{f"number_donors_{o.name}": str(donors.get(o.name, 0)) for o in schema.organisms},
+    }
+    missing = [r for r in schema.summary_rows if r not in values]
+    if missing:
+        raise BuildStateError(
+            f"census_info summary rows {missing} required by Census schema {schema.version} are not computed by "
+            "this census_builder; this is a bug in census_builder: please report it"
+        )
+    return {
+        "soma_joinid": list(range(len(schema.summary_rows))),
+        "label": list(schema.summary_rows),
+        "value": [values[r] for r in schema.summary_rows],
+    }
+
+
+def datasets_table(
+    schema: CensusSchema,
+    paths: BuildPaths,
+    datasets: tuple[DatasetAxes, ...],
+    entries: Mapping[str, ManifestEntry],
+    plans: Mapping[str, DatasetPlan],
+) -> dict[str, list[Any]]:
+    """Return the census_info datasets rows: one per contributing dataset, in joinid order."""
+    rows: dict[str, list[Any]] = {c.name: [] for c in schema.datasets_columns}
+    for d in datasets:
+        e, p = entries[d.dataset_id], plans[d.dataset_id]
+        values = {
+            "soma_joinid": d.joinid,
+            "citation": p.citation,
+            "collection_id": e.collection_id,
+            "collection_name": e.collection_name,
+            "collection_doi": e.collection_doi,
+            "dataset_id": e.dataset_id,
+            "dataset_version_id": e.dataset_version_id,
+            "dataset_title": e.dataset_title or p.title,
+            "dataset_h5ad_path": paths.h5ad_relative(e.dataset_id),
+            "dataset_total_cell_count": p.n_cells,
+        }
+        for c in schema.datasets_columns:
+            rows[c.name].append(values[c.name])
+    return rows
+
+
+def write_census_info_table(
+    release: ReleaseLayout, name: str, columns: tuple[Column, ...], data: Mapping[str, Any]
+) -> None:
+    """Create (or, on a resumed run, rewrite with the same rows) one census_info dataframe."""
+    import tiledbsoma as soma
+
+    n = len(next(iter(data.values())))
+    ctx = context()
+    with soma.Collection.open(release.census_info, "w", context=ctx) as info:  # type: ignore[var-annotated]
+        if name in info:
+            df = soma.DataFrame.open(release.census_info_table(name), "w", context=ctx)
+        else:
+            df = info.add_new_dataframe(
+                name,
+                schema=CensusSchema.arrow_schema(columns),
+                domain=[(0, max(n, 1) - 1)],
+                index_column_names=["soma_joinid"],
+                platform_config=DATAFRAME_PLATFORM_CONFIG,
+            )
+        with df:
+            df.write(writers.arrow_table(columns, data))
