@@ -5,7 +5,7 @@
 
 Counts by category come from ``census_info/summary_cell_counts``; a category missing there is counted from
 obs, one batch at a time. The measurement read (genes per organism) is the one the release's Census schema
-names (:func:`measurement_name`).
+names (:func:`release_schema`, :class:`~census_builder.soma.layout.ReleaseLayout`).
 """
 
 from __future__ import annotations
@@ -17,8 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from census_builder.census.schema import load_schema
+from census_builder.census.schema import CensusSchema, load_schema
 from census_builder.errors import CensusBuilderError
+from census_builder.soma.layout import CENSUS_DATA, CENSUS_INFO, ReleaseLayout
 
 logger = logging.getLogger(__name__)
 
@@ -107,27 +108,30 @@ class ReleaseDiff:
 # -- reading -----------------------------------------------------------------------------------------------
 
 
-def measurement_name(schema_version: str) -> str:
-    """Return the name of the measurement a release keeps its matrices in (``exp.ms[NAME]``, e.g. ``RNA``).
+def release_schema(schema_version: str) -> CensusSchema:
+    """Return the Census schema a release was built with (its root metadata's ``census_schema_version``).
 
-    Read from the release's Census schema (its root metadata's ``census_schema_version``); a schema version
-    this package does not have falls back to the default schema's measurement.
+    A schema version this package does not have falls back to the default schema, with a warning.
     """
     try:
-        return load_schema(schema_version).measurement
+        return load_schema(schema_version)
     except CensusBuilderError as e:
-        logger.warning(
-            "Census schema %r is unknown here (%s); reading the default schema's measurement", schema_version, e
-        )
-        return load_schema().measurement
+        logger.warning("Census schema %r is unknown here (%s); reading with the default schema", schema_version, e)
+        return load_schema()
 
 
-def _organism_label(name: str, schema_version: str) -> str:
-    try:
-        labels = {o.name: o.label for o in load_schema(schema_version).organisms}
-    except CensusBuilderError:
-        labels = {}
+def _organism_label(name: str, schema: CensusSchema) -> str:
+    labels = {o.name: o.label for o in schema.organisms}
     return labels.get(name, name.replace("_", " ").capitalize())
+
+
+def _count_rows(uri: str, context: Any) -> int:
+    import tiledbsoma as soma
+
+    if not soma.DataFrame.exists(uri, context=context):
+        return 0
+    with soma.DataFrame.open(uri, context=context) as df:
+        return int(df.count)
 
 
 def _count_obs_column(obs: Any, column: str) -> dict[str, int]:
@@ -144,7 +148,7 @@ def read_release(uri: str, *, version: str | None = None, context: Any = None) -
     root: Any
     with soma.Collection.open(uri, context=context) as root:
         metadata = {k: str(v) for k, v in root.metadata.items() if not k.startswith("soma_")}
-        info = root["census_info"]
+        info = root[CENSUS_INFO]
         summary_df = info["summary"].read().concat().to_pandas()
         summary = dict(zip(summary_df["label"].astype(str), summary_df["value"].astype(str), strict=True))
         ds_df = info["datasets"].read().concat().to_pandas()
@@ -158,11 +162,12 @@ def read_release(uri: str, *, version: str | None = None, context: Any = None) -
         }
         counts = info["summary_cell_counts"].read().concat().to_pandas()
         schema_version = metadata.get("census_schema_version") or summary.get("census_schema_version", "")
-        measurement = measurement_name(schema_version)
+        schema = release_schema(schema_version)
+        layout = ReleaseLayout(uri.rstrip("/"), schema)
         organisms: dict[str, OrganismFacts] = {}
-        for name in sorted(root["census_data"].keys()):
-            exp = root["census_data"][name]
-            label = _organism_label(name, schema_version)
+        for name in sorted(root[CENSUS_DATA].keys()):
+            exp = root[CENSUS_DATA][name]
+            label = _organism_label(name, schema)
             mine = counts[counts["organism"] == label]
             every = mine[mine["category"] == "all"]
             cells = int(every["total_cell_count"].sum()) if len(every) else int(exp.obs.count)
@@ -179,7 +184,7 @@ def read_release(uri: str, *, version: str | None = None, context: Any = None) -
                     by_category[cat] = _count_obs_column(exp.obs, cat)
                 else:
                     by_category[cat] = {}
-            genes = int(exp.ms[measurement].var.count) if measurement in exp.ms else 0
+            genes = _count_rows(layout.experiment(name).var, context)
             organisms[name] = OrganismFacts(
                 name=name, label=label, cells=cells, unique_cells=unique, genes=genes, by_category=by_category
             )
