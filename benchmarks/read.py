@@ -16,7 +16,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -32,7 +32,7 @@ def run_queries(release: str) -> dict[str, float]:
     out: dict[str, float] = {}
     rng = np.random.default_rng(0)
     with soma.Experiment.open(f"{release}/census_data/homo_sapiens") as exp:
-        x = exp.ms["RNA"].X
+        x = cast("soma.Collection[soma.SparseNDArray]", exp.ms["RNA"].X)  # the Census X layers are all sparse
         n_obs, n_var = exp.obs.count, exp.ms["RNA"].var.count
 
         def full() -> Any:
