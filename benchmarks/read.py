@@ -22,11 +22,17 @@ import numpy as np
 
 logger = logging.getLogger("benchmarks.read")
 
-QUERIES = ("full scan X['normalized']", "5,000 random cells", "20,000-cell row range", "20 genes, every cell",
-           "obs query (lung) to AnnData")
+QUERIES = (
+    "full scan X['normalized']",
+    "5,000 random cells",
+    "20,000-cell row range",
+    "20 genes, every cell",
+    "obs query (lung) to AnnData",
+)
 
 
 def run_queries(release: str) -> dict[str, float]:
+    """Time each of QUERIES once against the release at ``release``; return seconds by query."""
     import tiledbsoma as soma
 
     out: dict[str, float] = {}
@@ -61,24 +67,29 @@ def run_queries(release: str) -> dict[str, float]:
 
 
 def consolidated_copy(release: Path, dest: Path) -> None:
+    """Copy ``release`` to ``dest`` and merge each X array of the copy into one fragment."""
     import tiledb
 
     shutil.rmtree(dest, ignore_errors=True)
     shutil.copytree(release, dest)
     for layer in sorted(p.parent for p in dest.glob("census_data/*/ms/RNA/X/*/__schema")):
-        cfg = tiledb.Config({"sm.consolidation.mode": "fragments", "sm.vacuum.mode": "fragments",
-                             "sm.mem.total_budget": str(2**30)})
+        cfg = tiledb.Config(
+            {"sm.consolidation.mode": "fragments", "sm.vacuum.mode": "fragments", "sm.mem.total_budget": str(2**30)}
+        )
         tiledb.consolidate(str(layer), config=cfg)
         tiledb.vacuum(str(layer), config=cfg)
 
 
 def measure(release: Path) -> dict[str, float]:
-    proc = subprocess.run([sys.executable, "-m", "benchmarks.read", str(release), "--child"], check=True,
-                          capture_output=True, text=True)
+    """Run the queries on ``release`` in a fresh process; return seconds by query."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.read", str(release), "--child"], check=True, capture_output=True, text=True
+    )
     return dict(json.loads(proc.stdout.strip().splitlines()[-1]))
 
 
 def main() -> int:
+    """Command line: see the module docstring."""
     ap = argparse.ArgumentParser()
     ap.add_argument("release", type=Path)
     ap.add_argument("--compare-consolidated", action="store_true")

@@ -23,7 +23,7 @@ _QUOTED_PATH = re.compile(r"'(/[^']+)'")
 
 
 def disk_full_cause(exc: BaseException) -> BaseException | None:
-    """The exception in ``exc``'s chain (itself, its causes and contexts) that says the disk is full."""
+    """Return the exception in ``exc``'s chain (itself, its causes and contexts) that says the disk is full."""
     seen: set[int] = set()
     stack: list[BaseException] = [exc]
     while stack:
@@ -60,7 +60,7 @@ def _mount_point(path: Path) -> Path:
 def disk_full_error(
     exc: BaseException, *, where: str | os.PathLike[str], needed: int | None = None, what: str = ""
 ) -> StorageError | None:
-    """The StorageError for ``exc`` if it (or its cause) says the disk is full, else None.
+    """Return the StorageError for ``exc`` if it (or its cause) says the disk is full, else None.
 
     ``where``: the path written when the error names none; ``needed``: bytes the failed step needed, if
     known; ``what``: that step, e.g. "staging dataset X".
