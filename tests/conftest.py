@@ -14,6 +14,13 @@ from census_builder.build.state import BuildPaths
 from census_builder.testing.synthetic import example_specs, write_corpus
 
 
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
+    """Repeat the random order's seed at the end: with -q (make test, CI) pytest hides the header that shows it."""
+    seed = config.getoption("randomly_seed", default=None)
+    if isinstance(seed, int):
+        terminalreporter.write_line(f"tests ran in random order; replay it with -p randomly --randomly-seed={seed}")
+
+
 @dataclass(frozen=True)
 class BuiltRelease:
     paths: BuildPaths
