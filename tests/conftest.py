@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -49,19 +51,44 @@ def example_release(tmp_path_factory: pytest.TempPathFactory, example_corpus: Pa
     yield BuiltRelease(paths=paths, manifest=example_corpus, corpus=example_corpus.parent)
 
 
-@pytest.fixture
+# Tests run in a random order (pytest-randomly), so every test must leave the process as it found it. The
+# commands under test configure process-wide state as a command line does: cli.main and validation's main
+# replace the root logger's handlers and set logger levels, the dask client sets dask's global config and
+# quiets dask's loggers. The two autouse fixtures below put all of that back after every test.
+
+
+@pytest.fixture(autouse=True)
 def restore_logging() -> Iterator[None]:
-    """cli.main configures the root logger; put it back for the other tests."""
+    """Put back the root logger's handlers and level and the level of every logger that existed before."""
     root = logging.getLogger()
     handlers, level = root.handlers[:], root.level
-    ours = logging.getLogger("census_builder")
-    ours_level = ours.level
-    validation_level = logging.getLogger("validation").level
+    levels = {name: lg.level for name, lg in logging.root.manager.loggerDict.items() if isinstance(lg, logging.Logger)}
     yield
     for h in root.handlers:
         if h not in handlers:
             h.close()  # e.g. the log file handlers of build / validate / publish / notes
     root.handlers[:] = handlers
     root.setLevel(level)
-    ours.setLevel(ours_level)
-    logging.getLogger("validation").setLevel(validation_level)
+    for name, lg in logging.root.manager.loggerDict.items():
+        if isinstance(lg, logging.Logger) and name in levels:
+            lg.setLevel(levels[name])
+
+
+def _put_back(current: dict[str, Any], saved: dict[str, Any]) -> None:
+    for key, value in saved.items():
+        if isinstance(value, dict) and isinstance(current.get(key), dict):
+            _put_back(current[key], value)
+        else:
+            current[key] = copy.deepcopy(value)
+
+
+@pytest.fixture(autouse=True)
+def restore_dask_config() -> Iterator[None]:
+    """Put back every value of dask's global config (the build's dask client sets it without a context
+    manager). Keys that appear during a test stay: a package imported then adds its defaults."""
+    import dask.config
+    import distributed  # noqa: F401 - its defaults join the config on import: be they in the snapshot
+
+    saved = copy.deepcopy(dask.config.config)
+    yield
+    _put_back(dask.config.config, saved)
