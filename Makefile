@@ -38,8 +38,12 @@ test: install
 	$(PY) -m pytest -q
 	$(PY) -m pytest -q -m slow
 
+# Lint: ruff's rules (incl. docstrings on public names), ruff's formatting (checked, never rewritten here) and
+# mypy strict; all three over the same trees (mypy's list is [tool.mypy] files in pyproject.toml).
+LINT_PATHS := census_builder validation schema tests benchmarks
 lint: install
-	$(PY) -m ruff check census_builder validation schema tests benchmarks
+	$(PY) -m ruff check $(LINT_PATHS)
+	$(PY) -m ruff format --check $(LINT_PATHS)
 	$(PY) -m mypy
 
 # Regenerate requirements.lock from the ranges in pyproject.toml (needs uv: `python3 -m pip install uv`).

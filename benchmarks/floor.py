@@ -21,6 +21,8 @@ from census_builder.sources.h5ad import H5AD, plan_row_chunks
 
 @dataclass(frozen=True)
 class FloorTask:
+    """One chunk of the floor: rows ``start:stop`` of the H5AD at ``path``, written at ``offset`` to ``uris``."""
+
     path: str
     start: int
     stop: int
@@ -36,13 +38,18 @@ def _copy_chunk(t: FloorTask) -> int:
     cols = m.indices.astype(np.int64)
     order = _global_order(rows, cols, m.shape[1])
     values = m.data.astype(np.float32)[order]
-    writers.write_x(dict.fromkeys(t.uris, values), rows[order], cols[order],
-                    row_range=(t.offset, t.offset + m.shape[0]), n_cols=m.shape[1])  # the build's write
+    writers.write_x(
+        dict.fromkeys(t.uris, values),
+        rows[order],
+        cols[order],
+        row_range=(t.offset, t.offset + m.shape[0]),
+        n_cols=m.shape[1],
+    )  # the build's write
     return int(m.nnz)
 
 
 def _global_order(rows: npt.NDArray[np.int64], cols: npt.NDArray[np.int64], n_cols: int) -> npt.NDArray[np.intp]:
-    """The cheapest way from sorted CSR coordinates to TileDB's global order (space tile, then row-major
+    """Return the cheapest permutation from sorted CSR coordinates to TileDB's global order (space tile, then row-major
     inside it): one stable radix sort on the tile number (the build has to sort every coordinate instead,
     because its column renumbering scrambles the order within rows)."""
     tile = X_TILE
@@ -51,6 +58,7 @@ def _global_order(rows: npt.NDArray[np.int64], cols: npt.NDArray[np.int64], n_co
 
 
 def measure_floor(h5ads: list[Path], out: Path, *, workers: int, chunk_nnz: int) -> dict[str, float]:
+    """Read and write the counts of ``h5ads`` into two arrays under ``out``; return the seconds and non-zeros."""
     tasks: list[FloorTask] = []
     offset, n_var = 0, 0
     for p in h5ads:

@@ -29,14 +29,20 @@ logger = logging.getLogger("benchmarks.numbering")
 
 
 def _validate(soma: Path, manifest: Path, workers: int) -> dict[str, Any]:
-    out = run_measured([sys.executable, "-m", "validation", str(soma), "--manifest", str(manifest),
-                        "--workers", str(workers)])
+    out = run_measured(
+        [sys.executable, "-m", "validation", str(soma), "--manifest", str(manifest), "--workers", str(workers)]
+    )
     doc = json.loads((soma.parent / "validation_report.json").read_text(encoding="utf-8"))
-    return {"seconds": round(out["seconds"], 1), "peak_rss_gib": round(out["peak_rss_bytes"] / 2**30, 2),
-            "passed": out["returncode"] == 0, "readings": doc.get("readings", {})}
+    return {
+        "seconds": round(out["seconds"], 1),
+        "peak_rss_gib": round(out["peak_rss_bytes"] / 2**30, 2),
+        "passed": out["returncode"] == 0,
+        "readings": doc.get("readings", {}),
+    }
 
 
 def main() -> int:
+    """Command line: see the module docstring."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("release", type=Path)
     p.add_argument("manifest", type=Path)
@@ -47,8 +53,10 @@ def main() -> int:
     args = p.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     results: dict[str, Any] = {"release": str(args.release), "workers": args.workers}
-    copies = {"rewritten": args.release.with_name(args.release.name + "-rewritten"),
-              "renumbered": args.release.with_name(args.release.name + "-renumbered")}
+    copies = {
+        "rewritten": args.release.with_name(args.release.name + "-rewritten"),
+        "renumbered": args.release.with_name(args.release.name + "-renumbered"),
+    }
     sources = {"ours": args.release, **copies}
     try:
         for name, path in copies.items():
@@ -70,8 +78,10 @@ def main() -> int:
     args.out.write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
     for name in sources:
         for r in results[name + "_runs"]:
-            print(f"{name:>10}: {r['seconds']:7.1f} s, peak RSS {r['peak_rss_gib']:.2f} GiB, passed={r['passed']}, "
-                  f"load {r['load_average_1min']}")
+            print(
+                f"{name:>10}: {r['seconds']:7.1f} s, peak RSS {r['peak_rss_gib']:.2f} GiB, passed={r['passed']}, "
+                f"load {r['load_average_1min']}"
+            )
     return 0 if all(results[n]["passed"] for n in ("ours", *copies)) else 1
 
 

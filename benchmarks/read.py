@@ -16,7 +16,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -25,11 +25,17 @@ from census_builder.soma.layout import ReleaseLayout
 
 logger = logging.getLogger("benchmarks.read")
 
-QUERIES = ("full scan X['normalized']", "5,000 random cells", "20,000-cell row range", "20 genes, every cell",
-           "obs query (lung) to AnnData")
+QUERIES = (
+    "full scan X['normalized']",
+    "5,000 random cells",
+    "20,000-cell row range",
+    "20 genes, every cell",
+    "obs query (lung) to AnnData",
+)
 
 
 def run_queries(release: str) -> dict[str, float]:
+    """Time each of QUERIES once against the release at ``release``; return seconds by query."""
     import tiledbsoma as soma
 
     out: dict[str, float] = {}
@@ -37,7 +43,7 @@ def run_queries(release: str) -> dict[str, float]:
     layout = ReleaseLayout(release, load_schema())
     rna = layout.schema.measurement
     with soma.Experiment.open(layout.experiment("homo_sapiens").uri) as exp:
-        x = exp.ms[rna].X
+        x = cast("soma.Collection[soma.SparseNDArray]", exp.ms[rna].X)  # the Census X layers are all sparse
         n_obs, n_var = exp.obs.count, exp.ms[rna].var.count
 
         def full() -> Any:
@@ -66,6 +72,7 @@ def run_queries(release: str) -> dict[str, float]:
 
 
 def consolidated_copy(release: Path, dest: Path) -> None:
+    """Copy ``release`` to ``dest`` and merge each X array of the copy into one fragment."""
     import tiledb
 
     shutil.rmtree(dest, ignore_errors=True)
@@ -73,19 +80,23 @@ def consolidated_copy(release: Path, dest: Path) -> None:
     layout = ReleaseLayout(str(dest), load_schema())
     organisms = sorted(p.name for p in Path(layout.census_data).iterdir() if p.is_dir())
     for layer in sorted(u for e in layout.experiments(organisms) for u in e.x_layers.values() if Path(u).is_dir()):
-        cfg = tiledb.Config({"sm.consolidation.mode": "fragments", "sm.vacuum.mode": "fragments",
-                             "sm.mem.total_budget": str(2**30)})
+        cfg = tiledb.Config(
+            {"sm.consolidation.mode": "fragments", "sm.vacuum.mode": "fragments", "sm.mem.total_budget": str(2**30)}
+        )
         tiledb.consolidate(str(layer), config=cfg)
         tiledb.vacuum(str(layer), config=cfg)
 
 
 def measure(release: Path) -> dict[str, float]:
-    proc = subprocess.run([sys.executable, "-m", "benchmarks.read", str(release), "--child"], check=True,
-                          capture_output=True, text=True)
+    """Run the queries on ``release`` in a fresh process; return seconds by query."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.read", str(release), "--child"], check=True, capture_output=True, text=True
+    )
     return dict(json.loads(proc.stdout.strip().splitlines()[-1]))
 
 
 def main() -> int:
+    """Command line: see the module docstring."""
     ap = argparse.ArgumentParser()
     ap.add_argument("release", type=Path)
     ap.add_argument("--compare-consolidated", action="store_true")

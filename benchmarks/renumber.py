@@ -46,14 +46,23 @@ def _rewrite_df(uri: Path, table: pa.Table, perm: npt.NDArray[np.int64]) -> None
     i = table.column_names.index("soma_joinid")
     table = table.set_column(i, "soma_joinid", pa.array(new, pa.int64())).take(pa.array(np.argsort(new)))
     shutil.rmtree(uri)
-    with soma.DataFrame.create(str(uri), schema=table.schema, index_column_names=["soma_joinid"],
-                               domain=[(0, max(table.num_rows, 1) - 1)],
-                               platform_config=DATAFRAME_PLATFORM_CONFIG) as df:
+    with soma.DataFrame.create(
+        str(uri),
+        schema=table.schema,
+        index_column_names=["soma_joinid"],
+        domain=[(0, max(table.num_rows, 1) - 1)],
+        platform_config=DATAFRAME_PLATFORM_CONFIG,
+    ) as df:
         df.write(table)
 
 
-def _rewrite_nd(uri: Path, rows: npt.NDArray[np.int64], cols: npt.NDArray[np.int64], spill: Path,
-                platform_config: dict[str, Any] | None = None) -> None:
+def _rewrite_nd(
+    uri: Path,
+    rows: npt.NDArray[np.int64],
+    cols: npt.NDArray[np.int64],
+    spill: Path,
+    platform_config: dict[str, Any] | None = None,
+) -> None:
     """Rewrite a sparse array with row i -> rows[i], column j -> cols[j], streaming (see the module doc)."""
     with soma.SparseNDArray.open(str(uri)) as arr:
         shape = tuple(int(s) for s in arr.shape)
@@ -84,8 +93,15 @@ def _rewrite_nd(uri: Path, rows: npt.NDArray[np.int64], cols: npt.NDArray[np.int
             v = np.fromfile(spill / f"{b}.v", dtype=value_type.to_pandas_dtype())
             order = np.lexsort((c, r))
             if order.size:
-                arr.write(pa.table({"soma_dim_0": pa.array(r[order]), "soma_dim_1": pa.array(c[order]),
-                                    "soma_data": pa.array(v[order], value_type)}))
+                arr.write(
+                    pa.table(
+                        {
+                            "soma_dim_0": pa.array(r[order]),
+                            "soma_dim_1": pa.array(c[order]),
+                            "soma_data": pa.array(v[order], value_type),
+                        }
+                    )
+                )
             for k in ("r", "c", "v"):
                 os.unlink(spill / f"{b}.{k}")
             logger.info("%s: block %d/%d written", uri.name, b + 1, n_blocks)
@@ -93,8 +109,7 @@ def _rewrite_nd(uri: Path, rows: npt.NDArray[np.int64], cols: npt.NDArray[np.int
 
 def renumber(src: Path, dest: Path, seed: int = 0, identity: bool = False) -> Path:
     """``identity``: keep every soma_joinid (a control: the same writer, our numbering)."""
-    shutil.copytree(src, dest, ignore=shutil.ignore_patterns(".build", "*.json", "*.log"),
-                    copy_function=os.link)
+    shutil.copytree(src, dest, ignore=shutil.ignore_patterns(".build", "*.json", "*.log"), copy_function=os.link)
     root = dest / "soma"
     # copytree hard-linked TileDB files too: rewritten objects are removed and created anew, never edited
     rng = np.random.default_rng(seed)
@@ -123,6 +138,7 @@ def renumber(src: Path, dest: Path, seed: int = 0, identity: bool = False) -> Pa
 
 
 def main() -> None:
+    """Command line: see the module docstring."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("src", type=Path, help="DIR/VERSION of a release (holding soma/ and h5ads/)")
     p.add_argument("dest", type=Path, help="where the renumbered DIR/VERSION goes (must not exist)")

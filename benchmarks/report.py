@@ -9,6 +9,7 @@ GIB = 1024**3
 
 
 def table(results_dir: Path = Path("benchmarks/results")) -> str:
+    """Return the markdown table of every result in ``results_dir``, smallest corpus first."""
     runs = sorted((json.loads(p.read_text()) for p in results_dir.glob("*.json")), key=lambda r: r["cells"])
     head = (
         "| cells | non-zeros | build s | stages s (inspect / matrices / tables / finalize) | cells/s | nnz/s "

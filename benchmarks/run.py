@@ -67,10 +67,12 @@ def run_measured(cmd: list[str], interval: float = 0.2) -> dict[str, Any]:
 
 
 def du(path: Path) -> int:
+    """Return the bytes of every file below ``path``."""
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
 def main() -> int:
+    """Command line: see the module docstring."""
     ap = argparse.ArgumentParser()
     ap.add_argument("--cells", type=int, required=True)
     ap.add_argument("--genes", type=int, default=30_000)

@@ -1,3 +1,5 @@
+"""``python -m census_builder``: the same command line as ``census-builder``."""
+
 from __future__ import annotations
 
 import sys

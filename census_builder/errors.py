@@ -41,6 +41,7 @@ class InputError(CensusBuilderError):
         self.__init__(self.dataset_id, self.reason, **(state or {}))  # type: ignore[misc]
 
     def to_json(self) -> dict[str, str]:
+        """Return the fields as a JSON object (how the build report lists a dataset left out)."""
         return {"dataset_id": self.dataset_id, "uri": self.uri, "field": self.field, "reason": self.reason}
 
 

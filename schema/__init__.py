@@ -20,7 +20,7 @@ def available_versions() -> list[str]:
 
 
 def load_document(version: str = DEFAULT_VERSION) -> dict[str, Any]:
-    """The raw schema document for ``version`` (a plain mapping, as written in the YAML file)."""
+    """Return the raw schema document for ``version`` (a plain mapping, as written in the YAML file)."""
     path = SCHEMA_DIR / f"census_schema_{version}.yaml"
     if not path.is_file():
         raise FileNotFoundError(f"no Census schema data for version {version!r} (have {available_versions()})")

@@ -121,7 +121,7 @@ def expected_release(manifest: Path) -> tuple[list[ExpectedDataset], dict[str, E
             m = np.zeros((len(d.obs), len(var)))
             m[:, [pos[f] for f in d.genes.feature_id]] = d.counts
             raws.append(m)
-            presence[d.dataset_id] = (m > 0).any(axis=0)
+            presence[d.dataset_id] = np.asarray((m > 0).any(axis=0))
             o = d.obs.copy()
             o["dataset_id"] = d.dataset_id
             o["n_measured_vars"] = int(presence[d.dataset_id].sum())

@@ -53,11 +53,12 @@ GENE_POOL = 40_000  # genes per organism available to datasets
 
 
 def gene_ids(organism: str, n: int = GENE_POOL) -> list[str]:
+    """Return the first ``n`` gene ids of ``organism``'s pool (Ensembl-like, with the organism's prefix)."""
     return [f"{GENE_PREFIX[organism]}{i:011d}" for i in range(n)]
 
 
 def feature_length_of(feature_id: str) -> int:
-    """A stable, gene-specific length (as the dataset schema pins gene annotations across datasets)."""
+    """Return a stable, gene-specific length (as the dataset schema pins gene annotations across datasets)."""
     return 200 + (sum(ord(c) * (i + 1) for i, c in enumerate(feature_id)) * 7919) % 9800
 
 
@@ -66,6 +67,8 @@ Layout = Literal["csr", "csc", "dense"]
 
 @dataclass(frozen=True)
 class DatasetSpec:
+    """What one synthetic H5AD holds: size, organisms, layout, obs values and the edge cases to plant."""
+
     dataset_id: str
     n_cells: int = 200
     cell_organisms: tuple[str, ...] = (HUMAN,)
@@ -93,6 +96,7 @@ class DatasetSpec:
     extra_uns: dict[str, str] = field(default_factory=dict)
 
     def with_(self, **changes: object) -> DatasetSpec:
+        """Return a copy with ``changes`` applied (``dataclasses.replace``)."""
         return replace(self, **changes)  # type: ignore[arg-type]
 
 
@@ -342,7 +346,7 @@ def _write_normalized_x(
 
 
 def example_specs() -> list[DatasetSpec]:
-    """The small example corpus: both organisms and every edge case, built in seconds."""
+    """Return the small example corpus: both organisms and every edge case, built in seconds."""
     return [
         DatasetSpec(
             "human-lung-10x",

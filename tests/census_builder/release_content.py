@@ -9,16 +9,18 @@ import tiledbsoma as soma
 
 
 def _frame(df: soma.DataFrame) -> pd.DataFrame:
-    return df.read().concat().to_pandas().sort_values("soma_joinid").reset_index(drop=True)
+    out: pd.DataFrame = df.read().concat().to_pandas().sort_values("soma_joinid").reset_index(drop=True)
+    return out
 
 
 def _coo(arr: soma.SparseNDArray) -> pd.DataFrame:
-    t = arr.read().tables().concat().to_pandas()
+    t: pd.DataFrame = arr.read().tables().concat().to_pandas()
     return t.sort_values(["soma_dim_0", "soma_dim_1"]).reset_index(drop=True)
 
 
 def release_content(uri: str) -> dict[str, Any]:
     out: dict[str, Any] = {}
+    census: Any
     with soma.open(uri) as census:
         for name in census["census_info"]:
             df = _frame(census["census_info"][name])

@@ -15,8 +15,10 @@ def validation_client() -> Iterator[Any]:
     import dask
     from distributed import Client, LocalCluster
 
-    with dask.config.set({"distributed.worker.multiprocessing-method": "spawn", "distributed.worker.daemon": False}), \
-            LocalCluster(n_workers=1, threads_per_worker=1, processes=True,  # type: ignore[no-untyped-call]
-                         dashboard_address=":0", silence_logs=logging.WARNING) as cluster, \
-            Client(cluster) as client:  # type: ignore[no-untyped-call]
+    # The settings apply while the workers start; outside this block they would stay set for every later test.
+    with dask.config.set({"distributed.worker.multiprocessing-method": "spawn", "distributed.worker.daemon": False}):
+        cluster = LocalCluster(  # type: ignore[no-untyped-call]
+            n_workers=1, threads_per_worker=1, processes=True, dashboard_address=":0", silence_logs=logging.WARNING
+        )
+    with cluster, Client(cluster) as client:  # type: ignore[no-untyped-call]
         yield client

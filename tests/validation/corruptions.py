@@ -212,6 +212,7 @@ def remove_h5ad_copy(root: Path) -> Changed:
 
 
 def drop_mouse_experiment(root: Path) -> Changed:
+    data: Any
     with soma.Collection.open(str(root / "census_data"), "w") as data:
         del data["mus_musculus"]
     return Changed(expected="SOMAExperiment", found="absent")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -13,13 +14,19 @@ import tiledbsoma as soma
 
 from census_builder.census.schema import load_schema
 from tests.conftest import BuiltRelease
-from tests.reference import ExpectedExperiment, expected_release
+from tests.reference import ExpectedDataset, ExpectedExperiment, expected_release
 
 SCHEMA = load_schema()
+Expected = tuple[list[ExpectedDataset], dict[str, ExpectedExperiment]]
+
+
+def _open(uri: str) -> Any:
+    """The release's root collection (typed Any: tiledbsoma types a collection's members as SOMAObject)."""
+    return soma.open(uri)
 
 
 @pytest.fixture(scope="module")
-def expected(example_release: BuiltRelease) -> tuple[list, dict[str, ExpectedExperiment]]:  # type: ignore[type-arg]
+def expected(example_release: BuiltRelease) -> Expected:
     return expected_release(example_release.manifest)
 
 
@@ -31,7 +38,7 @@ def _read_matrix(arr: soma.SparseNDArray, shape: tuple[int, int]) -> sp.coo_matr
 
 
 def test_structure_and_encodings(example_release: BuiltRelease) -> None:
-    with soma.open(example_release.soma_uri) as census:
+    with _open(example_release.soma_uri) as census:
         assert set(census) == {"census_info", "census_data"}
         assert set(census["census_info"]) == {"summary", "datasets", "summary_cell_counts"}
         assert set(census["census_data"]) == {"homo_sapiens", "mus_musculus"}
@@ -56,9 +63,9 @@ def test_structure_and_encodings(example_release: BuiltRelease) -> None:
         assert md["tiledbsoma_version"] == soma.__version__
 
 
-def test_obs_var_and_matrices_match_sources(example_release: BuiltRelease, expected) -> None:  # type: ignore[no-untyped-def]
+def test_obs_var_and_matrices_match_sources(example_release: BuiltRelease, expected: Expected) -> None:
     _, experiments = expected
-    with soma.open(example_release.soma_uri) as census:
+    with _open(example_release.soma_uri) as census:
         for org, exp in experiments.items():
             e = census["census_data"][org]
             obs = e.obs.read().concat().to_pandas()
@@ -91,9 +98,9 @@ def test_obs_var_and_matrices_match_sources(example_release: BuiltRelease, expec
             np.testing.assert_allclose(norm.toarray(), exp.normalized, rtol=2e-6, atol=0)
 
 
-def test_presence_matrix(example_release: BuiltRelease, expected) -> None:  # type: ignore[no-untyped-def]
+def test_presence_matrix(example_release: BuiltRelease, expected: Expected) -> None:
     _, experiments = expected
-    with soma.open(example_release.soma_uri) as census:
+    with _open(example_release.soma_uri) as census:
         datasets = census["census_info"]["datasets"].read().concat().to_pandas()
         joinid = dict(zip(datasets.dataset_id, datasets.soma_joinid, strict=True))
         for org, exp in experiments.items():
@@ -106,9 +113,9 @@ def test_presence_matrix(example_release: BuiltRelease, expected) -> None:  # ty
             assert got == want
 
 
-def test_census_info_tables(example_release: BuiltRelease, expected) -> None:  # type: ignore[no-untyped-def]
+def test_census_info_tables(example_release: BuiltRelease, expected: Expected) -> None:
     datasets_exp, experiments = expected
-    with soma.open(example_release.soma_uri) as census:
+    with _open(example_release.soma_uri) as census:
         info = census["census_info"]
         datasets = info["datasets"].read().concat().to_pandas()
         contributing = [d for d in datasets_exp if d.organism is not None]
@@ -162,7 +169,7 @@ def test_census_info_tables(example_release: BuiltRelease, expected) -> None:  #
 
 
 def test_filters_in_release(example_release: BuiltRelease) -> None:
-    with soma.open(example_release.soma_uri) as census:
+    with _open(example_release.soma_uri) as census:
         datasets = census["census_info"]["datasets"].read().concat().to_pandas()
         assert "mixed-cells-mixed-genes" not in set(datasets.dataset_id)  # genes from both organisms
         assert "human-all-filtered" not in set(datasets.dataset_id)  # only an excluded assay
@@ -181,7 +188,7 @@ def test_filters_in_release(example_release: BuiltRelease) -> None:
 
 
 def test_tissue_general(example_release: BuiltRelease) -> None:
-    with soma.open(example_release.soma_uri) as census:
+    with _open(example_release.soma_uri) as census:
         obs = (
             census["census_data"]["homo_sapiens"]
             .obs.read(column_names=["tissue_ontology_term_id", "tissue_general_ontology_term_id", "tissue_general"])

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 import h5py
 import pytest
@@ -137,13 +138,13 @@ def test_skip_host_check_warns(
 def test_earlier_run_counts_as_done(corpus: Path, tmp_path: Path) -> None:
     manifest = load_manifest(corpus)
     paths = BuildPaths.for_version(tmp_path, "v1")
-    kw = {"chunk_nnz": 1000, "workers": 1, "memory_limit": None, "free_bytes": lambda p: 10**12}
-    before = host_check.check_host(manifest, paths, **kw)  # type: ignore[arg-type]
+    kw: dict[str, Any] = {"chunk_nnz": 1000, "workers": 1, "memory_limit": None, "free_bytes": lambda p: 10**12}
+    before = host_check.check_host(manifest, paths, **kw)
     paths.partial.mkdir(parents=True)
     (paths.partial / "fragment").write_bytes(b"x" * 5000)
     (paths.chunks).mkdir(parents=True)
     (paths.chunks / "r.npz").write_bytes(b"x" * 700)
-    after = host_check.check_host(manifest, paths, **kw)  # type: ignore[arg-type]
+    after = host_check.check_host(manifest, paths, **kw)
     assert after.need.release == before.need.release - 5000
     assert after.need.scratch == before.need.scratch - 700
     assert "5.6 KiB already written by an earlier run counted as done" in after.notes

@@ -14,7 +14,7 @@ from anndata.io import read_elem, write_elem
 from census_builder.build.inspect import DatasetPlan, PlanFiles, inspect_dataset
 from census_builder.census.schema import load_schema
 from census_builder.errors import InputError
-from census_builder.testing.synthetic import HUMAN, MOUSE, DatasetSpec, write_h5ad
+from census_builder.testing.synthetic import HUMAN, MOUSE, DatasetSpec, Layout, write_h5ad
 
 SCHEMA = load_schema()
 
@@ -251,7 +251,9 @@ def _put_count(layout: str, pos: int, value: int, dtype: str) -> Callable[[h5py.
 
 
 @pytest.mark.parametrize(("layout", "dtype"), [("csr", "int64"), ("csc", "float64"), ("dense", "float64")])
-def test_counts_float32_cannot_hold_are_an_error_naming_cell_and_gene(tmp_path: Path, layout: str, dtype: str) -> None:
+def test_counts_float32_cannot_hold_are_an_error_naming_cell_and_gene(
+    tmp_path: Path, layout: Layout, dtype: str
+) -> None:
     spec = DatasetSpec("big", n_cells=N, n_genes=30, layout=layout)
     path = write_h5ad(tmp_path / "big.h5ad", spec)
     with h5py.File(path, "r+") as f:

@@ -20,8 +20,11 @@ from census_builder.sources.h5ad import H5AD, plan_row_chunks
 BIG_TILE = 1 << 20  # one space tile: global order is then plain row-major order
 
 
+Drawn = tuple[npt.NDArray[np.float64], list[tuple[int, int, float]]]  # a dense count matrix, extra stored entries
+
+
 @st.composite
-def count_matrices(draw: st.DrawFn) -> tuple[npt.NDArray[np.float64], list[tuple[int, int, float]]]:
+def count_matrices(draw: st.DrawFn) -> Drawn:
     """A dense integer count matrix plus extra stored entries (duplicates that sum in, explicit zeros)."""
     n = draw(st.integers(1, 12))
     m = draw(st.integers(1, 9))
@@ -71,7 +74,7 @@ def _write(path: Path, stored: sp.coo_matrix, layout: str) -> None:
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=count_matrices(), layout=st.sampled_from(["csr", "csc", "dense"]), target=st.integers(1, 40))
-def test_chunked_stats_equal_one_shot(tmp_path: Path, data: tuple, layout: str, target: int) -> None:  # type: ignore[type-arg]
+def test_chunked_stats_equal_one_shot(tmp_path: Path, data: Drawn, layout: str, target: int) -> None:
     dense, extras = data
     if layout == "dense":
         extras = []  # a dense matrix has one value per cell
@@ -111,7 +114,7 @@ def test_chunked_stats_equal_one_shot(tmp_path: Path, data: tuple, layout: str, 
 
 @settings(max_examples=60, deadline=None)
 @given(data=count_matrices(), smart=st.lists(st.booleans(), min_size=12, max_size=12))
-def test_normalize_matches_formula(data: tuple, smart: list[bool]) -> None:  # type: ignore[type-arg]
+def test_normalize_matches_formula(data: Drawn, smart: list[bool]) -> None:
     dense, _ = data
     m = chunk_counts(sp.csr_matrix(dense), tile=2)
     rows = np.array(smart[: dense.shape[0]])

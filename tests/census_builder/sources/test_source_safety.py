@@ -379,8 +379,6 @@ def test_staging_interrupted_before_the_rename_is_finished_on_the_next_run(
 ) -> None:
     import os
 
-    from census_builder.sources import staging
-
     manifest = write_corpus(tmp_path / "corpus", [DatasetSpec("a", n_cells=10)])
     m = load_manifest(manifest)
     paths = BuildPaths.for_version(tmp_path / "w", "v")
@@ -396,12 +394,12 @@ def test_staging_interrupted_before_the_rename_is_finished_on_the_next_run(
             raise KeyboardInterrupt
         real_replace(src, dst)
 
-    monkeypatch.setattr(staging.os, "replace", killed)
+    monkeypatch.setattr(os, "replace", killed)
     with pytest.raises(KeyboardInterrupt):
         stage_source(m, m.entries[0], dest, records_dir(paths))
     rec = read_record(records_dir(paths), "a")
     assert rec is not None and rec["partial"] and rec["replaced"]["inode"] == old_inode == dest.stat().st_ino
-    monkeypatch.setattr(staging.os, "replace", real_replace)
+    monkeypatch.setattr(os, "replace", real_replace)
     stage_source(m, m.entries[0], dest, records_dir(paths))  # the old copy is recognised as ours and replaced
     assert dest.stat().st_ino == (tmp_path / "corpus" / "a.h5ad").stat().st_ino != old_inode
     assert [p.name for p in paths.h5ads.iterdir()] == ["a.h5ad"]
