@@ -39,6 +39,8 @@ def _tissue_mapper() -> TissueMapper:
 
 @dataclass(frozen=True)
 class DatasetPlan:
+    """What the Census takes from one dataset: its cells, genes and row chunks (``.build/plan/<id>.json``)."""
+
     dataset_id: str
     h5ad_path: str
     organism: str | None  # census_data key, or None when the dataset contributes no cells
@@ -57,10 +59,12 @@ class DatasetPlan:
     warnings: tuple[str, ...] = field(default_factory=tuple)
 
     def to_json(self) -> dict[str, Any]:
+        """Return the plan as JSON-ready data."""
         return asdict(self)
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> DatasetPlan:
+        """Read a plan written by :meth:`to_json`."""
         d = dict(d)
         d["chunks"] = tuple(tuple(c) for c in d["chunks"])
         d["chunk_cells"] = tuple(d["chunk_cells"])
@@ -77,25 +81,31 @@ class PlanFiles:
 
     @property
     def meta(self) -> Path:
+        """The plan (:class:`DatasetPlan` as JSON)."""
         return self.dir / f"{self.dataset_id}.json"
 
     @property
     def arrays(self) -> Path:
+        """Kept rows, gene columns and Smart-seq flags (``.npz``)."""
         return self.dir / f"{self.dataset_id}.npz"
 
     @property
     def obs(self) -> Path:
+        """The kept cells' obs columns (Parquet)."""
         return self.dir / f"{self.dataset_id}.obs.parquet"
 
     @property
     def genes(self) -> Path:
+        """The kept genes (Parquet)."""
         return self.dir / f"{self.dataset_id}.genes.parquet"
 
     def load(self) -> DatasetPlan:
+        """Read the plan."""
         with self.meta.open(encoding="utf-8") as f:
             return DatasetPlan.from_json(json.load(f))
 
     def load_arrays(self) -> dict[str, npt.NDArray[Any]]:
+        """Read the plan's arrays, by name."""
         with np.load(self.arrays) as z:
             return {k: z[k] for k in z.files}
 
@@ -246,9 +256,11 @@ def _check_obs(h5: H5AD, obs: pd.DataFrame, schema: CensusSchema) -> None:
 
 
 def _check_assays(h5: H5AD, obs: pd.DataFrame, schema: CensusSchema, warnings: list[str]) -> None:
-    """A value that is no EFO term id at all (whitespace, typo) is an error; a well-formed term the Census
-    schema neither includes nor excludes is a warning with its cell count. Known excluded assays (multiome,
-    spatial, ...) are the Census rules at work and say nothing."""
+    """Reject assay values that are no EFO term id (whitespace, typo); warn of unknown well-formed terms.
+
+    A well-formed term the Census schema neither includes nor excludes is a warning with its cell count.
+    Known excluded assays (multiome, spatial, ...) are the Census rules at work and say nothing.
+    """
     counts = obs["assay_ontology_term_id"].astype(str).value_counts(sort=False)
     counts = counts[counts > 0]
     pairs = [(str(t), int(n)) for t, n in counts.items()]
@@ -313,7 +325,7 @@ def _as_output(col: pd.Series) -> Any:
 
 
 def _recode(col: pd.Series, mapping: dict[str, str]) -> pd.Categorical[str]:
-    """A categorical column with each category replaced through ``mapping`` (categories may merge)."""
+    """Return a categorical column with each category replaced through ``mapping`` (categories may merge)."""
     new = [mapping[str(c)] for c in col.cat.categories]
     unique = list(dict.fromkeys(new))
     position = {v: i for i, v in enumerate(unique)}
@@ -336,4 +348,5 @@ def _tissue_general(obs: pd.DataFrame, warnings: list[str]) -> tuple[pd.Categori
 
 
 def unreadable(dataset_id: str, path: str, e: Exception) -> InputError:
+    """Return the error for an exception nobody expected while inspecting ``path``."""
     return InputError(dataset_id, f"unexpected error while inspecting: {type(e).__name__}: {e}", uri=path)

@@ -110,7 +110,7 @@ class CensusSchema:
         return tuple(c.name for c in self.obs if c.origin == "source")
 
     def x_layer_arrow_type(self, layer: str) -> pa.DataType:
-        """The Arrow value type of X layer ``layer``."""
+        """Return the Arrow value type of X layer ``layer``."""
         return _ARROW[self.x_layer_encodings[layer]]
 
     @property

@@ -37,6 +37,7 @@ logger = logging.getLogger(__name__)
 
 
 def split_s3_uri(uri: str) -> tuple[str, str]:
+    """Return (bucket, key) of ``s3://bucket/key``."""
     bucket, _, key = uri.removeprefix("s3://").partition("/")
     return bucket, key
 
