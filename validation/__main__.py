@@ -25,6 +25,7 @@ class Terminated(KeyboardInterrupt):
 def _terminate(signum: int, frame: FrameType | None) -> None:
     raise Terminated
 
+
 EPILOG = """\
 One PASS/FAIL line per check, with the first offending rows; the JSON report is written beside the release.
 
@@ -40,15 +41,22 @@ exit status:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """Parse the command line (``argv``; None: ``sys.argv``); usage errors exit 2."""
-    p = argparse.ArgumentParser(prog="python -m validation",
-                                description="Validate a Census release against the schema and its source H5ADs.",
-                                epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m validation",
+        description="Validate a Census release against the schema and its source H5ADs.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("release", metavar="RELEASE_SOMA_URI", help="the release's root SOMACollection (DIR/VERSION/soma)")
     p.add_argument("--manifest", required=True, type=Path, help="the manifest CSV the release was built from")
     p.add_argument("--workers", type=int, default=None, help="local dask worker processes (default: one per core)")
     p.add_argument("--scheduler", default=None, help="address of an existing dask scheduler to run on instead")
-    p.add_argument("--report", type=Path, default=None,
-                   help="where to write the JSON report (default: validation_report.json beside the release)")
+    p.add_argument(
+        "--report",
+        type=Path,
+        default=None,
+        help="where to write the JSON report (default: validation_report.json beside the release)",
+    )
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     args = p.parse_args(argv)
     if args.workers is not None and args.workers < 1:
@@ -59,8 +67,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     """Run the command; return its exit status (see the module docstring)."""
     args = parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     from validation.core import default_report_path, validate_release  # heavy imports after parsing
     from validation.errors import InputError
 
@@ -78,16 +89,18 @@ def main(argv: list[str] | None = None) -> int:
             from distributed import Client
 
             client = Client(args.scheduler)  # type: ignore[no-untyped-call]
-        report = validate_release(args.release, args.manifest, workers=args.workers, report_path=args.report,
-                                  client=client)
+        report = validate_release(
+            args.release, args.manifest, workers=args.workers, report_path=args.report, client=client
+        )
     except InputError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as e:
         what = "terminated" if isinstance(e, Terminated) else "interrupted"
         command = shlex.join(["python", "-m", "validation", *(sys.argv[1:] if argv is None else argv)])
-        print(f"validation {what}; finished checks are kept: run the same command to resume: {command}",
-              file=sys.stderr)
+        print(
+            f"validation {what}; finished checks are kept: run the same command to resume: {command}", file=sys.stderr
+        )
         return 143 if isinstance(e, Terminated) else 130
     finally:
         signal.signal(signal.SIGTERM, previous)

@@ -115,8 +115,11 @@ def _canonical(x: Any) -> Any:
     numpy arrays by dtype, shape and a hash of their bytes; anything unknown by its pickle.
     """
     if dataclasses.is_dataclass(x) and not isinstance(x, type):
-        return (type(x).__module__, type(x).__qualname__,
-                tuple((f.name, _canonical(getattr(x, f.name))) for f in dataclasses.fields(x)))
+        return (
+            type(x).__module__,
+            type(x).__qualname__,
+            tuple((f.name, _canonical(getattr(x, f.name))) for f in dataclasses.fields(x)),
+        )
     if isinstance(x, np.ndarray):
         return ("ndarray", x.dtype.str, x.shape, hashlib.sha256(np.ascontiguousarray(x).tobytes()).hexdigest())
     if isinstance(x, list | tuple):
@@ -176,7 +179,8 @@ class Checkpoint:
             os.close(fd)
             raise CheckpointBusyError(
                 f"another validation (pid {holder}) is running with its checkpoint in {root}; wait for it to "
-                "finish, or pass another --report path") from None
+                "finish, or pass another --report path"
+            ) from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         cp._lock = fd
@@ -189,8 +193,11 @@ class Checkpoint:
             logger.info("resuming from the checkpoint in %s: %d task result(s) recorded", root, cp.recorded)
         else:
             if previous is not None:
-                logger.info("the checkpoint in %s is for another release, manifest, source or validator version: "
-                            "starting afresh", root)
+                logger.info(
+                    "the checkpoint in %s is for another release, manifest, source or validator version: "
+                    "starting afresh",
+                    root,
+                )
             for sub in (cp.tasks, cp.sources, cp.scratch):
                 shutil.rmtree(sub, ignore_errors=True)
             stamp.write_text(fingerprint + "\n", encoding="utf-8")
@@ -232,4 +239,3 @@ class Checkpoint:
         """Delete the checkpoint (the validation completed)."""
         self.close()
         shutil.rmtree(self.root, ignore_errors=True)
-

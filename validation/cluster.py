@@ -36,15 +36,27 @@ def dask_cluster(client: Any, workers: int | None, scratch: Path | None = None) 
     cpus = available_cpus()
     n = workers or cpus
     logger.info("starting a local dask cluster: %d worker process(es)", n)
-    environ = {**dask.config.get("distributed.nanny.pre-spawn-environ", {}), **WORKER_MALLOC_ENV,
-               **WORKER_LOGGING, **tiledb_thread_env(n, cpus)}
-    config = {"distributed.worker.multiprocessing-method": "spawn", "distributed.worker.daemon": False,
-              "distributed.nanny.pre-spawn-environ": environ}
+    environ = {
+        **dask.config.get("distributed.nanny.pre-spawn-environ", {}),
+        **WORKER_MALLOC_ENV,
+        **WORKER_LOGGING,
+        **tiledb_thread_env(n, cpus),
+    }
+    config = {
+        "distributed.worker.multiprocessing-method": "spawn",
+        "distributed.worker.daemon": False,
+        "distributed.nanny.pre-spawn-environ": environ,
+    }
     if scratch is not None:
         config["temporary-directory"] = str(scratch)
     with dask.config.set(config):
         with sigint_ignored():
-            cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True,  # type: ignore[no-untyped-call]
-                                   dashboard_address=":0", silence_logs=logging.WARNING)
+            cluster = LocalCluster(
+                n_workers=n,
+                threads_per_worker=1,
+                processes=True,  # type: ignore[no-untyped-call]
+                dashboard_address=":0",
+                silence_logs=logging.WARNING,
+            )
         with cluster, Client(cluster) as c:  # type: ignore[no-untyped-call]
             yield c

@@ -35,8 +35,13 @@ from validation.tables import check_tables
 logger = logging.getLogger(__name__)
 
 REPORT_NAME = "validation_report.json"
-STEPS: tuple[Callable[[Run], None], ...] = (plan_datasets, check_structure, check_contents, check_tables,
-                                            check_consistency)
+STEPS: tuple[Callable[[Run], None], ...] = (
+    plan_datasets,
+    check_structure,
+    check_contents,
+    check_tables,
+    check_consistency,
+)
 
 
 def default_report_path(release_uri: str) -> Path:
@@ -69,8 +74,10 @@ def validate_release(
     manifest = read_manifest(manifest_path)
     release = local_path(release_uri)
     if release is not None and not release.is_dir():
-        raise ReleaseNotFoundError(f"no release at {release_uri}: {release} is not a directory (expected the "
-                                   "release's root SOMACollection, e.g. DIR/VERSION/soma)")
+        raise ReleaseNotFoundError(
+            f"no release at {release_uri}: {release} is not a directory (expected the "
+            "release's root SOMACollection, e.g. DIR/VERSION/soma)"
+        )
     options = {"chunk_entries": chunk_entries, "task_rows": task_rows, "schema": spec.version}
     checkpoint = Checkpoint.open(checkpoint_dir(path), fingerprint(release_uri, manifest, options))
     try:
@@ -79,16 +86,22 @@ def validate_release(
         for problem in manifest.problems:
             findings.add("sources", Finding(problem))
         with dask_cluster(client, workers, checkpoint.scratch) as cl:
-            run = Run(spec, manifest, release_uri, cl, chunk_entries, findings, task_rows=task_rows,
-                      checkpoint=checkpoint)
+            run = Run(
+                spec, manifest, release_uri, cl, chunk_entries, findings, task_rows=task_rows, checkpoint=checkpoint
+            )
             run.sources = fetch_sources(manifest, checkpoint.sources)
             for step in STEPS:
                 t = time.perf_counter()
                 step(run)
                 logger.info("[%s] done in %.1fs", step.__name__, time.perf_counter() - t)
-        report = ValidationReport(release_uri, str(manifest.path), list(findings.checks.values()),
-                                  time.perf_counter() - t0, source_checksums=run.checksums,
-                                  readings=dict(findings.readings))
+        report = ValidationReport(
+            release_uri,
+            str(manifest.path),
+            list(findings.checks.values()),
+            time.perf_counter() - t0,
+            source_checksums=run.checksums,
+            readings=dict(findings.readings),
+        )
         report.write(path)
     finally:
         checkpoint.close()

@@ -33,16 +33,18 @@ def plan_datasets(run: Run) -> None:
         plans[task.dataset_id] = plan
 
     def on_error(task: PlanTask, e: BaseException) -> None:
-        plans[task.dataset_id] = DatasetPlan(task.dataset_id, task.path,
-                                             problems=[f"cannot be planned: {type(e).__name__}: {e}"])
+        plans[task.dataset_id] = DatasetPlan(
+            task.dataset_id, task.path, problems=[f"cannot be planned: {type(e).__name__}: {e}"]
+        )
 
     jobs = [Job(plan_dataset, t, on_result, on_error) for t in tasks]
     run_jobs(run.client, jobs + _checksum_jobs(run), "plan_datasets", run.checkpoint)
     ordered = [plans[s.dataset_id] for s in run.manifest.sources]
     for p in ordered:
         for problem in p.problems:
-            run.findings.add("sources", Finding(f"source cannot be validated against: {problem}",
-                                                 dataset_id=p.dataset_id))
+            run.findings.add(
+                "sources", Finding(f"source cannot be validated against: {problem}", dataset_id=p.dataset_id)
+            )
         for w in p.warnings:
             logger.warning("dataset %s: %s", p.dataset_id, w)
         if p.readable and not p.contributes:
@@ -52,14 +54,19 @@ def plan_datasets(run: Run) -> None:
 
 def _checksum_jobs(run: Run) -> list[Job]:
     """Return a SHA-256 task per readable source (for ``source_checksums`` in the report)."""
-    tasks = [ChecksumTask(s.dataset_id, str(path), s.uri if s.is_s3 else str(path))
-             for s in run.manifest.sources for path in [run.sources[s.dataset_id][0]] if path is not None]
+    tasks = [
+        ChecksumTask(s.dataset_id, str(path), s.uri if s.is_s3 else str(path))
+        for s in run.manifest.sources
+        for path in [run.sources[s.dataset_id][0]]
+        if path is not None
+    ]
 
     def on_result(task: ChecksumTask, checksum: dict[str, Any]) -> None:
         run.checksums[task.dataset_id] = checksum
 
     def on_error(task: ChecksumTask, e: BaseException) -> None:
-        run.findings.add("sources", Finding(f"cannot be read to its end: {type(e).__name__}: {e}",
-                                             dataset_id=task.dataset_id))
+        run.findings.add(
+            "sources", Finding(f"cannot be read to its end: {type(e).__name__}: {e}", dataset_id=task.dataset_id)
+        )
 
     return [Job(source_checksum, t, on_result, on_error) for t in tasks]

@@ -26,8 +26,17 @@ def hms(seconds: float) -> str:
 class Progress:
     """Tasks done / total, cells checked and cells/s, ETA, for one phase of a validation."""
 
-    def __init__(self, what: str, total: int, *, total_cells: int = 0, resumed: int = 0, resumed_cells: int = 0,
-                 every: float = EVERY, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        what: str,
+        total: int,
+        *,
+        total_cells: int = 0,
+        resumed: int = 0,
+        resumed_cells: int = 0,
+        every: float = EVERY,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.what = what
         self.total = total
         self.total_cells = total_cells

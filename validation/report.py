@@ -76,8 +76,15 @@ class Finding:
     def to_json(self) -> dict[str, Any]:
         """Return the finding as in the JSON report (fields that are None left out)."""
         out: dict[str, Any] = {"message": self.message}
-        for key in ("organism", "dataset_id", "observation_joinid", "soma_joinid", "feature_id", "var_joinid",
-                    "column"):
+        for key in (
+            "organism",
+            "dataset_id",
+            "observation_joinid",
+            "soma_joinid",
+            "feature_id",
+            "var_joinid",
+            "column",
+        ):
             v = getattr(self, key)
             if v is not None:
                 out[key] = plain(v)
@@ -130,8 +137,13 @@ class CheckResult:
 
     def to_json(self) -> dict[str, Any]:
         """Return the check as in the JSON report."""
-        return {"name": self.name, "description": self.description, "passed": self.passed,
-                "n_findings": self.n_findings, "findings": [f.to_json() for f in self.findings]}
+        return {
+            "name": self.name,
+            "description": self.description,
+            "passed": self.passed,
+            "n_findings": self.n_findings,
+            "findings": [f.to_json() for f in self.findings],
+        }
 
     def lines(self, shown: int = FINDINGS_SHOWN) -> Iterator[str]:
         """Yield the console lines: PASS / FAIL and the first ``shown`` findings."""
@@ -196,10 +208,15 @@ class ValidationReport:
 
     def to_json(self) -> dict[str, Any]:
         """Return the report as written to the JSON file."""
-        return {"passed": self.passed, "release": self.release, "manifest": self.manifest,
-                "checks": [c.to_json() for c in self.checks], "seconds": round(self.seconds, 3),
-                "source_checksums": {k: dict(v) for k, v in sorted(self.source_checksums.items())},
-                "readings": dict(self.readings)}
+        return {
+            "passed": self.passed,
+            "release": self.release,
+            "manifest": self.manifest,
+            "checks": [c.to_json() for c in self.checks],
+            "seconds": round(self.seconds, 3),
+            "source_checksums": {k: dict(v) for k, v in sorted(self.source_checksums.items())},
+            "readings": dict(self.readings),
+        }
 
     def lines(self) -> Iterator[str]:
         """Yield the console lines: one per check (with findings), the readings, the verdict."""

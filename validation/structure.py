@@ -20,6 +20,7 @@ from validation.run import Found, Run
 
 logger = logging.getLogger(__name__)
 
+
 def _arrow_matches(t: pa.DataType, encoding: Encoding) -> bool:
     if pa.types.is_dictionary(t):
         return encoding == "string" and (pa.types.is_string(t.value_type) or pa.types.is_large_string(t.value_type))
@@ -29,40 +30,87 @@ def _arrow_matches(t: pa.DataType, encoding: Encoding) -> bool:
     return bool(t == expected)
 
 
-def check_dataframe_schema(findings: Findings, what: str, schema: pa.Schema, columns: tuple[Column, ...],
-                           organism: str | None = None) -> None:
+def check_dataframe_schema(
+    findings: Findings, what: str, schema: pa.Schema, columns: tuple[Column, ...], organism: str | None = None
+) -> None:
     """Check a dataframe's columns against the schema's: none missing, none extra, each of its encoding."""
     wanted = {c.name: c for c in columns}
     have = {f.name: f.type for f in schema}
     for name, col in wanted.items():
         if name not in have:
-            findings.add("encodings", Finding(f"{what} lacks column {name!r}", organism=organism, column=name,
-                                              expected=col.encoding, found="absent"))
+            findings.add(
+                "encodings",
+                Finding(
+                    f"{what} lacks column {name!r}",
+                    organism=organism,
+                    column=name,
+                    expected=col.encoding,
+                    found="absent",
+                ),
+            )
         elif not _arrow_matches(have[name], col.encoding):
-            findings.add("encodings", Finding(f"{what} column {name!r} has the wrong encoding", organism=organism,
-                                              column=name, expected=col.encoding, found=str(have[name])))
+            findings.add(
+                "encodings",
+                Finding(
+                    f"{what} column {name!r} has the wrong encoding",
+                    organism=organism,
+                    column=name,
+                    expected=col.encoding,
+                    found=str(have[name]),
+                ),
+            )
     for name, t in have.items():
         if name not in wanted:
-            findings.add("encodings", Finding(f"{what} has a column the schema does not define", organism=organism,
-                                              column=name, expected="absent", found=str(t)))
+            findings.add(
+                "encodings",
+                Finding(
+                    f"{what} has a column the schema does not define",
+                    organism=organism,
+                    column=name,
+                    expected="absent",
+                    found=str(t),
+                ),
+            )
 
 
-def check_ndarray_schema(findings: Findings, what: str, schema: pa.Schema, value: Encoding,
-                         organism: str | None) -> None:
+def check_ndarray_schema(
+    findings: Findings, what: str, schema: pa.Schema, value: Encoding, organism: str | None
+) -> None:
     """Check a sparse array's type: 2-D, int64 dimensions, values of encoding ``value``."""
     types = {f.name: f.type for f in schema}
     for dim in ("soma_dim_0", "soma_dim_1"):
         t = types.get(dim)
         if t != pa.int64():
-            findings.add("encodings", Finding(f"{what} dimension {dim} is not int64", organism=organism,
-                                              expected="int64", found=str(t) if t is not None else "absent"))
+            findings.add(
+                "encodings",
+                Finding(
+                    f"{what} dimension {dim} is not int64",
+                    organism=organism,
+                    expected="int64",
+                    found=str(t) if t is not None else "absent",
+                ),
+            )
     t = types.get("soma_data")
     if t is None or not _arrow_matches(t, value):
-        findings.add("encodings", Finding(f"{what} values have the wrong type", organism=organism, expected=value,
-                                          found=str(t) if t is not None else "absent"))
+        findings.add(
+            "encodings",
+            Finding(
+                f"{what} values have the wrong type",
+                organism=organism,
+                expected=value,
+                found=str(t) if t is not None else "absent",
+            ),
+        )
     if len(types) != 3:
-        findings.add("encodings", Finding(f"{what} is not a 2-D sparse array", organism=organism,
-                                          expected=["soma_dim_0", "soma_dim_1", "soma_data"], found=sorted(types)))
+        findings.add(
+            "encodings",
+            Finding(
+                f"{what} is not a 2-D sparse array",
+                organism=organism,
+                expected=["soma_dim_0", "soma_dim_1", "soma_data"],
+                found=sorted(types),
+            ),
+        )
 
 
 def _member(findings: Findings, parent: Any, key: str, soma_type: str, what: str, organism: str | None = None) -> Any:
@@ -76,16 +124,20 @@ def _member(findings: Findings, parent: Any, key: str, soma_type: str, what: str
         findings.add("structure", Finding(f"{what} cannot be opened: {type(e).__name__}: {e}", organism=organism))
         return None
     if obj.soma_type != soma_type:
-        findings.add("structure", Finding(f"{what} has the wrong type", organism=organism, expected=soma_type,
-                                          found=obj.soma_type))
+        findings.add(
+            "structure",
+            Finding(f"{what} has the wrong type", organism=organism, expected=soma_type, found=obj.soma_type),
+        )
         return None
     return obj
 
 
 def _extra_keys(findings: Findings, parent: Any, allowed: set[str], what: str, organism: str | None = None) -> None:
     for key in sorted(set(parent.keys()) - allowed):
-        findings.add("structure", Finding(f"{what} has an unexpected member {key!r}", organism=organism,
-                                          expected=sorted(allowed), found=key))
+        findings.add(
+            "structure",
+            Finding(f"{what} has an unexpected member {key!r}", organism=organism, expected=sorted(allowed), found=key),
+        )
 
 
 def open_layout(uri: str, spec: Spec, expected_organisms: list[str], findings: Findings) -> ReleaseLayout:
@@ -100,8 +152,10 @@ def open_layout(uri: str, spec: Spec, expected_organisms: list[str], findings: F
         return layout
     with root:
         if root.soma_type != "SOMACollection":
-            findings.add("structure", Finding("the release root is not a SOMACollection", expected="SOMACollection",
-                                              found=root.soma_type))
+            findings.add(
+                "structure",
+                Finding("the release root is not a SOMACollection", expected="SOMACollection", found=root.soma_type),
+            )
             return layout
         layout.opened = True
         _extra_keys(findings, root, {"census_info", "census_data"}, "census_obj")
@@ -120,14 +174,26 @@ def open_layout(uri: str, spec: Spec, expected_organisms: list[str], findings: F
             name = organism.name
             if name not in data:
                 if name in expected_organisms:
-                    findings.add("structure", Finding(f"census_data['{name}'] is missing but the sources have "
-                                                      f"{organism.label} cells", organism=name,
-                                                      expected="SOMAExperiment", found="absent"))
+                    findings.add(
+                        "structure",
+                        Finding(
+                            f"census_data['{name}'] is missing but the sources have {organism.label} cells",
+                            organism=name,
+                            expected="SOMAExperiment",
+                            found="absent",
+                        ),
+                    )
                 continue
             if name not in expected_organisms:
-                findings.add("structure", Finding(f"census_data['{name}'] exists but no source has {organism.label} "
-                                                  "cells that pass the filters", organism=name,
-                                                  expected="absent", found="SOMAExperiment"))
+                findings.add(
+                    "structure",
+                    Finding(
+                        f"census_data['{name}'] exists but no source has {organism.label} cells that pass the filters",
+                        organism=name,
+                        expected="absent",
+                        found="SOMAExperiment",
+                    ),
+                )
             exp = _member(findings, data, name, "SOMAExperiment", f"census_data['{name}']", name)
             if exp is not None:
                 layout.experiments[name] = _experiment(findings, exp, spec, name)
@@ -162,12 +228,14 @@ def _experiment(findings: Findings, exp: Any, spec: Spec, organism: str) -> Expe
             if arr is not None:
                 out.x[layer] = arr.uri
                 check_ndarray_schema(findings, f"{where}.X['{layer}']", arr.schema, encoding, organism)
-    pm = _member(findings, rna, spec.presence_matrix, "SOMASparseNDArray", f"{where}['{spec.presence_matrix}']",
-                 organism)
+    pm = _member(
+        findings, rna, spec.presence_matrix, "SOMASparseNDArray", f"{where}['{spec.presence_matrix}']", organism
+    )
     if pm is not None:
         out.presence = pm.uri
-        check_ndarray_schema(findings, f"{where}['{spec.presence_matrix}']", pm.schema, spec.presence_encoding,
-                             organism)
+        check_ndarray_schema(
+            findings, f"{where}['{spec.presence_matrix}']", pm.schema, spec.presence_encoding, organism
+        )
     return out
 
 
@@ -184,9 +252,15 @@ def check_joinids(findings: Findings, uri: str, what: str, organism: str | None 
             bad = np.nonzero(values != np.arange(n, n + values.size))[0]
             if bad.size and not reported:
                 k = int(bad[0])
-                findings.add("soma_joinids", Finding(f"{what} soma_joinids are not 0..n-1 (a row is missing, added "
-                                                     "or duplicated)", organism=organism, expected=n + k,
-                                                     found=int(values[k])))
+                findings.add(
+                    "soma_joinids",
+                    Finding(
+                        f"{what} soma_joinids are not 0..n-1 (a row is missing, added or duplicated)",
+                        organism=organism,
+                        expected=n + k,
+                        found=int(values[k]),
+                    ),
+                )
                 reported = True
             n += int(values.size)
     except Exception as e:
@@ -215,13 +289,16 @@ def check_structure(run: Run) -> None:
         if exp.obs:
             found.obs_count = check_joinids(run.findings, exp.obs, f"census_data['{name}'].obs", name)
             if found.obs_count != n_obs:
-                run.findings.add("shapes", Finding("obs has the wrong number of cells", organism=name,
-                                                    expected=n_obs, found=found.obs_count))
+                run.findings.add(
+                    "shapes",
+                    Finding("obs has the wrong number of cells", organism=name, expected=n_obs, found=found.obs_count),
+                )
         if exp.var:
             got = check_joinids(run.findings, exp.var, f"census_data['{name}'].var", name)
             if got != n_var:
-                run.findings.add("shapes", Finding("var has the wrong number of genes", organism=name,
-                                                    expected=n_var, found=got))
+                run.findings.add(
+                    "shapes", Finding("var has the wrong number of genes", organism=name, expected=n_var, found=got)
+                )
             if org is not None:
                 try:
                     found.var_numbering = read_var_numbering(exp.var, org.var.feature_ids)
@@ -235,13 +312,14 @@ def check_structure(run: Run) -> None:
                 with soma.SparseNDArray.open(uri) as arr:
                     shape = tuple(int(s) for s in arr.shape)
             except Exception as e:
-                run.findings.add("shapes", Finding(f"{what} cannot be opened: {type(e).__name__}: {e}",
-                                                    organism=name))
+                run.findings.add("shapes", Finding(f"{what} cannot be opened: {type(e).__name__}: {e}", organism=name))
                 continue
             want = wanted
             if want[0] < 0:
                 found.presence_shape = (shape[0], shape[1]) if len(shape) == 2 else None
                 want = (shape[0], n_var) if len(shape) == 2 else want
             if shape != want:
-                run.findings.add("shapes", Finding(f"{what} has the wrong shape", organism=name,
-                                                    expected=list(want), found=list(shape)))
+                run.findings.add(
+                    "shapes",
+                    Finding(f"{what} has the wrong shape", organism=name, expected=list(want), found=list(shape)),
+                )

@@ -67,17 +67,36 @@ def check_var(findings: Findings, model: OrganismModel, uri: str) -> pa.Table | 
     found_set = set(ids)
     for fid in model.var.feature_ids:
         if fid not in found_set:
-            findings.add("var_features", Finding("kept source gene is missing from var", organism=org, feature_id=fid,
-                                                 expected="present", found="absent"))
+            findings.add(
+                "var_features",
+                Finding(
+                    "kept source gene is missing from var",
+                    organism=org,
+                    feature_id=fid,
+                    expected="present",
+                    found="absent",
+                ),
+            )
     expected_set = set(model.var.index)
     for j, fid in enumerate(ids):
         if fid not in expected_set:
-            findings.add("var_features", Finding("var has a gene that no contributing dataset keeps", organism=org,
-                                                 feature_id=fid, var_joinid=j, expected="absent", found="present"))
+            findings.add(
+                "var_features",
+                Finding(
+                    "var has a gene that no contributing dataset keeps",
+                    organism=org,
+                    feature_id=fid,
+                    var_joinid=j,
+                    expected="absent",
+                    found="present",
+                ),
+            )
     for fid, n in Counter(ids).items():
         if n > 1:
-            findings.add("var_features", Finding("gene appears more than once in var", organism=org, feature_id=fid,
-                                                 expected=1, found=n))
+            findings.add(
+                "var_features",
+                Finding("gene appears more than once in var", organism=org, feature_id=fid, expected=1, found=n),
+            )
     joinids = _column(table, "soma_joinid") or list(range(len(ids)))
     by_id: dict[str, int] = {}
     for j, fid in enumerate(ids):
@@ -97,9 +116,18 @@ def check_var(findings: Findings, model: OrganismModel, uri: str) -> pa.Table | 
         ]
         for check, column, expected, values in checks:
             if values is not None and values[j] != expected:
-                findings.add(check, Finding(f"var {column} differs from the sources", organism=org, feature_id=fid,
-                                            var_joinid=int(joinids[j]), column=column, expected=expected,
-                                            found=values[j]))
+                findings.add(
+                    check,
+                    Finding(
+                        f"var {column} differs from the sources",
+                        organism=org,
+                        feature_id=fid,
+                        var_joinid=int(joinids[j]),
+                        column=column,
+                        expected=expected,
+                        found=values[j],
+                    ),
+                )
     return table
 
 
@@ -132,27 +160,48 @@ def check_presence_shape(findings: Findings, model: Model, org: OrganismModel, s
     elif height == len(org.datasets) and needed <= height:
         reading = f"{height} rows: one per dataset with {org.organism.label} cells"
     else:
-        findings.add("shapes", Finding(
-            f"presence matrix height is neither the number of census_info['datasets'] rows ({n_table}) nor of "
-            f"datasets with {org.organism.label} cells ({len(org.datasets)}), or too low for their datasets "
-            f"soma_joinids (up to {needed - 1})", organism=name, expected=sorted({n_table, len(org.datasets)}),
-            found=height))
+        findings.add(
+            "shapes",
+            Finding(
+                f"presence matrix height is neither the number of census_info['datasets'] rows ({n_table}) nor of "
+                f"datasets with {org.organism.label} cells ({len(org.datasets)}), or too low for their datasets "
+                f"soma_joinids (up to {needed - 1})",
+                organism=name,
+                expected=sorted({n_table, len(org.datasets)}),
+                found=height,
+            ),
+        )
         return
     findings.readings[f"{name} presence matrix height"] = reading
 
 
-def check_presence(findings: Findings, model: Model, org: OrganismModel,
-                   found: dict[int, npt.NDArray[np.int64]], numbering: VarNumbering) -> None:
+def check_presence(
+    findings: Findings,
+    model: Model,
+    org: OrganismModel,
+    found: dict[int, npt.NDArray[np.int64]],
+    numbering: VarNumbering,
+) -> None:
     """Rows by the datasets table's soma_joinid of each dataset, columns by var soma_joinid (``numbering``)."""
     name = org.organism.name
-    members = {model.dataset_joinid[p.dataset_id]: p.dataset_id for p in org.datasets
-               if model.dataset_joinid.get(p.dataset_id, -1) >= 0}
+    members = {
+        model.dataset_joinid[p.dataset_id]: p.dataset_id
+        for p in org.datasets
+        if model.dataset_joinid.get(p.dataset_id, -1) >= 0
+    }
     for joinid, cols in sorted(found.items()):
         if joinid not in members:
-            findings.add("presence_matrix", Finding(
-                f"presence row {joinid} has True values but that dataset has no {org.organism.label} cells",
-                organism=name, dataset_id=model.dataset_at(joinid), var_joinid=int(cols[0]), expected=0,
-                found=int(cols.size)))
+            findings.add(
+                "presence_matrix",
+                Finding(
+                    f"presence row {joinid} has True values but that dataset has no {org.organism.label} cells",
+                    organism=name,
+                    dataset_id=model.dataset_at(joinid),
+                    var_joinid=int(cols[0]),
+                    expected=0,
+                    found=int(cols.size),
+                ),
+            )
     for joinid, ds in members.items():
         expected = org.presence[ds]
         got = np.zeros(len(org.var), dtype=bool)
@@ -162,16 +211,26 @@ def check_presence(findings: Findings, model: Model, org: OrganismModel,
         got[genes[genes >= 0]] = True  # True for a gene no dataset keeps: var_features reports that gene
         for j in np.nonzero(expected != got)[0][:MAX_GENES_LISTED]:
             at = int(numbering.release_of_expected[j])
-            findings.add("presence_matrix", Finding(
-                "presence bit differs from the source (True iff the gene has a count > 0 in the dataset's kept cells)",
-                organism=name, dataset_id=ds, feature_id=org.var.feature_ids[j], var_joinid=at if at >= 0 else None,
-                expected=bool(expected[j]), found=bool(got[j])))
+            findings.add(
+                "presence_matrix",
+                Finding(
+                    "presence bit differs from the source (True iff the gene has a count > 0 in the dataset's kept cells)",
+                    organism=name,
+                    dataset_id=ds,
+                    feature_id=org.var.feature_ids[j],
+                    var_joinid=at if at >= 0 else None,
+                    expected=bool(expected[j]),
+                    found=bool(got[j]),
+                ),
+            )
         n_bad = int((expected != got).sum())
         if n_bad > MAX_GENES_LISTED:
             findings.merge("presence_matrix", [], n_bad - MAX_GENES_LISTED)
         for j in beyond[:MAX_BEYOND_LISTED]:
-            findings.add("presence_matrix", Finding("presence True beyond the last gene", organism=name,
-                                                    dataset_id=ds, var_joinid=int(j)))
+            findings.add(
+                "presence_matrix",
+                Finding("presence True beyond the last gene", organism=name, dataset_id=ds, var_joinid=int(j)),
+            )
 
 
 def check_datasets_table(findings: Findings, model: Model, table: pa.Table) -> dict[str, str]:
@@ -191,31 +250,63 @@ def check_datasets_table(findings: Findings, model: Model, table: pa.Table) -> d
             if plan is not None and plan.readable and count == 0:
                 empty.append(ds)  # a dataset without cells, listed with 0 cells: the schema allows either
                 continue
-            why = (f"it contributes no cells ({plan.exclusion or 'unreadable source'})" if plan
-                   else "it is not in the manifest")
-            findings.add(check, Finding(f"datasets table lists a dataset but {why}", dataset_id=ds,
-                                        column="dataset_total_cell_count", expected="absent or 0 cells", found=count))
+            why = (
+                f"it contributes no cells ({plan.exclusion or 'unreadable source'})"
+                if plan
+                else "it is not in the manifest"
+            )
+            findings.add(
+                check,
+                Finding(
+                    f"datasets table lists a dataset but {why}",
+                    dataset_id=ds,
+                    column="dataset_total_cell_count",
+                    expected="absent or 0 cells",
+                    found=count,
+                ),
+            )
     findings.readings["datasets without cells"] = (
-        f"listed in census_info['datasets'] with 0 cells: {', '.join(empty)}" if empty
-        else "not listed in census_info['datasets']")
+        f"listed in census_info['datasets'] with 0 cells: {', '.join(empty)}"
+        if empty
+        else "not listed in census_info['datasets']"
+    )
     for p in model.contributing:
         k = rows.get(p.dataset_id)
         if k is None:
-            findings.add(check, Finding(f"dataset contributes {p.n_cells} cells but has no datasets row",
-                                        dataset_id=p.dataset_id, expected="present", found="absent"))
+            findings.add(
+                check,
+                Finding(
+                    f"dataset contributes {p.n_cells} cells but has no datasets row",
+                    dataset_id=p.dataset_id,
+                    expected="present",
+                    found="absent",
+                ),
+            )
             continue
         s = model.sources[p.dataset_id]
         expected: dict[str, Any] = {
-            "citation": p.citation, "collection_id": s.collection_id,
-            "collection_name": s.collection_name, "collection_doi": s.collection_doi, "dataset_id": p.dataset_id,
-            "dataset_version_id": s.dataset_version_id, "dataset_title": s.dataset_title or p.title,
+            "citation": p.citation,
+            "collection_id": s.collection_id,
+            "collection_name": s.collection_name,
+            "collection_doi": s.collection_doi,
+            "dataset_id": p.dataset_id,
+            "dataset_version_id": s.dataset_version_id,
+            "dataset_title": s.dataset_title or p.title,
             "dataset_total_cell_count": p.n_cells,
         }
         for column, value in expected.items():
             values = _column(table, column)
             if values is not None and values[k] != value:
-                findings.add(check, Finding(f"datasets {column} differs from the manifest / source",
-                                            dataset_id=p.dataset_id, column=column, expected=value, found=values[k]))
+                findings.add(
+                    check,
+                    Finding(
+                        f"datasets {column} differs from the manifest / source",
+                        dataset_id=p.dataset_id,
+                        column=column,
+                        expected=value,
+                        found=values[k],
+                    ),
+                )
     paths = _column(table, "dataset_h5ad_path")
     return {ds: str(paths[k]) for ds, k in rows.items()} if paths is not None else {}
 
@@ -229,8 +320,10 @@ def check_summary(findings: Findings, spec: Spec, model: Model, table: pa.Table)
         if label in found:
             findings.add(check, Finding(f"summary row {label!r} appears more than once", column=label))
         found[label] = value
-    donors = {o.name: len({(p.dataset_id, d) for p in model.contributing if p.organism == o.name for d in p.donors})
-              for o in spec.organisms}
+    donors = {
+        o.name: len({(p.dataset_id, d) for p in model.contributing if p.organism == o.name for d in p.donors})
+        for o in spec.organisms
+    }
     expected: dict[str, str | None] = {
         "census_schema_version": spec.version,
         "census_build_date": None,  # checked as an ISO 8601 date below
@@ -241,19 +334,32 @@ def check_summary(findings: Findings, spec: Spec, model: Model, table: pa.Table)
     }
     for label in spec.summary_rows:
         if label not in found:
-            findings.add(check, Finding(f"summary row {label!r} is missing", column=label, expected=expected.get(label),
-                                        found="absent"))
+            findings.add(
+                check,
+                Finding(
+                    f"summary row {label!r} is missing", column=label, expected=expected.get(label), found="absent"
+                ),
+            )
             continue
         want = expected.get(label)
         if label == "census_build_date":
             try:
                 dt.date.fromisoformat(found[label])
             except ValueError:
-                findings.add(check, Finding("census_build_date is not an ISO 8601 date", column=label,
-                                            expected="YYYY-MM-DD", found=found[label]))
+                findings.add(
+                    check,
+                    Finding(
+                        "census_build_date is not an ISO 8601 date",
+                        column=label,
+                        expected="YYYY-MM-DD",
+                        found=found[label],
+                    ),
+                )
         elif want is not None and found[label] != want:
-            findings.add(check, Finding(f"summary {label} differs from the sources", column=label, expected=want,
-                                        found=found[label]))
+            findings.add(
+                check,
+                Finding(f"summary {label} differs from the sources", column=label, expected=want, found=found[label]),
+            )
     return found
 
 
@@ -273,18 +379,25 @@ def check_summary_cell_counts(findings: Findings, spec: Spec, model: Model, tabl
     """Check census_info['summary_cell_counts'] rows (matched by content, in any order)."""
     check = "census_info_summary_cell_counts"
     expected = expected_cell_counts(spec, model)
-    cols = {c: _column(table, c) for c in ("organism", "category", "ontology_term_id", "label", "total_cell_count",
-                                           "unique_cell_count")}
+    cols = {
+        c: _column(table, c)
+        for c in ("organism", "category", "ontology_term_id", "label", "total_cell_count", "unique_cell_count")
+    }
     if any(v is None for v in cols.values()):
-        findings.add(check, Finding("summary_cell_counts lacks columns; rows not compared",
-                                    found=sorted(table.column_names)))
+        findings.add(
+            check, Finding("summary_cell_counts lacks columns; rows not compared", found=sorted(table.column_names))
+        )
         return
     found: dict[tuple[str, str, str, str], tuple[int, int]] = {}
-    keys = [tuple(map(str, k)) for k in zip(*(cols[c] or [] for c in ("organism", "category", "ontology_term_id",
-                                                                        "label")), strict=True)]
+    keys = [
+        tuple(map(str, k))
+        for k in zip(*(cols[c] or [] for c in ("organism", "category", "ontology_term_id", "label")), strict=True)
+    ]
     findings.readings["summary_cell_counts row order"] = (
-        "sorted by (organism, category, ontology_term_id, label)" if keys == sorted(keys)
-        else "another order (rows are matched by organism, category, ontology_term_id, label)")
+        "sorted by (organism, category, ontology_term_id, label)"
+        if keys == sorted(keys)
+        else "another order (rows are matched by organism, category, ontology_term_id, label)"
+    )
     for org, cat, term, label, total, unique in zip(*cols.values(), strict=True):
         key = (str(org), str(cat), str(term), str(label))
         if key in found:
@@ -292,39 +405,76 @@ def check_summary_cell_counts(findings: Findings, spec: Spec, model: Model, tabl
         found[key] = (int(total), int(unique))
     for key, (total, unique) in sorted(expected.items()):
         if key not in found:
-            findings.add(check, Finding(f"summary_cell_counts row {key} is missing", expected=[total, unique],
-                                        found="absent"))
+            findings.add(
+                check, Finding(f"summary_cell_counts row {key} is missing", expected=[total, unique], found="absent")
+            )
             continue
         got_total, got_unique = found[key]
         if got_total != total:
-            findings.add(check, Finding(f"summary_cell_counts {key} total_cell_count differs",
-                                        column="total_cell_count", expected=total, found=got_total))
+            findings.add(
+                check,
+                Finding(
+                    f"summary_cell_counts {key} total_cell_count differs",
+                    column="total_cell_count",
+                    expected=total,
+                    found=got_total,
+                ),
+            )
         if got_unique != unique:
-            findings.add(check, Finding(f"summary_cell_counts {key} unique_cell_count differs",
-                                        column="unique_cell_count", expected=unique, found=got_unique))
+            findings.add(
+                check,
+                Finding(
+                    f"summary_cell_counts {key} unique_cell_count differs",
+                    column="unique_cell_count",
+                    expected=unique,
+                    found=got_unique,
+                ),
+            )
     for key in sorted(set(found) - set(expected)):
-        findings.add(check, Finding(f"summary_cell_counts has a row {key} that the sources do not give",
-                                    expected="absent", found=list(found[key])))
+        findings.add(
+            check,
+            Finding(
+                f"summary_cell_counts has a row {key} that the sources do not give",
+                expected="absent",
+                found=list(found[key]),
+            ),
+        )
 
 
-def check_h5ad_paths(findings: Findings, model: Model, release_dir: Path, paths: dict[str, str],
-                     source_paths: dict[str, Path | None]) -> None:
+def check_h5ad_paths(
+    findings: Findings, model: Model, release_dir: Path, paths: dict[str, str], source_paths: dict[str, Path | None]
+) -> None:
     """Check that each dataset_h5ad_path is relative and names an existing file of the source's size."""
     check = "dataset_h5ad_paths"
     for ds, rel in paths.items():
         if not rel or Path(rel).is_absolute() or "://" in rel:
-            findings.add(check, Finding("dataset_h5ad_path is not a relative path", dataset_id=ds,
-                                        expected="h5ads/<dataset_id>.h5ad", found=rel))
+            findings.add(
+                check,
+                Finding(
+                    "dataset_h5ad_path is not a relative path",
+                    dataset_id=ds,
+                    expected="h5ads/<dataset_id>.h5ad",
+                    found=rel,
+                ),
+            )
             continue
         full = release_dir / rel
         if not full.is_file():
-            findings.add(check, Finding(f"dataset_h5ad_path does not exist under {release_dir}", dataset_id=ds,
-                                        found=rel))
+            findings.add(
+                check, Finding(f"dataset_h5ad_path does not exist under {release_dir}", dataset_id=ds, found=rel)
+            )
             continue
         src = source_paths.get(ds)
         if src is not None and src.is_file() and src.stat().st_size != full.stat().st_size:
-            findings.add(check, Finding("dataset_h5ad_path file differs in size from the manifest's source",
-                                        dataset_id=ds, expected=src.stat().st_size, found=full.stat().st_size))
+            findings.add(
+                check,
+                Finding(
+                    "dataset_h5ad_path file differs in size from the manifest's source",
+                    dataset_id=ds,
+                    expected=src.stat().st_size,
+                    found=full.stat().st_size,
+                ),
+            )
 
 
 def check_tables(run: Run) -> None:
@@ -347,14 +497,16 @@ def check_tables(run: Run) -> None:
             try:
                 found.presence = read_presence(exp.presence, len(model.contributing))
             except Exception as e:
-                run.findings.add("presence_matrix", Finding(f"cannot be read: {type(e).__name__}: {e}",
-                                                             organism=name))
+                run.findings.add("presence_matrix", Finding(f"cannot be read: {type(e).__name__}: {e}", organism=name))
             else:
                 check_presence(run.findings, model, org, found.presence, run.var_numbering(org))
             if found.presence_shape is not None:
                 check_presence_shape(run.findings, model, org, found.presence_shape)
-    for name, check in (("datasets", "census_info_datasets"), ("summary", "census_info_summary"),
-                        ("summary_cell_counts", "census_info_summary_cell_counts")):
+    for name, check in (
+        ("datasets", "census_info_datasets"),
+        ("summary", "census_info_summary"),
+        ("summary_cell_counts", "census_info_summary_cell_counts"),
+    ):
         uri = layout.tables.get(name)
         if uri is None:
             run.findings.add(check, Finding(f"census_info['{name}'] is missing: rows not checked"))

@@ -52,8 +52,9 @@ def run_jobs(client: Any, jobs: Sequence[Job], what: str, checkpoint: Checkpoint
     resumed = len(jobs) - len(pending)
     if resumed:
         logger.info("%s: resuming: %d of %d tasks already checked", what, resumed, len(jobs))
-    progress = Progress(what, len(jobs), total_cells=sum(j.cells for j in jobs), resumed=resumed,
-                        resumed_cells=resumed_cells)
+    progress = Progress(
+        what, len(jobs), total_cells=sum(j.cells for j in jobs), resumed=resumed, resumed_cells=resumed_cells
+    )
 
     def done(k: int, res: Any, error: Exception | None) -> None:
         i = pending[k]

@@ -122,8 +122,9 @@ class AxesPlan:
         return cls(
             timestamp_base=int(data["timestamp_base"]),
             datasets=tuple(
-                DatasetAxes(str(d["dataset_id"]), str(d["organism"]), int(d["joinid"]), int(d["obs_offset"]),
-                            int(d["n_cells"]))
+                DatasetAxes(
+                    str(d["dataset_id"]), str(d["organism"]), int(d["joinid"]), int(d["obs_offset"]), int(d["n_cells"])
+                )
                 for d in data["datasets"]
             ),
             organisms={k: OrganismAxes(int(v["n_obs"]), int(v["n_var"])) for k, v in data["organisms"].items()},

@@ -98,4 +98,3 @@ def _union_var(run: BuildRun, members: list[DatasetPlan]) -> pd.DataFrame:
     var = first.set_index("feature_id")
     var["feature_length"] = known["feature_length"].reindex(var.index).fillna(0).astype(np.int64)
     return var.sort_index().reset_index()[["feature_id", "feature_name", "feature_length"]]
-

@@ -185,8 +185,9 @@ def run_calls(client: Any, calls: Sequence[TaskCall], on_done: Callable[[int, An
         raise
 
 
-def run_tasks(client: Any, fn: Callable[[T], R], items: Sequence[T], *, on_result: Callable[[T, R], None] | None = None
-              ) -> list[R]:
+def run_tasks(
+    client: Any, fn: Callable[[T], R], items: Sequence[T], *, on_result: Callable[[T, R], None] | None = None
+) -> list[R]:
     """Run ``fn`` over ``items`` on the cluster, calling ``on_result`` as each finishes (in completion order).
 
     A task's exception is re-raised in the driver after cancelling the rest. Results are returned in

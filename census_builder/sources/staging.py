@@ -220,9 +220,7 @@ def _not_ours(entry: ManifestEntry, dest: Path, records: Path) -> InputError:
     )
 
 
-def stage_source(
-    manifest: Manifest, entry: ManifestEntry, dest: Path, records: Path, client: Any = None
-) -> Path:
+def stage_source(manifest: Manifest, entry: ManifestEntry, dest: Path, records: Path, client: Any = None) -> Path:
     """Reflink, link, copy or download ``entry`` to ``dest`` unless the recorded copy is still current."""
     ident = source_identity(manifest, entry, client)
     ds = entry.dataset_id

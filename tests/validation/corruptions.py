@@ -39,8 +39,12 @@ def _cell(root: Path, exp: str, joinid: int) -> dict[str, Any]:
 
 def _feature_id(root: Path, exp: str, var_joinid: int) -> str:
     with soma.DataFrame.open(str(root / exp / "ms/RNA/var")) as df:
-        return str(df.read(coords=(slice(var_joinid, var_joinid),), column_names=["feature_id"]).concat()
-                   .column("feature_id")[0].as_py())
+        return str(
+            df.read(coords=(slice(var_joinid, var_joinid),), column_names=["feature_id"])
+            .concat()
+            .column("feature_id")[0]
+            .as_py()
+        )
 
 
 def _row_entries(uri: Path, row: int) -> pa.Table:
@@ -50,8 +54,15 @@ def _row_entries(uri: Path, row: int) -> pa.Table:
 
 def _write_one(uri: Path, row: int, col: int, value: Any, value_type: pa.DataType) -> None:
     with soma.SparseNDArray.open(str(uri), "w") as arr:
-        arr.write(pa.table({"soma_dim_0": pa.array([row], pa.int64()), "soma_dim_1": pa.array([col], pa.int64()),
-                            "soma_data": pa.array([value], value_type)}))
+        arr.write(
+            pa.table(
+                {
+                    "soma_dim_0": pa.array([row], pa.int64()),
+                    "soma_dim_1": pa.array([col], pa.int64()),
+                    "soma_data": pa.array([value], value_type),
+                }
+            )
+        )
 
 
 def drop_cell(root: Path) -> Changed:
@@ -69,8 +80,11 @@ def add_cell(root: Path) -> Changed:
     with soma.DataFrame.open(uri, "w") as df:
         df.change_domain(((0, n),))
     row = row.set_column(row.column_names.index("soma_joinid"), "soma_joinid", pa.array([n], pa.int64()))
-    row = row.set_column(row.column_names.index("observation_joinid"), "observation_joinid",
-                         pa.array(["not-a-source-cell"], pa.large_string()))
+    row = row.set_column(
+        row.column_names.index("observation_joinid"),
+        "observation_joinid",
+        pa.array(["not-a-source-cell"], pa.large_string()),
+    )
     with soma.DataFrame.open(uri, "w") as df:
         df.write(row)
     return Changed(row.column("dataset_id")[0].as_py(), "not-a-source-cell", n)
@@ -82,8 +96,9 @@ def perturb_raw(root: Path, exp: str = HUMAN, row: int = 10, delta: float = 1.0)
     col, value = int(t.column("soma_dim_1")[0].as_py()), float(t.column("soma_data")[0].as_py())
     _write_one(uri, row, col, value + delta, pa.float32())
     cell = _cell(root, exp, row)
-    return Changed(cell["dataset_id"], cell["observation_joinid"], row, _feature_id(root, exp, col), value,
-                   value + delta)
+    return Changed(
+        cell["dataset_id"], cell["observation_joinid"], row, _feature_id(root, exp, col), value, value + delta
+    )
 
 
 def stray_value(root: Path) -> Changed:
@@ -175,8 +190,13 @@ def change_cell_type(root: Path) -> Changed:
     row = row.set_column(row.column_names.index("cell_type"), "cell_type", pa.array([after], pa.large_string()))
     with soma.DataFrame.open(uri, "w") as df:
         df.write(row)
-    return Changed(row.column("dataset_id")[0].as_py(), row.column("observation_joinid")[0].as_py(), 7,
-                   expected=before, found=after)
+    return Changed(
+        row.column("dataset_id")[0].as_py(),
+        row.column("observation_joinid")[0].as_py(),
+        7,
+        expected=before,
+        found=after,
+    )
 
 
 def change_raw_sum(root: Path) -> Changed:
@@ -187,8 +207,13 @@ def change_raw_sum(root: Path) -> Changed:
     row = row.set_column(row.column_names.index("raw_sum"), "raw_sum", pa.array([before + 1], pa.float32()))
     with soma.DataFrame.open(uri, "w") as df:
         df.write(row)
-    return Changed(row.column("dataset_id")[0].as_py(), row.column("observation_joinid")[0].as_py(), 30,
-                   expected=before, found=before + 1)
+    return Changed(
+        row.column("dataset_id")[0].as_py(),
+        row.column("observation_joinid")[0].as_py(),
+        30,
+        expected=before,
+        found=before + 1,
+    )
 
 
 def change_cell_count(root: Path) -> Changed:
@@ -197,8 +222,9 @@ def change_cell_count(root: Path) -> Changed:
         t = df.read(value_filter="category == 'cell_type' and organism == 'Mus musculus'").concat()
     row = t.slice(0, 1)
     before = int(row.column("total_cell_count")[0].as_py())
-    row = row.set_column(row.column_names.index("total_cell_count"), "total_cell_count",
-                         pa.array([before + 1], pa.int64()))
+    row = row.set_column(
+        row.column_names.index("total_cell_count"), "total_cell_count", pa.array([before + 1], pa.int64())
+    )
     with soma.DataFrame.open(uri, "w") as df:
         df.write(row)
     return Changed(expected=before, found=before + 1)

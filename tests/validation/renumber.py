@@ -89,8 +89,9 @@ def renumber_nd(table: pa.Table, rows: npt.NDArray[np.int64] | None, cols: npt.N
 def _write_df(uri: Path, table: pa.Table) -> None:
     shutil.rmtree(uri)
     n = max(table.num_rows, 1)
-    with soma.DataFrame.create(str(uri), schema=table.schema, index_column_names=["soma_joinid"],
-                               domain=[(0, n - 1)]) as df:
+    with soma.DataFrame.create(
+        str(uri), schema=table.schema, index_column_names=["soma_joinid"], domain=[(0, n - 1)]
+    ) as df:
         if table.num_rows:
             df.write(table)
 
@@ -157,8 +158,12 @@ def _empty_rows(release_dir: Path, manifest: Path, datasets: pa.Table) -> pa.Tab
             shutil.copyfile(manifest.parent / entry["h5ad_uri"], release_dir / "h5ads" / f"{ds}.h5ad")
             row: dict[str, Any] = {name: "" for name in datasets.column_names}
             row.update({k: v for k, v in entry.items() if k in row and k != "h5ad_uri"})
-            row.update(dataset_id=ds, dataset_total_cell_count=0, dataset_h5ad_path=f"h5ads/{ds}.h5ad",
-                       soma_joinid=datasets.num_rows + len(rows))
+            row.update(
+                dataset_id=ds,
+                dataset_total_cell_count=0,
+                dataset_h5ad_path=f"h5ads/{ds}.h5ad",
+                soma_joinid=datasets.num_rows + len(rows),
+            )
             rows.append(row)
     if not rows:
         return datasets
@@ -166,8 +171,9 @@ def _empty_rows(release_dir: Path, manifest: Path, datasets: pa.Table) -> pa.Tab
     return pa.concat_tables([datasets, extra])
 
 
-def renumber(release_dir: Path, dest: Path, numbering: Numbering, manifest: Path,
-             defect: Callable[[Release], Any] | None = None) -> tuple[Path, Any]:
+def renumber(
+    release_dir: Path, dest: Path, numbering: Numbering, manifest: Path, defect: Callable[[Release], Any] | None = None
+) -> tuple[Path, Any]:
     """Copy the release at ``release_dir`` (DIR/VERSION: soma/ and h5ads/) to ``dest`` renumbered; returns the
     copy's soma/ and what ``defect`` returned."""
     shutil.copytree(release_dir, dest, ignore=shutil.ignore_patterns(".build", "*.json", "*.log"))
@@ -202,8 +208,9 @@ def renumber(release_dir: Path, dest: Path, numbering: Numbering, manifest: Path
     if numbering.summary_rows_reversed:
         counts = _renumber_df(counts, np.arange(counts.num_rows, dtype=np.int64)[::-1].copy())
     release = Release(datasets, counts)
-    joinid_of = dict(zip(datasets.column("dataset_id").to_pylist(), datasets.column("soma_joinid").to_pylist(),
-                         strict=True))
+    joinid_of = dict(
+        zip(datasets.column("dataset_id").to_pylist(), datasets.column("soma_joinid").to_pylist(), strict=True)
+    )
     for org, e in exps.items():
         c_perm = _cell_perm(e.obs, numbering.cells, rng)
         g_perm = _gene_perm(e.var.num_rows, numbering.genes, rng)
@@ -214,9 +221,12 @@ def renumber(release_dir: Path, dest: Path, numbering: Numbering, manifest: Path
         presence = renumber_nd(e.presence, d_perm, g_perm)
         inside = np.asarray(presence.column("soma_dim_0").to_numpy()) < height  # (rows of other datasets: False)
         release.experiments[org] = Experiment(
-            _renumber_df(e.obs, c_perm), _renumber_df(e.var, g_perm),
+            _renumber_df(e.obs, c_perm),
+            _renumber_df(e.var, g_perm),
             {layer: renumber_nd(t, c_perm, g_perm) for layer, t in e.x.items()},
-            presence.filter(pa.array(inside)), height)
+            presence.filter(pa.array(inside)),
+            height,
+        )
     changed = defect(release) if defect is not None else None
 
     _write_df(info / "datasets", release.datasets)
@@ -227,6 +237,5 @@ def renumber(release_dir: Path, dest: Path, numbering: Numbering, manifest: Path
         _write_df(base / "ms/RNA/var", e.var)
         for layer, t in e.x.items():
             _write_nd(base / "ms/RNA/X" / layer, t, (e.obs.num_rows, e.var.num_rows), shapes[org][layer][1])
-        _write_nd(base / "ms/RNA" / PRESENCE, e.presence, (e.presence_height, e.var.num_rows),
-                  shapes[org][PRESENCE][1])
+        _write_nd(base / "ms/RNA" / PRESENCE, e.presence, (e.presence_height, e.var.num_rows), shapes[org][PRESENCE][1])
     return root, changed

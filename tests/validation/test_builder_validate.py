@@ -30,8 +30,14 @@ def validation_logger_level() -> Iterator[None]:
 
 
 def test_validate_resumes_where_an_interrupted_validation_stopped(
-        example_release: BuiltRelease, validation_client: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-        capsys: pytest.CaptureFixture[str], restore_logging: None, validation_logger_level: None) -> None:
+    example_release: BuiltRelease,
+    validation_client: Any,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    restore_logging: None,
+    validation_logger_level: None,
+) -> None:
     root = tmp_path / "example"
     shutil.copytree(example_release.paths.root, root)
     real = Checkpoint.save
@@ -44,8 +50,15 @@ def test_validate_resumes_where_an_interrupted_validation_stopped(
         saved[0] += 1
 
     monkeypatch.setattr(Checkpoint, "save", save)
-    argv = ["validate", "--version", "example", "--workdir", str(tmp_path), "--scheduler",
-            validation_client.scheduler.address]
+    argv = [
+        "validate",
+        "--version",
+        "example",
+        "--workdir",
+        str(tmp_path),
+        "--scheduler",
+        validation_client.scheduler.address,
+    ]
     with pytest.raises(Interrupted):
         main.main(argv)
     assert len(list((root / ".validation" / "tasks").glob("*.pkl"))) == 4
@@ -58,4 +71,5 @@ def test_validate_resumes_where_an_interrupted_validation_stopped(
     assert not (root / ".validation").exists()
     doc = json.loads((root / "validation_report.json").read_text(encoding="utf-8"))
     assert doc["passed"] is True and set(doc["source_checksums"]) == {
-        row.split(",")[0] for row in (root / "manifest.csv").read_text(encoding="utf-8").splitlines()[1:] if row}
+        row.split(",")[0] for row in (root / "manifest.csv").read_text(encoding="utf-8").splitlines()[1:] if row
+    }

@@ -41,7 +41,8 @@ def test_resumed_tasks_count_as_done_but_not_towards_the_rate(caplog: pytest.Log
     clock.now += 10
     p.update(cells=100)
     assert _lines(caplog) == [
-        "[check_contents] 3/4 tasks (2 from the checkpoint), 300/400 cells, 10 cells/s, ETA 0:00:10, elapsed 0:00:10"]
+        "[check_contents] 3/4 tasks (2 from the checkpoint), 300/400 cells, 10 cells/s, ETA 0:00:10, elapsed 0:00:10"
+    ]
 
 
 def test_without_cells_the_eta_follows_tasks(caplog: pytest.LogCaptureFixture) -> None:

@@ -74,8 +74,12 @@ def _verdict(report: ValidationReport) -> dict[str, Any]:
 
 
 def test_an_interrupted_validation_resumes_where_it_stopped(
-        example_release: BuiltRelease, validation_client: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-        caplog: pytest.LogCaptureFixture) -> None:
+    example_release: BuiltRelease,
+    validation_client: Any,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     caplog.set_level("INFO", logger="validation")
     soma = _copy(example_release, tmp_path)
     tasks = soma.parent / ".validation" / "tasks"
@@ -102,8 +106,13 @@ def test_an_interrupted_validation_resumes_where_it_stopped(
     assert json.loads((soma.parent / "validation_report.json").read_text(encoding="utf-8")) == again.to_json()
 
 
-def test_a_changed_release_is_checked_afresh(example_release: BuiltRelease, validation_client: Any, tmp_path: Path,
-                                            monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+def test_a_changed_release_is_checked_afresh(
+    example_release: BuiltRelease,
+    validation_client: Any,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     """Every task of the untouched release is recorded; then one value changes: nothing recorded is reused."""
     caplog.set_level("INFO", logger="validation")
     soma = _copy(example_release, tmp_path)
@@ -123,11 +132,15 @@ def test_a_changed_release_is_checked_afresh(example_release: BuiltRelease, vali
     assert report.failed == ["x_raw"]
     [finding] = report.check("x_raw").findings
     assert (finding.dataset_id, finding.observation_joinid, finding.feature_id) == (
-        changed.dataset_id, changed.observation_joinid, changed.feature_id)
+        changed.dataset_id,
+        changed.observation_joinid,
+        changed.feature_id,
+    )
 
 
-def test_the_fingerprint_follows_release_sources_options_and_manifest(example_release: BuiltRelease,
-                                                                     tmp_path: Path) -> None:
+def test_the_fingerprint_follows_release_sources_options_and_manifest(
+    example_release: BuiltRelease, tmp_path: Path
+) -> None:
     soma = _copy(example_release, tmp_path)
     corpus = tmp_path / "corpus"
     shutil.copytree(example_release.corpus, corpus)
@@ -147,15 +160,16 @@ def test_the_fingerprint_follows_release_sources_options_and_manifest(example_re
     os.replace(corpus / "tmp.h5ad", source)  # the same bytes under a new inode, as rsync and re-uploads do
     third = fingerprint(str(soma), manifest, options)
     assert third != second
-    (corpus / "manifest.csv").write_text((corpus / "manifest.csv").read_text(encoding="utf-8") + "\n",
-                                         encoding="utf-8")
+    (corpus / "manifest.csv").write_text((corpus / "manifest.csv").read_text(encoding="utf-8") + "\n", encoding="utf-8")
     assert fingerprint(str(soma), manifest, options) != third
     assert fingerprint("s3://bucket/release/soma", manifest, options) != fingerprint(
-        "s3://bucket/release/soma", manifest, options)  # a remote release is never resumed
+        "s3://bucket/release/soma", manifest, options
+    )  # a remote release is never resumed
 
 
-def test_a_second_validation_beside_the_same_report_is_refused(example_release: BuiltRelease,
-                                                              validation_client: Any, tmp_path: Path) -> None:
+def test_a_second_validation_beside_the_same_report_is_refused(
+    example_release: BuiltRelease, validation_client: Any, tmp_path: Path
+) -> None:
     soma = _copy(example_release, tmp_path)
     report = soma.parent / "validation_report.json"
     report.write_text('{"passed": true}\n', encoding="utf-8")
@@ -168,8 +182,9 @@ def test_a_second_validation_beside_the_same_report_is_refused(example_release: 
     assert report.read_text(encoding="utf-8") == '{"passed": true}\n'
 
 
-def test_the_report_records_a_checksum_of_every_source(example_release: BuiltRelease, validation_client: Any,
-                                                       tmp_path: Path) -> None:
+def test_the_report_records_a_checksum_of_every_source(
+    example_release: BuiltRelease, validation_client: Any, tmp_path: Path
+) -> None:
     soma = _copy(example_release, tmp_path)
     report = validate_release(str(soma), example_release.manifest, client=validation_client)
     doc = json.loads((soma.parent / "validation_report.json").read_text(encoding="utf-8"))
@@ -177,15 +192,18 @@ def test_the_report_records_a_checksum_of_every_source(example_release: BuiltRel
     expected = {}
     for s in manifest.sources:
         path = manifest.local_path(s)
-        expected[s.dataset_id] = {"path": str(path), "size": path.stat().st_size,
-                                  "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
+        expected[s.dataset_id] = {
+            "path": str(path),
+            "size": path.stat().st_size,
+            "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+        }
     assert doc["source_checksums"] == expected
     assert report.source_checksums == expected
 
 
 def test_cli_checks_its_inputs_before_touching_anything(
-        example_release: BuiltRelease, tmp_path: Path, capsys: pytest.CaptureFixture[str],
-        restore_logging: None) -> None:
+    example_release: BuiltRelease, tmp_path: Path, capsys: pytest.CaptureFixture[str], restore_logging: None
+) -> None:
     soma = _copy(example_release, tmp_path)
     report = soma.parent / "validation_report.json"
     report.write_text('{"passed": true}\n', encoding="utf-8")
@@ -200,12 +218,19 @@ def test_cli_checks_its_inputs_before_touching_anything(
     assert not (tmp_path / "nowhere").exists()
 
 
-@pytest.mark.parametrize(("interrupt", "status", "what"), [(KeyboardInterrupt, 130, "interrupted"),
-                                                            (Terminated, 143, "terminated")])
-def test_cli_interrupted_prints_how_to_resume(example_release: BuiltRelease, tmp_path: Path,
-                                              monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
-                                              restore_logging: None, interrupt: type[BaseException], status: int,
-                                              what: str) -> None:
+@pytest.mark.parametrize(
+    ("interrupt", "status", "what"), [(KeyboardInterrupt, 130, "interrupted"), (Terminated, 143, "terminated")]
+)
+def test_cli_interrupted_prints_how_to_resume(
+    example_release: BuiltRelease,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    restore_logging: None,
+    interrupt: type[BaseException],
+    status: int,
+    what: str,
+) -> None:
     def interrupted(*args: Any, **kwargs: Any) -> None:
         raise interrupt
 
@@ -213,9 +238,11 @@ def test_cli_interrupted_prints_how_to_resume(example_release: BuiltRelease, tmp
     soma = _copy(example_release, tmp_path)
     argv = [str(soma), "--manifest", str(example_release.manifest), "--workers", "1"]
     assert main(argv) == status
-    assert capsys.readouterr().err == (f"validation {what}; finished checks are kept: run the same command to "
-                                       f"resume: python -m validation {soma} --manifest {example_release.manifest} "
-                                       "--workers 1\n")
+    assert capsys.readouterr().err == (
+        f"validation {what}; finished checks are kept: run the same command to "
+        f"resume: python -m validation {soma} --manifest {example_release.manifest} "
+        "--workers 1\n"
+    )
 
 
 LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ ")
@@ -223,15 +250,25 @@ LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ ")
 
 @pytest.mark.slow  # two runs of python -m validation with their own clusters: ~15-30 s
 def test_ctrl_c_prints_one_line_leaves_no_temp_files_and_the_same_command_resumes(
-        example_release: BuiltRelease, tmp_path: Path) -> None:
+    example_release: BuiltRelease, tmp_path: Path
+) -> None:
     soma = _copy(example_release, tmp_path)
     tmp = tmp_path / "tmp"
     tmp.mkdir()
     env = {**os.environ, "TMPDIR": str(tmp)}
-    command = [sys.executable, "-m", "validation", str(soma), "--manifest", str(example_release.manifest),
-               "--workers", "1"]
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-                            start_new_session=True)
+    command = [
+        sys.executable,
+        "-m",
+        "validation",
+        str(soma),
+        "--manifest",
+        str(example_release.manifest),
+        "--workers",
+        "1",
+    ]
+    proc = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, start_new_session=True
+    )
     tasks = soma.parent / ".validation" / "tasks"
     deadline = time.monotonic() + 180
     while not (tasks.is_dir() and any(tasks.glob("*.pkl"))):
@@ -242,8 +279,10 @@ def test_ctrl_c_prints_one_line_leaves_no_temp_files_and_the_same_command_resume
     assert proc.returncode == 130, err
     assert "Traceback" not in err and "Error" not in err, err
     [line] = [ln for ln in err.splitlines() if not LOG_LINE.match(ln)]
-    assert line.startswith("validation interrupted; finished checks are kept: run the same command to resume: "
-                           f"python -m validation {soma} --manifest")
+    assert line.startswith(
+        "validation interrupted; finished checks are kept: run the same command to resume: "
+        f"python -m validation {soma} --manifest"
+    )
     assert list(tmp.iterdir()) == []
     assert not (soma.parent / "validation_report.json").exists()
 

@@ -75,24 +75,61 @@ def test_row_statistics_match_numpy(rows: list[list[int]]) -> None:
 
 
 def test_filters_follow_the_schema(tmp_path: Path) -> None:
-    mixed_cells = plan_dataset(PlanTask("m", str(write_h5ad(tmp_path / "m.h5ad", DatasetSpec(
-        "m", n_cells=40, cell_organisms=(HUMAN, MOUSE), tissue_types=("tissue", "organoid"),
-        assays=("EFO:0009922", "EFO:0030059")))), "1.3.0", 1000))
+    mixed_cells = plan_dataset(
+        PlanTask(
+            "m",
+            str(
+                write_h5ad(
+                    tmp_path / "m.h5ad",
+                    DatasetSpec(
+                        "m",
+                        n_cells=40,
+                        cell_organisms=(HUMAN, MOUSE),
+                        tissue_types=("tissue", "organoid"),
+                        assays=("EFO:0009922", "EFO:0030059"),
+                    ),
+                )
+            ),
+            "1.3.0",
+            1000,
+        )
+    )
     adata = ad.read_h5ad(tmp_path / "m.h5ad")
     obs = adata.obs
-    keep = ((obs["organism_ontology_term_id"] == HUMAN) & (obs["tissue_type"] == "tissue")
-            & (obs["assay_ontology_term_id"] == "EFO:0009922"))
+    keep = (
+        (obs["organism_ontology_term_id"] == HUMAN)
+        & (obs["tissue_type"] == "tissue")
+        & (obs["assay_ontology_term_id"] == "EFO:0009922")
+    )
     assert mixed_cells.organism == "homo_sapiens" and mixed_cells.n_cells == int(keep.sum()) > 0
-    assert mixed_cells.gene_ids == [g for g, b in zip(adata.var.index, adata.var["feature_biotype"], strict=True)
-                                    if b == "gene"]
+    assert mixed_cells.gene_ids == [
+        g for g, b in zip(adata.var.index, adata.var["feature_biotype"], strict=True) if b == "gene"
+    ]
     assert mixed_cells.cell_counts[("all", "na", "na")] == [int(keep.sum()), int(obs["is_primary_data"][keep].sum())]
 
-    mixed_genes = plan_dataset(PlanTask("g", str(write_h5ad(tmp_path / "g.h5ad", DatasetSpec(
-        "g", n_cells=20, cell_organisms=(HUMAN, MOUSE), gene_organisms=(HUMAN, MOUSE)))), "1.3.0", 1000))
+    mixed_genes = plan_dataset(
+        PlanTask(
+            "g",
+            str(
+                write_h5ad(
+                    tmp_path / "g.h5ad",
+                    DatasetSpec("g", n_cells=20, cell_organisms=(HUMAN, MOUSE), gene_organisms=(HUMAN, MOUSE)),
+                )
+            ),
+            "1.3.0",
+            1000,
+        )
+    )
     assert not mixed_genes.contributes and "several organisms" in mixed_genes.exclusion
 
-    old = plan_dataset(PlanTask("o", str(write_h5ad(tmp_path / "o.h5ad", DatasetSpec(
-        "o", n_cells=20, schema_version="3.1.0"))), "1.3.0", 1000))
+    old = plan_dataset(
+        PlanTask(
+            "o",
+            str(write_h5ad(tmp_path / "o.h5ad", DatasetSpec("o", n_cells=20, schema_version="3.1.0"))),
+            "1.3.0",
+            1000,
+        )
+    )
     assert not old.readable and "3.1.0" in old.problems[0]
 
 

@@ -38,11 +38,13 @@ def _validate(soma: Path, release: BuiltRelease, client: Any, **kwargs: Any) -> 
 
 
 @pytest.fixture(scope="module")
-def good_report(example_release: BuiltRelease, validation_client: Any,
-                tmp_path_factory: pytest.TempPathFactory) -> tuple[ValidationReport, Path]:
+def good_report(
+    example_release: BuiltRelease, validation_client: Any, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[ValidationReport, Path]:
     path = tmp_path_factory.mktemp("report") / "report.json"
-    report = validate_release(example_release.soma_uri, example_release.manifest, client=validation_client,
-                              report_path=path)
+    report = validate_release(
+        example_release.soma_uri, example_release.manifest, client=validation_client, report_path=path
+    )
     return report, path
 
 
@@ -54,14 +56,16 @@ def test_untouched_release_passes(good_report: tuple[ValidationReport, Path]) ->
     doc = json.loads(path.read_text(encoding="utf-8"))
     assert doc["passed"] is True
     assert set(doc) >= {"passed", "release", "manifest", "checks", "seconds"}
-    assert all({"name", "passed", "findings"} <= set(ch) and ch["passed"] and ch["findings"] == []
-               for ch in doc["checks"])
+    assert all(
+        {"name", "passed", "findings"} <= set(ch) and ch["passed"] and ch["findings"] == [] for ch in doc["checks"]
+    )
     assert doc == report.to_json()
 
 
 @pytest.mark.parametrize("task_rows", [1, 16_384])
-def test_small_chunks_and_default_report_path(example_release: BuiltRelease, validation_client: Any,
-                                              tmp_path: Path, task_rows: int) -> None:
+def test_small_chunks_and_default_report_path(
+    example_release: BuiltRelease, validation_client: Any, tmp_path: Path, task_rows: int
+) -> None:
     """Chunks of ~2000 source entries split every dataset (CSR, CSC, dense, raw.X) into many row ranges,
     compared one task per chunk, or several chunks per task (obs read once)."""
     soma = _copy(example_release, tmp_path)
@@ -95,55 +99,160 @@ def _finding_named(report: ValidationReport, check: str, **where: Any) -> dict[s
 
 
 CASES: list[tuple[str, Corruption, str, Callable[[c.Changed], dict[str, Any]]]] = [
-    ("drop_cell", c.drop_cell, "obs_cells",
-     lambda ch: {"dataset_id": ch.dataset_id, "observation_joinid": ch.observation_joinid, "found": "absent"}),
-    ("add_cell", c.add_cell, "obs_cells",
-     lambda ch: {"dataset_id": ch.dataset_id, "observation_joinid": ch.observation_joinid,
-                 "soma_joinid": ch.soma_joinid}),
-    ("perturb_raw", c.perturb_raw, "x_raw",
-     lambda ch: {"dataset_id": ch.dataset_id, "observation_joinid": ch.observation_joinid,
-                 "feature_id": ch.feature_id, "expected": ch.expected, "found": ch.found}),
-    ("stray_value", c.stray_value, "x_raw",
-     lambda ch: {"dataset_id": ch.dataset_id, "observation_joinid": ch.observation_joinid,
-                 "feature_id": ch.feature_id, "expected": "absent", "found": 5.0}),
-    ("explicit_zero", c.explicit_zero, "x_raw_explicit_zeros",
-     lambda ch: {"dataset_id": ch.dataset_id, "observation_joinid": ch.observation_joinid,
-                 "feature_id": ch.feature_id, "found": 0.0}),
+    (
+        "drop_cell",
+        c.drop_cell,
+        "obs_cells",
+        lambda ch: {"dataset_id": ch.dataset_id, "observation_joinid": ch.observation_joinid, "found": "absent"},
+    ),
+    (
+        "add_cell",
+        c.add_cell,
+        "obs_cells",
+        lambda ch: {
+            "dataset_id": ch.dataset_id,
+            "observation_joinid": ch.observation_joinid,
+            "soma_joinid": ch.soma_joinid,
+        },
+    ),
+    (
+        "perturb_raw",
+        c.perturb_raw,
+        "x_raw",
+        lambda ch: {
+            "dataset_id": ch.dataset_id,
+            "observation_joinid": ch.observation_joinid,
+            "feature_id": ch.feature_id,
+            "expected": ch.expected,
+            "found": ch.found,
+        },
+    ),
+    (
+        "stray_value",
+        c.stray_value,
+        "x_raw",
+        lambda ch: {
+            "dataset_id": ch.dataset_id,
+            "observation_joinid": ch.observation_joinid,
+            "feature_id": ch.feature_id,
+            "expected": "absent",
+            "found": 5.0,
+        },
+    ),
+    (
+        "explicit_zero",
+        c.explicit_zero,
+        "x_raw_explicit_zeros",
+        lambda ch: {
+            "dataset_id": ch.dataset_id,
+            "observation_joinid": ch.observation_joinid,
+            "feature_id": ch.feature_id,
+            "found": 0.0,
+        },
+    ),
     # genes are matched by feature_id: two var rows swapped put X's values under the other gene
-    ("swap_var_genes", c.swap_var_genes, "x_raw",
-     lambda ch: {"feature_id": ch.feature_id, "var_joinid": 4}),
-    ("raw_as_float64", c.raw_as_float64, "encodings",
-     lambda ch: {"organism": "homo_sapiens", "expected": ch.expected, "found": ch.found}),
-    ("drop_summary_row", c.drop_summary_row, "census_info_summary",
-     lambda ch: {"column": "unique_cell_count", "found": "absent"}),
-    ("flip_presence_bit", c.flip_presence_bit, "presence_matrix",
-     lambda ch: {"dataset_id": ch.dataset_id, "feature_id": ch.feature_id, "expected": True, "found": False}),
-    ("normalized_off_by_one", c.normalized_off, "x_normalized",
-     lambda ch: {"dataset_id": ch.dataset_id, "observation_joinid": ch.observation_joinid,
-                 "feature_id": ch.feature_id}),
-    ("normalized_slightly_off", c.normalized_slightly_off, "x_normalized",
-     lambda ch: {"dataset_id": ch.dataset_id, "observation_joinid": ch.observation_joinid,
-                 "feature_id": ch.feature_id}),
-    ("mouse_raw", c.perturb_mouse_raw, "x_raw",
-     lambda ch: {"organism": "mus_musculus", "dataset_id": ch.dataset_id, "observation_joinid": ch.observation_joinid,
-                 "feature_id": ch.feature_id, "expected": ch.expected, "found": ch.found}),
-    ("mouse_cell_type", c.change_cell_type, "obs_metadata",
-     lambda ch: {"organism": "mus_musculus", "dataset_id": ch.dataset_id, "observation_joinid": ch.observation_joinid,
-                 "column": "cell_type", "expected": ch.expected, "found": ch.found}),
-    ("raw_sum", c.change_raw_sum, "obs_statistics",
-     lambda ch: {"dataset_id": ch.dataset_id, "observation_joinid": ch.observation_joinid, "column": "raw_sum"}),
-    ("summary_cell_count", c.change_cell_count, "census_info_summary_cell_counts",
-     lambda ch: {"column": "total_cell_count", "expected": ch.expected, "found": ch.found}),
-    ("h5ad_copy_missing", c.remove_h5ad_copy, "dataset_h5ad_paths",
-     lambda ch: {"dataset_id": ch.dataset_id, "found": ch.found}),
-    ("mouse_experiment_missing", c.drop_mouse_experiment, "structure",
-     lambda ch: {"organism": "mus_musculus", "expected": ch.expected, "found": ch.found}),
+    ("swap_var_genes", c.swap_var_genes, "x_raw", lambda ch: {"feature_id": ch.feature_id, "var_joinid": 4}),
+    (
+        "raw_as_float64",
+        c.raw_as_float64,
+        "encodings",
+        lambda ch: {"organism": "homo_sapiens", "expected": ch.expected, "found": ch.found},
+    ),
+    (
+        "drop_summary_row",
+        c.drop_summary_row,
+        "census_info_summary",
+        lambda ch: {"column": "unique_cell_count", "found": "absent"},
+    ),
+    (
+        "flip_presence_bit",
+        c.flip_presence_bit,
+        "presence_matrix",
+        lambda ch: {"dataset_id": ch.dataset_id, "feature_id": ch.feature_id, "expected": True, "found": False},
+    ),
+    (
+        "normalized_off_by_one",
+        c.normalized_off,
+        "x_normalized",
+        lambda ch: {
+            "dataset_id": ch.dataset_id,
+            "observation_joinid": ch.observation_joinid,
+            "feature_id": ch.feature_id,
+        },
+    ),
+    (
+        "normalized_slightly_off",
+        c.normalized_slightly_off,
+        "x_normalized",
+        lambda ch: {
+            "dataset_id": ch.dataset_id,
+            "observation_joinid": ch.observation_joinid,
+            "feature_id": ch.feature_id,
+        },
+    ),
+    (
+        "mouse_raw",
+        c.perturb_mouse_raw,
+        "x_raw",
+        lambda ch: {
+            "organism": "mus_musculus",
+            "dataset_id": ch.dataset_id,
+            "observation_joinid": ch.observation_joinid,
+            "feature_id": ch.feature_id,
+            "expected": ch.expected,
+            "found": ch.found,
+        },
+    ),
+    (
+        "mouse_cell_type",
+        c.change_cell_type,
+        "obs_metadata",
+        lambda ch: {
+            "organism": "mus_musculus",
+            "dataset_id": ch.dataset_id,
+            "observation_joinid": ch.observation_joinid,
+            "column": "cell_type",
+            "expected": ch.expected,
+            "found": ch.found,
+        },
+    ),
+    (
+        "raw_sum",
+        c.change_raw_sum,
+        "obs_statistics",
+        lambda ch: {"dataset_id": ch.dataset_id, "observation_joinid": ch.observation_joinid, "column": "raw_sum"},
+    ),
+    (
+        "summary_cell_count",
+        c.change_cell_count,
+        "census_info_summary_cell_counts",
+        lambda ch: {"column": "total_cell_count", "expected": ch.expected, "found": ch.found},
+    ),
+    (
+        "h5ad_copy_missing",
+        c.remove_h5ad_copy,
+        "dataset_h5ad_paths",
+        lambda ch: {"dataset_id": ch.dataset_id, "found": ch.found},
+    ),
+    (
+        "mouse_experiment_missing",
+        c.drop_mouse_experiment,
+        "structure",
+        lambda ch: {"organism": "mus_musculus", "expected": ch.expected, "found": ch.found},
+    ),
 ]
 
 
 @pytest.mark.parametrize(("name", "corrupt", "check", "where"), CASES, ids=[x[0] for x in CASES])
-def test_corruption_is_caught(name: str, corrupt: Corruption, check: str, where: Callable[[c.Changed], dict[str, Any]],
-                              example_release: BuiltRelease, validation_client: Any, tmp_path: Path) -> None:
+def test_corruption_is_caught(
+    name: str,
+    corrupt: Corruption,
+    check: str,
+    where: Callable[[c.Changed], dict[str, Any]],
+    example_release: BuiltRelease,
+    validation_client: Any,
+    tmp_path: Path,
+) -> None:
     soma = _copy(example_release, tmp_path)
     changed = corrupt(soma)
     report = _validate(soma, example_release, validation_client)
@@ -155,15 +264,25 @@ def test_corruption_is_caught(name: str, corrupt: Corruption, check: str, where:
     assert any(ch["name"] == check and not ch["passed"] and ch["findings"] for ch in doc["checks"])
 
 
-SMALL_CHUNK_CASES = [x for x in CASES if x[0] in ("perturb_raw", "normalized_off_by_one", "raw_sum", "mouse_cell_type",
-                                                  "explicit_zero", "stray_value")]
+SMALL_CHUNK_CASES = [
+    x
+    for x in CASES
+    if x[0] in ("perturb_raw", "normalized_off_by_one", "raw_sum", "mouse_cell_type", "explicit_zero", "stray_value")
+]
 
 
-@pytest.mark.parametrize(("name", "corrupt", "check", "where"), SMALL_CHUNK_CASES,
-                         ids=[x[0] for x in SMALL_CHUNK_CASES])
+@pytest.mark.parametrize(
+    ("name", "corrupt", "check", "where"), SMALL_CHUNK_CASES, ids=[x[0] for x in SMALL_CHUNK_CASES]
+)
 def test_corruption_is_located_in_a_task_of_many_chunks(
-        name: str, corrupt: Corruption, check: str, where: Callable[[c.Changed], dict[str, Any]],
-        example_release: BuiltRelease, validation_client: Any, tmp_path: Path) -> None:
+    name: str,
+    corrupt: Corruption,
+    check: str,
+    where: Callable[[c.Changed], dict[str, Any]],
+    example_release: BuiltRelease,
+    validation_client: Any,
+    tmp_path: Path,
+) -> None:
     """The same cell and gene are named when a task compares X in many row chunks."""
     soma = _copy(example_release, tmp_path)
     changed = corrupt(soma)
@@ -172,8 +291,9 @@ def test_corruption_is_located_in_a_task_of_many_chunks(
     _finding_named(report, check, **where(changed))
 
 
-def test_mouse_only_corruption_leaves_human_clean(example_release: BuiltRelease, validation_client: Any,
-                                                  tmp_path: Path) -> None:
+def test_mouse_only_corruption_leaves_human_clean(
+    example_release: BuiltRelease, validation_client: Any, tmp_path: Path
+) -> None:
     soma = _copy(example_release, tmp_path)
     c.perturb_mouse_raw(soma)
     report = _validate(soma, example_release, validation_client)
@@ -182,14 +302,16 @@ def test_mouse_only_corruption_leaves_human_clean(example_release: BuiltRelease,
     assert all(f.organism == "mus_musculus" for f in report.check("x_raw").findings)
 
 
-def test_release_from_another_manifest_fails(example_release: BuiltRelease, validation_client: Any,
-                                             tmp_path: Path) -> None:
+def test_release_from_another_manifest_fails(
+    example_release: BuiltRelease, validation_client: Any, tmp_path: Path
+) -> None:
     """Validating against a manifest without one contributing dataset: its cells and row are unexpected."""
     lines = example_release.manifest.read_text(encoding="utf-8").splitlines()
     kept = "\n".join(ln for ln in lines if not ln.startswith("human-smartseq,"))
     manifest = _manifest(example_release, tmp_path, kept)
-    report = validate_release(example_release.soma_uri, manifest, client=validation_client,
-                              report_path=tmp_path / "r.json")
+    report = validate_release(
+        example_release.soma_uri, manifest, client=validation_client, report_path=tmp_path / "r.json"
+    )
     assert not report.passed
     _finding_named(report, "census_info_datasets", dataset_id="human-smartseq", column="dataset_total_cell_count")
     _finding_named(report, "shapes", organism="homo_sapiens")
@@ -199,14 +321,16 @@ def test_missing_source_is_a_finding(example_release: BuiltRelease, validation_c
     text = example_release.manifest.read_text(encoding="utf-8")
     moved = text.replace("mouse-brain-csc.h5ad", "nowhere/mouse-brain-csc.h5ad")
     manifest = _manifest(example_release, tmp_path, moved)
-    report = validate_release(example_release.soma_uri, manifest, client=validation_client,
-                              report_path=tmp_path / "r.json")
+    report = validate_release(
+        example_release.soma_uri, manifest, client=validation_client, report_path=tmp_path / "r.json"
+    )
     finding = _finding_named(report, "sources", dataset_id="mouse-brain-csc")
     assert "not found" in finding["message"]
 
 
-def test_cli_exit_codes_and_output(example_release: BuiltRelease, validation_client: Any, tmp_path: Path,
-                                   capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_exit_codes_and_output(
+    example_release: BuiltRelease, validation_client: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     soma = _copy(example_release, tmp_path)
     address = validation_client.scheduler.address
     assert main([str(soma), "--manifest", str(example_release.manifest), "--scheduler", address]) == 0
@@ -214,8 +338,10 @@ def test_cli_exit_codes_and_output(example_release: BuiltRelease, validation_cli
     assert out.count("PASS ") == len(CHECKS) and "FAIL" not in out
     changed = c.perturb_raw(soma)
     report = tmp_path / "elsewhere.json"
-    assert main([str(soma), "--manifest", str(example_release.manifest), "--scheduler", address,
-                 "--report", str(report)]) == 1
+    assert (
+        main([str(soma), "--manifest", str(example_release.manifest), "--scheduler", address, "--report", str(report)])
+        == 1
+    )
     out = capsys.readouterr().out
     line = next(ln for ln in out.splitlines() if ln.startswith("FAIL x_raw"))
     detail = out.splitlines()[out.splitlines().index(line) + 1]
@@ -228,8 +354,13 @@ def test_cli_exit_codes_and_output(example_release: BuiltRelease, validation_cli
 def test_python_m_validation_with_workers(example_release: BuiltRelease, tmp_path: Path) -> None:
     """The exact command form CI uses, in a fresh process with its own local cluster."""
     soma = _copy(example_release, tmp_path)
-    proc = subprocess.run([sys.executable, "-m", "validation", str(soma), "--manifest", str(example_release.manifest),
-                           "--workers", "1"], capture_output=True, text=True, timeout=300, check=False)
+    proc = subprocess.run(
+        [sys.executable, "-m", "validation", str(soma), "--manifest", str(example_release.manifest), "--workers", "1"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "validation PASSED" in proc.stdout
     assert json.loads((soma.parent / "validation_report.json").read_text(encoding="utf-8"))["passed"] is True
@@ -259,8 +390,10 @@ def test_validation_imports_only_census_builder_runtime() -> None:
             if name.split(".")[0] == "census_builder" and name != "census_builder":
                 assert _runtime(name), f"{path.relative_to(VALIDATION_DIR)} imports {name}"
             assert name != "census_builder", f"{path.relative_to(VALIDATION_DIR)} imports census_builder itself"
-    code = ("import sys, validation, validation.core, validation.__main__; "
-            "print(' '.join(sorted(m for m in sys.modules if m.split('.')[0] == 'census_builder')))")
+    code = (
+        "import sys, validation, validation.core, validation.__main__; "
+        "print(' '.join(sorted(m for m in sys.modules if m.split('.')[0] == 'census_builder')))"
+    )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     loaded = proc.stdout.split()
     assert "census_builder.runtime" in loaded  # the check sees the runtime it allows

@@ -60,8 +60,9 @@ class _Positions:
 _positions = _Positions()
 
 
-def sorted_keys(key: npt.NDArray[np.int64], key_bits: int
-                ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64] | None]:
+def sorted_keys(
+    key: npt.NDArray[np.int64], key_bits: int
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64] | None]:
     """(``key`` ascending, the stable permutation that sorts it; None if it was sorted already)."""
     if key.size < 2 or bool((key[1:] >= key[:-1]).all()):
         return key, None
@@ -79,8 +80,15 @@ def sorted_keys(key: npt.NDArray[np.int64], key_bits: int
     return packed, order
 
 
-def found_entries(rows: npt.NDArray[np.int64], codes: npt.NDArray[np.int64], values: npt.NDArray[Any], lo: int,
-           n_rows: int, col_bits: int, col_map: npt.NDArray[np.int64]) -> tuple[Entries, npt.NDArray[np.int64] | None]:
+def found_entries(
+    rows: npt.NDArray[np.int64],
+    codes: npt.NDArray[np.int64],
+    values: npt.NDArray[Any],
+    lo: int,
+    n_rows: int,
+    col_bits: int,
+    col_map: npt.NDArray[np.int64],
+) -> tuple[Entries, npt.NDArray[np.int64] | None]:
     """Sort values read back from the release for rows [lo, lo + n_rows) by (row - lo, column code).
 
     Returns the entries and the permutation that sorted them (None when nothing moved).
@@ -92,8 +100,9 @@ def found_entries(rows: npt.NDArray[np.int64], codes: npt.NDArray[np.int64], val
     return Entries(key, values if order is None else values[order], col_bits, col_map), order
 
 
-def only_rows(e: Entries, bounds: npt.NDArray[np.int64], rows: npt.NDArray[np.bool_]
-               ) -> tuple[Entries, npt.NDArray[np.int64]]:
+def only_rows(
+    e: Entries, bounds: npt.NDArray[np.int64], rows: npt.NDArray[np.bool_]
+) -> tuple[Entries, npt.NDArray[np.int64]]:
     """Keep the entries of the rows marked in ``rows`` (row numbers unchanged); return them and their row pointers."""
     if rows.all():
         return e, bounds
@@ -102,8 +111,9 @@ def only_rows(e: Entries, bounds: npt.NDArray[np.int64], rows: npt.NDArray[np.bo
     return kept, kept.row_bounds(rows.size)
 
 
-Alignment = tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64] | None,
-                  npt.NDArray[np.int64] | None]
+Alignment = tuple[
+    npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64] | None, npt.NDArray[np.int64] | None
+]
 
 
 def align(exp_keys: npt.NDArray[np.int64], got_keys: npt.NDArray[np.int64]) -> Alignment:
@@ -121,8 +131,12 @@ def align(exp_keys: npt.NDArray[np.int64], got_keys: npt.NDArray[np.int64]) -> A
     hit = got_keys[pos] == exp_keys
     matched = np.zeros(got_keys.size, dtype=bool)
     matched[pos[hit]] = True
-    return (np.nonzero(~hit)[0].astype(np.int64), np.nonzero(~matched)[0].astype(np.int64),
-            np.nonzero(hit)[0].astype(np.int64), pos[hit].astype(np.int64))
+    return (
+        np.nonzero(~hit)[0].astype(np.int64),
+        np.nonzero(~matched)[0].astype(np.int64),
+        np.nonzero(hit)[0].astype(np.int64),
+        pos[hit].astype(np.int64),
+    )
 
 
 def taken(values: npt.NDArray[Any], positions: npt.NDArray[np.int64] | None) -> npt.NDArray[Any]:
@@ -152,4 +166,3 @@ class RowIndex:
             return joinids - self.lo
         pos = np.minimum(np.searchsorted(self.keys, joinids), max(self.keys.size - 1, 0))
         return self.rows[pos] if self.keys.size else np.zeros(0, np.int64)
-

@@ -24,26 +24,52 @@ def compare_raw(res: TaskFindings, where: Where, exp: Entries, got: Entries, ali
     zeros = np.nonzero(got.values == 0)[0]
     res.totals["x_raw_explicit_zeros"] += int(zeros.size)
     for k in zeros[: res.room("x_raw_explicit_zeros")]:
-        res.findings["x_raw_explicit_zeros"].append(Finding(
-            "explicitly stored zero in X['raw']", **where(*entry_at(got, k)), found=float(got.values[k])))
+        res.findings["x_raw_explicit_zeros"].append(
+            Finding("explicitly stored zero in X['raw']", **where(*entry_at(got, k)), found=float(got.values[k]))
+        )
     res.totals["x_raw"] += int(only_e.size + only_g.size)
     for k in only_e[: res.room("x_raw")]:
-        res.findings["x_raw"].append(Finding("source count missing from X['raw']", **where(*entry_at(exp, k)),
-                                             expected=float(exp.values[k]), found="absent"))
+        res.findings["x_raw"].append(
+            Finding(
+                "source count missing from X['raw']",
+                **where(*entry_at(exp, k)),
+                expected=float(exp.values[k]),
+                found="absent",
+            )
+        )
     for k in only_g[: res.room("x_raw")]:
-        res.findings["x_raw"].append(Finding("X['raw'] stores a value where the source has no count",
-                                             **where(*entry_at(got, k)), expected="absent", found=float(got.values[k])))
+        res.findings["x_raw"].append(
+            Finding(
+                "X['raw'] stores a value where the source has no count",
+                **where(*entry_at(got, k)),
+                expected="absent",
+                found=float(got.values[k]),
+            )
+        )
     have = taken(got.values, mg)
     bad = raw_differs(taken(exp.values, mi), have)  # exact: not float32 casts of the source counts
     res.totals["x_raw"] += int(bad.size)
     for k in bad[: res.room("x_raw")]:
         i = int(k if mi is None else mi[k])
-        res.findings["x_raw"].append(Finding("X['raw'] value differs from the source count", **where(*entry_at(exp, i)),
-                                             expected=float(exp.values[i]), found=float(have[k])))
+        res.findings["x_raw"].append(
+            Finding(
+                "X['raw'] value differs from the source count",
+                **where(*entry_at(exp, i)),
+                expected=float(exp.values[i]),
+                found=float(have[k]),
+            )
+        )
 
 
-def compare_normalized(res: TaskFindings, where: Where, exp: Entries, want: npt.NDArray[np.float64],
-                        got: Entries, aligned: Alignment, n_rows: int) -> None:
+def compare_normalized(
+    res: TaskFindings,
+    where: Where,
+    exp: Entries,
+    want: npt.NDArray[np.float64],
+    got: Entries,
+    aligned: Alignment,
+    n_rows: int,
+) -> None:
     """X['normalized'] found vs ``want`` (expected values for ``exp``'s entries).
 
     Values > 0, raw's coordinates, values within NORM_RTOL (float32 rounding of tiny values allowed), rows
@@ -54,16 +80,29 @@ def compare_normalized(res: TaskFindings, where: Where, exp: Entries, want: npt.
     nonpos = np.nonzero(~(values > 0))[0]
     res.totals[check] += int(nonpos.size)
     for k in nonpos[: res.room(check)]:
-        res.findings[check].append(Finding("X['normalized'] value is not > 0", **where(*entry_at(got, k)),
-                                           found=float(values[k])))
+        res.findings[check].append(
+            Finding("X['normalized'] value is not > 0", **where(*entry_at(got, k)), found=float(values[k]))
+        )
     only_e, only_g, mi, mg = aligned
     res.totals[check] += int(only_e.size + only_g.size)
     for k in only_e[: res.room(check)]:
-        res.findings[check].append(Finding("X['normalized'] has no value where X['raw'] must have one",
-                                           **where(*entry_at(exp, k)), expected=float(want[k]), found="absent"))
+        res.findings[check].append(
+            Finding(
+                "X['normalized'] has no value where X['raw'] must have one",
+                **where(*entry_at(exp, k)),
+                expected=float(want[k]),
+                found="absent",
+            )
+        )
     for k in only_g[: res.room(check)]:
-        res.findings[check].append(Finding("X['normalized'] stores a value where X['raw'] must have none",
-                                           **where(*entry_at(got, k)), expected="absent", found=float(values[k])))
+        res.findings[check].append(
+            Finding(
+                "X['normalized'] stores a value where X['raw'] must have none",
+                **where(*entry_at(got, k)),
+                expected="absent",
+                found=float(values[k]),
+            )
+        )
     e, g = taken(want, mi), taken(values, mg)
     # np.isclose(g, e, rtol=NORM_RTOL, atol=0) without its temporaries; then the values float32 cannot hold
     diff = g - e
@@ -76,12 +115,19 @@ def compare_normalized(res: TaskFindings, where: Where, exp: Entries, want: npt.
     res.totals[check] += int(bad.size)
     for k in bad[: res.room(check)]:
         i = int(k if mi is None else mi[k])
-        res.findings[check].append(Finding("X['normalized'] value differs from the recomputed value",
-                                           **where(*entry_at(exp, i)), expected=float(e[k]), found=float(g[k])))
+        res.findings[check].append(
+            Finding(
+                "X['normalized'] value differs from the recomputed value",
+                **where(*entry_at(exp, i)),
+                expected=float(e[k]),
+                found=float(g[k]),
+            )
+        )
     bounds = got.row_bounds(n_rows)
     sums = row_sums(bounds, values)
     off = np.nonzero((bounds[1:] > bounds[:-1]) & (np.abs(sums - 1.0) > ROW_SUM_TOL))[0]
     res.totals[check] += int(off.size)
     for k in off[: res.room(check)]:
-        res.findings[check].append(Finding("X['normalized'] row does not sum to 1", **where(int(k)),
-                                           expected=1.0, found=float(sums[k])))
+        res.findings[check].append(
+            Finding("X['normalized'] row does not sum to 1", **where(int(k)), expected=1.0, found=float(sums[k]))
+        )

@@ -110,8 +110,9 @@ def read_var_numbering(uri: str, expected_ids: list[str]) -> VarNumbering:
     return match_var(expected_ids, np.asarray(t.column("soma_joinid").to_numpy(), dtype=np.int64), ids.to_pylist())
 
 
-def cell_joinids(expected: npt.NDArray[np.uint64], found: npt.NDArray[np.uint64],
-                 found_joinids: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+def cell_joinids(
+    expected: npt.NDArray[np.uint64], found: npt.NDArray[np.uint64], found_joinids: npt.NDArray[np.int64]
+) -> npt.NDArray[np.int64]:
     """Return the release soma_joinid of each expected cell (hashes of observation_joinids, source order).
 
     -1 if the release has no row for it; a cell the release holds twice maps to its lowest soma_joinid.

@@ -90,12 +90,15 @@ def _release_hashes(task: CellSetTask, res: CellSetResult) -> tuple[npt.NDArray[
     hashes: list[npt.NDArray[np.uint64]] = []
     joinids: list[npt.NDArray[np.int64]] = []
     with soma.DataFrame.open(task.obs_uri) as obs:
-        for batch in obs.read(column_names=["soma_joinid", "observation_joinid", "is_primary_data"],
-                              value_filter=f"dataset_id == {_quoted(task.dataset_id)}"):
+        for batch in obs.read(
+            column_names=["soma_joinid", "observation_joinid", "is_primary_data"],
+            value_filter=f"dataset_id == {_quoted(task.dataset_id)}",
+        ):
             joinids.append(np.asarray(batch.column("soma_joinid").to_numpy(), dtype=np.int64))
             hashes.append(_hash(np.asarray(batch.column("observation_joinid").to_numpy(zero_copy_only=False))))
-            res.n_primary_found += int(as_bools(np.asarray(batch.column("is_primary_data").to_numpy(
-                zero_copy_only=False))).sum())
+            res.n_primary_found += int(
+                as_bools(np.asarray(batch.column("is_primary_data").to_numpy(zero_copy_only=False))).sum()
+            )
     if not hashes:
         return np.zeros(0, np.uint64), np.zeros(0, np.int64)
     return np.concatenate(hashes), np.concatenate(joinids)
@@ -140,18 +143,38 @@ def check_cell_set(task: CellSetTask) -> CellSetResult:
         first = {int(h): int(joinids[order[np.searchsorted(found_sorted, h)]]) for h in found[order[dup[:cap]]]}
         names = _release_names(task.obs_uri, np.concatenate([dup_joinids, joinids[unexpected[:cap]]]))
         for i in order[dup[:cap]]:
-            res.findings.append(Finding("cell appears more than once in obs", soma_joinid=int(joinids[i]),
-                                        observation_joinid=names.get(int(joinids[i])),
-                                        expected=first[int(found[i])], found=int(joinids[i]), **where))
+            res.findings.append(
+                Finding(
+                    "cell appears more than once in obs",
+                    soma_joinid=int(joinids[i]),
+                    observation_joinid=names.get(int(joinids[i])),
+                    expected=first[int(found[i])],
+                    found=int(joinids[i]),
+                    **where,
+                )
+            )
         for i in unexpected[: max(0, cap - len(res.findings))]:
-            res.findings.append(Finding("obs has a cell that is not among the dataset's filtered source cells",
-                                        soma_joinid=int(joinids[i]), observation_joinid=names.get(int(joinids[i])),
-                                        expected="absent", found="present", **where))
+            res.findings.append(
+                Finding(
+                    "obs has a cell that is not among the dataset's filtered source cells",
+                    soma_joinid=int(joinids[i]),
+                    observation_joinid=names.get(int(joinids[i])),
+                    expected="absent",
+                    found="present",
+                    **where,
+                )
+            )
         for i in missing[: max(0, cap - len(res.findings))]:
             codes, values = src.codes("obs", "observation_joinid", int(rows[i]), int(rows[i]) + 1)
-            res.findings.append(Finding("source cell that passes the filters is missing from obs",
-                                        observation_joinid=str(values[codes[0]]), expected="present",
-                                        found="absent", **where))
+            res.findings.append(
+                Finding(
+                    "source cell that passes the filters is missing from obs",
+                    observation_joinid=str(values[codes[0]]),
+                    expected="present",
+                    found="absent",
+                    **where,
+                )
+            )
     return res
 
 
@@ -166,8 +189,10 @@ def foreign_cells(obs_uri: str, members: list[str], limit: int = MAX_TASK_FINDIN
     n = 0
     first: list[dict[str, Any]] = []
     with soma.DataFrame.open(obs_uri) as obs:
-        for batch in obs.read(column_names=["soma_joinid", "dataset_id", "observation_joinid"],
-                              value_filter=condition if members else None):
+        for batch in obs.read(
+            column_names=["soma_joinid", "dataset_id", "observation_joinid"],
+            value_filter=condition if members else None,
+        ):
             n += batch.num_rows
             if len(first) < limit:
                 first.extend(batch.slice(0, limit - len(first)).to_pylist())

@@ -59,17 +59,26 @@ def check_chunk(task: ChunkTask, context: DatasetContext) -> ChunkResult:
         try:
             keep, expected_obs, smart = source_obs(task, spec, src)
         except Exception as e:
-            res.add("sources", Finding(f"cannot read source rows {a}..{task.row_stop - 1}: {type(e).__name__}: {e}",
-                                       dataset_id=task.dataset_id))
+            res.add(
+                "sources",
+                Finding(
+                    f"cannot read source rows {a}..{task.row_stop - 1}: {type(e).__name__}: {e}",
+                    dataset_id=task.dataset_id,
+                ),
+            )
             return res
         oj = expected_obs["observation_joinid"]
         sj = task.cell_joinids
 
         def where(row: int, var_joinid: int | None = None) -> dict[str, Any]:
             inside = 0 <= row < oj.size
-            return {"dataset_id": task.dataset_id, "organism": task.organism,
-                    "soma_joinid": int(sj[row]) if inside and sj[row] >= 0 else None,
-                    "observation_joinid": str(oj[row]) if inside else None, "var_joinid": var_joinid}
+            return {
+                "dataset_id": task.dataset_id,
+                "organism": task.organism,
+                "soma_joinid": int(sj[row]) if inside and sj[row] >= 0 else None,
+                "observation_joinid": str(oj[row]) if inside else None,
+                "var_joinid": var_joinid,
+            }
 
         stats = RowStats.zeros(task.n_cells)
         fingerprints = np.zeros(task.n_cells, dtype=np.uint64)
@@ -82,8 +91,13 @@ def check_chunk(task: ChunkTask, context: DatasetContext) -> ChunkResult:
             try:
                 coords = src.matrix(task.matrix_key).read_coords(start, stop)
             except Exception as e:
-                res.add("sources", Finding(f"cannot read source rows {start}..{stop - 1}: {type(e).__name__}: {e}",
-                                           dataset_id=task.dataset_id))
+                res.add(
+                    "sources",
+                    Finding(
+                        f"cannot read source rows {start}..{stop - 1}: {type(e).__name__}: {e}",
+                        dataset_id=task.dataset_id,
+                    ),
+                )
                 return res
             part = _Part(task, start, stop, before, n, smart[before : before + n])
             _check_source_values(part, res, coords[2])
@@ -106,8 +120,16 @@ def check_chunk(task: ChunkTask, context: DatasetContext) -> ChunkResult:
     res.var_nnz = per_gene[res.var_ids]
     if task.mode == "fingerprint":
         columns = [expected_obs[c] for c in metadata_columns(spec)]
-        res.cells = CellExpectations(fingerprints, metadata_fingerprints(columns, task.n_cells), stats.nnz,
-                                     stats.raw_sum, stats.raw_mean_nnz, stats.raw_variance_nnz, denominators, smart)
+        res.cells = CellExpectations(
+            fingerprints,
+            metadata_fingerprints(columns, task.n_cells),
+            stats.nnz,
+            stats.raw_sum,
+            stats.raw_mean_nnz,
+            stats.raw_variance_nnz,
+            denominators,
+            smart,
+        )
     else:
         compare_obs(task, spec, res, expected_obs, stats)
     return res
@@ -130,8 +152,9 @@ class _Part:
         return self.task.cell_joinids[self.before : self.before + self.n]
 
 
-def _compare_x(part: _Part, res: ChunkResult, coords: Coords, keep: npt.NDArray[np.bool_], task_where: Where
-               ) -> tuple[Entries, npt.NDArray[np.int64]]:
+def _compare_x(
+    part: _Part, res: ChunkResult, coords: Coords, keep: npt.NDArray[np.bool_], task_where: Where
+) -> tuple[Entries, npt.NDArray[np.int64]]:
     """Compare X["raw"] and X["normalized"] over one part with its source counts.
 
     Returns the expected entries and their row pointers.
@@ -139,8 +162,11 @@ def _compare_x(part: _Part, res: ChunkResult, coords: Coords, keep: npt.NDArray[
     task, joinids = part.task, part.joinids
     read_rows, local = obs_coords(joinids), RowIndex(joinids)
     lo = local.lo if local.lo is not None else 0  # found rows are made part-local in the keys
-    what = (f"rows {read_rows.start}..{read_rows.stop}" if isinstance(read_rows, slice)
-            else f"{read_rows.size} row(s) of the part's cells")
+    what = (
+        f"rows {read_rows.start}..{read_rows.stop}"
+        if isinstance(read_rows, slice)
+        else f"{read_rows.size} row(s) of the part's cells"
+    )
 
     def where(row: int, var_joinid: int | None = None) -> dict[str, Any]:
         return task_where(part.before + row, var_joinid)
@@ -153,15 +179,24 @@ def _compare_x(part: _Part, res: ChunkResult, coords: Coords, keep: npt.NDArray[
         try:
             rows, cols, vals = read_x(uri, read_rows)
         except Exception as e:
-            res.add(check, Finding(f"cannot read X['{layer}'] {what}: {type(e).__name__}: {e}",
-                                   dataset_id=task.dataset_id, organism=task.organism))
+            res.add(
+                check,
+                Finding(
+                    f"cannot read X['{layer}'] {what}: {type(e).__name__}: {e}",
+                    dataset_id=task.dataset_id,
+                    organism=task.organism,
+                ),
+            )
             continue
         if local.lo is None:
             rows = local(rows)
         found[layer] = (rows, cols, vals)
     col_map = task.ctx.col_map
-    same = "raw" in found and "normalized" in found and all(
-        np.array_equal(a, b) for a, b in zip(found["normalized"][:2], found["raw"][:2], strict=True))
+    same = (
+        "raw" in found
+        and "normalized" in found
+        and all(np.array_equal(a, b) for a, b in zip(found["normalized"][:2], found["raw"][:2], strict=True))
+    )
     codes = {layer: _codes(f[1], task.ctx) for layer, f in found.items() if not (same and layer == "normalized")}
     # One key layout for expected and found entries: wide enough for any column code either holds.
     widest = max([col_map.size - 1, 1, *(int(c.max(initial=0)) for c in codes.values())])
@@ -189,15 +224,21 @@ def _compare_x(part: _Part, res: ChunkResult, coords: Coords, keep: npt.NDArray[
             aligned = align(expected.key, norm.key)
         divided, no_length = length_divided(expected, cmp_bounds, cmp_smart, task.ctx.col_length)
         if no_length.size:
-            res.add("sources", Finding(f"{no_length.size} count(s) of Smart-seq cells are for genes without a "
-                                       "positive feature_length", **where(*entry_at(expected, int(no_length[0])))))
+            res.add(
+                "sources",
+                Finding(
+                    f"{no_length.size} count(s) of Smart-seq cells are for genes without a positive feature_length",
+                    **where(*entry_at(expected, int(no_length[0]))),
+                ),
+            )
         want = normalized(divided, cmp_bounds)
         compare_normalized(res, where, expected, want, norm, aligned, part.n)
     return expected_all, bounds
 
 
-def _expected_part(part: _Part, coords: Coords, keep: npt.NDArray[np.bool_], col_bits: int
-                   ) -> tuple[Entries, npt.NDArray[np.int64]]:
+def _expected_part(
+    part: _Part, coords: Coords, keep: npt.NDArray[np.bool_], col_bits: int
+) -> tuple[Entries, npt.NDArray[np.int64]]:
     """Return a part's expected entries (rows: the part's kept cells) and their row pointers."""
     col_map = part.task.ctx.col_map
     s_rows, s_cols, s_vals = coords
@@ -219,8 +260,12 @@ def _check_source_values(part: _Part, res: ChunkResult, values: npt.NDArray[Any]
         ok &= values == np.trunc(values)
     bad = ~ok
     if bad.any():
-        res.add("sources", Finding(f"{int(bad.sum())} count(s) in source rows {part.start}..{part.stop - 1}"
-                                   " are negative, non-integer or not finite", dataset_id=part.task.dataset_id,
-                                   found=float(values[np.argmax(bad)])))
-
-
+        res.add(
+            "sources",
+            Finding(
+                f"{int(bad.sum())} count(s) in source rows {part.start}..{part.stop - 1}"
+                " are negative, non-integer or not finite",
+                dataset_id=part.task.dataset_id,
+                found=float(values[np.argmax(bad)]),
+            ),
+        )

@@ -38,9 +38,17 @@ MAX_DETAIL_CELLS = 2_000  # cells compared value by value after a fingerprint di
 MAX_DETAIL_PER_TASK = 200  # of them per source task (a detail task re-reads its whole source rows)
 
 _FIELDS: dict[str, Any] = {
-    "known": np.bool_, "raw": np.uint64, "metadata": np.uint64, "nnz": np.int64, "raw_sum": np.float64,
-    "raw_mean_nnz": np.float64, "raw_variance_nnz": np.float64, "denominator": np.float64, "smart": np.bool_,
-    "task": np.int32, "row": np.int32,
+    "known": np.bool_,
+    "raw": np.uint64,
+    "metadata": np.uint64,
+    "nnz": np.int64,
+    "raw_sum": np.float64,
+    "raw_mean_nnz": np.float64,
+    "raw_variance_nnz": np.float64,
+    "denominator": np.float64,
+    "smart": np.bool_,
+    "task": np.int32,
+    "row": np.int32,
 }
 
 
@@ -61,8 +69,9 @@ class GeneralPath:
             self.scratch.mkdir(parents=True, exist_ok=True)
         self._dir = tempfile.TemporaryDirectory(prefix=f"census-validate-{self.organism}-", dir=self.scratch)
         for name, dtype in _FIELDS.items():
-            arr = np.lib.format.open_memmap(str(Path(self._dir.name) / f"{name}.npy"), mode="w+", dtype=dtype,
-                                            shape=(max(self.n_rows, 1),))
+            arr = np.lib.format.open_memmap(
+                str(Path(self._dir.name) / f"{name}.npy"), mode="w+", dtype=dtype, shape=(max(self.n_rows, 1),)
+            )
             arr[:] = -1 if name in ("task", "row") else 0
             self.arrays[name] = arr
 
@@ -94,8 +103,7 @@ class GeneralPath:
         sj, rows = self._placed(task)
         a = self.arrays
         a["known"][sj] = True
-        for name in ("raw", "metadata", "nnz", "raw_sum", "raw_mean_nnz", "raw_variance_nnz", "denominator",
-                     "smart"):
+        for name in ("raw", "metadata", "nnz", "raw_sum", "raw_mean_nnz", "raw_variance_nnz", "denominator", "smart"):
             a[name][sj] = getattr(cells, name)[rows]
 
     def scan_jobs(self, uris: ReleaseUris, schema_version: str, rows: int) -> list[tuple[ScanTask, RowExpectations]]:
@@ -104,9 +112,22 @@ class GeneralPath:
         a = self.arrays
         for lo in range(0, self.n_rows, rows):
             hi = min(self.n_rows, lo + rows)
-            want = RowExpectations(*(np.array(a[name][lo:hi]) for name in (
-                "known", "raw", "metadata", "nnz", "raw_sum", "raw_mean_nnz", "raw_variance_nnz", "denominator",
-                "smart")))
+            want = RowExpectations(
+                *(
+                    np.array(a[name][lo:hi])
+                    for name in (
+                        "known",
+                        "raw",
+                        "metadata",
+                        "nnz",
+                        "raw_sum",
+                        "raw_mean_nnz",
+                        "raw_variance_nnz",
+                        "denominator",
+                        "smart",
+                    )
+                )
+            )
             out.append((ScanTask(self.organism, uris, lo, hi, schema_version), want))
         return out
 
@@ -167,12 +188,20 @@ def check_general(run: Run, org: OrganismModel, path: GeneralPath) -> None:
 
     def scan_failed(task: ScanTask, e: BaseException) -> None:
         for check in ("obs_statistics", "x_raw", "x_normalized"):
-            run.findings.add(check, Finding(f"release rows {task.lo}..{task.hi - 1} could not be checked: "
-                                             f"{type(e).__name__}: {e}", organism=name))
+            run.findings.add(
+                check,
+                Finding(
+                    f"release rows {task.lo}..{task.hi - 1} could not be checked: {type(e).__name__}: {e}",
+                    organism=name,
+                ),
+            )
 
     scans = path.scan_jobs(uris, run.spec.version, rows)
-    run_jobs(run.client, [Job(check_scan, t, scan_done, scan_failed, extra=(lengths_future, want))
-                           for t, want in scans], f"check_contents ({name}, release scan)")
+    run_jobs(
+        run.client,
+        [Job(check_scan, t, scan_done, scan_failed, extra=(lengths_future, want)) for t, want in scans],
+        f"check_contents ({name}, release scan)",
+    )
     details, left = path.detail_tasks()
 
     def detail_done(task: ChunkTask, res: ChunkResult) -> None:
@@ -181,14 +210,31 @@ def check_general(run: Run, org: OrganismModel, path: GeneralPath) -> None:
                 run.findings.merge(check, [run.named(numbering, f) for f in kept], res.totals[check])
 
     def detail_failed(task: ChunkTask, e: BaseException) -> None:
-        run.findings.add("x_raw", Finding(f"differing cells could not be compared: {type(e).__name__}: {e}",
-                                           dataset_id=task.dataset_id, organism=name))
+        run.findings.add(
+            "x_raw",
+            Finding(
+                f"differing cells could not be compared: {type(e).__name__}: {e}",
+                dataset_id=task.dataset_id,
+                organism=name,
+            ),
+        )
 
-    run_jobs(run.client, [Job(check_chunk, t, detail_done, detail_failed, extra=(ctx,)) for t, ctx in details],
-             f"check_contents ({name}, differing cells)")
+    run_jobs(
+        run.client,
+        [Job(check_chunk, t, detail_done, detail_failed, extra=(ctx,)) for t, ctx in details],
+        f"check_contents ({name}, differing cells)",
+    )
     for kind, check in (("raw", "x_raw"), ("metadata", "obs_metadata")):
         if left[kind]:
-            run.findings.merge(check, [Finding(
-                f"{left[kind]} more cell(s) whose {'X row' if kind == 'raw' else 'obs metadata'} differs from the "
-                "source (fingerprints differ; not compared value by value)", organism=name,
-                found=left[kind])], left[kind])
+            run.findings.merge(
+                check,
+                [
+                    Finding(
+                        f"{left[kind]} more cell(s) whose {'X row' if kind == 'raw' else 'obs metadata'} differs from the "
+                        "source (fingerprints differ; not compared value by value)",
+                        organism=name,
+                        found=left[kind],
+                    )
+                ],
+                left[kind],
+            )

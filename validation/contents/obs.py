@@ -30,8 +30,9 @@ def metadata_columns(spec: Spec) -> tuple[str, ...]:
     return tuple(c for c in columns if c != "observation_joinid")
 
 
-def compare_obs(task: ChunkTask, spec: Spec, res: ChunkResult, expected: dict[str, npt.NDArray[Any]],
-                stats: RowStats) -> None:
+def compare_obs(
+    task: ChunkTask, spec: Spec, res: ChunkResult, expected: dict[str, npt.NDArray[Any]], stats: RowStats
+) -> None:
     """Compare the task's obs rows with the expected ones: the cell at each joinid, metadata, statistics.
 
     Also tallies the n_measured_vars values found (the driver checks them against the presence counts).
@@ -43,8 +44,14 @@ def compare_obs(task: ChunkTask, spec: Spec, res: ChunkResult, expected: dict[st
     try:
         found = read_obs(task.uris.obs, cells)
     except Exception as e:
-        res.add("obs_cells", Finding(f"cannot read obs rows of {task.n_cells} cells: {type(e).__name__}: {e}",
-                                     dataset_id=task.dataset_id, organism=task.organism))
+        res.add(
+            "obs_cells",
+            Finding(
+                f"cannot read obs rows of {task.n_cells} cells: {type(e).__name__}: {e}",
+                dataset_id=task.dataset_id,
+                organism=task.organism,
+            ),
+        )
         return
     sj = found.get("soma_joinid", np.zeros(0, np.int64)).astype(np.int64)
     if "nnz" in found:
@@ -57,31 +64,55 @@ def compare_obs(task: ChunkTask, spec: Spec, res: ChunkResult, expected: dict[st
     matched = pos >= 0
     # A cell the release lacks (general path: joinid -1) is reported once, by the dataset's cell-set check.
     for i in np.nonzero(~matched & (cells >= 0))[0]:
-        res.add("obs_cells", Finding("no obs row for this cell at its expected soma_joinid",
-                                     dataset_id=task.dataset_id, organism=task.organism, soma_joinid=int(cells[i]),
-                                     observation_joinid=str(exp_oj[i])))
+        res.add(
+            "obs_cells",
+            Finding(
+                "no obs row for this cell at its expected soma_joinid",
+                dataset_id=task.dataset_id,
+                organism=task.organism,
+                soma_joinid=int(cells[i]),
+                observation_joinid=str(exp_oj[i]),
+            ),
+        )
     if f_oj is not None and f_ds is not None:
         same = np.zeros(task.n_cells, dtype=bool)
         same[matched] = (f_oj[pos[matched]] == exp_oj[matched]) & (f_ds[pos[matched]] == task.dataset_id)
         for i in np.nonzero(matched & ~same)[0]:
-            res.add("obs_cells", Finding(
-                "obs row holds another cell than the one matched to it", dataset_id=task.dataset_id,
-                organism=task.organism, soma_joinid=int(cells[i]), observation_joinid=str(exp_oj[i]),
-                expected=f"{task.dataset_id}/{exp_oj[i]}", found=f"{f_ds[pos[i]]}/{f_oj[pos[i]]}"))
+            res.add(
+                "obs_cells",
+                Finding(
+                    "obs row holds another cell than the one matched to it",
+                    dataset_id=task.dataset_id,
+                    organism=task.organism,
+                    soma_joinid=int(cells[i]),
+                    observation_joinid=str(exp_oj[i]),
+                    expected=f"{task.dataset_id}/{exp_oj[i]}",
+                    found=f"{f_ds[pos[i]]}/{f_oj[pos[i]]}",
+                ),
+            )
         matched = same
     idx = np.nonzero(matched)[0]
     fpos = pos[idx]
 
-    def report(check: str, column: str, bad: npt.NDArray[np.bool_], exp: npt.NDArray[Any],
-               got: npt.NDArray[Any]) -> None:
+    def report(
+        check: str, column: str, bad: npt.NDArray[np.bool_], exp: npt.NDArray[Any], got: npt.NDArray[Any]
+    ) -> None:
         where = np.nonzero(bad)[0]
         res.totals[check] += int(where.size)
         for k in where[: res.room(check)]:
             i = int(idx[k])
-            res.findings[check].append(Finding(
-                f"obs {column} differs from the source", dataset_id=task.dataset_id, organism=task.organism,
-                soma_joinid=int(cells[i]), observation_joinid=str(exp_oj[i]), column=column, expected=exp[k],
-                found=got[k]))
+            res.findings[check].append(
+                Finding(
+                    f"obs {column} differs from the source",
+                    dataset_id=task.dataset_id,
+                    organism=task.organism,
+                    soma_joinid=int(cells[i]),
+                    observation_joinid=str(exp_oj[i]),
+                    column=column,
+                    expected=exp[k],
+                    found=got[k],
+                )
+            )
 
     for column in metadata_columns(spec):
         if column not in found:
@@ -91,31 +122,46 @@ def compare_obs(task: ChunkTask, spec: Spec, res: ChunkResult, expected: dict[st
     if task.mode == "detail":
         return  # statistics were compared by the release scan
 
-    exp_stats = {"nnz": stats.nnz, "raw_sum": stats.raw_sum, "raw_mean_nnz": stats.raw_mean_nnz,
-                 "raw_variance_nnz": stats.raw_variance_nnz}
+    exp_stats = {
+        "nnz": stats.nnz,
+        "raw_sum": stats.raw_sum,
+        "raw_mean_nnz": stats.raw_mean_nnz,
+        "raw_variance_nnz": stats.raw_variance_nnz,
+    }
     for column, values in exp_stats.items():
         if column not in found:
             continue
         exp, got = values[idx], np.asarray(found[column][fpos], dtype=np.float64)
-        bad = (exp != got if column == "nnz" else raw_sum_differs(exp, got) if column == "raw_sum"
-               else ~np.isclose(got, exp, rtol=STAT_RTOL, atol=STAT_ATOL))
+        bad = (
+            exp != got
+            if column == "nnz"
+            else raw_sum_differs(exp, got)
+            if column == "raw_sum"
+            else ~np.isclose(got, exp, rtol=STAT_RTOL, atol=STAT_ATOL)
+        )
         report("obs_statistics", column, bad, exp, got)
     if "n_measured_vars" in found:
         nmv = np.asarray(found["n_measured_vars"][fpos], dtype=np.int64)
         for value in np.unique(nmv):
             first = int(np.nonzero(nmv == value)[0][0])
-            res.n_measured_vars[int(value)] = (int((nmv == value).sum()), int(cells[idx[first]]),
-                                               str(exp_oj[idx[first]]))
+            res.n_measured_vars[int(value)] = (
+                int((nmv == value).sum()),
+                int(cells[idx[first]]),
+                str(exp_oj[idx[first]]),
+            )
 
 
-def source_obs(task: ChunkTask, spec: Spec, src: SourceFile
-               ) -> tuple[npt.NDArray[np.bool_], dict[str, npt.NDArray[Any]], npt.NDArray[np.bool_]]:
+def source_obs(
+    task: ChunkTask, spec: Spec, src: SourceFile
+) -> tuple[npt.NDArray[np.bool_], dict[str, npt.NDArray[Any]], npt.NDArray[np.bool_]]:
     """Read the task's source rows: which are kept, the kept cells' expected obs metadata, Smart-seq flags."""
     a, b = task.row_start, task.row_stop
     keep = keep_rows(spec, task.organism_term, src, a, b)
     if int(keep.sum()) != task.n_cells:
-        raise RuntimeError(f"source rows {a}..{b - 1} now hold {int(keep.sum())} kept cells, planned "
-                           f"{task.n_cells} (did the file change?)")
+        raise RuntimeError(
+            f"source rows {a}..{b - 1} now hold {int(keep.sum())} kept cells, planned "
+            f"{task.n_cells} (did the file change?)"
+        )
     obs: dict[str, npt.NDArray[Any]] = {}
     for c in spec.obs_source_columns:
         if c == "is_primary_data":

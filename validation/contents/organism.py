@@ -25,8 +25,10 @@ def cell_reading(run: Run, org: OrganismModel, placed: dict[str, CellSetResult])
     elif len(runs) == len(results):
         text = "each dataset's cells consecutive, in source order, datasets in another order"
     else:
-        text = (f"cells of {len(results) - len(runs)} of {len(org.datasets)} dataset(s) not one consecutive run "
-                "in source order (compared through the (dataset_id, observation_joinid) map)")
+        text = (
+            f"cells of {len(results) - len(runs)} of {len(org.datasets)} dataset(s) not one consecutive run "
+            "in source order (compared through the (dataset_id, observation_joinid) map)"
+        )
     run.findings.readings[f"{org.organism.name} cells"] = text
 
 
@@ -37,10 +39,22 @@ def n_measured_vars(run: Run, org: OrganismModel) -> None:
         want = org.n_measured_vars(p.dataset_id)
         for value, (n, sj, oj) in sorted(found.get(p.dataset_id, {}).items()):
             if value != want:
-                run.findings.merge("obs_statistics", [Finding(
-                    f"obs n_measured_vars differs from the dataset's recomputed presence count ({n} cell(s))",
-                    dataset_id=p.dataset_id, organism=org.organism.name, soma_joinid=sj, observation_joinid=oj,
-                    column="n_measured_vars", expected=want, found=value)], n)
+                run.findings.merge(
+                    "obs_statistics",
+                    [
+                        Finding(
+                            f"obs n_measured_vars differs from the dataset's recomputed presence count ({n} cell(s))",
+                            dataset_id=p.dataset_id,
+                            organism=org.organism.name,
+                            soma_joinid=sj,
+                            observation_joinid=oj,
+                            column="n_measured_vars",
+                            expected=want,
+                            found=value,
+                        )
+                    ],
+                    n,
+                )
 
 
 def beyond_expected_rows(run: Run, org: OrganismModel) -> None:
@@ -56,11 +70,13 @@ def beyond_expected_rows(run: Run, org: OrganismModel) -> None:
         try:
             with soma.DataFrame.open(exp.obs) as df:
                 written = df.non_empty_domain()[0]
-                t = (df.read(coords=(slice(n_obs, int(written[1])),)).concat()
-                     if written is not None and int(written[1]) >= n_obs else None)
+                t = (
+                    df.read(coords=(slice(n_obs, int(written[1])),)).concat()
+                    if written is not None and int(written[1]) >= n_obs
+                    else None
+                )
         except Exception as e:
-            run.findings.add("obs_cells", Finding(f"obs rows past {n_obs - 1} cannot be read: {e}",
-                                                   organism=name))
+            run.findings.add("obs_cells", Finding(f"obs rows past {n_obs - 1} cannot be read: {e}", organism=name))
         # rows of known datasets are reported by the per-dataset cell check, others by other_datasets_cells
         if t is not None and "nnz" in t.column_names:
             found.obs_nnz += int(np.asarray(t.column("nnz").to_numpy()).sum())
@@ -75,8 +91,7 @@ def beyond_expected_rows(run: Run, org: OrganismModel) -> None:
                     continue
                 t = arr.read(coords=(slice(n_obs, int(written[1])),)).tables().concat()
         except Exception as e:
-            run.findings.add(check, Finding(f"X['{layer}'] rows past {n_obs - 1} cannot be read: {e}",
-                                             organism=name))
+            run.findings.add(check, Finding(f"X['{layer}'] rows past {n_obs - 1} cannot be read: {e}", organism=name))
             continue
         rows = t.column("soma_dim_0").to_numpy()
         if layer == "raw":
@@ -84,9 +99,18 @@ def beyond_expected_rows(run: Run, org: OrganismModel) -> None:
         else:
             found.normalized_nnz += int(rows.size)
         if rows.size:
-            run.findings.merge(check, [Finding(
-                f"X['{layer}'] stores values for rows past the last expected cell ({n_obs - 1})",
-                organism=name, soma_joinid=int(rows[0]), found=int(rows.size))], int(rows.size))
+            run.findings.merge(
+                check,
+                [
+                    Finding(
+                        f"X['{layer}'] stores values for rows past the last expected cell ({n_obs - 1})",
+                        organism=name,
+                        soma_joinid=int(rows[0]),
+                        found=int(rows.size),
+                    )
+                ],
+                int(rows.size),
+            )
 
 
 def other_datasets_cells(run: Run, org: OrganismModel) -> None:
@@ -101,7 +125,20 @@ def other_datasets_cells(run: Run, org: OrganismModel) -> None:
     except Exception as e:
         run.findings.add("obs_cells", Finding(f"obs rows of other datasets cannot be listed: {e}", organism=name))
         return
-    run.findings.merge("obs_cells", [Finding(
-        f"obs row of a dataset with no {org.organism.label} cells (not a contributing dataset of this "
-        "organism)", organism=name, dataset_id=r["dataset_id"], soma_joinid=r["soma_joinid"],
-        observation_joinid=r["observation_joinid"], expected="absent", found="present") for r in first], n)
+    run.findings.merge(
+        "obs_cells",
+        [
+            Finding(
+                f"obs row of a dataset with no {org.organism.label} cells (not a contributing dataset of this "
+                "organism)",
+                organism=name,
+                dataset_id=r["dataset_id"],
+                soma_joinid=r["soma_joinid"],
+                observation_joinid=r["observation_joinid"],
+                expected="absent",
+                found="present",
+            )
+            for r in first
+        ],
+        n,
+    )

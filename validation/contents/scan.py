@@ -72,9 +72,15 @@ class ScanResult:
     n_measured_vars: dict[str, dict[int, tuple[int, int, str]]] = field(default_factory=dict)
 
 
-def _sorted_entries(rows: npt.NDArray[np.int64], cols: npt.NDArray[np.int64], values: npt.NDArray[Any], lo: int,
-                    n: int, col_bits: int, col_map: npt.NDArray[np.int64]
-                    ) -> tuple[Entries, npt.NDArray[np.int64] | None]:
+def _sorted_entries(
+    rows: npt.NDArray[np.int64],
+    cols: npt.NDArray[np.int64],
+    values: npt.NDArray[Any],
+    lo: int,
+    n: int,
+    col_bits: int,
+    col_map: npt.NDArray[np.int64],
+) -> tuple[Entries, npt.NDArray[np.int64] | None]:
     key = (rows - lo) << col_bits
     key |= cols
     key, order = sorted_keys(key, max(n - 1, 1).bit_length() + col_bits)
@@ -92,8 +98,10 @@ def check_scan(task: ScanTask, lengths: npt.NDArray[np.float64], want: RowExpect
         try:
             obs = read_obs(task.uris.obs, np.arange(lo, task.hi, dtype=np.int64))
         except Exception as e:
-            res.add("obs_cells", Finding(f"cannot read obs rows {lo}..{task.hi - 1}: {type(e).__name__}: {e}",
-                                         organism=task.organism))
+            res.add(
+                "obs_cells",
+                Finding(f"cannot read obs rows {lo}..{task.hi - 1}: {type(e).__name__}: {e}", organism=task.organism),
+            )
     sj = np.asarray(obs.get("soma_joinid", np.zeros(0, np.int64)), dtype=np.int64)
     pos = np.full(n, -1, dtype=np.int64)  # row -> position in obs
     inside = (sj >= lo) & (sj < task.hi)
@@ -111,8 +119,13 @@ def check_scan(task: ScanTask, lengths: npt.NDArray[np.float64], want: RowExpect
     ds, oj = column("dataset_id"), column("observation_joinid")
 
     def where(row: int, var_joinid: int | None = None) -> dict[str, Any]:
-        return {"dataset_id": None if ds is None else ds[row], "organism": task.organism, "soma_joinid": lo + row,
-                "observation_joinid": None if oj is None else oj[row], "var_joinid": var_joinid}
+        return {
+            "dataset_id": None if ds is None else ds[row],
+            "organism": task.organism,
+            "soma_joinid": lo + row,
+            "observation_joinid": None if oj is None else oj[row],
+            "var_joinid": var_joinid,
+        }
 
     if "nnz" in obs:
         res.obs_nnz = int(np.asarray(obs["nnz"], dtype=np.int64).sum())
@@ -125,16 +138,26 @@ def check_scan(task: ScanTask, lengths: npt.NDArray[np.float64], want: RowExpect
         try:
             layers[layer] = read_x(uri, slice(lo, task.hi - 1))
         except Exception as e:
-            res.add(check, Finding(f"cannot read X['{layer}'] rows {lo}..{task.hi - 1}: {type(e).__name__}: {e}",
-                                   organism=task.organism))
+            res.add(
+                check,
+                Finding(
+                    f"cannot read X['{layer}'] rows {lo}..{task.hi - 1}: {type(e).__name__}: {e}",
+                    organism=task.organism,
+                ),
+            )
     widest = max([lengths.size - 1, 1, *(int(c.max(initial=0)) for _, c, _ in layers.values())])
     col_bits = widest.bit_length()
     col_map = np.arange(widest + 1, dtype=np.int64)  # codes are var soma_joinids
     ok = known.copy()
     raw: Entries | None = None
     raw_order: npt.NDArray[np.int64] | None = None
-    same = "raw" in layers and "normalized" in layers and all(  # normalized has raw's coordinates (the usual case)
-        np.array_equal(a, b) for a, b in zip(layers["raw"][:2], layers["normalized"][:2], strict=True))
+    same = (
+        "raw" in layers
+        and "normalized" in layers
+        and all(  # normalized has raw's coordinates (the usual case)
+            np.array_equal(a, b) for a, b in zip(layers["raw"][:2], layers["normalized"][:2], strict=True)
+        )
+    )
     if "raw" in layers:
         rows, cols, vals = layers.pop("raw")
         res.raw_nnz = int(vals.size)
@@ -155,8 +178,9 @@ def check_scan(task: ScanTask, lengths: npt.NDArray[np.float64], want: RowExpect
         bounds = raw.row_bounds(n)
         exp, _ = only_rows(raw, bounds, ok)
         if same:  # the same rows of raw's order
-            got = Entries(exp.key, norm.values if ok.all() else norm.values[np.repeat(ok, np.diff(bounds))],
-                          col_bits, col_map)
+            got = Entries(
+                exp.key, norm.values if ok.all() else norm.values[np.repeat(ok, np.diff(bounds))], col_bits, col_map
+            )
         else:
             got, _ = only_rows(norm, norm.row_bounds(n), ok)
         x = np.asarray(exp.values, dtype=np.float64)
@@ -172,8 +196,16 @@ def check_scan(task: ScanTask, lengths: npt.NDArray[np.float64], want: RowExpect
     return out
 
 
-def _scan_obs(out: ScanResult, spec: Any, obs: dict[str, npt.NDArray[Any]], pos: npt.NDArray[np.int64],
-              known: npt.NDArray[np.bool_], want: RowExpectations, where: Any, lo: int) -> None:
+def _scan_obs(
+    out: ScanResult,
+    spec: Any,
+    obs: dict[str, npt.NDArray[Any]],
+    pos: npt.NDArray[np.int64],
+    known: npt.NDArray[np.bool_],
+    want: RowExpectations,
+    where: Any,
+    lo: int,
+) -> None:
     res = out.res
     rows = np.flatnonzero(known)
     at = pos[rows]
@@ -183,8 +215,12 @@ def _scan_obs(out: ScanResult, spec: Any, obs: dict[str, npt.NDArray[Any]], pos:
         out.metadata_mismatch = (lo + rows[found != want.metadata[rows]]).astype(np.int64)
     elif rows.size:  # a column is missing (an encodings finding): compare the rest value by value
         out.metadata_mismatch = (lo + rows).astype(np.int64)
-    expected = {"nnz": want.nnz, "raw_sum": want.raw_sum, "raw_mean_nnz": want.raw_mean_nnz,
-                "raw_variance_nnz": want.raw_variance_nnz}
+    expected = {
+        "nnz": want.nnz,
+        "raw_sum": want.raw_sum,
+        "raw_mean_nnz": want.raw_mean_nnz,
+        "raw_variance_nnz": want.raw_variance_nnz,
+    }
     for name, values in expected.items():
         if name not in obs:
             continue
@@ -193,9 +229,15 @@ def _scan_obs(out: ScanResult, spec: Any, obs: dict[str, npt.NDArray[Any]], pos:
         offending = np.flatnonzero(bad)
         res.totals["obs_statistics"] += int(offending.size)
         for k in offending[: res.room("obs_statistics")]:
-            res.findings["obs_statistics"].append(Finding(
-                f"obs {name} differs from the source", **{**where(int(rows[k])), "var_joinid": None}, column=name,
-                expected=exp[k], found=got[k]))
+            res.findings["obs_statistics"].append(
+                Finding(
+                    f"obs {name} differs from the source",
+                    **{**where(int(rows[k])), "var_joinid": None},
+                    column=name,
+                    expected=exp[k],
+                    found=got[k],
+                )
+            )
     if "n_measured_vars" in obs and "dataset_id" in obs and rows.size:
         values = np.asarray(obs["n_measured_vars"][at], dtype=np.int64)
         datasets = obs["dataset_id"][at]
@@ -206,5 +248,4 @@ def _scan_obs(out: ScanResult, spec: Any, obs: dict[str, npt.NDArray[Any]], pos:
             for value in np.unique(values[mine]):
                 hits = mine[values[mine] == value]
                 first = int(hits[0])
-                acc[int(value)] = (int(hits.size), lo + int(rows[first]),
-                                   str(oj[at[first]]) if oj is not None else "")
+                acc[int(value)] = (int(hits.size), lo + int(rows[first]), str(oj[at[first]]) if oj is not None else "")

@@ -27,10 +27,25 @@ from validation.tasks import Job, run_jobs
 logger = logging.getLogger(__name__)
 
 # Checks that need the release open; each records "not checked" rather than passing when it is not.
-CONTENT_CHECKS = ("encodings", "shapes", "soma_joinids", "obs_cells", "obs_metadata", "obs_statistics", "var_features",
-                  "var_statistics", "x_raw", "x_raw_explicit_zeros", "x_normalized", "presence_matrix",
-                  "census_info_summary", "census_info_datasets", "census_info_summary_cell_counts",
-                  "dataset_h5ad_paths", "consistency")
+CONTENT_CHECKS = (
+    "encodings",
+    "shapes",
+    "soma_joinids",
+    "obs_cells",
+    "obs_metadata",
+    "obs_statistics",
+    "var_features",
+    "var_statistics",
+    "x_raw",
+    "x_raw_explicit_zeros",
+    "x_normalized",
+    "presence_matrix",
+    "census_info_summary",
+    "census_info_datasets",
+    "census_info_summary_cell_counts",
+    "dataset_h5ad_paths",
+    "consistency",
+)
 
 
 def task_groups(chunks: Sequence[tuple[int, int, int, int]], max_rows: int) -> list[list[tuple[int, int, int, int]]]:
@@ -82,13 +97,22 @@ def _check_cell_sets(run: Run, model: Model, layout: ReleaseLayout) -> tuple[dic
         exp = layout.experiments.get(name)
         if exp is None:
             for p in org.datasets:
-                run.findings.add("obs_cells", Finding(
-                    f"the dataset's {p.n_cells} cells are not in the release: its experiment is missing",
-                    dataset_id=p.dataset_id, organism=name, expected=p.n_cells, found=0))
+                run.findings.add(
+                    "obs_cells",
+                    Finding(
+                        f"the dataset's {p.n_cells} cells are not in the release: its experiment is missing",
+                        dataset_id=p.dataset_id,
+                        organism=name,
+                        expected=p.n_cells,
+                        found=0,
+                    ),
+                )
             continue
         if exp.obs:
-            cell_tasks.extend(CellSetTask(p.dataset_id, name, p.organism_term, p.path, run.spec.version, exp.obs)
-                              for p in org.datasets)
+            cell_tasks.extend(
+                CellSetTask(p.dataset_id, name, p.organism_term, p.path, run.spec.version, exp.obs)
+                for p in org.datasets
+            )
     placed: dict[str, CellSetResult] = {}
 
     def cells_done(task: CellSetTask, res: CellSetResult) -> None:
@@ -98,16 +122,27 @@ def _check_cell_sets(run: Run, model: Model, layout: ReleaseLayout) -> tuple[dic
         placed[task.dataset_id] = res
 
     def cells_failed(task: CellSetTask, e: BaseException) -> None:
-        run.findings.add("obs_cells", Finding(f"cells could not be checked: {type(e).__name__}: {e}",
-                                              dataset_id=task.dataset_id, organism=task.organism))
+        run.findings.add(
+            "obs_cells",
+            Finding(
+                f"cells could not be checked: {type(e).__name__}: {e}",
+                dataset_id=task.dataset_id,
+                organism=task.organism,
+            ),
+        )
 
-    run_jobs(run.client, [Job(check_cell_set, t, cells_done, cells_failed) for t in cell_tasks],
-             "check_contents (cells)", run.checkpoint)
+    run_jobs(
+        run.client,
+        [Job(check_cell_set, t, cells_done, cells_failed) for t in cell_tasks],
+        "check_contents (cells)",
+        run.checkpoint,
+    )
     return placed, len(cell_tasks)
 
 
-def _chunk_tasks(run: Run, model: Model, layout: ReleaseLayout, placed: dict[str, CellSetResult],
-                 general: dict[str, GeneralPath]) -> list[tuple[ChunkTask, Any]]:
+def _chunk_tasks(
+    run: Run, model: Model, layout: ReleaseLayout, placed: dict[str, CellSetResult], general: dict[str, GeneralPath]
+) -> list[tuple[ChunkTask, Any]]:
     """Return the row-chunk tasks of every organism, each with the future of its dataset's context.
 
     An organism whose cells are not numbered in consecutive runs gets a general path (in ``general``) and
@@ -119,13 +154,18 @@ def _chunk_tasks(run: Run, model: Model, layout: ReleaseLayout, placed: dict[str
         if exp is None:
             continue
         if any(placed[p.dataset_id].start is None for p in org.datasets if p.dataset_id in placed):
-            general[name] = GeneralPath(name, max(run.found[name].obs_count, org.n_obs),
-                                        scratch=run.checkpoint.scratch if run.checkpoint else None)
+            general[name] = GeneralPath(
+                name,
+                max(run.found[name].obs_count, org.n_obs),
+                scratch=run.checkpoint.scratch if run.checkpoint else None,
+            )
             run.found[name].scanned = general[name].n_rows
         numbering = run.var_numbering(org)
         run.findings.readings[f"{name} genes"] = (
-            "sorted by feature_id (as our builder numbers them)" if numbering.in_order
-            else "another order than sorted by feature_id (matched by feature_id)")
+            "sorted by feature_id (as our builder numbers them)"
+            if numbering.in_order
+            else "another order than sorted by feature_id (matched by feature_id)"
+        )
         cell_reading(run, org, placed)
         uris = ReleaseUris(exp.obs, exp.x.get("raw"), exp.x.get("normalized"))
         for p in org.datasets:
@@ -134,8 +174,9 @@ def _chunk_tasks(run: Run, model: Model, layout: ReleaseLayout, placed: dict[str
     return chunk_tasks
 
 
-def _dataset_tasks(run: Run, org: OrganismModel, p: DatasetPlan, uris: ReleaseUris, cells: CellSetResult | None
-                   ) -> list[tuple[ChunkTask, Any]]:
+def _dataset_tasks(
+    run: Run, org: OrganismModel, p: DatasetPlan, uris: ReleaseUris, cells: CellSetResult | None
+) -> list[tuple[ChunkTask, Any]]:
     """Return one dataset's row chunks grouped into tasks, through the release's gene and cell numbering.
 
     Its context (column map, lengths, tissue_general) is scattered to the workers once.
@@ -151,19 +192,30 @@ def _dataset_tasks(run: Run, org: OrganismModel, p: DatasetPlan, uris: ReleaseUr
     for group in task_groups(p.chunks, run.task_rows):
         (a, _, before, _), (_, b, _, _) = group[0], group[-1]
         n_cells = sum(c[3] for c in group)
-        joinids = (None if cells is None or cells.joinids is None
-                   else cells.joinids[before : before + n_cells].copy())
+        joinids = None if cells is None or cells.joinids is None else cells.joinids[before : before + n_cells].copy()
         task = ChunkTask(
-            dataset_id=p.dataset_id, organism=org.organism.name, path=p.path, matrix_key=p.matrix_key,
-            schema_version=run.spec.version, organism_term=p.organism_term, row_start=a, row_stop=b,
-            joinid_start=start + before, n_cells=n_cells, n_var=n_var, uris=uris,
-            parts=tuple((c[0], c[1]) for c in group), joinids=joinids)
+            dataset_id=p.dataset_id,
+            organism=org.organism.name,
+            path=p.path,
+            matrix_key=p.matrix_key,
+            schema_version=run.spec.version,
+            organism_term=p.organism_term,
+            row_start=a,
+            row_stop=b,
+            joinid_start=start + before,
+            n_cells=n_cells,
+            n_var=n_var,
+            uris=uris,
+            parts=tuple((c[0], c[1]) for c in group),
+            joinids=joinids,
+        )
         tasks.append((task, context))
     return tasks
 
 
-def _check_chunks(run: Run, model: Model, chunk_tasks: list[tuple[ChunkTask, Any]],
-                  general: dict[str, GeneralPath]) -> None:
+def _check_chunks(
+    run: Run, model: Model, chunk_tasks: list[tuple[ChunkTask, Any]], general: dict[str, GeneralPath]
+) -> None:
     """Run the row-chunk tasks (biggest first); add up what each found.
 
     Into the expected var figures, the findings and the found totals; a fingerprint task's expectations go
@@ -185,10 +237,17 @@ def _check_chunks(run: Run, model: Model, chunk_tasks: list[tuple[ChunkTask, Any
 
     def chunk_failed(task: ChunkTask, e: BaseException) -> None:
         for check in ("obs_metadata", "x_raw", "x_normalized"):
-            run.findings.add(check, Finding(f"rows {task.row_start}..{task.row_stop - 1} could not be checked: "
-                                            f"{type(e).__name__}: {e}", dataset_id=task.dataset_id,
-                                            organism=task.organism))
+            run.findings.add(
+                check,
+                Finding(
+                    f"rows {task.row_start}..{task.row_stop - 1} could not be checked: {type(e).__name__}: {e}",
+                    dataset_id=task.dataset_id,
+                    organism=task.organism,
+                ),
+            )
 
-    jobs = [Job(check_chunk, t, chunk_done, chunk_failed, priority=t.n_cells, extra=(ctx,), cells=t.n_cells)
-            for t, ctx in chunk_tasks]
+    jobs = [
+        Job(check_chunk, t, chunk_done, chunk_failed, priority=t.n_cells, extra=(ctx,), cells=t.n_cells)
+        for t, ctx in chunk_tasks
+    ]
     run_jobs(run.client, jobs, "check_contents", run.checkpoint)

@@ -14,9 +14,15 @@ import numpy.typing as npt
 from validation.checks.entries import Entries, sorted_keys
 
 
-def expected_entries(rows: npt.NDArray[np.int64], cols: npt.NDArray[np.int64], values: npt.NDArray[Any],
-                     n_rows: int, col_bits: int, dropped: npt.NDArray[np.bool_] | None,
-                     col_map: npt.NDArray[np.int64]) -> Entries:
+def expected_entries(
+    rows: npt.NDArray[np.int64],
+    cols: npt.NDArray[np.int64],
+    values: npt.NDArray[Any],
+    n_rows: int,
+    col_bits: int,
+    dropped: npt.NDArray[np.bool_] | None,
+    col_map: npt.NDArray[np.int64],
+) -> Entries:
     """Turn a source's stored entries (rows among kept cells, source columns) into what the release must hold.
 
     Sorted by (row, column) with duplicates summed and zeros dropped, in float64; entries marked ``dropped``

@@ -127,8 +127,10 @@ def _schema_version_ok(src: SourceFile, spec: Spec, plan: DatasetPlan) -> bool:
     """Check the dataset schema version the Census schema requires (else a problem)."""
     version = src.uns_string(spec.uns_schema_version_key)
     if version != spec.dataset_schema_version:
-        plan.problems.append(f"uns/{spec.uns_schema_version_key} is {version!r}; Census schema {spec.version} "
-                             f"requires dataset schema {spec.dataset_schema_version!r}")
+        plan.problems.append(
+            f"uns/{spec.uns_schema_version_key} is {version!r}; Census schema {spec.version} "
+            f"requires dataset schema {spec.dataset_schema_version!r}"
+        )
         return False
     return True
 
@@ -145,14 +147,17 @@ def _counts(src: SourceFile, plan: DatasetPlan) -> tuple[Counts, npt.NDArray[np.
     feature_ids = src.index(counts.var)
     plan.n_source_var = int(feature_ids.shape[0])
     if matrix.shape != (plan.n_source_obs, plan.n_source_var):
-        plan.problems.append(f"{counts.matrix} has shape {matrix.shape}, obs x {counts.var} is "
-                             f"({plan.n_source_obs}, {plan.n_source_var})")
+        plan.problems.append(
+            f"{counts.matrix} has shape {matrix.shape}, obs x {counts.var} is "
+            f"({plan.n_source_obs}, {plan.n_source_var})"
+        )
         return None
     return counts, feature_ids
 
 
-def _genes(src: SourceFile, spec: Spec, counts: Counts, feature_ids: npt.NDArray[np.object_],
-           plan: DatasetPlan) -> Organism | None:
+def _genes(
+    src: SourceFile, spec: Spec, counts: Counts, feature_ids: npt.NDArray[np.object_], plan: DatasetPlan
+) -> Organism | None:
     """Find the kept genes: feature_biotype "gene" from a Census organism; return that organism.
 
     The cells go to the organism of those genes. None (with the exclusion) if there are none, or genes of
@@ -160,8 +165,13 @@ def _genes(src: SourceFile, spec: Spec, counts: Counts, feature_ids: npt.NDArray
     """
     var = {c: src.column(counts.var, c) for c in VAR_COLUMNS}
     organism_terms = {o.term for o in spec.organisms}
-    is_gene = np.array([b == spec.feature_biotype and r in organism_terms
-                        for b, r in zip(var["feature_biotype"], var["feature_reference"], strict=True)], dtype=bool)
+    is_gene = np.array(
+        [
+            b == spec.feature_biotype and r in organism_terms
+            for b, r in zip(var["feature_biotype"], var["feature_reference"], strict=True)
+        ],
+        dtype=bool,
+    )
     gene_orgs = sorted({str(r) for r in var["feature_reference"][is_gene]})
     if not gene_orgs:
         plan.exclusion = "no genes with feature_biotype 'gene' from a Census organism"
@@ -185,8 +195,9 @@ def _genes(src: SourceFile, spec: Spec, counts: Counts, feature_ids: npt.NDArray
     return organism
 
 
-def _kept(src: SourceFile, keep: npt.NDArray[np.bool_], plan: DatasetPlan, column: str
-          ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.object_]]:
+def _kept(
+    src: SourceFile, keep: npt.NDArray[np.bool_], plan: DatasetPlan, column: str
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.object_]]:
     """Return an obs column of the kept cells as (codes, values); warn if a kept cell has no value (NA)."""
     codes, names = src.codes("obs", column)
     if (codes[keep] < 0).any():
@@ -204,12 +215,15 @@ def _check_feature_lengths(src: SourceFile, spec: Spec, keep: npt.NDArray[np.boo
 def _donors(src: SourceFile, keep: npt.NDArray[np.bool_], plan: DatasetPlan) -> None:
     """Collect the distinct donor_id values of the kept cells (a missing one as "nan")."""
     donor_codes, donor_names = _kept(src, keep, plan, "donor_id")
-    plan.donors = {str(donor_names[c]) if c >= 0 else "nan" for c in np.nonzero(
-        np.bincount(donor_codes + 1, minlength=len(donor_names) + 1))[0] - 1}
+    plan.donors = {
+        str(donor_names[c]) if c >= 0 else "nan"
+        for c in np.nonzero(np.bincount(donor_codes + 1, minlength=len(donor_names) + 1))[0] - 1
+    }
 
 
-def _cell_counts(src: SourceFile, spec: Spec, keep: npt.NDArray[np.bool_], primary: npt.NDArray[np.bool_],
-                 plan: DatasetPlan) -> None:
+def _cell_counts(
+    src: SourceFile, spec: Spec, keep: npt.NDArray[np.bool_], primary: npt.NDArray[np.bool_], plan: DatasetPlan
+) -> None:
     """summary_cell_counts tallies per (category, term, label), and each tissue's tissue_general."""
     na = (np.zeros(plan.n_cells, dtype=np.int64), np.array(["na"], dtype=object))
     columns: dict[str | None, tuple[npt.NDArray[np.int64], npt.NDArray[np.object_]]] = {None: na}
@@ -229,8 +243,9 @@ def _cell_counts(src: SourceFile, spec: Spec, keep: npt.NDArray[np.bool_], prima
                     general, general_label, known = mapper.lookup(term, label)
                     plan.tissue_general[term] = (general, general_label)
                     if not known:
-                        plan.warnings.append(f"tissue {term!r} is not in the shipped ontology; tissue_general is "
-                                             "itself")
+                        plan.warnings.append(
+                            f"tissue {term!r} is not in the shipped ontology; tissue_general is itself"
+                        )
                 acc = plan.cell_counts.setdefault(("tissue_general", *plan.tissue_general[term]), [0, 0])
                 acc[0] += total
                 acc[1] += unique

@@ -11,8 +11,9 @@ from validation.expected.spec import Spec
 from validation.inputs.source import SourceFile
 
 
-def keep_rows(spec: Spec, organism_term: str, src: SourceFile, start: int | None = None,
-              stop: int | None = None) -> npt.NDArray[np.bool_]:
+def keep_rows(
+    spec: Spec, organism_term: str, src: SourceFile, start: int | None = None, stop: int | None = None
+) -> npt.NDArray[np.bool_]:
     """Apply the Census cell filter to obs rows [start, stop).
 
     Kept: cells of the organism of the dataset's genes, with an allowed assay, of primary tissue
@@ -24,9 +25,11 @@ def keep_rows(spec: Spec, organism_term: str, src: SourceFile, start: int | None
         ok = np.array([n in values for n in names] + [False], dtype=bool)  # the extra False: code -1 (NA)
         return ok[codes]
 
-    return (allowed("organism_ontology_term_id", frozenset([organism_term]))
-            & allowed("assay_ontology_term_id", spec.included_assays)
-            & allowed("tissue_type", spec.tissue_types_kept))
+    return (
+        allowed("organism_ontology_term_id", frozenset([organism_term]))
+        & allowed("assay_ontology_term_id", spec.included_assays)
+        & allowed("tissue_type", spec.tissue_types_kept)
+    )
 
 
 def as_bools(values: npt.NDArray[Any]) -> npt.NDArray[np.bool_]:

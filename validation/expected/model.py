@@ -109,8 +109,12 @@ def _union_var(datasets: list[DatasetPlan]) -> ExpectedVar:
             if length > 0:
                 lengths.setdefault(fid, length)
     ids = sorted(names)
-    return ExpectedVar(ids, [names[i] for i in ids], np.array([lengths.get(i, 0) for i in ids], dtype=np.int64),
-                       {fid: j for j, fid in enumerate(ids)})
+    return ExpectedVar(
+        ids,
+        [names[i] for i in ids],
+        np.array([lengths.get(i, 0) for i in ids], dtype=np.int64),
+        {fid: j for j, fid in enumerate(ids)},
+    )
 
 
 def build_model(spec: Spec, sources: dict[str, Source], plans: list[DatasetPlan]) -> Model:

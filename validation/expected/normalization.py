@@ -13,8 +13,9 @@ from validation.checks.entries import Entries
 from validation.expected.statistics import row_sums
 
 
-def length_divided(entries: Entries, bounds: npt.NDArray[np.int64], smart: npt.NDArray[np.bool_],
-                   col_length: npt.NDArray[np.float64]) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int64]]:
+def length_divided(
+    entries: Entries, bounds: npt.NDArray[np.int64], smart: npt.NDArray[np.bool_], col_length: npt.NDArray[np.float64]
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int64]]:
     """Return the counts as normalization divides them, in float64, and the entries it cannot divide.
 
     ``entries`` are sorted in rows ``bounds`` (CSR pointers); those of the rows marked ``smart`` are divided by

@@ -87,8 +87,10 @@ def _encoding(value: Any, where: str) -> Encoding:
 
 
 def _columns(items: list[dict[str, Any]], where: str) -> tuple[Column, ...]:
-    return tuple(Column(str(c["name"]), _encoding(c["encoding"], f"{where}.{c['name']}"), str(c.get("from", "derived")))
-                 for c in items)
+    return tuple(
+        Column(str(c["name"]), _encoding(c["encoding"], f"{where}.{c['name']}"), str(c.get("from", "derived")))
+        for c in items
+    )
 
 
 @functools.cache
@@ -101,8 +103,9 @@ def load_spec(version: str = census_schema.DEFAULT_VERSION) -> Spec:
     return Spec(
         version=str(doc["census_schema_version"]),
         dataset_schema_version=str(doc["dataset_schema_version"]),
-        organisms=tuple(Organism(str(o["name"]), str(o["label"]), str(o["ontology_term_id"]))
-                        for o in doc["organisms"]),
+        organisms=tuple(
+            Organism(str(o["name"]), str(o["label"]), str(o["ontology_term_id"])) for o in doc["organisms"]
+        ),
         included_assays=frozenset(str(a) for a in doc["assays"]["included"]),
         length_normalized_assays=frozenset(str(a) for a in doc["assays"]["feature_length_normalized"]),
         tissue_types_kept=frozenset(str(t) for t in doc["cells"]["tissue_type_kept"]),
@@ -112,8 +115,9 @@ def load_spec(version: str = census_schema.DEFAULT_VERSION) -> Spec:
         var=_columns(doc["var"], "var"),
         tables={name: _columns(info[name]["columns"], name) for name in ("summary", "datasets", "summary_cell_counts")},
         summary_rows=tuple(str(r) for r in info["summary"]["rows"]),
-        categories=tuple(Category(str(k), v.get("label"), v.get("ontology_term_id"))
-                         for k, v in scc["categories"].items()),
+        categories=tuple(
+            Category(str(k), v.get("label"), v.get("ontology_term_id")) for k, v in scc["categories"].items()
+        ),
         measurement=str(exp["measurement"]),
         x_layers={str(k): _encoding(v, f"x_layers.{k}") for k, v in exp["x_layers"].items()},
         presence_matrix=str(exp["presence_matrix"]["name"]),

@@ -58,9 +58,11 @@ def row_stats(bounds: npt.NDArray[np.int64], values: npt.NDArray[np.float64]) ->
     return RowStats(nnz, total, mean, var)
 
 
-def pair_counts(a: tuple[npt.NDArray[np.int64], npt.NDArray[np.object_]],
-                b: tuple[npt.NDArray[np.int64], npt.NDArray[np.object_]],
-                primary: npt.NDArray[np.bool_]) -> dict[tuple[str, str], list[int]]:
+def pair_counts(
+    a: tuple[npt.NDArray[np.int64], npt.NDArray[np.object_]],
+    b: tuple[npt.NDArray[np.int64], npt.NDArray[np.object_]],
+    primary: npt.NDArray[np.bool_],
+) -> dict[tuple[str, str], list[int]]:
     """Tally (a value, b value) -> [cells, primary cells], for two coded columns of the same rows."""
     (ac, an), (bc, bn) = a, b
     width = len(bn) + 1
@@ -76,5 +78,7 @@ def pair_counts(a: tuple[npt.NDArray[np.int64], npt.NDArray[np.object_]],
         total = np.bincount(inverse, minlength=keys.size)
         unique = np.bincount(inverse, weights=primary.astype(np.float64), minlength=keys.size)
     names_a, names_b = np.append(an, "nan"), np.append(bn, "nan")  # index -1: NA
-    return {(str(names_a[k // width - 1]), str(names_b[k % width - 1])): [int(t), int(u)]
-            for k, t, u in zip(keys, total, unique, strict=True)}
+    return {
+        (str(names_a[k // width - 1]), str(names_b[k % width - 1])): [int(t), int(u)]
+        for k, t, u in zip(keys, total, unique, strict=True)
+    }

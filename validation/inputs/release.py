@@ -82,8 +82,12 @@ def obs_coords(joinids: npt.NDArray[np.int64]) -> Any:
     A slice for a consecutive run (the fast path), else the sorted distinct joinids (-1, a cell the release
     lacks, left out).
     """
-    if joinids.size and int(joinids[0]) >= 0 and int(joinids[-1]) - int(joinids[0]) == joinids.size - 1 and \
-            bool((np.diff(joinids) == 1).all()):
+    if (
+        joinids.size
+        and int(joinids[0]) >= 0
+        and int(joinids[-1]) - int(joinids[0]) == joinids.size - 1
+        and bool((np.diff(joinids) == 1).all())
+    ):
         return slice(int(joinids[0]), int(joinids[-1]))
     return np.unique(joinids[joinids >= 0])
 

@@ -158,8 +158,9 @@ class SourceFile:
             return _strings(values) if node.dtype.kind in "OSU" else np.asarray(values)
         raise SourceError(f"{key}/{column} has an unsupported encoding {enc!r}")
 
-    def codes(self, key: str, column: str, start: int | None = None, stop: int | None = None
-              ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.object_]]:
+    def codes(
+        self, key: str, column: str, start: int | None = None, stop: int | None = None
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.object_]]:
         """Return a column as (codes, values as strings): ``values[codes]`` is the column; code -1 is NA.
 
         Categorical columns are not expanded (memory stays one small integer per row); others are factorized.
@@ -167,8 +168,10 @@ class SourceFile:
         node = self._frame(key).get(column)
         if node is not None and _attr(node, "encoding-type") == "categorical":
             cats = node["categories"][...]
-            return (np.asarray(node["codes"][slice(start, stop)], dtype=np.int64),
-                    _strings(cats) if cats.dtype.kind in "OSU" else _strings(np.asarray(cats).astype(str)))
+            return (
+                np.asarray(node["codes"][slice(start, stop)], dtype=np.int64),
+                _strings(cats) if cats.dtype.kind in "OSU" else _strings(np.asarray(cats).astype(str)),
+            )
         values = self.column(key, column, start, stop)
         codes, uniques = pd.factorize(values, use_na_sentinel=True)
         return np.asarray(codes, dtype=np.int64), _strings(np.asarray(uniques).astype(str))

@@ -29,7 +29,9 @@ def test_runtime_imports_nothing_from_census_builder_outside_runtime() -> None:
                 if name.split(".")[0] == "census_builder":
                     assert _in_runtime(name), f"{path.name} imports {name}"
     modules = " ".join(f"census_builder.runtime.{p.stem}" for p in files if p.stem != "__init__")
-    code = (f"import sys, importlib; [importlib.import_module(m) for m in {modules.split()!r}]; "
-            "print(' '.join(m for m in sys.modules if m.split('.')[0] == 'census_builder'))")
+    code = (
+        f"import sys, importlib; [importlib.import_module(m) for m in {modules.split()!r}]; "
+        "print(' '.join(m for m in sys.modules if m.split('.')[0] == 'census_builder'))"
+    )
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     assert [m for m in loaded if m != "census_builder" and not _in_runtime(m)] == []

@@ -59,8 +59,9 @@ def _finding(report: ValidationReport, check: str, **where: Any) -> dict[str, An
     raise AssertionError(f"no {check} finding with {where}: {[f.line() for f in report.check(check).findings]}")
 
 
-def test_a_count_float32_cannot_hold_fails_validation(example_release: BuiltRelease, validation_client: Any,
-                                                      tmp_path: Path) -> None:
+def test_a_count_float32_cannot_hold_fails_validation(
+    example_release: BuiltRelease, validation_client: Any, tmp_path: Path
+) -> None:
     """The source holds 16,777,217 (float64); the release holds what a float32 cast makes of it, and the raw_sum
     a sum of rounded counts gives. Both are findings naming the dataset, the cell and the gene."""
     root = tmp_path / "release"

@@ -22,14 +22,26 @@ from tests.validation.renumber import Numbering, Release, renumber
 from validation import ValidationReport, validate_release
 from validation.checks.numbering import cell_joinids, contiguous_start, match_var
 
-SHUFFLED = Numbering(cells="shuffled", genes="reversed", datasets="reversed", presence_height="all",
-                     list_empty_datasets=True, summary_rows_reversed=True, seed=1)
+SHUFFLED = Numbering(
+    cells="shuffled",
+    genes="reversed",
+    datasets="reversed",
+    presence_height="all",
+    list_empty_datasets=True,
+    summary_rows_reversed=True,
+    seed=1,
+)
 RUNS = Numbering(cells="runs", genes="shuffled", datasets="mouse-first", presence_height="organism", seed=2)
 RANDOM_GENES = Numbering(cells="shuffled", genes="shuffled", datasets="reversed", seed=3)
 
 
-def _validate(release: BuiltRelease, tmp_path: Path, client: Any, numbering: Numbering,
-              defect: Callable[[Release], Any] | None = None) -> tuple[ValidationReport, Any]:
+def _validate(
+    release: BuiltRelease,
+    tmp_path: Path,
+    client: Any,
+    numbering: Numbering,
+    defect: Callable[[Release], Any] | None = None,
+) -> tuple[ValidationReport, Any]:
     soma, changed = renumber(release.paths.root, tmp_path / "other", numbering, release.manifest, defect)
     return validate_release(str(soma), release.manifest, client=client), changed
 
@@ -48,22 +60,39 @@ def _finding(report: ValidationReport, check: str, **where: Any) -> dict[str, An
     raise AssertionError(f"no {check} finding with {where}: {[f.line() for f in result.findings]}")
 
 
-@pytest.mark.parametrize(("numbering", "readings"), [
-    (SHUFFLED, {
-        "homo_sapiens cells": "cells of 3 of 3 dataset(s) not one consecutive run",
-        "mus_musculus genes": "another order than sorted by feature_id",
-        "homo_sapiens presence matrix height": "7 rows: one per census_info['datasets'] row",
-        "datasets without cells": "listed in census_info['datasets'] with 0 cells: mixed-cells-mixed-genes, "
-                                  "human-all-filtered",
-        "summary_cell_counts row order": "another order"}),
-    (RUNS, {
-        "homo_sapiens cells": "each dataset's cells consecutive, in source order, datasets in another order",
-        "mus_musculus presence matrix height": "2 rows: one per dataset with Mus musculus cells",
-        "homo_sapiens presence matrix height": "5 rows: one per census_info['datasets'] row",
-        "datasets without cells": "not listed"}),
-], ids=["shuffled", "runs"])
-def test_other_numbering_passes(numbering: Numbering, readings: dict[str, str], example_release: BuiltRelease,
-                                validation_client: Any, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("numbering", "readings"),
+    [
+        (
+            SHUFFLED,
+            {
+                "homo_sapiens cells": "cells of 3 of 3 dataset(s) not one consecutive run",
+                "mus_musculus genes": "another order than sorted by feature_id",
+                "homo_sapiens presence matrix height": "7 rows: one per census_info['datasets'] row",
+                "datasets without cells": "listed in census_info['datasets'] with 0 cells: mixed-cells-mixed-genes, "
+                "human-all-filtered",
+                "summary_cell_counts row order": "another order",
+            },
+        ),
+        (
+            RUNS,
+            {
+                "homo_sapiens cells": "each dataset's cells consecutive, in source order, datasets in another order",
+                "mus_musculus presence matrix height": "2 rows: one per dataset with Mus musculus cells",
+                "homo_sapiens presence matrix height": "5 rows: one per census_info['datasets'] row",
+                "datasets without cells": "not listed",
+            },
+        ),
+    ],
+    ids=["shuffled", "runs"],
+)
+def test_other_numbering_passes(
+    numbering: Numbering,
+    readings: dict[str, str],
+    example_release: BuiltRelease,
+    validation_client: Any,
+    tmp_path: Path,
+) -> None:
     report, _ = _validate(example_release, tmp_path, validation_client, numbering)
     assert report.passed, _failures(report)
     for what, text in readings.items():
@@ -71,10 +100,10 @@ def test_other_numbering_passes(numbering: Numbering, readings: dict[str, str], 
     assert report.to_json()["readings"] == report.readings
 
 
-def test_our_numbering_is_read_as_ours(example_release: BuiltRelease, validation_client: Any,
-                                       tmp_path: Path) -> None:
-    report = validate_release(example_release.soma_uri, example_release.manifest, client=validation_client,
-                              report_path=tmp_path / "r.json")
+def test_our_numbering_is_read_as_ours(example_release: BuiltRelease, validation_client: Any, tmp_path: Path) -> None:
+    report = validate_release(
+        example_release.soma_uri, example_release.manifest, client=validation_client, report_path=tmp_path / "r.json"
+    )
     assert report.passed, _failures(report)
     assert report.readings["homo_sapiens cells"].endswith("datasets in manifest order (as our builder)")
     assert report.readings["mus_musculus genes"].startswith("sorted by feature_id")
@@ -99,9 +128,15 @@ class Planted:
 
 def _cells(r: Release, org: str) -> dict[int, tuple[str, str]]:
     obs = r.experiments[org].obs
-    return {int(j): (str(d), str(o)) for j, d, o in zip(
-        obs.column("soma_joinid").to_pylist(), obs.column("dataset_id").to_pylist(),
-        obs.column("observation_joinid").to_pylist(), strict=True)}
+    return {
+        int(j): (str(d), str(o))
+        for j, d, o in zip(
+            obs.column("soma_joinid").to_pylist(),
+            obs.column("dataset_id").to_pylist(),
+            obs.column("observation_joinid").to_pylist(),
+            strict=True,
+        )
+    }
 
 
 def _cell(r: Release, org: str, soma_joinid: int) -> dict[str, Any]:
@@ -115,8 +150,11 @@ def _gene(r: Release, org: str, var_joinid: int) -> str:
 
 def _entry(r: Release, org: str, k: int, layer: str = "raw") -> tuple[int, int, float]:
     t = r.experiments[org].x[layer]
-    return (int(t.column("soma_dim_0")[k].as_py()), int(t.column("soma_dim_1")[k].as_py()),
-            float(t.column("soma_data")[k].as_py()))
+    return (
+        int(t.column("soma_dim_0")[k].as_py()),
+        int(t.column("soma_dim_1")[k].as_py()),
+        float(t.column("soma_data")[k].as_py()),
+    )
 
 
 def _set_column(t: pa.Table, name: str, values: Any) -> pa.Table:
@@ -138,8 +176,7 @@ def drop_cell(r: Release) -> Planted:
     for layer, t in e.x.items():
         kept = t.filter(pa.array(np.asarray(t.column("soma_dim_0").to_numpy()) != k))
         e.x[layer] = _set_column(kept, "soma_dim_0", shift(kept.column("soma_dim_0").to_numpy()))
-    return Planted("homo_sapiens", cell["dataset_id"], cell["observation_joinid"], expected="present",
-                   found="absent")
+    return Planted("homo_sapiens", cell["dataset_id"], cell["observation_joinid"], expected="present", found="absent")
 
 
 def move_value(r: Release) -> Planted:
@@ -153,8 +190,16 @@ def move_value(r: Release) -> Planted:
     t = _set_column(t, "soma_dim_1", cols)
     r.experiments["homo_sapiens"].x["raw"] = t.take(pa.array(np.lexsort((cols, t.column("soma_dim_0").to_numpy()))))
     cell = _cell(r, "homo_sapiens", row)
-    return Planted("homo_sapiens", cell["dataset_id"], cell["observation_joinid"], row, _gene(r, "homo_sapiens", col),
-                   col, expected=value, found="absent")
+    return Planted(
+        "homo_sapiens",
+        cell["dataset_id"],
+        cell["observation_joinid"],
+        row,
+        _gene(r, "homo_sapiens", col),
+        col,
+        expected=value,
+        found="absent",
+    )
 
 
 def swap_gene_columns(r: Release) -> Planted:
@@ -166,8 +211,9 @@ def swap_gene_columns(r: Release) -> Planted:
     swapped = np.where(cols == a, b, np.where(cols == b, a, cols))
     t = _set_column(t, "soma_dim_1", swapped)
     r.experiments["homo_sapiens"].x["raw"] = t.take(pa.array(np.lexsort((swapped, rows))))
-    return Planted("homo_sapiens", feature_id=_gene(r, "homo_sapiens", a), var_joinid=a,
-                   cells=_cells(r, "homo_sapiens"))
+    return Planted(
+        "homo_sapiens", feature_id=_gene(r, "homo_sapiens", a), var_joinid=a, cells=_cells(r, "homo_sapiens")
+    )
 
 
 def flip_presence_bit(r: Release) -> Planted:
@@ -178,10 +224,17 @@ def flip_presence_bit(r: Release) -> Planted:
     values[k] = False
     e.presence = _set_column(t, "soma_data", values)
     ds_row, gene = int(t.column("soma_dim_0")[k].as_py()), int(t.column("soma_dim_1")[k].as_py())
-    ids = dict(zip(r.datasets.column("soma_joinid").to_pylist(), r.datasets.column("dataset_id").to_pylist(),
-                   strict=True))
-    return Planted("homo_sapiens", ids[ds_row], feature_id=_gene(r, "homo_sapiens", gene), var_joinid=gene,
-                   expected=True, found=False)
+    ids = dict(
+        zip(r.datasets.column("soma_joinid").to_pylist(), r.datasets.column("dataset_id").to_pylist(), strict=True)
+    )
+    return Planted(
+        "homo_sapiens",
+        ids[ds_row],
+        feature_id=_gene(r, "homo_sapiens", gene),
+        var_joinid=gene,
+        expected=True,
+        found=False,
+    )
 
 
 def wrong_dataset_count(r: Release) -> Planted:
@@ -201,8 +254,16 @@ def mouse_value(r: Release) -> Planted:
     values[k] = value + 1
     r.experiments["mus_musculus"].x["raw"] = _set_column(t, "soma_data", values)
     cell = _cell(r, "mus_musculus", row)
-    return Planted("mus_musculus", cell["dataset_id"], cell["observation_joinid"], row, _gene(r, "mus_musculus", col),
-                   col, expected=value, found=value + 1)
+    return Planted(
+        "mus_musculus",
+        cell["dataset_id"],
+        cell["observation_joinid"],
+        row,
+        _gene(r, "mus_musculus", col),
+        col,
+        expected=value,
+        found=value + 1,
+    )
 
 
 def change_cell_type(r: Release) -> Planted:
@@ -212,8 +273,9 @@ def change_cell_type(r: Release) -> Planted:
     k = len(types) // 4
     other = next(t for t in types if t != types[k])
     cell = _cell(r, "homo_sapiens", k)
-    planted = Planted("homo_sapiens", cell["dataset_id"], cell["observation_joinid"], soma_joinid=k, expected=types[k],
-                      found=other)
+    planted = Planted(
+        "homo_sapiens", cell["dataset_id"], cell["observation_joinid"], soma_joinid=k, expected=types[k], found=other
+    )
     types[k] = other
     e.obs = _set_column(e.obs, "cell_type", types)
     return planted
@@ -226,33 +288,97 @@ def presence_too_tall(r: Release) -> Planted:
 
 
 DEFECTS: list[tuple[str, Callable[[Release], Planted], str, Callable[[Planted], dict[str, Any]]]] = [
-    ("dropped_cell", drop_cell, "obs_cells", lambda p: {
-        "dataset_id": p.dataset_id, "observation_joinid": p.observation_joinid, "found": "absent"}),
-    ("moved_value", move_value, "x_raw", lambda p: {
-        "dataset_id": p.dataset_id, "observation_joinid": p.observation_joinid, "soma_joinid": p.soma_joinid,
-        "feature_id": p.feature_id, "var_joinid": p.var_joinid, "expected": p.expected, "found": "absent"}),
-    ("swapped_gene_column", swap_gene_columns, "x_raw", lambda p: {
-        "feature_id": p.feature_id, "var_joinid": p.var_joinid}),
-    ("flipped_presence_bit", flip_presence_bit, "presence_matrix", lambda p: {
-        "dataset_id": p.dataset_id, "feature_id": p.feature_id, "var_joinid": p.var_joinid, "expected": True,
-        "found": False}),
-    ("wrong_census_info_count", wrong_dataset_count, "census_info_datasets", lambda p: {
-        "dataset_id": p.dataset_id, "column": "dataset_total_cell_count", "expected": p.expected, "found": p.found}),
-    ("cell_type", change_cell_type, "obs_metadata", lambda p: {
-        "dataset_id": p.dataset_id, "observation_joinid": p.observation_joinid, "soma_joinid": p.soma_joinid,
-        "column": "cell_type", "expected": p.expected, "found": p.found}),
+    (
+        "dropped_cell",
+        drop_cell,
+        "obs_cells",
+        lambda p: {"dataset_id": p.dataset_id, "observation_joinid": p.observation_joinid, "found": "absent"},
+    ),
+    (
+        "moved_value",
+        move_value,
+        "x_raw",
+        lambda p: {
+            "dataset_id": p.dataset_id,
+            "observation_joinid": p.observation_joinid,
+            "soma_joinid": p.soma_joinid,
+            "feature_id": p.feature_id,
+            "var_joinid": p.var_joinid,
+            "expected": p.expected,
+            "found": "absent",
+        },
+    ),
+    (
+        "swapped_gene_column",
+        swap_gene_columns,
+        "x_raw",
+        lambda p: {"feature_id": p.feature_id, "var_joinid": p.var_joinid},
+    ),
+    (
+        "flipped_presence_bit",
+        flip_presence_bit,
+        "presence_matrix",
+        lambda p: {
+            "dataset_id": p.dataset_id,
+            "feature_id": p.feature_id,
+            "var_joinid": p.var_joinid,
+            "expected": True,
+            "found": False,
+        },
+    ),
+    (
+        "wrong_census_info_count",
+        wrong_dataset_count,
+        "census_info_datasets",
+        lambda p: {
+            "dataset_id": p.dataset_id,
+            "column": "dataset_total_cell_count",
+            "expected": p.expected,
+            "found": p.found,
+        },
+    ),
+    (
+        "cell_type",
+        change_cell_type,
+        "obs_metadata",
+        lambda p: {
+            "dataset_id": p.dataset_id,
+            "observation_joinid": p.observation_joinid,
+            "soma_joinid": p.soma_joinid,
+            "column": "cell_type",
+            "expected": p.expected,
+            "found": p.found,
+        },
+    ),
     ("presence_height", presence_too_tall, "shapes", lambda p: {"organism": p.organism, "found": p.found}),
-    ("mouse_only", mouse_value, "x_raw", lambda p: {
-        "organism": "mus_musculus", "dataset_id": p.dataset_id, "observation_joinid": p.observation_joinid,
-        "soma_joinid": p.soma_joinid, "feature_id": p.feature_id, "var_joinid": p.var_joinid,
-        "expected": p.expected, "found": p.found}),
+    (
+        "mouse_only",
+        mouse_value,
+        "x_raw",
+        lambda p: {
+            "organism": "mus_musculus",
+            "dataset_id": p.dataset_id,
+            "observation_joinid": p.observation_joinid,
+            "soma_joinid": p.soma_joinid,
+            "feature_id": p.feature_id,
+            "var_joinid": p.var_joinid,
+            "expected": p.expected,
+            "found": p.found,
+        },
+    ),
 ]
 
 
 @pytest.mark.parametrize(("name", "defect", "check", "where"), DEFECTS, ids=[d[0] for d in DEFECTS])
 def test_planted_defect_in_other_numbering_is_named(
-        name: str, defect: Callable[[Release], Planted], check: str, where: Callable[[Planted], dict[str, Any]],
-        example_release: BuiltRelease, validation_client: Any, tmp_path: Path) -> None:
+    name: str,
+    defect: Callable[[Release], Planted],
+    check: str,
+    where: Callable[[Planted], dict[str, Any]],
+    example_release: BuiltRelease,
+    validation_client: Any,
+    tmp_path: Path,
+) -> None:
     report, planted = _validate(example_release, tmp_path, validation_client, RANDOM_GENES, defect)
     assert not report.passed
     finding = _finding(report, check, **where(planted))
@@ -266,8 +392,9 @@ def test_planted_defect_in_other_numbering_is_named(
 # -- the maps themselves ------------------------------------------------------------------------------------
 
 
-@given(st.lists(st.integers(0, 2**64 - 1), unique=True, max_size=60), st.randoms(use_true_random=False),
-       st.integers(0, 5))
+@given(
+    st.lists(st.integers(0, 2**64 - 1), unique=True, max_size=60), st.randoms(use_true_random=False), st.integers(0, 5)
+)
 def test_cell_joinids_find_every_cell_wherever_it_is(hashes: list[int], rnd: Any, dropped: int) -> None:
     expected = np.asarray(hashes, dtype=np.uint64)
     joinids = np.arange(expected.size, dtype=np.int64)
