@@ -214,7 +214,8 @@ def check_presence(
             findings.add(
                 "presence_matrix",
                 Finding(
-                    "presence bit differs from the source (True iff the gene has a count > 0 in the dataset's kept cells)",
+                    "presence bit differs from the source "
+                    "(True iff the gene has a count > 0 in the dataset's kept cells)",
                     organism=name,
                     dataset_id=ds,
                     feature_id=org.var.feature_ids[j],

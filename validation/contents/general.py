@@ -230,7 +230,8 @@ def check_general(run: Run, org: OrganismModel, path: GeneralPath) -> None:
                 check,
                 [
                     Finding(
-                        f"{left[kind]} more cell(s) whose {'X row' if kind == 'raw' else 'obs metadata'} differs from the "
+                        f"{left[kind]} more cell(s) whose {'X row' if kind == 'raw' else 'obs metadata'} "
+                        "differs from the "
                         "source (fingerprints differ; not compared value by value)",
                         organism=name,
                         found=left[kind],
