@@ -81,7 +81,7 @@ def dask_client(
     import dask
     from distributed import Client, LocalCluster
 
-    dask.config.set(
+    settings = dask.config.set(  # only for this client's lifetime: nothing leaks into the caller's dask
         {
             "distributed.worker.multiprocessing-method": "spawn",
             "distributed.scheduler.allowed-failures": 2,
@@ -91,33 +91,34 @@ def dask_client(
             },
         }
     )
-    for name in list(logging.root.manager.loggerDict):
-        if name.split(".")[0] in ("distributed", "dask"):
-            logging.getLogger(name).setLevel(logging.WARNING)
-    if scheduler:
-        logger.info("connecting to dask scheduler %s", scheduler)
-        with Client(scheduler) as client:  # type: ignore[no-untyped-call]
-            yield client
-        return
-    n = workers or available_cpus()
-    logger.info("starting a local dask cluster: %d worker process(es)", n)
-    with (
-        LocalCluster(  # type: ignore[no-untyped-call]
-            n_workers=n,
-            threads_per_worker=1,
-            processes=True,
-            dashboard_address=":0",  # any free port: never collide with another cluster
-            memory_limit=memory_limit or "auto",
-            silence_logs=logging.WARNING,
-            preload=["census_builder.runtime.worker_setup"],  # workers leave Ctrl-C to the driver
-        ) as cluster,
-        Client(cluster) as client,  # type: ignore[no-untyped-call]
-    ):
-        try:
-            yield client
-        except KeyboardInterrupt:
-            quiet_dask_logs()  # closing the cluster under a signal: what dask says about it is expected
-            raise
+    with settings:
+        for name in list(logging.root.manager.loggerDict):
+            if name.split(".")[0] in ("distributed", "dask"):
+                logging.getLogger(name).setLevel(logging.WARNING)
+        if scheduler:
+            logger.info("connecting to dask scheduler %s", scheduler)
+            with Client(scheduler) as client:  # type: ignore[no-untyped-call]
+                yield client
+            return
+        n = workers or available_cpus()
+        logger.info("starting a local dask cluster: %d worker process(es)", n)
+        with (
+            LocalCluster(  # type: ignore[no-untyped-call]
+                n_workers=n,
+                threads_per_worker=1,
+                processes=True,
+                dashboard_address=":0",  # any free port: never collide with another cluster
+                memory_limit=memory_limit or "auto",
+                silence_logs=logging.WARNING,
+                preload=["census_builder.runtime.worker_setup"],  # workers leave Ctrl-C to the driver
+            ) as cluster,
+            Client(cluster) as client,  # type: ignore[no-untyped-call]
+        ):
+            try:
+                yield client
+            except KeyboardInterrupt:
+                quiet_dask_logs()  # closing the cluster under a signal: what dask says about it is expected
+                raise
 
 
 DASK_LOGGERS = ("distributed", "dask", "tornado", "asyncio")
