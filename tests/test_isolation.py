@@ -11,7 +11,7 @@ import logging
 
 import dask.config
 
-from census_builder.cli import main
+from census_builder.cli.logs import configure_logging
 
 FAILURES = dask.config.get("distributed.scheduler.allowed-failures")
 LEVEL = logging.getLogger("census_builder").level
@@ -19,7 +19,7 @@ LEVEL = logging.getLogger("census_builder").level
 
 def test_1_configures_like_a_command() -> None:
     dask.config.set({"distributed.scheduler.allowed-failures": FAILURES + 1})  # as the build's dask client does
-    main._configure_logging(False)
+    configure_logging(logging.DEBUG)
 
 
 def test_2_finds_the_process_as_it_was() -> None:
