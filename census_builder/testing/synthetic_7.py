@@ -31,6 +31,7 @@ import numpy.typing as npt
 import pandas as pd
 from anndata.io import write_elem
 
+from census_builder.errors import UsageError
 from census_builder.testing.synthetic import (
     DatasetSpec,
     Layout,
@@ -156,21 +157,22 @@ class DatasetSpec7:
         return replace(self, **changes)  # type: ignore[arg-type]
 
     def check(self) -> None:
-        """Raise ``ValueError`` naming the field if this spec cannot describe a valid 7.0.0 dataset."""
+        """Raise :class:`UsageError` naming the dataset and field if this spec cannot describe a 7.0.0 dataset."""
+        where = f"synthetic 7.0.0 dataset {self.dataset_id!r}"
         if self.organism not in ORGANISMS:
-            raise ValueError(f"{self.dataset_id}: organism {self.organism!r} is not one of {sorted(ORGANISMS)}")
+            raise UsageError(f"{where}: organism {self.organism!r} is not one of {', '.join(ORGANISMS)}")
         unknown = [a for a in self.assays if a not in ASSAYS]
         if unknown or not self.assays:
-            raise ValueError(f"{self.dataset_id}: assays {unknown or '()'} not in synthetic_7.ASSAYS")
+            raise UsageError(f"{where}: assays {unknown or '(none)'} are not in synthetic_7.ASSAYS; add them there")
         bad = [t for t in self.tissue_types if t not in TISSUE_TYPES]
         if bad or not self.tissue_types:
-            raise ValueError(f"{self.dataset_id}: tissue_types {bad or '()'} not among {TISSUE_TYPES}")
+            raise UsageError(f"{where}: tissue_types {bad or '(none)'} are not among {', '.join(TISSUE_TYPES)}")
         if "cell line" in self.tissue_types and self.organism not in CELL_LINES:
-            raise ValueError(f"{self.dataset_id}: no cell line known for {self.organism} (see CELL_LINES)")
+            raise UsageError(f"{where}: tissue_type 'cell line' needs a cell line of {self.organism} in CELL_LINES")
         if not 0 <= self.n_sars_cov_2 <= len(SARS_COV_2_GENES):
-            raise ValueError(f"{self.dataset_id}: n_sars_cov_2 must be 0..{len(SARS_COV_2_GENES)}")
-        if "cell line" not in self.tissue_types and self.n_donors < 1:
-            raise ValueError(f"{self.dataset_id}: n_donors must be at least 1")
+            raise UsageError(f"{where}: n_sars_cov_2 is {self.n_sars_cov_2}, must be 0..{len(SARS_COV_2_GENES)}")
+        if self.n_donors < 1:
+            raise UsageError(f"{where}: n_donors is {self.n_donors}, must be at least 1")
 
     def matrix_spec(self) -> DatasetSpec:
         """Return the 4.0.0 spec whose count-matrix settings equal these (the matrix writer is shared)."""
@@ -264,7 +266,7 @@ def _obs_frame(spec: DatasetSpec7, rng: np.random.Generator) -> pd.DataFrame:
     for key in ("assay", "cell_type", "development_stage", "disease", "self_reported_ethnicity", "sex", "tissue"):
         cols[f"{key}_ontology_term_id"] = [p[0] for p in pairs[key]]
     cols["donor_id"] = [
-        "na" if cl else f"{spec.dataset_id}-donor{int(k) % max(spec.n_donors, 1)}"
+        "na" if cl else f"{spec.dataset_id}-donor{int(k) % spec.n_donors}"
         for cl, k in zip(cell_line, r[5], strict=True)
     ]
     cols["is_primary_data"] = rng.random(n) < spec.primary_fraction
@@ -301,7 +303,7 @@ def citation_of(spec: DatasetSpec7) -> str:
 def write_h5ad_7(path: str | Path, spec: DatasetSpec7) -> Path:
     """Write one synthetic dataset schema 7.0.0 H5AD; returns the path.
 
-    Raises ``ValueError`` if ``spec`` cannot describe a valid 7.0.0 dataset (see :meth:`DatasetSpec7.check`).
+    Raises :class:`UsageError` if ``spec`` cannot describe a valid 7.0.0 dataset (see :meth:`DatasetSpec7.check`).
     """
     spec.check()
     path = Path(path)
