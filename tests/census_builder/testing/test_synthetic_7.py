@@ -250,7 +250,7 @@ def _arrays(path: Path) -> dict[str, bytes]:
     with h5py.File(path, "r") as f:
 
         def visit(name: str, obj: object) -> None:
-            if isinstance(obj, h5py.Dataset) and name.split("/")[0] in {"obs", "var", "X", "raw", "uns"}:
+            if isinstance(obj, h5py.Dataset) and name.split("/", maxsplit=1)[0] in {"obs", "var", "X", "raw", "uns"}:
                 value = np.asarray(obj[()])
                 if value.dtype == object:  # variable-length strings: their bytes, not the object pointers
                     out[name] = b"\0".join(v if isinstance(v, bytes) else str(v).encode() for v in value.ravel())
