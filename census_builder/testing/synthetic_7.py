@@ -16,6 +16,11 @@ duplicate entries, an all-zero cell, a gene seen only in filtered-out cells); wh
 - Multi-term diseases and ethnicities (" || "-joined, ascending), as allowed since 6.0.0.
 
 Every ontology term and label here is one the cellxgene-ontology-guide knows for schema 7.0.0 (the tests check it).
+
+Like the 4.0.0 generator, some switches plant what 7.0.0 forbids but real files and a robust build meet anyway:
+the all-zero cell (``zero_cell``), CSC and mostly-zero dense matrices (7.0.0 requires CSR once half the values
+are zeros), explicit zeros and duplicate entries. Spatial assays (``uns['spatial']``, ``in_tissue``) are not
+generated.
 """
 
 from __future__ import annotations

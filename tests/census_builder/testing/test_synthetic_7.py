@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 from pathlib import Path
 from typing import Any
@@ -290,3 +291,20 @@ def test_invalid_specs_are_refused_with_the_field_named(tmp_path: Path, changes:
     assert str(err.value).startswith("synthetic 7.0.0 dataset 'bad': ")
     assert message in str(err.value)
     assert not (tmp_path / "x.h5ad").exists()
+
+
+def test_the_example_corpus_plants_the_matrix_edge_cases(corpus: Path) -> None:
+    with h5py.File(corpus / "human-lung-10x-7.h5ad", "r") as f:
+        assert (f["X/data"][...] == 0).any()  # explicitly stored zeros
+        ptr = f["X/indptr"][...]
+        assert ptr[1] == ptr[0]  # the first cell has no counts at all
+    with h5py.File(corpus / "mouse-blood-raw-7.h5ad", "r") as f:
+        ptr, idx = f["raw/X/indptr"][...], f["raw/X/indices"][...]
+        rows = [idx[a:b] for a, b in itertools.pairwise(ptr)]
+        assert any(len(set(r)) < len(r) for r in rows)  # duplicate entries (non-canonical CSR)
+    ad = anndata.read_h5ad(corpus / "human-smartseq-7.h5ad")
+    assert ad.raw is not None
+    counts = np.asarray(ad.raw.X)
+    excluded = s7.census_excluded_rows(ad.obs)
+    only_excluded = (counts[excluded] > 0).any(axis=0) & ~(counts[~excluded] > 0).any(axis=0)
+    assert only_excluded.sum() == 1  # one gene seen only in cells a Census build drops
