@@ -179,14 +179,8 @@ def parse_manifest(raw: bytes, *, source: str = "<manifest>", base_dir: str = ".
         if bad:
             problems.extend(f"{where} {b}" for b in bad)
             continue
-        entries.append(
-            ManifestEntry(
-                dataset_id=dataset_id,
-                h5ad_uri=uri,
-                **{c: values.get(c, "") for c in OPTIONAL_COLUMNS + REFERENCE_TEXT_COLUMNS},
-                **numbers,
-            )
-        )
+        metadata: dict[str, Any] = {c: values.get(c, "") for c in OPTIONAL_COLUMNS + REFERENCE_TEXT_COLUMNS}
+        entries.append(ManifestEntry(dataset_id=dataset_id, h5ad_uri=uri, **metadata, **numbers))
     if problems:
         raise ManifestError(
             f"manifest {source} has {len(problems)} problem(s):\n" + "\n".join(f"  - {p}" for p in problems)
