@@ -286,10 +286,11 @@ def check_datasets_table(findings: Findings, model: Model, table: pa.Table) -> d
             continue
         s = model.sources[p.dataset_id]
         expected: dict[str, Any] = {
-            "citation": p.citation,
+            "citation": s.citation or p.citation,
             "collection_id": s.collection_id,
             "collection_name": s.collection_name,
             "collection_doi": s.collection_doi,
+            "collection_doi_label": s.collection_doi_label,
             "dataset_id": p.dataset_id,
             "dataset_version_id": s.dataset_version_id,
             "dataset_title": s.dataset_title or p.title,

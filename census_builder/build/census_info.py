@@ -111,10 +111,11 @@ def datasets_table(
         e, p = entries[d.dataset_id], plans[d.dataset_id]
         values = {
             "soma_joinid": d.joinid,
-            "citation": p.citation,
+            "citation": e.citation or p.citation,  # the manifest's (a reference builder's manifest), else uns
             "collection_id": e.collection_id,
             "collection_name": e.collection_name,
             "collection_doi": e.collection_doi,
+            "collection_doi_label": e.collection_doi_label,
             "dataset_id": e.dataset_id,
             "dataset_version_id": e.dataset_version_id,
             "dataset_title": e.dataset_title or p.title,

@@ -25,7 +25,12 @@ def register_build_commands(sub: Any) -> None:
     """Add ``build``, ``validate`` and ``example`` to the subparsers ``sub`` of the main parser."""
     b = sub.add_parser("build", help="build (or resume) a Census release from a manifest")
     b.add_argument("--version", required=True, type=options.version, help="release version, e.g. 2026-11-22")
-    b.add_argument("--manifest", required=True, type=Path, help="CSV with header dataset_id,h5ad_uri[,...]")
+    b.add_argument(
+        "--manifest",
+        required=True,
+        type=Path,
+        help="CSV with header dataset_id,h5ad_uri[,...] (or the reference builder's dataset_asset_h5ad_uri)",
+    )
     _workdir_and_cluster_options(b)
     setting_flag(b, "chunk_nnz")
     setting_flag(b, "memory_limit")

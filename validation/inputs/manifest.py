@@ -1,8 +1,10 @@
 """The manifest the release was built from, and local access to its source files.
 
-CSV with a header; required columns ``dataset_id,h5ad_uri``; optional ``dataset_version_id,
-collection_id, collection_name, collection_doi, dataset_title``. Relative paths are taken from the
-manifest's directory; ``s3://`` sources are downloaded (with census_builder.runtime.s3's client) into the
+CSV with a header; required columns ``dataset_id`` and the URI column, ``h5ad_uri`` or the reference
+builder's ``dataset_asset_h5ad_uri`` (exactly one of them); optional ``dataset_version_id, collection_id,
+collection_name, collection_doi, dataset_title`` and the reference builder's ``citation,
+collection_doi_label``. Other columns are not read. Relative paths are taken from the manifest's
+directory; ``s3://`` sources are downloaded (with census_builder.runtime.s3's client) into the
 validation's checkpoint folder.
 """
 
@@ -21,7 +23,16 @@ from validation.errors import InputError
 logger = logging.getLogger(__name__)
 
 REQUIRED = ("dataset_id", "h5ad_uri")
-OPTIONAL = ("dataset_version_id", "collection_id", "collection_name", "collection_doi", "dataset_title")
+URI_COLUMNS = ("h5ad_uri", "dataset_asset_h5ad_uri")  # ours, the reference builder's: one of them
+OPTIONAL = (
+    "dataset_version_id",
+    "collection_id",
+    "collection_name",
+    "collection_doi",
+    "dataset_title",
+    "citation",
+    "collection_doi_label",
+)
 
 
 class ManifestError(InputError):
@@ -40,6 +51,8 @@ class Source:
     collection_name: str = ""
     collection_doi: str = ""
     dataset_title: str = ""
+    citation: str = ""
+    collection_doi_label: str = ""
 
     @property
     def is_s3(self) -> bool:
@@ -68,20 +81,28 @@ def read_manifest(path: str | Path) -> Manifest:
         text = path.read_bytes().decode("utf-8-sig")
     except (OSError, UnicodeDecodeError) as e:
         raise ManifestError(f"cannot read manifest {path}: {e}") from e
-    lines = [ln for ln in text.splitlines() if ln.strip()]
-    reader = csv.DictReader(io.StringIO("\n".join(lines)))
+    kept = [(n, ln) for n, ln in enumerate(text.splitlines(), start=1) if ln.strip()]
+    reader = csv.DictReader(io.StringIO("\n".join(ln for _, ln in kept)))
     header = [h.strip() for h in reader.fieldnames or []]
-    missing = [c for c in REQUIRED if c not in header]
+    uri_columns = [c for c in URI_COLUMNS if c in header]
+    if len(uri_columns) > 1:
+        raise ManifestError(f"manifest {path} has both URI columns {uri_columns} in its header; keep exactly one")
+    missing = [c for c in ("dataset_id",) if c not in header] + ([] if uri_columns else ["h5ad_uri"])
     if missing:
-        raise ManifestError(f"manifest {path} has no header with {list(REQUIRED)} (missing {missing})")
+        raise ManifestError(
+            f"manifest {path} has no header with {list(REQUIRED)} (missing {missing}; the reference builder's "
+            "'dataset_asset_h5ad_uri' may stand for 'h5ad_uri')"
+        )
+    uri_column = uri_columns[0]
     sources: list[Source] = []
     problems: list[str] = []
     seen: set[str] = set()
-    for lineno, row in enumerate(reader, start=2):
+    for row in reader:
+        lineno = kept[reader.line_num - 1][0]  # the file's own line number (blank lines count)
         values = {(k or "").strip(): (v or "").strip() for k, v in row.items() if isinstance(v, str)}
-        ds, uri = values.get("dataset_id", ""), values.get("h5ad_uri", "")
+        ds, uri = values.get("dataset_id", ""), values.get(uri_column, "")
         if not ds or not uri:
-            problems.append(f"manifest line {lineno}: dataset_id and h5ad_uri are required")
+            problems.append(f"manifest line {lineno}: dataset_id and {uri_column} are required")
             continue
         if ds in seen:
             problems.append(f"manifest line {lineno}: duplicate dataset_id {ds!r}")
