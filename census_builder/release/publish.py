@@ -52,6 +52,7 @@ from pathlib import Path
 from typing import Any
 
 from census_builder.build.state import BuildPaths
+from census_builder.config import DEFAULT_PUBLISH_JOBS
 from census_builder.errors import PublishRefusedError, ReleaseExistsError, StorageError
 from census_builder.names import check_version_name
 from census_builder.release.claim import (
@@ -87,7 +88,6 @@ from census_builder.runtime.progress import Progress
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_WORKERS = 8  # objects hashed, sent and checked at once
 PROBLEMS_SHOWN = 20  # mismatching objects listed in a verification failure
 
 
@@ -280,7 +280,7 @@ def publish(
     endpoint_url: str | None = None,
     lts: bool = False,
     release_date: str | None = None,
-    workers: int = DEFAULT_WORKERS,
+    workers: int = DEFAULT_PUBLISH_JOBS,  # objects hashed, sent and checked at once
     part_size: int = DEFAULT_PART_SIZE,
     on_object: ObjectCallback | None = None,
 ) -> PublishResult:
