@@ -9,8 +9,9 @@ status 0 when the releases hold the same content, 1 with a listing of the differ
 What is matched and how (numbering never matters):
 
 - ``census_info`` tables: ``summary`` rows by ``label``, ``datasets`` by ``dataset_id``, ``summary_cell_counts``
-  by (``organism``, ``category``, ``ontology_term_id``), ``organisms`` by ``organism_ontology_term_id``, any
-  other table by all of its columns; every column but ``soma_joinid``.
+  by (``organism``, ``category``, ``ontology_term_id``, ``label``: every suspension_type row has the term
+  "na"), ``organisms`` by ``organism_ontology_term_id``, any other table by all of its columns; every column
+  but ``soma_joinid``.
 - Experiments of ``census_data`` by name (the organisms present). In each: genes by ``feature_id`` with every
   ``var`` column; cells by (``dataset_id``, ``observation_joinid``) with every ``obs`` column; every X layer
   entry by (cell, gene): ``raw`` exactly, ``normalized`` within ``NORMALIZED_RTOL`` (see below); the presence
@@ -57,7 +58,8 @@ STATS_RTOL = 1e-6  # floating obs/var statistics (float32 columns keep about 7 s
 TABLE_KEYS: dict[str, tuple[str, ...]] = {
     "summary": ("label",),
     "datasets": ("dataset_id",),
-    "summary_cell_counts": ("organism", "category", "ontology_term_id"),
+    # suspension_type rows have no term (ontology_term_id "na"): their label tells them apart
+    "summary_cell_counts": ("organism", "category", "ontology_term_id", "label"),
     "organisms": ("organism_ontology_term_id",),
 }
 JOINID = "soma_joinid"
@@ -245,6 +247,14 @@ class _Side:
     exp: soma.Experiment
     gene_col: npt.NDArray[np.int64]  # var soma_joinid -> column in the union of feature_ids (-1: none)
     dataset_joinid: dict[str, int]  # dataset_id -> soma_joinid in this release's census_info/datasets
+    n_genes: int = 0  # size of the union of feature_ids
+
+    @property
+    def has_gene(self) -> npt.NDArray[np.bool_]:
+        """Whether each column of the union of feature_ids is a gene of this side."""
+        out = np.zeros(self.n_genes, dtype=bool)
+        out[self.gene_col[self.gene_col >= 0]] = True
+        return out
 
     @property
     def rna(self) -> Any:
@@ -292,6 +302,9 @@ class _Comparer:
     def __init__(self, report: Report, batch_cells: int) -> None:
         self.report = report
         self.batch_cells = batch_cells
+        # (place, side, gene column) -> entries at a gene the other side does not have: one line per gene
+        self.gene_only: dict[tuple[str, str, int], int] = defaultdict(int)
+        self.other_has: dict[str, npt.NDArray[np.bool_]] = {}
 
     def census_info(self, a: Any, b: Any) -> tuple[dict[str, int], dict[str, int]]:
         """Compare every census_info table; return each side's dataset_id -> soma_joinid."""
@@ -311,13 +324,15 @@ class _Comparer:
     ) -> None:
         where = f"census_data/{name}"
         var_a, var_b = _read_df(a.ms["RNA"].var), _read_df(b.ms["RNA"].var)
-        compare_tables(self.report, f"{where}/var", var_a, var_b, ("feature_id",), STATS_RTOL)
+        compare_tables(self.report, f"{where}/ms/RNA/var", var_a, var_b, ("feature_id",), STATS_RTOL)
         fids = sorted(
             set(_plain(var_a.column("feature_id")).to_pylist()) | set(_plain(var_b.column("feature_id")).to_pylist())
         )
         union = {f: i for i, f in enumerate(fids)}
-        sa = _Side(a, _gene_columns(var_a, union), ds_a)
-        sb = _Side(b, _gene_columns(var_b, union), ds_b)
+        sa = _Side(a, _gene_columns(var_a, union), ds_a, len(fids))
+        sb = _Side(b, _gene_columns(var_b, union), ds_b, len(fids))
+        self.other_has = {"ours": sb.has_gene, "the reference": sa.has_gene}
+        self.gene_only.clear()
         obs_schema_a, obs_schema_b = a.obs.schema, b.obs.schema
         _compare_schemas(self.report, f"{where}/obs", obs_schema_a, obs_schema_b)
         layers = _member_sets(
@@ -337,6 +352,9 @@ class _Comparer:
             seen[1] += n_b
             if has_presence:
                 self.presence(where, dataset_id, sa, sb, fids)
+        for (place, side, col), count in sorted(self.gene_only.items()):
+            what = f"{count} entries" if "/X/" in place else f"present in {count} dataset(s)"
+            self.report.add(place, f"feature_id={fids[col]!r}", f"{what} in {side}, a gene only in {side}")
         for side, exp, n in (("ours", a, seen[0]), ("the reference", b, seen[1])):
             total = int(exp.obs.count)
             if total != n:
@@ -426,7 +444,10 @@ class _Comparer:
 
         for side, mine, vals, other in (("ours", ka, va, kb), ("the reference", kb, vb, ka)):
             only = ~np.isin(mine, other, assume_unique=False)
-            for i in np.flatnonzero(only):
+            gene_only = only & ~self.other_has[side][mine % n]
+            for col, count in zip(*np.unique(mine[gene_only] % n, return_counts=True), strict=True):
+                self.gene_only[(place, side, int(col))] += int(count)
+            for i in np.flatnonzero(only & ~gene_only):
                 self.report.add(place, key_text(int(mine[i])), f"entry {_fmt(vals[i])} only in {side}")
         common, ia, ib = np.intersect1d(ka, kb, assume_unique=False, return_indices=True)
         x, y = va[ia], vb[ib]
@@ -457,6 +478,10 @@ class _Comparer:
         place = f"{where}/ms/RNA/{PRESENCE}"
         for name, mine, other in (("ours", got[0], got[1]), ("the reference", got[1], got[0])):
             for fid in sorted(mine - other):
+                col = fids.index(fid)
+                if not self.other_has[name][col]:
+                    self.gene_only[(place, name, col)] += 1
+                    continue
                 self.report.add(place, f"dataset_id={dataset_id!r} feature_id={fid!r}", f"present only in {name}")
 
 
