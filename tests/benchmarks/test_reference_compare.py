@@ -152,10 +152,9 @@ def test_the_listing_is_bounded_and_the_exit_status_is_1(
     example_release: BuiltRelease, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     def defect(r: Release) -> int:
-        obs = r.experiments["homo_sapiens"].obs
-        r.experiments["homo_sapiens"].obs = _set(obs, "donor_id", 0, "x")
-        r.experiments["homo_sapiens"].obs = _set(r.experiments["homo_sapiens"].obs, "sex", 0, "unknown")
-        r.experiments["homo_sapiens"].obs = _set(r.experiments["homo_sapiens"].obs, "donor_id", 1, "y")
+        e = r.experiments["homo_sapiens"]
+        for row, value in enumerate(("donor-x", "donor-y", "donor-z")):
+            e.obs = _set(e.obs, "donor_id", row, value)
         return 3
 
     other, _ = _copy(example_release, tmp_path, Numbering(), defect)
