@@ -1,7 +1,7 @@
 """Build a release with the reference builder from one of our manifests, offline.
 
     python -m benchmarks.reference.run --corpus MANIFEST --out DIR [--python /work/refvenv/bin/python]
-        [--build-tag reference] [--workers 2] [--commit-sha SHA]
+        [--build-tag YYYY-MM-DD] [--workers 2] [--commit-sha SHA]
 
 The reference builder runs in its own interpreter (``--python``, a virtual environment made by
 ``python -m benchmarks.reference.install``). This module writes, under ``DIR``:
@@ -10,6 +10,10 @@ The reference builder runs in its own interpreter (``--python``, a virtual envir
   ``dataset_asset_h5ad_uri`` (absolute path) and the metadata columns it reads (see ``reference_manifest``);
 - ``blocklist.txt``: empty, so no dataset is blocked and nothing is fetched from GitHub;
 - ``work/``: the reference's working directory; its release is ``work/TAG/soma`` (the path printed last).
+
+The reference writes its build tag as ``census_build_date`` in ``census_info/summary``: pass our build's
+``--build-date`` as ``--build-tag`` to compare the two releases without that difference (the reference's
+default, and ours, is today's date).
 
 It runs ``python -m cellxgene_census_builder.build_soma --build-tag TAG --max_worker_processes N work build
 --manifest DIR/manifest.csv --dataset_id_blocklist_uri DIR/blocklist.txt`` with ``COMMIT_SHA`` set (the
@@ -22,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import datetime
 import logging
 import os
 import subprocess
@@ -132,7 +137,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--corpus", type=Path, required=True, help="our manifest (dataset_id,h5ad_uri,...)")
     p.add_argument("--out", type=Path, required=True, help="directory for the inputs and the reference's work/")
     p.add_argument("--python", default=DEFAULT_PYTHON, help="the reference's interpreter")
-    p.add_argument("--build-tag", default="reference", help="the reference's build tag (release directory name)")
+    p.add_argument(
+        "--build-tag",
+        default=datetime.date.today().isoformat(),
+        help="the reference's build tag: its release's directory and census_build_date (default: today)",
+    )
     p.add_argument("--workers", type=int, default=2, help="the reference's --max_worker_processes")
     p.add_argument("--commit-sha", help=f"COMMIT_SHA for the reference (default: {DEFAULT_SOURCE}/COMMIT)")
     args = p.parse_args(argv)
