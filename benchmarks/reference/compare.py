@@ -24,8 +24,10 @@ What is matched and how (numbering never matters):
 Not compared: ``census_spatial_sequencing`` (listed as present or absent only), collection metadata and the
 storage layout (fragments, tiles, shapes, schema capacities).
 
-Memory is bounded: ``census_info`` and ``var`` are read whole (small); ``obs``, X and the presence matrix are
-read one dataset at a time, and a dataset's cells in batches of ``--batch-cells``.
+Memory is bounded: ``census_info`` and ``var`` are read whole (small); the ``obs`` column ``dataset_id`` is
+streamed to find the datasets; ``obs``, X and the presence matrix are then read one dataset at a time, and a
+dataset's cells in batches of ``--batch-cells``. The listing ends with what was compared (cells, genes and
+X entries found on both sides), so an empty comparison cannot pass for an equal one.
 """
 
 from __future__ import annotations
@@ -86,6 +88,7 @@ class Report:
     counts: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     kept: list[Difference] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    compared: dict[str, int] = field(default_factory=lambda: defaultdict(int))  # what matched on both sides
 
     def add(self, where: str, key: str, what: str) -> None:
         """Count one difference; keep it when its place has fewer than ``limit`` so far."""
@@ -107,6 +110,7 @@ class Report:
             yield from (f"  {d}" for d in self.kept if d.where == where)
             if n > self.limit:
                 yield f"  ... and {n - self.limit} more"
+        yield "compared: " + ", ".join(f"{n} {what}" for what, n in sorted(self.compared.items()))
         yield f"{self.total} difference{'s' if self.total != 1 else ''} in total" if self.total else "no differences"
 
 
@@ -270,6 +274,16 @@ def _gene_columns(var: pa.Table, union: dict[str, int]) -> npt.NDArray[np.int64]
     return out
 
 
+def _obs_datasets(exp: soma.Experiment) -> dict[str, int]:
+    """Count the cells of each dataset_id in ``obs``, reading that one column in batches."""
+    counts: dict[str, int] = defaultdict(int)
+    for t in exp.obs.read(column_names=["dataset_id"]):
+        vc = pc.value_counts(_plain(t.column("dataset_id")))
+        for d, n in zip(vc.field("values").to_pylist(), vc.field("counts").to_pylist(), strict=True):
+            counts[str(d)] += int(n)
+    return dict(counts)
+
+
 def _cells(exp: soma.Experiment, dataset_id: str) -> tuple[npt.NDArray[np.int64], list[str]]:
     t = _read_df(
         exp.obs, column_names=[JOINID, "observation_joinid"], value_filter=f"dataset_id == {_quote(dataset_id)}"
@@ -325,9 +339,10 @@ class _Comparer:
         where = f"census_data/{name}"
         var_a, var_b = _read_df(a.ms["RNA"].var), _read_df(b.ms["RNA"].var)
         compare_tables(self.report, f"{where}/ms/RNA/var", var_a, var_b, ("feature_id",), STATS_RTOL)
-        fids = sorted(
-            set(_plain(var_a.column("feature_id")).to_pylist()) | set(_plain(var_b.column("feature_id")).to_pylist())
-        )
+        fa = set(_plain(var_a.column("feature_id")).to_pylist())
+        fb = set(_plain(var_b.column("feature_id")).to_pylist())
+        self.report.compared["genes"] += len(fa & fb)
+        fids = sorted(fa | fb)
         union = {f: i for i, f in enumerate(fids)}
         sa = _Side(a, _gene_columns(var_a, union), ds_a, len(fids))
         sb = _Side(b, _gene_columns(var_b, union), ds_b, len(fids))
@@ -345,31 +360,29 @@ class _Comparer:
             {PRESENCE} & _members(b.ms["RNA"]),
             "array",
         )
-        seen = [0, 0]
-        for dataset_id in sorted(set(ds_a) | set(ds_b)):
-            n_a, n_b = self.dataset(where, dataset_id, sa, sb, layers, fids)
-            seen[0] += n_a
-            seen[1] += n_b
-            if has_presence:
+        in_obs_a, in_obs_b = _obs_datasets(a), _obs_datasets(b)
+        for side, in_obs, listed in (("ours", in_obs_a, ds_a), ("the reference", in_obs_b, ds_b)):
+            for dataset_id in sorted(set(in_obs) - set(listed)):
+                self.report.add(
+                    f"{where}/obs",
+                    f"dataset_id={dataset_id!r}",
+                    f"{in_obs[dataset_id]} cells in {side}, a dataset_id not in its census_info/datasets",
+                )
+        for dataset_id in sorted(set(in_obs_a) | set(in_obs_b)):
+            self.dataset(where, dataset_id, sa, sb, layers, fids)
+        if has_presence:
+            for dataset_id in sorted(set(ds_a) | set(ds_b)):
                 self.presence(where, dataset_id, sa, sb, fids)
         for (place, side, col), count in sorted(self.gene_only.items()):
             what = f"{count} entries" if "/X/" in place else f"present in {count} dataset(s)"
             self.report.add(place, f"feature_id={fids[col]!r}", f"{what} in {side}, a gene only in {side}")
-        for side, exp, n in (("ours", a, seen[0]), ("the reference", b, seen[1])):
-            total = int(exp.obs.count)
-            if total != n:
-                self.report.add(
-                    f"{where}/obs", "", f"{total - n} cells in {side} whose dataset_id is not in census_info/datasets"
-                )
 
     def dataset(
         self, where: str, dataset_id: str, a: _Side, b: _Side, layers: Sequence[str], fids: Sequence[str]
-    ) -> tuple[int, int]:
-        """Compare one dataset's cells (obs and every X layer); return how many cells each side holds."""
+    ) -> None:
+        """Compare one dataset's cells: their obs rows and every X layer."""
         ja, oa = _cells(a.exp, dataset_id)
         jb, ob = _cells(b.exp, dataset_id)
-        if not len(ja) and not len(jb):
-            return 0, 0
         ma: dict[str, int] = {}
         mb: dict[str, int] = {}
         for side, ids, m in (("ours", oa, ma), ("the reference", ob, mb)):
@@ -383,6 +396,7 @@ class _Comparer:
                     key = f"dataset_id={dataset_id!r} observation_joinid={oid!r}"
                     self.report.add(f"{where}/obs", key, f"cell only in {side}")
         common = sorted(k for k in ma if k in mb)
+        self.report.compared["cells"] += len(common)
         for start in range(0, len(common), self.batch_cells):
             batch = common[start : start + self.batch_cells]
             rows_a = ja[np.asarray([ma[k] for k in batch], dtype=np.int64)]
@@ -390,7 +404,6 @@ class _Comparer:
             self.obs_batch(where, dataset_id, batch, a, b, rows_a, rows_b)
             for layer in layers:
                 self.x_batch(where, dataset_id, batch, layer, a, b, rows_a, rows_b, fids)
-        return len(ja), len(jb)
 
     def obs_batch(
         self,
@@ -450,6 +463,7 @@ class _Comparer:
             for i in np.flatnonzero(only & ~gene_only):
                 self.report.add(place, key_text(int(mine[i])), f"entry {_fmt(vals[i])} only in {side}")
         common, ia, ib = np.intersect1d(ka, kb, assume_unique=False, return_indices=True)
+        self.report.compared[f"X {layer} entries"] += len(common)
         x, y = va[ia], vb[ib]
         if layer == "normalized":
             bad = ~(np.abs(x - y) <= NORMALIZED_RTOL * np.maximum(np.abs(x), np.abs(y)) + NORMALIZED_ATOL)
