@@ -200,3 +200,15 @@ def test_tables_match_by_key_and_report_rows_columns_and_types() -> None:
 
 def test_normalized_tolerance_is_one_quantum_of_15_mantissa_bits() -> None:
     assert NORMALIZED_RTOL == 2.0**-15
+
+
+def test_normalized_values_within_one_quantum_are_equal(example_release: BuiltRelease, tmp_path: Path) -> None:
+    def defect(r: Release) -> None:
+        e = r.experiments["homo_sapiens"]
+        x = e.x["normalized"]
+        values = np.asarray(x.column("soma_data").to_numpy(), dtype=np.float32)
+        e.x["normalized"] = _set(x, "soma_data", 0, float(values[0] * np.float32(1 + 2.0**-16)))
+        e.x["normalized"] = _set(e.x["normalized"], "soma_data", 1, float(values[1] * np.float32(1 - 2.0**-16)))
+
+    other, _ = _copy(example_release, tmp_path, Numbering(), defect)
+    assert compare_releases(example_release.soma_uri, other).total == 0
