@@ -13,9 +13,10 @@ Command line: ``python -m validation RELEASE_SOMA_URI --manifest MANIFEST.csv [-
 An interrupted validation resumes from its checkpoint (``.validation/`` beside the report) when run again.
 
 Layout: ``core`` runs the steps in order on a shared ``run.Run``: ``plan`` (what each dataset must give),
-``structure``, ``contents/`` (obs and X, in dask tasks), ``tables``, ``consistency``. They read through
-``inputs/`` (manifest, source H5ADs, the release), take expectations from ``expected/`` (the validator's
-own schema view, filters, statistics, normalization, per-dataset plans) and compare with ``checks/``;
+``structure``, ``contents/`` (obs and X, in dask tasks), ``tables`` (+ ``census_info``), ``consistency``.
+They read through ``inputs/`` (manifest, source H5ADs, the release), take expectations from ``expected/``
+(the validator's own schema view, filters, statistics, normalization, per-dataset plans) and compare with
+``checks/``;
 ``tasks``, ``cluster``, ``checkpoint``, ``progress`` and ``report`` are the infrastructure.
 """
 

@@ -133,3 +133,14 @@ def read_x(uri: str, rows: Any) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.i
     rows = np.asarray(table.column("soma_dim_0").to_numpy(), dtype=np.int64)
     cols = np.asarray(table.column("soma_dim_1").to_numpy(), dtype=np.int64)
     return rows, cols, np.asarray(table.column("soma_data").to_numpy())
+
+
+def table_column(table: pa.Table, name: str) -> list[Any] | None:
+    """Return column ``name`` of a table read whole as Python values (dictionaries decoded); None if absent."""
+    if name not in table.column_names:
+        return None
+    col = table.column(name).combine_chunks()
+    if pa.types.is_dictionary(col.type):
+        col = col.dictionary_decode()
+    values: list[Any] = col.to_pylist()
+    return values
