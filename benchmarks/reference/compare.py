@@ -36,9 +36,9 @@ import argparse
 import logging
 import sys
 from collections import defaultdict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
 from contextlib import ExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -46,6 +46,16 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 import tiledbsoma as soma
+
+from benchmarks.reference.diff import (
+    JOINID,
+    Report,
+    compare_columns,
+    compare_schemas,
+    compare_tables,
+    fmt,
+    plain,
+)
 
 logger = logging.getLogger("benchmarks.reference.compare")
 
@@ -64,164 +74,7 @@ TABLE_KEYS: dict[str, tuple[str, ...]] = {
     "summary_cell_counts": ("organism", "category", "ontology_term_id", "label"),
     "organisms": ("organism_ontology_term_id",),
 }
-JOINID = "soma_joinid"
 PRESENCE = "feature_dataset_presence_matrix"
-
-
-@dataclass(frozen=True)
-class Difference:
-    """One difference: the place in the release, the matched key and what differs (ours vs the reference)."""
-
-    where: str  # e.g. "census_data/homo_sapiens/obs"
-    key: str  # e.g. "dataset_id='d1' observation_joinid='x'" ("" for the place as a whole)
-    what: str  # e.g. "cell_type: 'T cell' (ours) != 'B cell' (reference)"
-
-    def __str__(self) -> str:
-        return f"{self.key}: {self.what}" if self.key else self.what
-
-
-@dataclass
-class Report:
-    """The differences found, grouped by place; at most ``limit`` kept per place, all counted."""
-
-    limit: int = 20
-    counts: dict[str, int] = field(default_factory=lambda: defaultdict(int))
-    kept: list[Difference] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-    compared: dict[str, int] = field(default_factory=lambda: defaultdict(int))  # what matched on both sides
-
-    def add(self, where: str, key: str, what: str) -> None:
-        """Count one difference; keep it when its place has fewer than ``limit`` so far."""
-        self.counts[where] += 1
-        if self.counts[where] <= self.limit:
-            self.kept.append(Difference(where, key, what))
-
-    @property
-    def total(self) -> int:
-        """The number of differences found."""
-        return sum(self.counts.values())
-
-    def lines(self) -> Iterator[str]:
-        """Yield the readable listing: notes, then each place with its count and its kept differences."""
-        yield from (f"note: {n}" for n in self.notes)
-        for where in sorted(self.counts):
-            n = self.counts[where]
-            yield f"{where}: {n} difference{'s' if n != 1 else ''}"
-            yield from (f"  {d}" for d in self.kept if d.where == where)
-            if n > self.limit:
-                yield f"  ... and {n - self.limit} more"
-        yield "compared: " + ", ".join(f"{n} {what}" for what, n in sorted(self.compared.items()))
-        yield f"{self.total} difference{'s' if self.total != 1 else ''} in total" if self.total else "no differences"
-
-
-# ---------------------------------------------------------------------------------------------- values
-
-
-def _fmt(v: Any) -> str:
-    return repr(v.item() if isinstance(v, np.generic) else v)
-
-
-def _plain(col: pa.ChunkedArray | pa.Array) -> pa.ChunkedArray | pa.Array:
-    """Decode dictionaries and widen large strings: the values, not how they are stored."""
-    t = col.type
-    if pa.types.is_dictionary(t):
-        col = col.cast(t.value_type)
-        t = t.value_type
-    if pa.types.is_large_string(t):
-        col = col.cast(pa.string())
-    return col
-
-
-def _value_type(t: pa.DataType) -> pa.DataType:
-    t = t.value_type if pa.types.is_dictionary(t) else t
-    return pa.string() if pa.types.is_large_string(t) else t
-
-
-def _mismatches(a: pa.ChunkedArray | pa.Array, b: pa.ChunkedArray | pa.Array, rtol: float, atol: float) -> Any:
-    """Return the indices where two aligned columns differ (floats within rtol/atol, NaN == NaN, null == null)."""
-    a, b = _plain(a), _plain(b)
-    if pa.types.is_floating(a.type) and pa.types.is_floating(b.type):
-        x = np.asarray(a.to_numpy(zero_copy_only=False), dtype=np.float64)
-        y = np.asarray(b.to_numpy(zero_copy_only=False), dtype=np.float64)
-        with np.errstate(invalid="ignore"):
-            close = np.abs(x - y) <= rtol * np.maximum(np.abs(x), np.abs(y)) + atol
-        same = close | (x == y) | (np.isnan(x) & np.isnan(y))
-        return np.flatnonzero(~same)
-    if a.type != b.type:
-        try:
-            b = b.cast(a.type)
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-            a, b = a.cast(pa.string()), b.cast(pa.string())
-    eq = pc.fill_null(pc.equal(a, b), False)
-    both_null = pc.and_(pc.is_null(a), pc.is_null(b))
-    ok = pc.or_(eq, both_null)
-    return np.flatnonzero(~np.asarray(ok.to_numpy(zero_copy_only=False), dtype=bool))
-
-
-def _compare_columns(
-    report: Report,
-    where: str,
-    a: pa.Table,
-    b: pa.Table,
-    key_of: Callable[[int], str],
-    skip: Sequence[str],
-    rtol: float = 0.0,
-) -> None:
-    """Compare every common column of two row-aligned tables (``key_of(row)`` names a row in the listing)."""
-    for name in (c for c in a.column_names if c in b.column_names and c not in skip):
-        ca, cb = a.column(name), b.column(name)
-        for i in _mismatches(ca, cb, rtol, 0.0):
-            va, vb = _fmt(_plain(ca)[int(i)].as_py()), _fmt(_plain(cb)[int(i)].as_py())
-            report.add(where, key_of(int(i)), f"{name}: {va} (ours) != {vb} (reference)")
-
-
-def _compare_schemas(report: Report, where: str, a: pa.Schema, b: pa.Schema) -> None:
-    """Columns only on one side, and columns whose value types differ."""
-    for name in a.names:
-        if name not in b.names:
-            report.add(where, "", f"column {name!r} only in ours")
-        elif _value_type(a.field(name).type) != _value_type(b.field(name).type):
-            ta, tb = _value_type(a.field(name).type), _value_type(b.field(name).type)
-            report.add(where, "", f"column {name!r}: type {ta} (ours) != {tb} (reference)")
-    for name in b.names:
-        if name not in a.names:
-            report.add(where, "", f"column {name!r} only in the reference")
-
-
-def _keyed(table: pa.Table, keys: Sequence[str]) -> dict[tuple[Any, ...], int]:
-    cols = [_plain(table.column(k)).to_pylist() for k in keys]
-    out: dict[tuple[Any, ...], int] = {}
-    for i, key in enumerate(zip(*cols, strict=True)):
-        out.setdefault(key, i)
-    return out
-
-
-def _key_text(keys: Sequence[str], key: tuple[Any, ...]) -> str:
-    return " ".join(f"{k}={_fmt(v)}" for k, v in zip(keys, key, strict=True))
-
-
-def compare_tables(
-    report: Report, where: str, a: pa.Table, b: pa.Table, keys: Sequence[str], rtol: float = 0.0
-) -> None:
-    """Compare two dataframes read whole: rows matched by ``keys``, every column but soma_joinid."""
-    _compare_schemas(report, where, a.schema, b.schema)
-    keys = [k for k in keys if k in a.column_names and k in b.column_names]
-    if not keys:
-        keys = [c for c in a.column_names if c in b.column_names and c != JOINID]
-    ka, kb = _keyed(a, keys), _keyed(b, keys)
-    for side, mine, other, n in (("ours", ka, kb, a.num_rows), ("the reference", kb, ka, b.num_rows)):
-        if len(mine) != n:
-            report.add(where, "", f"{n - len(mine)} rows with a repeated key ({', '.join(keys)}) in {side}")
-        for key in mine:
-            if key not in other:
-                report.add(where, _key_text(keys, key), f"row only in {side}")
-    common = [k for k in ka if k in kb]
-    rows_a = a.take(pa.array([ka[k] for k in common], type=pa.int64()))
-    rows_b = b.take(pa.array([kb[k] for k in common], type=pa.int64()))
-    _compare_columns(report, where, rows_a, rows_b, lambda i: _key_text(keys, common[i]), [JOINID, *keys], rtol)
-
-
-# ---------------------------------------------------------------------------------------------- releases
 
 
 def _read_df(df: soma.DataFrame, **kwargs: Any) -> pa.Table:
@@ -269,7 +122,7 @@ def _gene_columns(var: pa.Table, union: dict[str, int]) -> npt.NDArray[np.int64]
     joinids = np.asarray(var.column(JOINID).to_numpy(), dtype=np.int64)
     size = int(joinids.max()) + 1 if len(joinids) else 0
     out = np.full(size, -1, dtype=np.int64)
-    ids = _plain(var.column("feature_id")).to_pylist()
+    ids = plain(var.column("feature_id")).to_pylist()
     out[joinids] = [union[f] for f in ids]
     return out
 
@@ -278,7 +131,7 @@ def _obs_datasets(exp: soma.Experiment) -> dict[str, int]:
     """Count the cells of each dataset_id in ``obs``, reading that one column in batches."""
     counts: dict[str, int] = defaultdict(int)
     for t in exp.obs.read(column_names=["dataset_id"]):
-        vc = pc.value_counts(_plain(t.column("dataset_id")))
+        vc = pc.value_counts(plain(t.column("dataset_id")))
         for d, n in zip(vc.field("values").to_pylist(), vc.field("counts").to_pylist(), strict=True):
             counts[str(d)] += int(n)
     return dict(counts)
@@ -288,7 +141,7 @@ def _cells(exp: soma.Experiment, dataset_id: str) -> tuple[npt.NDArray[np.int64]
     t = _read_df(
         exp.obs, column_names=[JOINID, "observation_joinid"], value_filter=f"dataset_id == {_quote(dataset_id)}"
     )
-    return np.asarray(t.column(JOINID).to_numpy(), dtype=np.int64), _plain(t.column("observation_joinid")).to_pylist()
+    return np.asarray(t.column(JOINID).to_numpy(), dtype=np.int64), plain(t.column("observation_joinid")).to_pylist()
 
 
 def _x_entries(
@@ -329,7 +182,7 @@ class _Comparer:
         for i, coll in enumerate((a, b)):
             if "datasets" in coll:
                 t = _read_df(coll["datasets"], column_names=["dataset_id", JOINID])
-                ids = _plain(t.column("dataset_id")).to_pylist()
+                ids = plain(t.column("dataset_id")).to_pylist()
                 joinids[i] = dict(zip(ids, t.column(JOINID).to_pylist(), strict=True))
         return joinids[0], joinids[1]
 
@@ -339,8 +192,8 @@ class _Comparer:
         where = f"census_data/{name}"
         var_a, var_b = _read_df(a.ms["RNA"].var), _read_df(b.ms["RNA"].var)
         compare_tables(self.report, f"{where}/ms/RNA/var", var_a, var_b, ("feature_id",), STATS_RTOL)
-        fa = set(_plain(var_a.column("feature_id")).to_pylist())
-        fb = set(_plain(var_b.column("feature_id")).to_pylist())
+        fa = set(plain(var_a.column("feature_id")).to_pylist())
+        fb = set(plain(var_b.column("feature_id")).to_pylist())
         self.report.compared["genes"] += len(fa & fb)
         fids = sorted(fa | fb)
         union = {f: i for i, f in enumerate(fids)}
@@ -349,7 +202,7 @@ class _Comparer:
         self.other_has = {"ours": sb.has_gene, "the reference": sa.has_gene}
         self.gene_only.clear()
         obs_schema_a, obs_schema_b = a.obs.schema, b.obs.schema
-        _compare_schemas(self.report, f"{where}/obs", obs_schema_a, obs_schema_b)
+        compare_schemas(self.report, f"{where}/obs", obs_schema_a, obs_schema_b)
         layers = _member_sets(
             self.report, f"{where}/ms/RNA/X", _members(a.ms["RNA"].X), _members(b.ms["RNA"].X), "layer"
         )
@@ -417,7 +270,7 @@ class _Comparer:
     ) -> None:
         ta = _aligned(_read_df(a.exp.obs, coords=(np.sort(rows_a),)), rows_a)
         tb = _aligned(_read_df(b.exp.obs, coords=(np.sort(rows_b),)), rows_b)
-        _compare_columns(
+        compare_columns(
             self.report,
             f"{where}/obs",
             ta,
@@ -461,7 +314,7 @@ class _Comparer:
             for col, count in zip(*np.unique(mine[gene_only] % n, return_counts=True), strict=True):
                 self.gene_only[(place, side, int(col))] += int(count)
             for i in np.flatnonzero(only & ~gene_only):
-                self.report.add(place, key_text(int(mine[i])), f"entry {_fmt(vals[i])} only in {side}")
+                self.report.add(place, key_text(int(mine[i])), f"entry {fmt(vals[i])} only in {side}")
         common, ia, ib = np.intersect1d(ka, kb, assume_unique=False, return_indices=True)
         self.report.compared[f"X {layer} entries"] += len(common)
         x, y = va[ia], vb[ib]
@@ -470,7 +323,7 @@ class _Comparer:
         else:
             bad = ~((x == y) | (np.isnan(x) & np.isnan(y)))
         for i in np.flatnonzero(bad):
-            self.report.add(place, key_text(int(common[i])), f"{_fmt(x[i])} (ours) != {_fmt(y[i])} (reference)")
+            self.report.add(place, key_text(int(common[i])), f"{fmt(x[i])} (ours) != {fmt(y[i])} (reference)")
 
     def presence(self, where: str, dataset_id: str, a: _Side, b: _Side, fids: Sequence[str]) -> None:
         got: list[set[str]] = []

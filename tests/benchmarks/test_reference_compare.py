@@ -12,7 +12,8 @@ import pyarrow as pa
 import pytest
 import tiledbsoma as soma
 
-from benchmarks.reference.compare import NORMALIZED_RTOL, Difference, Report, compare_releases, compare_tables, main
+from benchmarks.reference.compare import NORMALIZED_RTOL, compare_releases, main
+from benchmarks.reference.diff import Difference, Report, compare_tables
 from tests.conftest import BuiltRelease
 from tests.validation.renumber import Numbering, Release, renumber
 
