@@ -13,7 +13,7 @@ import csv
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import h5py
 import numpy as np
@@ -246,13 +246,31 @@ def write_h5ad(path: str | Path, spec: DatasetSpec) -> Path:
     var = _var_frame(spec, rng)
     obs = _obs_frame(spec, rng)
     excluded = _excluded_rows(spec, obs)
-    n_obs, n_var = len(obs), len(var)
     uns = {
         "schema_version": spec.schema_version,
         "title": spec.title or f"Synthetic dataset {spec.dataset_id}",
         "citation": spec.citation or f"Publication: synthetic; Dataset Version: {spec.dataset_id}",
         **spec.extra_uns,
     }
+    write_anndata(path, obs, var, uns, spec, rng, excluded)
+    return path
+
+
+def write_anndata(
+    path: Path,
+    obs: pd.DataFrame,
+    var: pd.DataFrame,
+    uns: dict[str, Any],
+    spec: DatasetSpec,
+    rng: np.random.Generator,
+    excluded: npt.NDArray[np.bool_],
+) -> None:
+    """Write an H5AD laid out as CELLxGENE's are: obs, var, uns, empty obsm/varm/obsp/varp/layers, and the counts.
+
+    The counts (``spec``'s layout, chunk by chunk) go to ``raw/X`` with ``raw/var`` (without
+    ``feature_is_filtered``) when ``spec.use_raw``, and X then holds author-normalized values; else to X.
+    """
+    n_obs, n_var = len(obs), len(var)
     with h5py.File(path, "w") as f:
         f.attrs["encoding-type"] = "anndata"
         f.attrs["encoding-version"] = "0.1.0"
@@ -266,12 +284,11 @@ def write_h5ad(path: str | Path, spec: DatasetSpec) -> Path:
             raw = f.create_group("raw")
             raw.attrs["encoding-type"] = "raw"
             raw.attrs["encoding-version"] = "0.1.0"
-            write_elem(raw, "var", var.drop(columns=["feature_is_filtered"]))
+            write_elem(raw, "var", var.drop(columns=["feature_is_filtered"]))  # not allowed in raw.var
             write_elem(raw, "varm", {})
         _write_counts(f, counts_key, spec, rng, n_obs, n_var, excluded)
         if spec.use_raw:  # X holds author-normalized values, which the Census must never use
             _write_normalized_x(f, f[counts_key], spec.layout, n_obs, n_var)
-    return path
 
 
 def _write_counts(

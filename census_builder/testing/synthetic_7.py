@@ -30,19 +30,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-import h5py
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
-from anndata.io import write_elem
 
 from census_builder.errors import UsageError
 from census_builder.testing.synthetic import (
     DatasetSpec,
     Layout,
-    _write_counts,
-    _write_normalized_x,
     feature_length_of,
+    write_anndata,
 )
 
 SCHEMA_VERSION = "7.0.0"
@@ -328,24 +325,7 @@ def write_h5ad_7(path: str | Path, spec: DatasetSpec7) -> Path:
     if spec.batch_condition:
         uns["batch_condition"] = np.array(spec.batch_condition, dtype=object)
     uns.update(spec.extra_uns)
-    with h5py.File(path, "w") as f:
-        f.attrs["encoding-type"] = "anndata"
-        f.attrs["encoding-version"] = "0.1.0"
-        write_elem(f, "obs", obs)
-        write_elem(f, "var", var)
-        write_elem(f, "uns", uns)
-        for key in ("obsm", "varm", "obsp", "varp", "layers"):
-            write_elem(f, key, {})
-        counts_key = "raw/X" if spec.use_raw else "X"
-        if spec.use_raw:
-            raw = f.create_group("raw")
-            raw.attrs["encoding-type"] = "raw"
-            raw.attrs["encoding-version"] = "0.1.0"
-            write_elem(raw, "var", var.drop(columns=["feature_is_filtered"]))  # not allowed in raw.var
-            write_elem(raw, "varm", {})
-        _write_counts(f, counts_key, spec.matrix_spec(), rng, len(obs), len(var), excluded)
-        if spec.use_raw:  # X holds author-normalized values, which the Census must never use
-            _write_normalized_x(f, f[counts_key], spec.layout, len(obs), len(var))
+    write_anndata(path, obs, var, uns, spec.matrix_spec(), rng, excluded)
     return path
 
 
