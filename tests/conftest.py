@@ -18,6 +18,14 @@ from census_builder.build.state import BuildPaths
 from census_builder.testing.synthetic import example_specs, write_corpus
 
 
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Say the random order's seed first too: a run that dies (a crash in a C library) never reaches its summary."""
+    seed = session.config.getoption("randomly_seed", default=None)
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if isinstance(seed, int) and reporter is not None:
+        reporter.write_line(f"random order: -p randomly --randomly-seed={seed}")
+
+
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
     """Repeat the random order's seed at the end: with -q (make test, CI) pytest hides the header that shows it."""
     seed = config.getoption("randomly_seed", default=None)
