@@ -36,6 +36,8 @@ import pandas as pd
 
 from census_builder.errors import UsageError
 from census_builder.testing.synthetic import (
+    CELL_TYPES,
+    TISSUES,
     DatasetSpec,
     Layout,
     feature_length_of,
@@ -85,14 +87,7 @@ TISSUE_TYPES = ("tissue", "organoid", "primary cell culture", "cell line")
 CENSUS_TISSUE_TYPES = ("tissue", "organoid")  # the ones Census 2.4.0 keeps
 
 # (term id, label) pairs, labels exactly as the 7.0.0 ontologies (cellxgene-ontology-guide) have them.
-TISSUES = (
-    ("UBERON:0002048", "lung"),
-    ("UBERON:0002082", "cardiac ventricle"),
-    ("UBERON:0000178", "blood"),
-    ("UBERON:0002113", "kidney"),
-    ("UBERON:0000955", "brain"),
-)
-CELL_TYPES = (("CL:0000236", "B cell"), ("CL:0000084", "T cell"), ("CL:0000235", "macrophage"))
+# TISSUES and CELL_TYPES: the 4.0.0 generator's, valid in 7.0.0 too.
 CULTURED_CELL_TYPES = (("CL:0000057", "fibroblast"), ("CL:0000127", "astrocyte"))  # primary cell culture tissues
 CELL_LINES: dict[str, tuple[tuple[str, str], ...]] = {
     HUMAN: (("CVCL_0030", "HeLa"), ("CVCL_0063", "HEK293T")),
