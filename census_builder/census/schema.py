@@ -17,6 +17,7 @@ from census_builder.errors import SchemaError
 
 Encoding = Literal["string", "bool", "int64", "float32"]
 ColumnSource = Literal["source", "derived", "statistic"]
+OrganismRule = Literal["multi_species", "dataset_organism"]
 
 _ARROW: dict[str, pa.DataType] = {
     "string": pa.large_string(),
@@ -75,10 +76,15 @@ class CensusSchema:
     organisms: tuple[Organism, ...]
     included_assays: Mapping[str, str]
     excluded_assays: Mapping[str, ExcludedAssay]
+    spatial_assays: Mapping[str, str]  # accepted, but for census_spatial_sequencing, never census_data
     feature_length_assays: frozenset[str]
     tissue_type_vocabulary: tuple[str, ...]
     tissue_type_kept: frozenset[str]
     feature_biotype_kept: str
+    organism_rule: OrganismRule  # how a dataset's organism and genes are chosen (see the schema files)
+    other_references: Mapping[str, str]  # feature_reference values allowed besides the organism's; never included
+    organism_in: Literal["obs", "uns"]  # where the source holds the organism: an obs column or a uns key
+    organism_key: str
     source_obs_columns: tuple[str, ...]
     source_var_columns: tuple[str, ...]
     uns_schema_version_key: str
@@ -89,6 +95,7 @@ class CensusSchema:
     datasets_columns: tuple[Column, ...]
     summary_cell_counts_columns: tuple[Column, ...]
     summary_categories: tuple[SummaryCategory, ...]
+    organisms_columns: tuple[Column, ...]  # census_info/organisms (empty: the schema has no such table)
     measurement: str
     x_layers: tuple[str, ...]
     presence_matrix: str
@@ -128,6 +135,12 @@ def _columns(items: list[dict[str, Any]]) -> tuple[Column, ...]:
     return tuple(Column(name=i["name"], encoding=i["encoding"], origin=i.get("from", "derived")) for i in items)
 
 
+def _one_of(value: Any, allowed: tuple[str, ...], what: str) -> Any:
+    if value not in allowed:
+        raise KeyError(f"unknown {what} {value!r} (known: {', '.join(allowed)})")
+    return value
+
+
 def _encoding(value: Any) -> Encoding:
     if value not in _ARROW:
         raise KeyError(f"unknown encoding {value!r} (known: {', '.join(_ARROW)})")
@@ -151,10 +164,15 @@ def load_schema(version: str = census_schema.DEFAULT_VERSION) -> CensusSchema:
             ),
             included_assays=dict(assays["included"]),
             excluded_assays={k: ExcludedAssay(v["label"], v["reason"]) for k, v in assays["excluded"].items()},
+            spatial_assays=dict(assays["spatial"]),
             feature_length_assays=frozenset(assays["feature_length_normalized"]),
             tissue_type_vocabulary=tuple(doc["cells"]["tissue_type_vocabulary"]),
             tissue_type_kept=frozenset(doc["cells"]["tissue_type_kept"]),
             feature_biotype_kept=str(doc["features"]["feature_biotype_kept"]),
+            organism_rule=_one_of(doc["features"]["organism_rule"], ("multi_species", "dataset_organism"), "rule"),
+            other_references=dict(doc["features"]["other_references"]),
+            organism_in=_one_of(doc["source"]["organism"]["in"], ("obs", "uns"), "organism location"),
+            organism_key=str(doc["source"]["organism"]["key"]),
             source_obs_columns=tuple(doc["source"]["obs_columns"]),
             source_var_columns=tuple(doc["source"]["var_columns"]),
             uns_schema_version_key=str(doc["source"]["uns_schema_version_key"]),
@@ -168,6 +186,7 @@ def load_schema(version: str = census_schema.DEFAULT_VERSION) -> CensusSchema:
                 SummaryCategory(name=k, label_column=v["label"], ontology_column=v["ontology_term_id"])
                 for k, v in info["summary_cell_counts"]["categories"].items()
             ),
+            organisms_columns=_columns(info["organisms"]["columns"]) if "organisms" in info else (),
             measurement=str(exp["measurement"]),
             x_layers=tuple(exp["x_layers"]),
             presence_matrix=str(exp["presence_matrix"]["name"]),
@@ -178,9 +197,13 @@ def load_schema(version: str = census_schema.DEFAULT_VERSION) -> CensusSchema:
         raise SchemaError(f"Census schema data for version {version!r} is malformed or missing: {e!r}") from e
     if spec.version != version:
         raise SchemaError(f"schema file for {version!r} declares version {spec.version!r}")
-    overlap = set(spec.included_assays) & set(spec.excluded_assays)
+    overlap = (
+        (set(spec.included_assays) & set(spec.excluded_assays))
+        | (set(spec.included_assays) & set(spec.spatial_assays))
+        | (set(spec.spatial_assays) & set(spec.excluded_assays))
+    )
     if overlap:
-        raise SchemaError(f"assays both included and excluded: {sorted(overlap)}")
+        raise SchemaError(f"assays in more than one of included, spatial and excluded: {sorted(overlap)}")
     if not spec.feature_length_assays <= set(spec.included_assays):
         raise SchemaError("feature_length_normalized assays must be included assays")
     return spec

@@ -51,9 +51,14 @@ class Spec:
     dataset_schema_version: str
     organisms: tuple[Organism, ...]
     included_assays: frozenset[str]
+    spatial_assays: frozenset[str]  # accepted for census_spatial_sequencing; never in census_data
     length_normalized_assays: frozenset[str]
     tissue_types_kept: frozenset[str]
     feature_biotype: str
+    organism_rule: str  # "multi_species" (1.3.0) or "dataset_organism" (2.4.0)
+    other_references: frozenset[str]  # feature_reference values allowed besides the organism's; never included
+    organism_in: str  # "obs" (a column, per cell) or "uns" (one per dataset)
+    organism_key: str
     uns_schema_version_key: str
     obs: tuple[Column, ...]
     var: tuple[Column, ...]
@@ -107,13 +112,18 @@ def load_spec(version: str = census_schema.DEFAULT_VERSION) -> Spec:
             Organism(str(o["name"]), str(o["label"]), str(o["ontology_term_id"])) for o in doc["organisms"]
         ),
         included_assays=frozenset(str(a) for a in doc["assays"]["included"]),
+        spatial_assays=frozenset(str(a) for a in doc["assays"]["spatial"]),
         length_normalized_assays=frozenset(str(a) for a in doc["assays"]["feature_length_normalized"]),
         tissue_types_kept=frozenset(str(t) for t in doc["cells"]["tissue_type_kept"]),
         feature_biotype=str(doc["features"]["feature_biotype_kept"]),
+        organism_rule=str(doc["features"]["organism_rule"]),
+        other_references=frozenset(str(r) for r in doc["features"]["other_references"]),
+        organism_in=str(doc["source"]["organism"]["in"]),
+        organism_key=str(doc["source"]["organism"]["key"]),
         uns_schema_version_key=str(doc["source"]["uns_schema_version_key"]),
         obs=_columns(doc["obs"], "obs"),
         var=_columns(doc["var"], "var"),
-        tables={name: _columns(info[name]["columns"], name) for name in ("summary", "datasets", "summary_cell_counts")},
+        tables={name: _columns(table["columns"], name) for name, table in info.items()},
         summary_rows=tuple(str(r) for r in info["summary"]["rows"]),
         categories=tuple(
             Category(str(k), v.get("label"), v.get("ontology_term_id")) for k, v in scc["categories"].items()
