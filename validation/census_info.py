@@ -147,6 +147,17 @@ def check_summary(findings: Findings, spec: Spec, model: Model, table: pa.Table)
                         found=found[label],
                     ),
                 )
+        elif label == "census_schema_version" and found[label] != want:
+            findings.add(
+                check,
+                Finding(
+                    f"the release records Census schema {found[label]} in census_info['summary']; validated "
+                    f"against {want}",
+                    column=label,
+                    expected=want,
+                    found=found[label],
+                ),
+            )
         elif want is not None and found[label] != want:
             findings.add(
                 check,
