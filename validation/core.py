@@ -89,13 +89,22 @@ def validate_release(
         path.unlink(missing_ok=True)  # a crashed run must not leave an earlier verdict behind
         findings = Findings()
         findings.readings["Census schema"] = how
+        findings.readings["written by"] = recorded.writer
         for f in version_findings(version, how, recorded):
             findings.add("census_info_summary", f)
         for problem in manifest.problems:
             findings.add("sources", Finding(problem))
         with dask_cluster(client, workers, checkpoint.scratch) as cl:
             run = Run(
-                spec, manifest, release_uri, cl, chunk_entries, findings, task_rows=task_rows, checkpoint=checkpoint
+                spec,
+                manifest,
+                release_uri,
+                cl,
+                chunk_entries,
+                findings,
+                task_rows=task_rows,
+                checkpoint=checkpoint,
+                foreign=recorded.census_builder is None,
             )
             run.sources = fetch_sources(manifest, checkpoint.sources)
             for step in STEPS:

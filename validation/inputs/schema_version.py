@@ -2,7 +2,8 @@
 
 A release records its Census schema version in census_info['summary'] (the row ``census_schema_version``, which
 the schema requires) and, when the tool that wrote it adds one, in its root collection's metadata
-(``census_schema_version``; census-builder writes it, the reference builder does not). Without an explicit
+(``census_schema_version``; census-builder writes it, the reference builder does not). The root metadata's
+``census_builder_version`` tells a release census-builder wrote from one another tool wrote. Without an explicit
 version the validator takes the summary row's, else the metadata's, else the default schema's. A recorded
 version the validator has no schema data for stops the validation before anything is touched
 (:class:`SchemaVersionError`); a version asked for that differs from the recorded one is a finding of
@@ -35,6 +36,17 @@ class Recorded:
 
     summary: str | None = None  # census_info['summary'] row census_schema_version
     metadata: str | None = None  # the root collection's metadata census_schema_version
+    census_builder: str | None = None  # root metadata census_builder_version: a release census-builder wrote
+
+    @property
+    def writer(self) -> str:
+        """Which tool wrote the release, for the report."""
+        if self.census_builder is not None:
+            return f"census-builder {self.census_builder} (root metadata census_builder_version)"
+        return (
+            "another tool (no census_builder_version in the root metadata): dataframe columns the schema "
+            "does not define are allowed"
+        )
 
     @property
     def version(self) -> str | None:
@@ -53,11 +65,14 @@ def read_recorded(release_uri: str) -> Recorded:
 
     summary: str | None = None
     metadata: str | None = None
+    builder: str | None = None
     try:
         root: Any
         with soma.open(release_uri) as root:
             value = root.metadata.get(LABEL)
             metadata = str(value) if value is not None else None
+            value = root.metadata.get("census_builder_version")
+            builder = str(value) if value is not None else None
             if "census_info" in root and "summary" in root["census_info"]:
                 with root["census_info"]["summary"] as df:
                     table = df.read(column_names=["label", "value"]).concat().to_pydict()
@@ -65,7 +80,7 @@ def read_recorded(release_uri: str) -> Recorded:
                 summary = str(rows[LABEL]) if rows.get(LABEL) is not None else None
     except Exception as e:  # a release that cannot be read is the structure check's finding
         logger.warning("cannot read the Census schema version %s records: %s: %s", release_uri, type(e).__name__, e)
-    return Recorded(summary, metadata)
+    return Recorded(summary, metadata, builder)
 
 
 def choose_version(release_uri: str, asked: str | None, recorded: Recorded) -> tuple[str, str]:
