@@ -271,3 +271,20 @@ def test_h5ad_paths_relative_to_h5ads_only_for_other_tools(tmp_path: Path) -> No
     assert foreign.readings["dataset_h5ad_path"].startswith(
         "relative to h5ads/ beside the release for 1 of 2 dataset(s)"
     )
+
+
+def test_command_refuses_unknown_versions_before_touching_anything(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from validation.__main__ import main
+
+    uri = _release(tmp_path, "9.9.9", {})
+    manifest = tmp_path / "manifest.csv"
+    manifest.write_text("dataset_id,h5ad_uri\nd,d.h5ad\n", encoding="utf-8")
+    assert main([uri, "--manifest", str(manifest)]) == 2
+    assert "records Census schema version '9.9.9' (census_info['summary'])" in capsys.readouterr().err
+    assert main([uri, "--manifest", str(manifest), "--census-schema", "0.1"]) == 2
+    assert capsys.readouterr().err == (
+        "error: no Census schema data for version '0.1' (--census-schema); this validator knows 1.3.0, 2.4.0\n"
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["manifest.csv", "soma"]  # no report, no checkpoint
