@@ -127,6 +127,16 @@ def check_summary(findings: Findings, spec: Spec, model: Model, table: pa.Table)
         "unique_cell_count": str(sum(p.n_primary for p in model.contributing)),
         **{f"number_donors_{o.name}": str(donors[o.name]) for o in spec.organisms},
     }
+    for label in sorted(set(found) - set(spec.summary_rows)):  # e.g. 1.3.0's number_donors_* in a 2.4.0 release
+        findings.add(
+            check,
+            Finding(
+                f"summary has a row {label!r} that Census schema {spec.version} does not list",
+                column=label,
+                expected="absent",
+                found=found[label],
+            ),
+        )
     for label in spec.summary_rows:
         if label not in found:
             findings.add(

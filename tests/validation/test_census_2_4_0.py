@@ -288,3 +288,35 @@ def test_command_refuses_unknown_versions_before_touching_anything(
         "error: no Census schema data for version '0.1' (--census-schema); this validator knows 1.3.0, 2.4.0\n"
     )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["manifest.csv", "soma"]  # no report, no checkpoint
+
+
+def test_summary_rows_are_exactly_the_schemas() -> None:
+    from validation.census_info import check_summary
+
+    plan = DatasetPlan("d", "d.h5ad", organism="homo_sapiens", organism_term="NCBITaxon:9606", n_cells=5, n_primary=4)
+    plan.donors = {"a", "b"}
+    model = build_model(SPEC, {"d": Source("d", "d.h5ad", 2)}, [plan])
+    rows = {
+        "census_schema_version": "2.4.0",
+        "census_build_date": "2026-11-26",
+        "dataset_schema_version": "7.0.0",
+        "total_cell_count": "5",
+        "unique_cell_count": "4",
+    }
+
+    def summary(extra: dict[str, str]) -> pa.Table:
+        both = {**rows, **extra}
+        return pa.table({"label": list(both), "value": list(both.values())})
+
+    findings = Findings()
+    check_summary(findings, SPEC, model, summary({}))
+    assert findings.checks["census_info_summary"].passed
+    check_summary(findings, SPEC, model, summary({"number_donors_homo_sapiens": "2", "census_schema_version": "1.3.0"}))
+    assert [(f.message, f.expected, f.found) for f in findings.checks["census_info_summary"].findings] == [
+        ("summary has a row 'number_donors_homo_sapiens' that Census schema 2.4.0 does not list", "absent", "2"),
+        (
+            "the release records Census schema 1.3.0 in census_info['summary']; validated against 2.4.0",
+            "2.4.0",
+            "1.3.0",
+        ),
+    ]
