@@ -49,6 +49,12 @@ def check_dataframe_schema(
     """
     wanted = {c.name: c for c in columns}
     have = {f.name: f.type for f in schema}
+    encoded = sum(1 for name, t in have.items() if name in wanted and pa.types.is_dictionary(t))
+    if encoded:  # strings all the same (the schema names no storage); the report says where
+        key = "string columns stored dictionary-encoded (accepted: their values are strings)"
+        listed = findings.readings.get(key)
+        findings.readings[key] = f"{listed}; " if listed else ""
+        findings.readings[key] += f"{what}: {encoded}"
     if extra_allowed:
         extra = [f"{name} ({t})" for name, t in have.items() if name not in wanted]
         if extra:

@@ -245,6 +245,7 @@ def test_extra_columns_allowed_only_in_releases_of_other_tools() -> None:
         "feature_type",
         "large_string",
     )
+    assert ours.readings["string columns stored dictionary-encoded (accepted: their values are strings)"] == "var: 1"
     foreign = Findings()
     check_dataframe_schema(foreign, "var", schema, columns, extra_allowed=True)
     assert foreign.checks["encodings"].passed
