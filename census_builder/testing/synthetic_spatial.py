@@ -391,7 +391,6 @@ def write_spatial_h5ad(path: str | Path, spec: SpatialSpec) -> Path:
     Raises :class:`UsageError` if ``spec`` cannot be written (see :meth:`SpatialSpec.check`).
     """
     spec.check()
-    path = write_h5ad_7(path, spec.dataset_spec_7())
     rng = np.random.default_rng([spec.seed, 3])
     geo: VisiumGeometry | None = None
     in_tissue: npt.NDArray[np.int64] | None = None
@@ -404,10 +403,11 @@ def write_spatial_h5ad(path: str | Path, spec: SpatialSpec) -> Path:
         xy = geo.centres(rows[picked], cols[picked])
         if spec.has_library:
             in_tissue = geo.in_tissue(xy)
-            if in_tissue[0] != 0:  # the spot without counts must lie outside the tissue
-                raise UsageError(f"synthetic spatial dataset {spec.dataset_id!r}: seed {spec.seed} covers spot 0")
+            if in_tissue[0] != 0:  # cannot happen (the tissue never reaches the grid's corner); the counts rely on it
+                raise RuntimeError(f"synthetic spatial dataset {spec.dataset_id!r}: spot 0 lies in the tissue")
     else:
         xy = _slide_seq_positions(spec, rng)
+    path = write_h5ad_7(path, spec.dataset_spec_7())  # var, uns, counts (the first spot without any), obs
     with h5py.File(path, "r+") as f:
         obs = _spatial_obs(spec, read_elem(f["obs"]), rng, in_tissue)
         del f["obs"]

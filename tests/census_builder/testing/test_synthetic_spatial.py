@@ -119,6 +119,7 @@ def test_obsm_spatial_has_a_row_per_observation_two_columns_and_no_nan(
 ) -> None:
     # 7.0.0 obsm['spatial']: same rows as X, at least two columns, kind f/i/u, no inf, no NaN.
     ad = _read(corpus, dataset_id)
+    assert set(ad.obsm) == {"spatial"}  # X_{suffix} embeddings: MAY for Visium and Slide-seqV2
     xy = ad.obsm["spatial"]
     assert isinstance(xy, np.ndarray) and xy.shape == (ad.n_obs, 2)
     assert xy.dtype == dtype and xy.dtype.kind in "fiu"
@@ -220,6 +221,9 @@ def test_is_primary_data_is_true_for_single_sections_and_false_when_is_single_is
     assert not merged.obs["is_primary_data"].any()
     assert merged.uns["spatial"] == {"is_single": False}
     assert merged.obsm["spatial"].shape == (600, 2)  # MAY be present when is_single is False
+    pucks = SpatialSpec("p", assay=SLIDE_SEQ_V2, n_spots=50, n_genes=20, is_single=False)
+    several = anndata.read_h5ad(write_spatial_h5ad(tmp_path / "p.h5ad", pucks))
+    assert not several.obs["is_primary_data"].any() and several.uns["spatial"] == {"is_single": False}
 
 
 def _distinct_rows(m: sp.csr_matrix) -> bool:
