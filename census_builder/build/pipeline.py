@@ -115,6 +115,7 @@ class BuildRun:
                 "manifest": str(self.config.manifest),
                 "manifest_sha256": self.manifest.sha256,
                 "census_schema_version": self.schema.version,
+                "dataset_schema_version": self.schema.dataset_schema_version,
                 "census_builder_version": __version__,
                 "stage_seconds": timings,
                 "stages_done": [s for s in STAGES if self.stages.done(s)],
