@@ -7,7 +7,9 @@ The build runs with --no-validate: the validator does not know Census 2.4.0 yet.
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
+import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -235,3 +237,34 @@ def test_build_report_names_the_spatial_cells_and_the_foreign_organism(built: Bu
     (no_cells,) = report["inputs"]["no_cells"]
     assert no_cells["dataset_id"] == "zebrafish"
     assert no_cells["reason"].startswith("organism 'NCBITaxon:7955' is not a Census organism of Census schema 2.4.0")
+
+
+def test_publish_notes_and_release_list_work_on_a_2_4_0_release(
+    built: Built, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The release commands on a 2.4.0 release: five organisms, no number_donors rows, the organisms table.
+
+    The validator does not know Census 2.4.0 yet, so a stand-in validation report (passed, with the true
+    checksums of the staged sources) lets publish run; everything else is the real command.
+    """
+    root = tmp_path / "w" / "v24"
+    shutil.copytree(built.root, root)
+    checksums = {
+        p.stem: {"path": str(p), "size": p.stat().st_size, "sha256": hashlib.sha256(p.read_bytes()).hexdigest()}
+        for p in (root / "h5ads").glob("*.h5ad")
+    }
+    (root / "validation_report.json").write_text(json.dumps({"passed": True, "source_checksums": checksums}))
+    dest = tmp_path / "dest"
+    argv = ["publish", "--version", "v24", "--workdir", str(tmp_path / "w"), "--to", str(dest)]
+    assert main([*argv, "--release-date", "2026-11-23"]) == 0
+    entry = json.loads((dest / "release.json").read_text(encoding="utf-8"))["v24"]
+    assert (entry["census_schema_version"], entry["dataset_schema_version"]) == ("2.4.0", "7.0.0")
+    census: Any
+    with soma.open(str(dest / "v24" / "soma")) as census:
+        assert sorted(census["census_data"].keys()) == [name for _, _, name in ORGANISMS]
+        assert len(_frame(census, "census_info/organisms")) == 5
+    assert main(["release", "list", "--to", str(dest)]) == 0
+    assert "v24" in capsys.readouterr().out
+    assert main(["notes", "--version", "v24", "--workdir", str(tmp_path / "w"), "--out", str(tmp_path / "n")]) == 0
+    notes = (tmp_path / "n" / "v24.md").read_text(encoding="utf-8")
+    assert "with census schema 2.4.0" in notes and "| Pan troglodytes |" in notes
