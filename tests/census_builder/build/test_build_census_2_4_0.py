@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import logging
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -95,7 +96,16 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Built]:
     workdir = tmp_path_factory.mktemp("build7")
     argv = ["build", "--census-schema", "2.4.0", "--version", "v24", "--manifest", str(manifest)]
     argv += ["--workdir", str(workdir), "--workers", "1", "--no-validate", "--build-date", "2026-11-22"]
-    assert main(argv) == 0
+    root = logging.getLogger()  # main() configures logging; a module fixture runs outside restore_logging
+    handlers, level = root.handlers[:], root.level
+    try:
+        assert main(argv) == 0
+    finally:
+        for h in root.handlers:
+            if h not in handlers:
+                h.close()
+        root.handlers[:] = handlers
+        root.setLevel(level)
     yield Built(corpus=corpus, root=workdir / "v24")
 
 
