@@ -1,4 +1,4 @@
-"""Stage 4, write_tables: obs, var, the presence matrix and census_info.
+"""Stage 4, write_tables: obs, var, the presence matrix and census_info (its organisms table when the schema has one).
 
 obs is written by one dask task per dataset (build/obs_task.py), census_info by build/census_info.py.
 
@@ -23,6 +23,7 @@ from census_builder.build.census_info import (
     CellCounts,
     count_columns,
     datasets_table,
+    organisms_table,
     summary_table,
     write_census_info_table,
 )
@@ -113,6 +114,9 @@ def write_tables(run: BuildRun) -> TablesWritten:
     donors = {k: len(v) for k, v in counts.donors.items()}
     summary = summary_table(run.schema, run.build_date, total, unique, donors)
     write_census_info_table(release, "summary", run.schema.summary_columns, summary)
+    if run.schema.organisms_columns:  # Census 2.4.0: one row per organism whose cells are in census_data
+        organisms = organisms_table(run.schema, figures)
+        write_census_info_table(release, "organisms", run.schema.organisms_columns, organisms)
     return TablesWritten(organisms=figures, total_cell_count=total, unique_cell_count=unique, donors=donors)
 
 
