@@ -278,3 +278,28 @@ def test_publish_notes_and_release_list_work_on_a_2_4_0_release(
     assert main(["notes", "--version", "v24", "--workdir", str(tmp_path / "w"), "--out", str(tmp_path / "n")]) == 0
     notes = (tmp_path / "n" / "v24.md").read_text(encoding="utf-8")
     assert "with census schema 2.4.0" in notes and "| Pan troglodytes |" in notes
+
+
+def test_presence_lists_every_census_gene_of_the_dataset_and_drives_n_measured(built: Built) -> None:
+    """2.4.0's presence rule (schema data ``rule: listed``): a dataset's row is True for every Census gene of its
+    var, counts or not (cellxgene-census #1284 / PR #1320); n_measured_vars and n_measured_obs are its sums."""
+    census: Any
+    with soma.open(built.soma) as census:
+        datasets = _frame(census, "census_info/datasets").set_index("dataset_id")["soma_joinid"]
+        for term, _, name in ORGANISMS:
+            var = _frame(census, f"census_data/{name}/ms/RNA/var")
+            obs = _frame(census, f"census_data/{name}/obs")
+            pm = census["census_data"][name]["ms"]["RNA"]["feature_dataset_presence_matrix"]
+            coo = pm.read().tables().concat().to_pandas()
+            cells = obs.groupby("dataset_id", observed=True).size()
+            n_measured_obs = pd.Series(0, index=var["feature_id"])
+            for d in [d for d, t in ORGANISM_OF.items() if t == term and d in datasets.index]:
+                source = built.source(d)
+                expected = set(_expected_genes(source, term).index)
+                row = coo[coo["soma_dim_0"] == datasets[d]]
+                present = set(var["feature_id"].to_numpy()[row["soma_dim_1"].to_numpy()])
+                assert present == expected, d
+                assert row["soma_data"].all()
+                assert set(obs.loc[obs["dataset_id"] == d, "n_measured_vars"]) == {len(expected)}
+                n_measured_obs[list(expected)] += int(cells[d])
+            np.testing.assert_array_equal(var["n_measured_obs"].to_numpy(), n_measured_obs.to_numpy(), name)
