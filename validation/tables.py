@@ -47,11 +47,14 @@ logger = logging.getLogger(__name__)
 PRESENCE_ROWS = 64  # datasets read at a time from the presence matrix
 MAX_GENES_LISTED = 20  # differing presence bits named per dataset (the rest are counted)
 MAX_BEYOND_LISTED = 5  # presence bits past the last gene named per dataset (only these are counted)
-# The schema's sentences quoted by findings whose rule a release of another tool may read otherwise.
-PRESENCE_RULE = (
-    "'If the feature has at least one cell with a value greater than zero in the count data matrix X in the "
-    "dataset of origin, the value MUST be True; otherwise, it MUST be False'"
-)
+# The presence rules of the schema data (presence_matrix.rule), as findings state them, with the schema's words.
+PRESENCE_RULES = {
+    "nonzero": "True iff the gene has a count > 0 in the dataset's kept cells; the schema: 'If the feature has at "
+    "least one cell with a value greater than zero in the count data matrix X in the dataset of origin, the "
+    "value MUST be True; otherwise, it MUST be False'",
+    "listed": "True iff the dataset's var has the gene, counts or not (schema data rule 'listed'); the schema: "
+    "'True indicates the feature was included in the dataset, False otherwise'",
+}
 NOTES = {"n_measured_obs": " (the schema: 'sum of feature presence matrix'; see presence_matrix)"}
 
 
@@ -217,8 +220,7 @@ def check_presence(
             findings.add(
                 "presence_matrix",
                 Finding(
-                    "presence bit differs from the source (True iff the gene has a count > 0 in the dataset's kept "
-                    f"cells; the schema: {PRESENCE_RULE})",
+                    f"presence bit differs from the source ({PRESENCE_RULES[org.presence_rule]})",
                     organism=name,
                     dataset_id=ds,
                     feature_id=org.var.feature_ids[j],

@@ -142,3 +142,20 @@ def test_dataset_schema_version_is_the_census_schemas(tmp_path: Path, version: s
         assert plan.problems == ["uns/schema_version is '7.0.0'; Census schema 1.3.0 requires dataset schema '4.0.0'"]
     else:
         assert plan.readable and plan.organism == "homo_sapiens"
+
+
+@pytest.mark.parametrize(("version", "rule"), [("1.3.0", "nonzero"), ("2.4.0", "listed")])
+def test_presence_rule_is_the_schema_datas(tmp_path: Path, version: str, rule: str) -> None:
+    """2.4.0 (rule 'listed'): every kept gene of the dataset's var is present before any count is seen; 1.3.0
+    (rule 'nonzero'): only the genes the chunk results find counts for (none yet)."""
+    from validation.expected.model import build_model
+    from validation.inputs.manifest import Source
+
+    path = write_h5ad_7(tmp_path / "d.h5ad", DatasetSpec7("d", n_cells=20, n_genes=25))
+    spec = load_spec(version)
+    assert spec.presence_rule == rule
+    plan = _plan(path)  # planned as 2.4.0 (a 7.0.0 file); the model takes the rule of `spec`
+    org = build_model(spec, {"d": Source("d", str(path), 2)}, [plan]).organisms["homo_sapiens"]
+    assert org.presence_rule == rule
+    assert org.n_measured_vars("d") == (25 if rule == "listed" else 0)
+    assert org.n_measured_obs().tolist() == [20 if rule == "listed" else 0] * 25
