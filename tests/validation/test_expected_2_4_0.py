@@ -11,11 +11,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import anndata as ad
-import h5py
 import numpy as np
 import pytest
 
 from census_builder.testing.synthetic_7 import ERCC, HUMAN, MOUSE, SARS_COV_2, DatasetSpec7, write_h5ad_7
+from tests.census_builder.build.h5ad_edits import delete, rename_category, rewrite
 from validation.expected.dataset import DatasetPlan, PlanTask, plan_dataset
 from validation.expected.filters import keep_rows
 from validation.expected.spec import load_spec
@@ -29,27 +29,6 @@ def _plan(path: Path, version: str = "2.4.0") -> DatasetPlan:
     return plan_dataset(PlanTask(path.stem, str(path), version, 1000))
 
 
-def _rename_category(path: Path, column: str, old: str, new: str) -> None:
-    """Rename one category of a categorical column (every cell or feature with ``old`` then has ``new``)."""
-    with h5py.File(path, "r+") as f:
-        group = f[column]
-        cats = [c.decode() if isinstance(c, bytes) else str(c) for c in group["categories"][...]]
-        attrs = dict(group["categories"].attrs)
-        del group["categories"]
-        ds = group.create_dataset(
-            "categories", data=np.array([new if c == old else c for c in cats], dtype=object), dtype=h5py.string_dtype()
-        )
-        ds.attrs.update(attrs)
-
-
-def _set_uns(path: Path, key: str, value: str | None) -> None:
-    with h5py.File(path, "r+") as f:
-        attrs = dict(f["uns"][key].attrs)
-        del f["uns"][key]
-        if value is not None:
-            f["uns"].create_dataset(key, data=value, dtype=h5py.string_dtype()).attrs.update(attrs)
-
-
 def test_cells_genes_and_organism_from_uns(tmp_path: Path) -> None:
     spec = DatasetSpec7(
         "human-mixed",
@@ -61,7 +40,7 @@ def test_cells_genes_and_organism_from_uns(tmp_path: Path) -> None:
         tissue_types=("tissue", "organoid", "primary cell culture", "cell line"),
     )
     path = write_h5ad_7(tmp_path / "human-mixed.h5ad", spec)
-    _rename_category(path, "obs/assay_ontology_term_id", "EFO:0009899", VISIUM)
+    rename_category(path, "obs/assay_ontology_term_id", "EFO:0009899", VISIUM)
     adata = ad.read_h5ad(path)
     obs, var = adata.obs, adata.var
     keep = obs["tissue_type"].isin(["tissue", "organoid"]) & (obs["assay_ontology_term_id"] == "EFO:0009922")
@@ -98,8 +77,8 @@ def test_other_census_organism(tmp_path: Path) -> None:
 
 def test_organism_outside_the_census_contributes_no_cells(tmp_path: Path) -> None:
     path = write_h5ad_7(tmp_path / "fish.h5ad", DatasetSpec7("fish", n_cells=20))
-    _set_uns(path, "organism_ontology_term_id", ZEBRAFISH)
-    _rename_category(path, "var/feature_reference", HUMAN, ZEBRAFISH)
+    rewrite(path, "uns/organism_ontology_term_id", lambda _: ZEBRAFISH)
+    rename_category(path, "var/feature_reference", HUMAN, ZEBRAFISH)
     plan = _plan(path)
     assert plan.readable and not plan.contributes and plan.organism is None
     assert plan.exclusion == "its organism NCBITaxon:7955 (uns/organism_ontology_term_id) is not a Census organism"
@@ -107,7 +86,7 @@ def test_organism_outside_the_census_contributes_no_cells(tmp_path: Path) -> Non
 
 def test_feature_reference_of_another_organism_is_an_invalid_source(tmp_path: Path) -> None:
     path = write_h5ad_7(tmp_path / "bad-ref.h5ad", DatasetSpec7("bad-ref", n_cells=20))
-    _rename_category(path, "var/feature_reference", ERCC, MOUSE)
+    rename_category(path, "var/feature_reference", ERCC, MOUSE)
     plan = _plan(path)
     assert not plan.readable and not plan.contributes
     assert plan.problems == [
@@ -119,7 +98,7 @@ def test_feature_reference_of_another_organism_is_an_invalid_source(tmp_path: Pa
 
 def test_missing_uns_organism_is_an_invalid_source(tmp_path: Path) -> None:
     path = write_h5ad_7(tmp_path / "no-org.h5ad", DatasetSpec7("no-org", n_cells=20))
-    _set_uns(path, "organism_ontology_term_id", None)
+    delete(path, "uns/organism_ontology_term_id")
     plan = _plan(path)
     assert plan.problems == [
         "uns/organism_ontology_term_id does not give the dataset's one organism; dataset schema 7.0.0 requires it"
@@ -127,8 +106,10 @@ def test_missing_uns_organism_is_an_invalid_source(tmp_path: Path) -> None:
 
 
 def test_no_genes_of_the_organism_contributes_no_cells(tmp_path: Path) -> None:
-    path = write_h5ad_7(tmp_path / "only-virus.h5ad", DatasetSpec7("only-virus", n_cells=20, n_sars_cov_2=3))
-    _rename_category(path, "var/feature_biotype", "gene", "spike-in")  # no feature is a gene any more
+    path = write_h5ad_7(
+        tmp_path / "only-virus.h5ad", DatasetSpec7("only-virus", n_cells=20, n_sars_cov_2=3, n_spike_ins=0)
+    )
+    rename_category(path, "var/feature_biotype", "gene", "spike-in")  # no feature is a gene any more
     plan = _plan(path)
     assert plan.readable and not plan.contributes
     assert plan.exclusion == "no genes with feature_biotype 'gene' of its organism NCBITaxon:9606"
