@@ -26,7 +26,7 @@ SPECS = [
         n_cells=120,
         n_genes=80,
         assays=("EFO:0009922", "EFO:0009899"),
-        tissue_types=("tissue", "organoid", "cell line"),
+        tissue_types=("tissue", "organoid", "tissue", "primary cell culture", "cell line"),
         n_sars_cov_2=3,
         doi="10.0000/synthetic.0",
         seed=21,
@@ -37,7 +37,7 @@ SPECS = [
         n_cells=80,
         n_genes=60,
         use_raw=True,
-        tissue_types=("tissue", "primary cell culture", "organoid"),
+        tissue_types=("tissue", "organoid"),  # organoid cells become a primary cell culture in a test
         collection_id="collection-1",
         seed=22,
     ),
