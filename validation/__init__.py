@@ -9,7 +9,8 @@ cluster pieces, the task runner, the S3 client), so one bug cannot hide itself i
     report = validate_release("census-build/2024-01-01/soma", "manifest.csv", workers=4)
     report.passed, report.checks, report.to_json()
 
-Command line: ``python -m validation RELEASE_SOMA_URI --manifest MANIFEST.csv [--workers N] [--report PATH]``.
+Command line: ``python -m validation RELEASE_SOMA_URI --manifest MANIFEST.csv [--census-schema V] [--workers N]
+[--report PATH]`` (the Census schema: the one the release records, unless ``--census-schema`` names one).
 An interrupted validation resumes from its checkpoint (``.validation/`` beside the report) when run again.
 
 Layout: ``core`` runs the steps in order on a shared ``run.Run``: ``plan`` (what each dataset must give),

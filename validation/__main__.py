@@ -1,4 +1,6 @@
-"""The command ``python -m validation RELEASE_SOMA_URI --manifest MANIFEST.csv [--workers N] [--report PATH]``.
+"""The command ``python -m validation RELEASE_SOMA_URI --manifest MANIFEST.csv [--census-schema V] [--workers N]``.
+
+The Census schema is the one the release records (census_info['summary']) unless ``--census-schema`` names one.
 
 Prints one line per check (PASS / FAIL with the first offending rows), writes the JSON report (default:
 ``validation_report.json`` beside the release directory) and exits 0 only if every check passed
@@ -35,7 +37,7 @@ example:
 exit status:
   0    every check passed
   1    a check failed
-  2    the command could not run (unreadable manifest, usage error)
+  2    the command could not run (unreadable manifest, unknown Census schema version, usage error)
   130  interrupted (Ctrl-C)"""
 
 
@@ -56,6 +58,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         type=Path,
         default=None,
         help="where to write the JSON report (default: validation_report.json beside the release)",
+    )
+    p.add_argument(
+        "--census-schema",
+        default=None,
+        metavar="VERSION",
+        help="the Census schema version to validate against (default: the one the release records in "
+        "census_info['summary'])",
     )
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     args = p.parse_args(argv)
@@ -90,7 +99,12 @@ def main(argv: list[str] | None = None) -> int:
 
             client = Client(args.scheduler)  # type: ignore[no-untyped-call]
         report = validate_release(
-            args.release, args.manifest, workers=args.workers, report_path=args.report, client=client
+            args.release,
+            args.manifest,
+            workers=args.workers,
+            report_path=args.report,
+            client=client,
+            schema_version=args.census_schema,
         )
     except InputError as e:
         print(f"error: {e}", file=sys.stderr)

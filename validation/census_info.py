@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import re
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,8 @@ from validation.inputs.release import table_column
 from validation.report import Finding, Findings
 
 logger = logging.getLogger(__name__)
+
+H5ADS = "h5ads"  # the folder of the source copies beside a release
 
 
 def check_datasets_table(findings: Findings, model: Model, table: pa.Table) -> dict[str, str]:
@@ -124,6 +127,16 @@ def check_summary(findings: Findings, spec: Spec, model: Model, table: pa.Table)
         "unique_cell_count": str(sum(p.n_primary for p in model.contributing)),
         **{f"number_donors_{o.name}": str(donors[o.name]) for o in spec.organisms},
     }
+    for label in sorted(set(found) - set(spec.summary_rows)):  # e.g. 1.3.0's number_donors_* in a 2.4.0 release
+        findings.add(
+            check,
+            Finding(
+                f"summary has a row {label!r} that Census schema {spec.version} does not list",
+                column=label,
+                expected="absent",
+                found=found[label],
+            ),
+        )
     for label in spec.summary_rows:
         if label not in found:
             findings.add(
@@ -147,6 +160,17 @@ def check_summary(findings: Findings, spec: Spec, model: Model, table: pa.Table)
                         found=found[label],
                     ),
                 )
+        elif label == "census_schema_version" and found[label] != want:
+            findings.add(
+                check,
+                Finding(
+                    f"the release records Census schema {found[label]} in census_info['summary']; validated "
+                    f"against {want}",
+                    column=label,
+                    expected=want,
+                    found=found[label],
+                ),
+            )
         elif want is not None and found[label] != want:
             findings.add(
                 check,
@@ -167,6 +191,31 @@ def expected_cell_counts(spec: Spec, model: Model) -> dict[tuple[str, str, str, 
     return out
 
 
+def _organism_labels(findings: Findings, spec: Spec, values: list[Any]) -> list[Any]:
+    """Return summary_cell_counts' organism column with census_data keys replaced by their labels.
+
+    The schema's organism is the organism's label ("Homo sapiens"); a census_data key ("homo_sapiens") in its
+    place is one finding per key, and its rows are then compared under the label.
+    """
+    labels = {o.name: o.label for o in spec.organisms}
+    used = sorted({str(v) for v in values} & (set(labels) - set(labels.values())))
+    for key in used:
+        findings.add(
+            "census_info_summary_cell_counts",
+            Finding(
+                "summary_cell_counts organism is the census_data key, not the organism's label as the schema "
+                "requires (rows compared under the label)",
+                organism=key,
+                column="organism",
+                expected=labels[key],
+                found=key,
+            ),
+        )
+    if not used:
+        return values
+    return [labels.get(str(v), v) if str(v) in used else v for v in values]
+
+
 def check_summary_cell_counts(findings: Findings, spec: Spec, model: Model, table: pa.Table) -> None:
     """Check census_info['summary_cell_counts'] rows (matched by content, in any order)."""
     check = "census_info_summary_cell_counts"
@@ -180,6 +229,7 @@ def check_summary_cell_counts(findings: Findings, spec: Spec, model: Model, tabl
             check, Finding("summary_cell_counts lacks columns; rows not compared", found=sorted(table.column_names))
         )
         return
+    cols["organism"] = _organism_labels(findings, spec, cols["organism"] or [])
     found: dict[tuple[str, str, str, str], tuple[int, int]] = {}
     keys = [
         tuple(map(str, k))
@@ -197,8 +247,20 @@ def check_summary_cell_counts(findings: Findings, spec: Spec, model: Model, tabl
         found[key] = (int(total), int(unique))
     for key, (total, unique) in sorted(expected.items()):
         if key not in found:
+            merged = sorted(  # a row of the same term holding more cells than its label has: labels merged
+                k[3]
+                for k, (n, _) in found.items()
+                if k[:3] == key[:3] and k[3] != key[3] and n > expected.get(k, [0, 0])[0]
+            )
+            why = (
+                f" (its cells are counted under the row of the same organism, category and ontology_term_id with "
+                f"label {merged[0]!r}; the schema: a row per combination of organism and metadata values)"
+                if merged
+                else ""
+            )
             findings.add(
-                check, Finding(f"summary_cell_counts row {key} is missing", expected=[total, unique], found="absent")
+                check,
+                Finding(f"summary_cell_counts row {key} is missing{why}", expected=[total, unique], found="absent"),
             )
             continue
         got_total, got_unique = found[key]
@@ -234,10 +296,23 @@ def check_summary_cell_counts(findings: Findings, spec: Spec, model: Model, tabl
 
 
 def check_h5ad_paths(
-    findings: Findings, model: Model, release_dir: Path, paths: dict[str, str], source_paths: dict[str, Path | None]
+    findings: Findings,
+    model: Model,
+    release_dir: Path,
+    paths: dict[str, str],
+    source_paths: dict[str, Path | None],
+    *,
+    foreign: bool = False,
 ) -> None:
-    """Check that each dataset_h5ad_path is relative and names an existing file of the source's size."""
+    """Check that each dataset_h5ad_path is relative and names an existing file of the source's size.
+
+    Relative to the release's folder (``h5ads/<dataset_id>.h5ad``, as census-builder writes it); for a
+    release another tool wrote (``foreign``) also relative to ``h5ads/`` there (the reference builder writes
+    ``<dataset_id>.h5ad``): the schema says only "Relative path to the source h5ad file in the Census storage
+    bucket", and the reading is recorded.
+    """
     check = "dataset_h5ad_paths"
+    in_h5ads: list[str] = []
     for ds, rel in paths.items():
         if not rel or Path(rel).is_absolute() or "://" in rel:
             findings.add(
@@ -251,6 +326,9 @@ def check_h5ad_paths(
             )
             continue
         full = release_dir / rel
+        if foreign and not full.is_file() and (release_dir / H5ADS / rel).is_file():
+            full = release_dir / H5ADS / rel
+            in_h5ads.append(ds)
         if not full.is_file():
             findings.add(
                 check, Finding(f"dataset_h5ad_path does not exist under {release_dir}", dataset_id=ds, found=rel)
@@ -267,3 +345,101 @@ def check_h5ad_paths(
                     found=full.stat().st_size,
                 ),
             )
+    if in_h5ads:
+        findings.readings["dataset_h5ad_path"] = (
+            f"relative to {H5ADS}/ beside the release for {len(in_h5ads)} of {len(paths)} dataset(s) (the schema: "
+            "'Relative path to the source h5ad file in the Census storage bucket')"
+        )
+
+
+def organism_key(label: str) -> str:
+    """Return the census_data key of an organism label: lower-cased, runs of spaces replaced by one underscore."""
+    return re.sub(" +", "_", label.lower())
+
+
+def check_organisms_table(
+    findings: Findings, spec: Spec, model: Model, table: pa.Table, experiments: list[str]
+) -> None:
+    """Check census_info['organisms'] rows (matched by organism_ontology_term_id, in any order).
+
+    A row per organism with cells (the schema: "Information about organisms whose cells are included in the
+    Census MUST be included"), each with the schema's label and ``organism`` = the label lower-cased with runs
+    of spaces replaced by one underscore; rows of Census organisms without cells are accepted (and checked
+    alike); every census_data experiment must match a row's ``organism``.
+    """
+    check = "census_info_organisms"
+    columns = ("organism_ontology_term_id", "organism_label", "organism")
+    cols = {c: table_column(table, c) for c in columns}
+    if any(v is None for v in cols.values()):
+        findings.add(check, Finding("organisms lacks columns; rows not compared", found=sorted(table.column_names)))
+        return
+    seen: set[str] = set()
+    without_cells: list[str] = []
+    for term, label, key in zip(*(cols[c] or [] for c in columns), strict=True):
+        org = spec.organism_by_term(str(term))
+        if term in seen:
+            findings.add(check, Finding("organism listed more than once", column=columns[0], expected=1, found=term))
+            continue
+        seen.add(str(term))
+        if org is None:
+            findings.add(
+                check,
+                Finding(
+                    "organisms has a row of an organism the Census does not include",
+                    column=columns[0],
+                    expected=sorted(o.term for o in spec.organisms),
+                    found=term,
+                ),
+            )
+            continue
+        if label != org.label:
+            findings.add(
+                check,
+                Finding(
+                    "organism_label is not the organism's",
+                    organism=org.name,
+                    column=columns[1],
+                    expected=org.label,
+                    found=label,
+                ),
+            )
+        if key != organism_key(org.label):
+            findings.add(
+                check,
+                Finding(
+                    "organism is not the organism_label lower-cased with runs of spaces replaced by one underscore",
+                    organism=org.name,
+                    column=columns[2],
+                    expected=organism_key(org.label),
+                    found=key,
+                ),
+            )
+        if org.name not in model.organisms:
+            without_cells.append(org.name)
+    for name, om in model.organisms.items():
+        if om.organism.term not in seen:
+            findings.add(
+                check,
+                Finding(
+                    f"no organisms row for {om.organism.label}, whose cells are included",
+                    organism=name,
+                    expected=[om.organism.term, om.organism.label, organism_key(om.organism.label)],
+                    found="absent",
+                ),
+            )
+    keys = {str(k) for k in cols["organism"] or []}
+    for name in experiments:
+        if name not in keys:
+            findings.add(
+                check,
+                Finding(
+                    f"census_data['{name}'] matches no organisms row's organism",
+                    organism=name,
+                    column="organism",
+                    expected=name,
+                    found=sorted(keys),
+                ),
+            )
+    findings.readings["census_info['organisms'] rows without cells"] = (
+        f"listed, with no cells in census_data: {', '.join(sorted(without_cells))}" if without_cells else "none"
+    )

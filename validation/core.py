@@ -26,6 +26,7 @@ from validation.contents.step import check_contents
 from validation.errors import ReleaseNotFoundError
 from validation.expected.spec import load_spec
 from validation.inputs.manifest import fetch_sources, read_manifest
+from validation.inputs.schema_version import choose_version, read_recorded, version_findings
 from validation.plan import plan_datasets
 from validation.report import Finding, Findings, ValidationReport
 from validation.run import DEFAULT_CHUNK_ENTRIES, DEFAULT_TASK_ROWS, Run
@@ -65,12 +66,13 @@ def validate_release(
     Runs on ``client`` (a ``distributed.Client``) if given, else on a local cluster of ``workers`` processes
     (default: one per CPU this process may use). Writes the JSON report to ``report_path`` (default: beside
     the release) and returns it. Each finished task is recorded in a checkpoint beside the report; the same
-    call after an interruption resumes from it. Raises an InputError (ManifestError, ReleaseNotFoundError,
-    CheckpointBusyError) before touching anything if an input is unusable.
+    call after an interruption resumes from it. ``schema_version``: the Census schema to validate against;
+    None: the one the release records (validation.inputs.schema_version). Raises an InputError
+    (ManifestError, ReleaseNotFoundError, CheckpointBusyError, SchemaVersionError) before touching anything
+    if an input is unusable.
     """
     t0 = time.perf_counter()
     path = report_path or default_report_path(release_uri)
-    spec = load_spec(schema_version) if schema_version else load_spec()
     manifest = read_manifest(manifest_path)
     release = local_path(release_uri)
     if release is not None and not release.is_dir():
@@ -78,16 +80,31 @@ def validate_release(
             f"no release at {release_uri}: {release} is not a directory (expected the "
             "release's root SOMACollection, e.g. DIR/VERSION/soma)"
         )
+    recorded = read_recorded(release_uri)
+    version, how = choose_version(release_uri, schema_version, recorded)
+    spec = load_spec(version)
     options = {"chunk_entries": chunk_entries, "task_rows": task_rows, "schema": spec.version}
     checkpoint = Checkpoint.open(checkpoint_dir(path), fingerprint(release_uri, manifest, options))
     try:
         path.unlink(missing_ok=True)  # a crashed run must not leave an earlier verdict behind
         findings = Findings()
+        findings.readings["Census schema"] = how
+        findings.readings["written by"] = recorded.writer
+        for f in version_findings(version, how, recorded):
+            findings.add("census_info_summary", f)
         for problem in manifest.problems:
             findings.add("sources", Finding(problem))
         with dask_cluster(client, workers, checkpoint.scratch) as cl:
             run = Run(
-                spec, manifest, release_uri, cl, chunk_entries, findings, task_rows=task_rows, checkpoint=checkpoint
+                spec,
+                manifest,
+                release_uri,
+                cl,
+                chunk_entries,
+                findings,
+                task_rows=task_rows,
+                checkpoint=checkpoint,
+                foreign=recorded.census_builder is None,
             )
             run.sources = fetch_sources(manifest, checkpoint.sources)
             for step in STEPS:

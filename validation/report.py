@@ -35,6 +35,7 @@ CHECKS: dict[str, str] = {
     "census_info_summary": "census_info['summary'] rows recomputed",
     "census_info_datasets": "census_info['datasets'] rows recomputed",
     "census_info_summary_cell_counts": "census_info['summary_cell_counts'] rows recomputed",
+    "census_info_organisms": "census_info['organisms'] rows (schemas with that table): the organisms with cells",
     "dataset_h5ad_paths": "every dataset_h5ad_path names an existing copy of the source",
     "consistency": "internal sums agree: obs nnz, var nnz, X nnz; n_measured_vars / n_measured_obs vs presence",
 }

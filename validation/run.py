@@ -64,6 +64,7 @@ class Run:
     findings: Findings
     task_rows: int = DEFAULT_TASK_ROWS
     checkpoint: Checkpoint | None = None
+    foreign: bool = False  # written by another tool than census-builder (validation.inputs.schema_version)
     sources: dict[str, tuple[Path | None, str]] = field(default_factory=dict)
     checksums: dict[str, dict[str, Any]] = field(default_factory=dict)  # dataset_id -> {path, size, sha256}
     model: Model | None = None

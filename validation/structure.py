@@ -20,6 +20,8 @@ from validation.run import Found, Run
 
 logger = logging.getLogger(__name__)
 
+SPATIAL = "census_spatial_sequencing"  # the root member of spatial data (Census schemas with spatial assays)
+
 
 def _arrow_matches(t: pa.DataType, encoding: Encoding) -> bool:
     if pa.types.is_dictionary(t):
@@ -31,11 +33,35 @@ def _arrow_matches(t: pa.DataType, encoding: Encoding) -> bool:
 
 
 def check_dataframe_schema(
-    findings: Findings, what: str, schema: pa.Schema, columns: tuple[Column, ...], organism: str | None = None
+    findings: Findings,
+    what: str,
+    schema: pa.Schema,
+    columns: tuple[Column, ...],
+    organism: str | None = None,
+    *,
+    extra_allowed: bool = False,
 ) -> None:
-    """Check a dataframe's columns against the schema's: none missing, none extra, each of its encoding."""
+    """Check a dataframe's columns against the schema's: none missing, each of its encoding, none extra.
+
+    ``extra_allowed`` (a release another tool wrote): columns the schema does not define are recorded as a
+    reading, not a finding (the schema lists the columns a dataframe MUST include); our own releases hold
+    exactly the schema's columns.
+    """
     wanted = {c.name: c for c in columns}
     have = {f.name: f.type for f in schema}
+    encoded = sum(1 for name, t in have.items() if name in wanted and pa.types.is_dictionary(t))
+    if encoded:  # strings all the same (the schema names no storage); the report says where
+        key = "string columns stored dictionary-encoded (accepted: their values are strings)"
+        listed = findings.readings.get(key)
+        findings.readings[key] = f"{listed}; " if listed else ""
+        findings.readings[key] += f"{what}: {encoded}"
+    if extra_allowed:
+        extra = [f"{name} ({t})" for name, t in have.items() if name not in wanted]
+        if extra:
+            findings.readings[f"{what} extra columns"] = (
+                f"{', '.join(extra)}: not defined by the schema, allowed (it lists the columns that MUST be included)"
+            )
+        have = {name: t for name, t in have.items() if name in wanted}
     for name, col in wanted.items():
         if name not in have:
             findings.add(
@@ -52,7 +78,8 @@ def check_dataframe_schema(
             findings.add(
                 "encodings",
                 Finding(
-                    f"{what} column {name!r} has the wrong encoding",
+                    f"{what} column {name!r} has the wrong encoding (the schema's table of columns: {name} "
+                    f"{col.encoding})",
                     organism=organism,
                     column=name,
                     expected=col.encoding,
@@ -140,8 +167,18 @@ def _extra_keys(findings: Findings, parent: Any, allowed: set[str], what: str, o
         )
 
 
-def open_layout(uri: str, spec: Spec, expected_organisms: list[str], findings: Findings) -> ReleaseLayout:
-    """Check the release's structure and types; return the URIs of what exists."""
+def open_layout(
+    uri: str, spec: Spec, expected_organisms: list[str], findings: Findings, *, foreign: bool = False
+) -> ReleaseLayout:
+    """Check the release's structure and types; return the URIs of what exists.
+
+    ``foreign``: the release was written by another tool (dataframe columns beyond the schema's are allowed,
+    see :func:`check_dataframe_schema`). A schema with spatial assays (2.4.0) describes
+    ``census_spatial_sequencing`` beside census_info and census_data: accepted as a SOMACollection, its
+    contents are not validated. A schema with an organisms table (2.4.0) requires an experiment's contents
+    "for each organism with qualifying data": an experiment of a Census organism without cells is accepted
+    (and checked like any other: it must be well-formed and empty).
+    """
     import tiledbsoma as soma
 
     layout = ReleaseLayout(uri)
@@ -158,14 +195,25 @@ def open_layout(uri: str, spec: Spec, expected_organisms: list[str], findings: F
             )
             return layout
         layout.opened = True
-        _extra_keys(findings, root, {"census_info", "census_data"}, "census_obj")
+        root_keys = {"census_info", "census_data"} | ({SPATIAL} if spec.spatial_assays else set())
+        _extra_keys(findings, root, root_keys, "census_obj")
+        members: Any = root  # a Collection (its soma_type was checked above)
+        if SPATIAL in root_keys and SPATIAL in members:
+            spatial = _member(findings, members, SPATIAL, "SOMACollection", f"census_obj['{SPATIAL}']")
+            if spatial is not None:
+                findings.readings[SPATIAL] = (
+                    f"present (experiments: {', '.join(sorted(spatial.keys())) or 'none'}); its contents are not "
+                    "validated (spatial data is not validated yet)"
+                )
         info = _member(findings, root, "census_info", "SOMACollection", "census_obj['census_info']")
         if info is not None:
             for name, columns in spec.tables.items():
                 df = _member(findings, info, name, "SOMADataFrame", f"census_info['{name}']")
                 if df is not None:
                     layout.tables[name] = df.uri
-                    check_dataframe_schema(findings, f"census_info['{name}']", df.schema, columns)
+                    check_dataframe_schema(
+                        findings, f"census_info['{name}']", df.schema, columns, extra_allowed=foreign
+                    )
             _extra_keys(findings, info, set(spec.tables), "census_obj['census_info']")
         data = _member(findings, root, "census_data", "SOMACollection", "census_obj['census_data']")
         if data is None:
@@ -184,7 +232,12 @@ def open_layout(uri: str, spec: Spec, expected_organisms: list[str], findings: F
                         ),
                     )
                 continue
-            if name not in expected_organisms:
+            if name not in expected_organisms and "organisms" in spec.tables:
+                findings.readings[f"census_data['{name}']"] = (
+                    f"an experiment although no source has {organism.label} cells that pass the filters (allowed: "
+                    "the schema requires its contents 'for each organism with qualifying data'); checked to be empty"
+                )
+            elif name not in expected_organisms:
                 findings.add(
                     "structure",
                     Finding(
@@ -196,18 +249,18 @@ def open_layout(uri: str, spec: Spec, expected_organisms: list[str], findings: F
                 )
             exp = _member(findings, data, name, "SOMAExperiment", f"census_data['{name}']", name)
             if exp is not None:
-                layout.experiments[name] = _experiment(findings, exp, spec, name)
+                layout.experiments[name] = _experiment(findings, exp, spec, name, foreign)
         _extra_keys(findings, data, {o.name for o in spec.organisms}, "census_obj['census_data']")
     return layout
 
 
-def _experiment(findings: Findings, exp: Any, spec: Spec, organism: str) -> ExperimentUris:
+def _experiment(findings: Findings, exp: Any, spec: Spec, organism: str, foreign: bool) -> ExperimentUris:
     out = ExperimentUris(organism)
     where = f"census_data['{organism}']"
     obs = _member(findings, exp, "obs", "SOMADataFrame", f"{where}.obs", organism)
     if obs is not None:
         out.obs = obs.uri
-        check_dataframe_schema(findings, f"{where}.obs", obs.schema, spec.obs, organism)
+        check_dataframe_schema(findings, f"{where}.obs", obs.schema, spec.obs, organism, extra_allowed=foreign)
     ms = _member(findings, exp, "ms", "SOMACollection", f"{where}.ms", organism)
     if ms is None:
         return out
@@ -219,7 +272,7 @@ def _experiment(findings: Findings, exp: Any, spec: Spec, organism: str) -> Expe
     var = _member(findings, rna, "var", "SOMADataFrame", f"{where}.var", organism)
     if var is not None:
         out.var = var.uri
-        check_dataframe_schema(findings, f"{where}.var", var.schema, spec.var, organism)
+        check_dataframe_schema(findings, f"{where}.var", var.schema, spec.var, organism, extra_allowed=foreign)
     x = _member(findings, rna, "X", "SOMACollection", f"{where}.X", organism)
     if x is not None:
         _extra_keys(findings, x, set(spec.x_layers), f"{where}.X", organism)
@@ -273,7 +326,9 @@ def check_structure(run: Run) -> None:
     import tiledbsoma as soma
 
     model = run.planned()
-    run.layout = layout = open_layout(run.release_uri, run.spec, list(model.organisms), run.findings)
+    run.layout = layout = open_layout(
+        run.release_uri, run.spec, list(model.organisms), run.findings, foreign=run.foreign
+    )
     for name, uri in layout.tables.items():
         check_joinids(run.findings, uri, f"census_info['{name}']")
     if "datasets" in layout.tables:  # the presence matrix's rows are the datasets table's soma_joinids

@@ -29,7 +29,13 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 
-from validation.census_info import check_datasets_table, check_h5ad_paths, check_summary, check_summary_cell_counts
+from validation.census_info import (
+    check_datasets_table,
+    check_h5ad_paths,
+    check_organisms_table,
+    check_summary,
+    check_summary_cell_counts,
+)
 from validation.checks.numbering import VarNumbering
 from validation.expected.model import Model, OrganismModel
 from validation.inputs.release import read_table, table_column
@@ -41,6 +47,15 @@ logger = logging.getLogger(__name__)
 PRESENCE_ROWS = 64  # datasets read at a time from the presence matrix
 MAX_GENES_LISTED = 20  # differing presence bits named per dataset (the rest are counted)
 MAX_BEYOND_LISTED = 5  # presence bits past the last gene named per dataset (only these are counted)
+# The presence rules of the schema data (presence_matrix.rule), as findings state them, with the schema's words.
+PRESENCE_RULES = {
+    "nonzero": "True iff the gene has a count > 0 in the dataset's kept cells; the schema: 'If the feature has at "
+    "least one cell with a value greater than zero in the count data matrix X in the dataset of origin, the "
+    "value MUST be True; otherwise, it MUST be False'",
+    "listed": "True iff the dataset's var has the gene, counts or not (schema data rule 'listed'); the schema: "
+    "'True indicates the feature was included in the dataset, False otherwise'",
+}
+NOTES = {"n_measured_obs": " (the schema: 'sum of feature presence matrix'; see presence_matrix)"}
 
 
 def check_var(findings: Findings, model: OrganismModel, uri: str) -> pa.Table | None:
@@ -110,7 +125,7 @@ def check_var(findings: Findings, model: OrganismModel, uri: str) -> pa.Table | 
                 findings.add(
                     check,
                     Finding(
-                        f"var {column} differs from the sources",
+                        f"var {column} differs from the sources{NOTES.get(column, '')}",
                         organism=org,
                         feature_id=fid,
                         var_joinid=int(joinids[j]),
@@ -205,8 +220,7 @@ def check_presence(
             findings.add(
                 "presence_matrix",
                 Finding(
-                    "presence bit differs from the source "
-                    "(True iff the gene has a count > 0 in the dataset's kept cells)",
+                    f"presence bit differs from the source ({PRESENCE_RULES[org.presence_rule]})",
                     organism=name,
                     dataset_id=ds,
                     feature_id=org.var.feature_ids[j],
@@ -254,7 +268,10 @@ def check_tables(run: Run) -> None:
         ("datasets", "census_info_datasets"),
         ("summary", "census_info_summary"),
         ("summary_cell_counts", "census_info_summary_cell_counts"),
+        ("organisms", "census_info_organisms"),
     ):
+        if name not in run.spec.tables:
+            continue  # not a table of this schema (organisms: 2.4.0)
         uri = layout.tables.get(name)
         if uri is None:
             run.findings.add(check, Finding(f"census_info['{name}'] is missing: rows not checked"))
@@ -270,5 +287,9 @@ def check_tables(run: Run) -> None:
         check_summary(run.findings, run.spec, model, run.tables["summary"])
     if "summary_cell_counts" in run.tables:
         check_summary_cell_counts(run.findings, run.spec, model, run.tables["summary_cell_counts"])
+    if "organisms" in run.tables:
+        check_organisms_table(run.findings, run.spec, model, run.tables["organisms"], list(layout.experiments))
     release_dir = Path(run.release_uri.removeprefix("file://")).resolve().parent
-    check_h5ad_paths(run.findings, model, release_dir, paths, {k: v[0] for k, v in run.sources.items()})
+    check_h5ad_paths(
+        run.findings, model, release_dir, paths, {k: v[0] for k, v in run.sources.items()}, foreign=run.foreign
+    )

@@ -43,7 +43,8 @@ def n_measured_vars(run: Run, org: OrganismModel) -> None:
                     "obs_statistics",
                     [
                         Finding(
-                            f"obs n_measured_vars differs from the dataset's recomputed presence count ({n} cell(s))",
+                            f"obs n_measured_vars differs from the dataset's recomputed presence count ({n} cell(s); "
+                            "the schema: 'sum of feature presence matrix'; see presence_matrix)",
                             dataset_id=p.dataset_id,
                             organism=org.organism.name,
                             soma_joinid=sj,

@@ -43,6 +43,7 @@ CONTENT_CHECKS = (
     "census_info_summary",
     "census_info_datasets",
     "census_info_summary_cell_counts",
+    "census_info_organisms",
     "dataset_h5ad_paths",
     "consistency",
 )

@@ -158,12 +158,39 @@ def _counts(src: SourceFile, plan: DatasetPlan) -> tuple[Counts, npt.NDArray[np.
 def _genes(
     src: SourceFile, spec: Spec, counts: Counts, feature_ids: npt.NDArray[np.object_], plan: DatasetPlan
 ) -> Organism | None:
-    """Find the kept genes: feature_biotype "gene" from a Census organism; return that organism.
+    """Find the kept genes and the organism the cells go to, by the schema's organism rule.
+
+    None (with the exclusion, or a problem for an invalid source) if the dataset contributes no cells.
+    """
+    var = {c: src.column(counts.var, c) for c in VAR_COLUMNS}
+    if spec.organism_rule == "dataset_organism":
+        found = _dataset_organism_genes(src, spec, counts, var, plan)
+    else:
+        found = _multi_species_genes(spec, var, plan)
+    if found is None:
+        return None
+    organism, is_gene = found
+    plan.organism_term = organism.term
+    cols = np.nonzero(is_gene)[0].astype(np.int64)
+    plan.gene_cols = cols
+    plan.gene_ids = [str(feature_ids[i]) for i in cols]
+    plan.gene_names = [str(var["feature_name"][i]) for i in cols]
+    if src.has_column(counts.var, "feature_length"):
+        lengths = src.column(counts.var, "feature_length")
+        plan.gene_lengths = [int(lengths[i]) if lengths[i] is not None else 0 for i in cols]
+    else:
+        plan.gene_lengths = [0] * cols.size
+    return organism
+
+
+def _multi_species_genes(
+    spec: Spec, var: dict[str, npt.NDArray[np.object_]], plan: DatasetPlan
+) -> tuple[Organism, npt.NDArray[np.bool_]] | None:
+    """Census 1.3.0's rule: the kept genes are feature_biotype "gene" from a Census organism.
 
     The cells go to the organism of those genes. None (with the exclusion) if there are none, or genes of
     several organisms.
     """
-    var = {c: src.column(counts.var, c) for c in VAR_COLUMNS}
     organism_terms = {o.term for o in spec.organisms}
     is_gene = np.array(
         [
@@ -182,17 +209,59 @@ def _genes(
     organism = spec.organism_by_term(gene_orgs[0])
     if organism is None:  # cannot happen: gene_orgs are Census organisms
         return None
-    plan.organism_term = organism.term
-    cols = np.nonzero(is_gene)[0].astype(np.int64)
-    plan.gene_cols = cols
-    plan.gene_ids = [str(feature_ids[i]) for i in cols]
-    plan.gene_names = [str(var["feature_name"][i]) for i in cols]
-    if src.has_column(counts.var, "feature_length"):
-        lengths = src.column(counts.var, "feature_length")
-        plan.gene_lengths = [int(lengths[i]) if lengths[i] is not None else 0 for i in cols]
-    else:
-        plan.gene_lengths = [0] * cols.size
-    return organism
+    return organism, is_gene
+
+
+def dataset_organism(src: SourceFile, spec: Spec) -> str | None:
+    """Return the dataset's one organism term (``uns`` or an ``obs`` column, as the schema data says).
+
+    None if the file does not give exactly one.
+    """
+    if spec.organism_in == "uns":
+        return src.uns_string(spec.organism_key) or None
+    codes, names = src.codes("obs", spec.organism_key)
+    used = {str(names[c]) for c in np.unique(codes) if c >= 0}
+    return used.pop() if len(used) == 1 else None
+
+
+def _dataset_organism_genes(
+    src: SourceFile, spec: Spec, counts: Counts, var: dict[str, npt.NDArray[np.object_]], plan: DatasetPlan
+) -> tuple[Organism, npt.NDArray[np.bool_]] | None:
+    """Census 2.4.0's rule: the dataset has one organism; its genes are feature_biotype "gene" of that organism.
+
+    Every feature_reference must be the organism or one of the schema's other references (never included):
+    any other makes the source invalid (a problem). A dataset of an organism outside the Census, or without
+    genes of its organism, contributes no cells (the exclusion).
+    """
+    where = f"{spec.organism_in}/{spec.organism_key}"
+    term = dataset_organism(src, spec)
+    if term is None:
+        plan.problems.append(
+            f"{where} does not give the dataset's one organism; dataset schema {spec.dataset_schema_version} "
+            "requires it"
+        )
+        return None
+    refs = var["feature_reference"]
+    foreign = sorted({str(r) for r in refs} - {term} - spec.other_references)
+    if foreign:
+        plan.problems.append(
+            f"{counts.var}/feature_reference has {', '.join(foreign)}: Census schema {spec.version} requires each "
+            f"feature_reference to be the dataset's organism ({where} {term}) or one of "
+            f"{', '.join(sorted(spec.other_references))}"
+        )
+        return None
+    organism = spec.organism_by_term(term)
+    if organism is None:
+        plan.exclusion = f"its organism {term} ({where}) is not a Census organism"
+        return None
+    is_gene = np.array(
+        [b == spec.feature_biotype and r == term for b, r in zip(var["feature_biotype"], refs, strict=True)],
+        dtype=bool,
+    )
+    if not is_gene.any():
+        plan.exclusion = f"no genes with feature_biotype 'gene' of its organism {term}"
+        return None
+    return organism, is_gene
 
 
 def _kept(

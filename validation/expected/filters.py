@@ -16,8 +16,10 @@ def keep_rows(
 ) -> npt.NDArray[np.bool_]:
     """Apply the Census cell filter to obs rows [start, stop).
 
-    Kept: cells of the organism of the dataset's genes, with an allowed assay, of primary tissue
-    (tissue_type "tissue").
+    Kept: cells of ``organism_term`` (the organism the dataset's cells go to: an obs column per cell, or the
+    dataset's one organism in uns, as the schema data says), with an included assay (spatial assays are not
+    included: their cells are never in census_data), of a kept tissue_type (1.3.0: tissue; 2.4.0: tissue,
+    organoid).
     """
 
     def allowed(column: str, values: frozenset[str]) -> npt.NDArray[np.bool_]:
@@ -25,11 +27,10 @@ def keep_rows(
         ok = np.array([n in values for n in names] + [False], dtype=bool)  # the extra False: code -1 (NA)
         return ok[codes]
 
-    return (
-        allowed("organism_ontology_term_id", frozenset([organism_term]))
-        & allowed("assay_ontology_term_id", spec.included_assays)
-        & allowed("tissue_type", spec.tissue_types_kept)
-    )
+    keep = allowed("assay_ontology_term_id", spec.included_assays) & allowed("tissue_type", spec.tissue_types_kept)
+    if spec.organism_in == "uns":
+        return keep & (src.uns_string(spec.organism_key) == organism_term)
+    return keep & allowed(spec.organism_key, frozenset([organism_term]))
 
 
 def as_bools(values: npt.NDArray[Any]) -> npt.NDArray[np.bool_]:

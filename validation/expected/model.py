@@ -44,13 +44,18 @@ class OrganismModel:
     var: ExpectedVar
     var_nnz: npt.NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, np.int64))
     presence: dict[str, npt.NDArray[np.bool_]] = field(default_factory=dict)  # dataset -> expected presence row
+    presence_rule: str = "nonzero"  # the schema data's presence_matrix.rule
 
     def __post_init__(self) -> None:
         self.var_nnz = np.zeros(len(self.var), dtype=np.int64)
         self.presence = {p.dataset_id: np.zeros(len(self.var), dtype=bool) for p in self.datasets}
+        if self.presence_rule == "listed":  # every kept gene of the dataset's var, counts or not
+            for p in self.datasets:
+                self.presence[p.dataset_id][[self.var.index[g] for g in p.gene_ids]] = True
+        # "nonzero": the chunk results mark the genes with a count > 0 in the dataset's kept cells
 
     def n_measured_vars(self, dataset_id: str) -> int:
-        """Return the dataset's expected presence count (genes with a count in its kept cells)."""
+        """Return the dataset's expected presence count (its True presence bits)."""
         return int(self.presence[dataset_id].sum())
 
     def n_measured_obs(self) -> npt.NDArray[np.int64]:
@@ -130,5 +135,7 @@ def build_model(spec: Spec, sources: dict[str, Source], plans: list[DatasetPlan]
         for p in members:
             offsets[p.dataset_id] = n
             n += p.n_cells
-        organisms[org.name] = OrganismModel(org, members, offsets, n, _union_var(members))
+        organisms[org.name] = OrganismModel(
+            org, members, offsets, n, _union_var(members), presence_rule=spec.presence_rule
+        )
     return Model(sources, plans, contributing, {p.dataset_id: i for i, p in enumerate(contributing)}, organisms)

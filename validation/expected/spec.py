@@ -14,6 +14,7 @@ import census_schema
 
 Encoding = Literal["string", "bool", "int64", "float32"]
 ENCODINGS: tuple[Encoding, ...] = ("string", "bool", "int64", "float32")
+PRESENCE_RULES = ("nonzero", "listed")  # presence_matrix.rule: what makes a (dataset, gene) bit True
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,7 @@ class Spec:
     x_layers: dict[str, Encoding]
     presence_matrix: str
     presence_encoding: Encoding
+    presence_rule: str  # "nonzero": a count > 0 in the dataset's Census cells; "listed": in the dataset's var
 
     def organism_by_term(self, term: str) -> Organism | None:
         """Return the organism with ontology term ``term`` (None: not a Census organism)."""
@@ -96,6 +98,12 @@ def _columns(items: list[dict[str, Any]], where: str) -> tuple[Column, ...]:
         Column(str(c["name"]), _encoding(c["encoding"], f"{where}.{c['name']}"), str(c.get("from", "derived")))
         for c in items
     )
+
+
+def _presence_rule(value: Any) -> str:
+    if value not in PRESENCE_RULES:
+        raise ValueError(f"census schema data: unknown presence_matrix rule {value!r} (known: {PRESENCE_RULES})")
+    return str(value)
 
 
 @functools.cache
@@ -132,4 +140,5 @@ def load_spec(version: str = census_schema.DEFAULT_VERSION) -> Spec:
         x_layers={str(k): _encoding(v, f"x_layers.{k}") for k, v in exp["x_layers"].items()},
         presence_matrix=str(exp["presence_matrix"]["name"]),
         presence_encoding=_encoding(exp["presence_matrix"]["encoding"], "presence_matrix"),
+        presence_rule=_presence_rule(exp["presence_matrix"]["rule"]),
     )
