@@ -1,0 +1,100 @@
+"""benchmarks.reference.prove: differences sorted into explained and unexplained; the listing stays bounded."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from benchmarks.reference.diff import Difference, Report
+from benchmarks.reference.prove import EXPLAINED, bounded, classify, main, results_markdown
+
+HUMAN = "census_data/homo_sapiens"
+# One difference of each expected kind, exactly as benchmarks.reference.compare words it.
+EXAMPLES = [
+    Difference(
+        f"{HUMAN}/ms/RNA/feature_dataset_presence_matrix",
+        "dataset_id='d' feature_id='G'",
+        "present only in the reference",
+    ),
+    Difference(f"{HUMAN}/ms/RNA/var", "feature_id='G'", "n_measured_obs: 1 (ours) != 2 (reference)"),
+    Difference(f"{HUMAN}/obs", "dataset_id='d' observation_joinid='o'", "n_measured_vars: 3 (ours) != 4 (reference)"),
+    Difference(f"{HUMAN}/obs", "", "column 'raw_sum': type float (ours) != double (reference)"),
+    Difference(f"{HUMAN}/ms/RNA/var", "", "column 'feature_type' only in the reference"),
+    Difference(
+        "census_info/datasets", "dataset_id='d'", "dataset_h5ad_path: 'h5ads/d.h5ad' (ours) != 'd.h5ad' (reference)"
+    ),
+    Difference(
+        "census_info/summary_cell_counts",
+        "organism='Homo sapiens' category='all' ontology_term_id='na' label='na'",
+        "row only in ours",
+    ),
+    Difference("census_data", "", "experiment 'pan_troglodytes' (0 cells) only in the reference"),
+]
+
+
+def _report(diffs: list[Difference]) -> Report:
+    r = Report(limit=1_000)
+    for d in diffs:
+        r.add(d.where, d.key, d.what)
+    return r
+
+
+def test_each_expected_kind_is_explained_once() -> None:
+    explained, unexplained = classify(_report(EXAMPLES))
+    assert unexplained == []
+    assert sum(len(v) for v in explained.values()) == len(EXAMPLES)
+    assert all(e.sentence and e.verdict and e.note for e in EXPLAINED)
+
+
+@pytest.mark.parametrize(
+    "d",
+    [
+        Difference(
+            f"{HUMAN}/ms/RNA/feature_dataset_presence_matrix", "dataset_id='d' feature_id='G'", "present only in ours"
+        ),
+        Difference(
+            f"{HUMAN}/obs",
+            "dataset_id='d' observation_joinid='o'",
+            "cell_type: 'T cell' (ours) != 'B cell' (reference)",
+        ),
+        Difference(f"{HUMAN}/ms/RNA/X/raw", "k", "1.0 (ours) != 2.0 (reference)"),
+        Difference(f"{HUMAN}/obs", "", "column 'raw_sum': type double (ours) != float (reference)"),
+        Difference("census_data", "", "experiment 'pan_troglodytes' (3 cells) only in the reference"),
+    ],
+)
+def test_other_differences_stay_unexplained(d: Difference) -> None:
+    assert classify(_report([d])) == ({}, [d])
+
+
+def test_bounded_keeps_the_counts_and_limits_the_examples() -> None:
+    r = _report([Difference("p", f"k{i}", "x") for i in range(5)])
+    r.compared["cells"] = 7
+    b = bounded(r, 2)
+    assert b.total == 5 and len(b.kept) == 2 and dict(b.compared) == {"cells": 7}
+    assert list(b.lines())[-3:] == ["  ... and 3 more", "compared: 7 cells", "5 differences in total"]
+
+
+def test_results_list_each_kind_with_its_sentence_and_the_unexplained() -> None:
+    stray = Difference(f"{HUMAN}/ms/RNA/X/raw", "k", "1.0 (ours) != 2.0 (reference)")
+    report = _report([*EXAMPLES, stray])
+    explained, unexplained = classify(report)
+    text = results_markdown(
+        "python -m benchmarks.reference.prove --out DIR",
+        "2026-11-26",
+        report,
+        explained,
+        unexplained,
+        {"our build": 0},
+        "abc",
+    )
+    assert f"- Differences: {len(EXAMPLES) + 1}, of which {len(EXAMPLES)} explained and 1 unexplained." in text
+    for e in EXPLAINED:
+        assert e.sentence in text
+    assert text.endswith(f"## Unexplained differences\n\n- `{stray.where}`: {stray}\n")
+
+
+def test_a_directory_in_use_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "x").write_text("", encoding="utf-8")
+    assert main(["--out", str(tmp_path)]) == 2
+    assert "is not empty" in capsys.readouterr().err
