@@ -1,7 +1,7 @@
 """The value-for-value proof of our Census 2.4.0 release against the reference builder's, end to end.
 
     python -m benchmarks.reference.prove --out DIR [--python /work/refvenv/bin/python] [--build-date 2026-11-26]
-        [--workers 1] [--no-validate] [--validator] [--results FILE]
+        [--workers 1] [--no-validate] [--validator] [--results FILE [--append]] [--only ID,ID...]
 
 Under ``DIR`` (which must not exist yet, or be empty), it
 
@@ -17,6 +17,9 @@ Under ``DIR`` (which must not exist yet, or be empty), it
    sentence) and the unexplained ones;
 6. writes the results (``--results``, default ``DIR/RESULTS-2.4.0.md``): command, commits, corpus, what was
    compared, each kind of difference with its count, examples and explanation.
+
+``--only`` proves a part of the corpus: e.g. the human and mouse datasets alone, to see what each builder
+writes for organisms without cells. ``--append`` adds the results to an existing file (one document per run).
 
 Exit status: 0 when every difference is explained, 1 when some is not (or a build failed), 2 on a usage error.
 Both builds are deterministic for a given corpus and build date, so the results are reproducible.
@@ -40,7 +43,7 @@ from benchmarks.reference.compare import compare_releases
 from benchmarks.reference.corpus import reference_specs_7, write_reference_corpus
 from benchmarks.reference.diff import Difference, Report
 from benchmarks.reference.run import DEFAULT_PYTHON, DEFAULT_SOURCE
-from census_builder.testing.synthetic_7 import ORGANISMS
+from census_builder.testing.synthetic_7 import ORGANISMS, DatasetSpec7
 
 logger = logging.getLogger("benchmarks.reference.prove")
 
@@ -184,8 +187,7 @@ def bounded(report: Report, limit: int) -> Report:
     return out
 
 
-def _corpus_lines() -> list[str]:
-    specs = reference_specs_7()
+def _corpus_lines(specs: Sequence[DatasetSpec7]) -> list[str]:
     per_org: dict[str, int] = defaultdict(int)
     for s in specs:
         per_org[ORGANISMS[s.organism][0]] += s.n_cells
@@ -205,11 +207,12 @@ def results_markdown(
     unexplained: list[Difference],
     steps: dict[str, int],
     ref_commit: str,
+    specs: Sequence[DatasetSpec7],
 ) -> str:
     """Return the results document."""
     dirty = " (with uncommitted changes)" if _git("status", "--porcelain") else ""
     lines = [
-        "# Census 2.4.0: our release against the reference builder's",
+        f"# Census 2.4.0: our release against the reference builder's ({len(specs)} datasets)",
         "",
         "Written by `benchmarks/reference/prove.py`; regenerate it with the command below.",
         "",
@@ -218,7 +221,7 @@ def results_markdown(
         f"- Ours: census-builder commit {_git('rev-parse', 'HEAD') or 'unknown'}{dirty}, "
         f"`--census-schema {CENSUS_SCHEMA}`",
         f"- Reference: chanzuckerberg/cellxgene-census `tools/cellxgene_census_builder` at commit {ref_commit}",
-        *_corpus_lines(),
+        *_corpus_lines(specs),
         "- Steps (exit status): " + ", ".join(f"{k} {v}" for k, v in steps.items()),
         "- Compared (found on both sides): " + ", ".join(f"{n} {what}" for what, n in sorted(report.compared.items())),
         f"- Differences: {report.total}, of which {report.total - len(unexplained)} explained and "
@@ -267,6 +270,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--no-validate", action="store_true", help="pass --no-validate to our build")
     p.add_argument("--validator", action="store_true", help="also run our validator on both releases")
     p.add_argument("--results", type=Path, help="the results file (default: DIR/RESULTS-2.4.0.md)")
+    p.add_argument("--append", action="store_true", help="append to the results file instead of replacing it")
+    p.add_argument("--only", help="comma-separated dataset ids: build and compare only these of the corpus")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     out: Path = args.out.resolve()
@@ -277,7 +282,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         a if not a.startswith(str(out)) else a.replace(str(out), "DIR") for a in (argv or sys.argv[1:])
     )
     date = args.build_date
-    manifest = write_reference_corpus(out / "corpus")
+    specs = reference_specs_7()
+    if args.only:
+        wanted = args.only.split(",")
+        unknown = sorted(set(wanted) - {s.dataset_id for s in specs})
+        if unknown:
+            print(f"--only: {', '.join(unknown)} not in the corpus (reference_specs_7)", file=sys.stderr)
+            return 2
+        specs = [s for s in specs if s.dataset_id in wanted]
+    manifest = write_reference_corpus(out / "corpus", specs)
     steps: dict[str, int] = {}
     ours_cmd = [sys.executable, "-m", "census_builder", "build", "--census-schema", CENSUS_SCHEMA]
     ours_cmd += ["--version", date, "--build-date", date, "--manifest", str(manifest)]
@@ -303,9 +316,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     explained, unexplained = classify(full)
     recorded = DEFAULT_SOURCE / "COMMIT"
     ref_commit = recorded.read_text(encoding="utf-8").strip() if recorded.is_file() else "unknown"
-    text = results_markdown(command, date, full, explained, unexplained, steps, ref_commit)
+    text = results_markdown(command, date, full, explained, unexplained, steps, ref_commit, specs)
     results = args.results or out / "RESULTS-2.4.0.md"
-    results.write_text(text, encoding="utf-8")
+    with results.open("a" if args.append else "w", encoding="utf-8") as fh:
+        fh.write(("\n" if args.append and results.stat().st_size else "") + text)
     print(f"results: {results} ({full.total} differences, {len(unexplained)} unexplained)")
     return 0 if not unexplained else 1
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks.reference.corpus import reference_specs_7
 from benchmarks.reference.diff import Difference, Report
 from benchmarks.reference.prove import EXPLAINED, bounded, classify, main, results_markdown
 
@@ -87,11 +88,17 @@ def test_results_list_each_kind_with_its_sentence_and_the_unexplained() -> None:
         unexplained,
         {"our build": 0},
         "abc",
+        reference_specs_7(),
     )
     assert f"- Differences: {len(EXAMPLES) + 1}, of which {len(EXAMPLES)} explained and 1 unexplained." in text
     for e in EXPLAINED:
         assert e.sentence in text
     assert text.endswith(f"## Unexplained differences\n\n- `{stray.where}`: {stray}\n")
+
+
+def test_only_refuses_an_unknown_dataset(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--out", str(tmp_path / "new"), "--only", "ref-human-lung-10x,nope"]) == 2
+    assert "--only: nope not in the corpus (reference_specs_7)" in capsys.readouterr().err
 
 
 def test_a_directory_in_use_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
