@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
 
+from benchmarks.reference.compare import compare_releases
 from benchmarks.reference.corpus import reference_specs_7
 from benchmarks.reference.diff import Difference, Report
-from benchmarks.reference.prove import EXPLAINED, bounded, classify, main, results_markdown
+from benchmarks.reference.prove import (
+    EXPLAINED,
+    MAPPED,
+    bounded,
+    classify,
+    main,
+    recheck_summary_cell_counts,
+    results_markdown,
+)
+from tests.benchmarks.minirelease import content, write_release
 
 HUMAN = "census_data/homo_sapiens"
 # One difference of each expected kind, exactly as benchmarks.reference.compare words it.
@@ -105,3 +116,34 @@ def test_a_directory_in_use_is_refused(tmp_path: Path, capsys: pytest.CaptureFix
     (tmp_path / "x").write_text("", encoding="utf-8")
     assert main(["--out", str(tmp_path)]) == 2
     assert "is not empty" in capsys.readouterr().err
+
+
+def test_summary_cell_counts_are_compared_again_by_organism_label(tmp_path: Path) -> None:
+    """Ours names organisms by label, the reference by experiment name: every row is on one side only (explained);
+    compared again with the names mapped through each side's organisms table, only the planted change is left."""
+    ours = write_release(tmp_path / "ours", content())
+    ref = content()
+    names = {o["organism_label"]: o["organism"] for o in ref.organisms}
+    for row in ref.cell_counts:
+        row["organism"] = names[row["organism"]]
+    ref.cell_counts[1]["total"] = 5
+    report = compare_releases(ours, write_release(tmp_path / "ref", ref, reverse=True), limit=sys.maxsize)
+    assert report.counts["census_info/summary_cell_counts"] == 6
+    assert recheck_summary_cell_counts(report, ours, str(tmp_path / "ref"))
+    explained, unexplained = classify(report)
+    assert [(d.where, d.key, d.what) for d in unexplained] == [
+        (
+            MAPPED,
+            "organism='Homo sapiens' category='cell_type' ontology_term_id='CL:0000084' label='T cell'",
+            "total: 1 (ours) != 5 (reference)",
+        )
+    ]
+    assert sum(map(len, explained.values())) == 6
+
+
+def test_summary_cell_counts_named_alike_are_not_compared_again(tmp_path: Path) -> None:
+    ours = write_release(tmp_path / "ours", content())
+    ref = write_release(tmp_path / "ref", content())
+    report = compare_releases(ours, ref, limit=sys.maxsize)
+    assert not recheck_summary_cell_counts(report, ours, ref)
+    assert report.total == 0
