@@ -31,7 +31,8 @@ storage layout (fragments, tiles, shapes, schema capacities).
 Memory is bounded: ``census_info`` and ``var`` are read whole (small); the ``obs`` column ``dataset_id`` is
 streamed to find the datasets; ``obs``, X and the presence matrix are then read one dataset at a time, and a
 dataset's cells in batches of ``--batch-cells``. The listing ends with what was compared (cells, genes and
-X entries found on both sides), so an empty comparison cannot pass for an equal one.
+X entries found on both sides), so an empty comparison cannot pass for an equal one, and with the largest
+relative difference of the X normalized values it found equal (how close the two roundings are).
 """
 
 from __future__ import annotations
@@ -327,7 +328,13 @@ class _Comparer:
         self.report.compared[f"X {layer} entries"] += len(common)
         x, y = va[ia], vb[ib]
         if layer == "normalized":
-            bad = ~(np.abs(x - y) <= NORMALIZED_RTOL * np.maximum(np.abs(x), np.abs(y)) + NORMALIZED_ATOL)
+            scale = np.maximum(np.abs(x), np.abs(y))
+            bad = ~(np.abs(x - y) <= NORMALIZED_RTOL * scale + NORMALIZED_ATOL)
+            if len(x) and (~bad).any():
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    rel = np.where(scale > 0, np.abs(x - y) / scale, 0.0)
+                what = "relative difference of X normalized values within tolerance"
+                self.report.largest[what] = max(self.report.largest.get(what, 0.0), float(rel[~bad].max()))
         else:
             bad = ~((x == y) | (np.isnan(x) & np.isnan(y)))
         for i in np.flatnonzero(bad):

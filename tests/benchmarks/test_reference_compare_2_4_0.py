@@ -129,13 +129,17 @@ def test_normalized_beyond_the_reference_precision_is_a_difference(tmp_path: Pat
         m.experiments[HUMAN].normalized[("a", "ENSG1")] = within
         m.experiments[HUMAN].normalized[("a", "ENSG3")] = beyond
 
-    assert _diffs(_pair(tmp_path, change)) == [
+    report = _pair(tmp_path, change)
+    assert _diffs(report) == [
         (
             f"census_data/{HUMAN}/ms/RNA/X/normalized",
             "dataset_id='d1' observation_joinid='a' feature_id='ENSG3'",
             f"{float(np.float32(0.4))!r} (ours) != {float(np.float32(beyond))!r} (reference)",
         )
     ]
+    x, y = float(np.float32(0.6)), float(np.float32(within))  # the largest difference found equal, as listed
+    assert report.largest == {"relative difference of X normalized values within tolerance": abs(x - y) / max(x, y)}
+    assert "largest relative difference of X normalized values within tolerance: " in "\n".join(report.lines())
 
 
 def test_obs_statistics_of_another_float_type_are_one_difference_per_experiment(tmp_path: Path) -> None:

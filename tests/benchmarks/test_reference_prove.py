@@ -23,14 +23,8 @@ from tests.benchmarks.minirelease import content, write_release
 
 HUMAN = "census_data/homo_sapiens"
 # One difference of each expected kind, exactly as benchmarks.reference.compare words it.
+SUSPENSION = "organism='Homo sapiens' category='suspension_type' ontology_term_id='na' label="
 EXAMPLES = [
-    Difference(
-        f"{HUMAN}/ms/RNA/feature_dataset_presence_matrix",
-        "dataset_id='d' feature_id='G'",
-        "present only in the reference",
-    ),
-    Difference(f"{HUMAN}/ms/RNA/var", "feature_id='G'", "n_measured_obs: 1 (ours) != 2 (reference)"),
-    Difference(f"{HUMAN}/obs", "dataset_id='d' observation_joinid='o'", "n_measured_vars: 3 (ours) != 4 (reference)"),
     Difference(f"{HUMAN}/obs", "", "column 'raw_sum': type float (ours) != double (reference)"),
     Difference(f"{HUMAN}/ms/RNA/var", "", "column 'feature_type' only in the reference"),
     Difference(
@@ -41,7 +35,11 @@ EXAMPLES = [
         "organism='Homo sapiens' category='all' ontology_term_id='na' label='na'",
         "row only in ours",
     ),
+    Difference(MAPPED, f"{SUSPENSION}'nucleus'", "row only in ours"),
+    Difference(MAPPED, f"{SUSPENSION}'cell'", "total_cell_count: 5 (ours) != 7 (reference)"),
+    Difference("/", "", "collection 'census_spatial_sequencing' only in the reference"),
     Difference("census_data", "", "experiment 'pan_troglodytes' (0 cells) only in the reference"),
+    Difference("census_info/organisms", "organism_ontology_term_id='NCBITaxon:9598'", "row only in the reference"),
 ]
 
 
@@ -65,6 +63,14 @@ def test_each_expected_kind_is_explained_once() -> None:
         Difference(
             f"{HUMAN}/ms/RNA/feature_dataset_presence_matrix", "dataset_id='d' feature_id='G'", "present only in ours"
         ),
+        Difference(
+            f"{HUMAN}/ms/RNA/feature_dataset_presence_matrix",
+            "dataset_id='d' feature_id='G'",
+            "present only in the reference",
+        ),
+        Difference(f"{HUMAN}/ms/RNA/var", "feature_id='G'", "n_measured_obs: 1 (ours) != 2 (reference)"),
+        Difference(MAPPED, "organism='Homo sapiens' category='sex' ontology_term_id='x' label='y'", "row only in ours"),
+        Difference("/", "", "collection 'census_info' only in the reference"),
         Difference(
             f"{HUMAN}/obs",
             "dataset_id='d' observation_joinid='o'",
