@@ -252,7 +252,8 @@ def results_markdown(
     specs: Sequence[DatasetSpec7],
 ) -> str:
     """Return the results document."""
-    dirty = " (with uncommitted changes)" if _git("status", "--porcelain") else ""
+    changed = [ln for ln in _git("status", "--porcelain").splitlines() if "RESULTS-" not in ln]  # results: ours
+    dirty = " (with uncommitted changes)" if changed else ""
     lines = [
         f"# Census 2.4.0: our release against the reference builder's ({len(specs)} datasets)",
         "",
