@@ -268,6 +268,10 @@ def results_markdown(
         "- Steps (exit status): " + ", ".join(f"{k} {v}" for k, v in steps.items()),
         "- Compared (found on both sides): " + ", ".join(f"{n} {what}" for what, n in sorted(report.compared.items())),
         *(f"- Largest {what}: {v:.3g} (tolerance 2^-15 = {NORMALIZED_RTOL:.3g})" for what, v in report.largest.items()),
+        "- X normalized: ours stores each value as computed in float32, unrounded (the text defines "
+        "`normalized[i,j] = X[i,j] / sum(X[i, ])` and says nothing of rounding); the reference rounds it to 15 "
+        "mantissa bits (`_roundHalfToEven(xNormD, keepbits=15)`, a smaller file), a relative change of at most "
+        f"2^-16 = {2.0**-16:.3g}: the largest difference above.",
         f"- Differences: {report.total}, of which {report.total - len(unexplained)} explained and "
         f"{len(unexplained)} unexplained.",
         "",
