@@ -300,6 +300,17 @@ def results_markdown(
     unmatched = [e.title for i, e in enumerate(EXPLAINED) if i not in explained]
     if unmatched:
         lines += ["Expected kinds not found in this run: " + "; ".join(unmatched) + ".", ""]
+    lines += [
+        "## Left out of the corpus: what the reference cannot build",
+        "",
+        "- A dense matrix filtered on both axes (cells and genes): its `AnnDataProxy.X` (build_soma/anndata.py) "
+        "indexes the h5py dataset with two index arrays; observed: `TypeError: Only one indexing vector or array "
+        "is currently allowed for fancy indexing`, build failed.",
+        "- A kept cell without counts: its validation asserts `np.all(census_obs_nnz > 0)` "
+        "(build_soma/validate_soma.py); observed: `AssertionError`, build failed. Dataset schema 7.0.0 forbids "
+        'such cells: "Each cell MUST contain at least one non-zero value" (raw matrix requirements).',
+        "",
+    ]
     lines += ["## Unexplained differences", ""]
     if not unexplained:
         lines.append("None.")
