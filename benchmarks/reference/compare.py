@@ -10,12 +10,16 @@ What is matched and how (numbering never matters):
 
 - ``census_info`` tables: ``summary`` rows by ``label``, ``datasets`` by ``dataset_id``, ``summary_cell_counts``
   by (``organism``, ``category``, ``ontology_term_id``, ``label``: every suspension_type row has the term
-  "na"), ``organisms`` by ``organism_ontology_term_id``, any other table by all of its columns; every column
-  but ``soma_joinid``.
-- Experiments of ``census_data`` by name (the organisms present). In each: genes by ``feature_id`` with every
-  ``var`` column; cells by (``dataset_id``, ``observation_joinid``) with every ``obs`` column; every X layer
-  entry by (cell, gene): ``raw`` exactly, ``normalized`` within ``NORMALIZED_RTOL`` (see below); the presence
-  matrix by (``dataset_id``, ``feature_id``), rows found through each release's own ``census_info/datasets``.
+  "na"), ``organisms`` (Census 2.4.0) by ``organism_ontology_term_id``, any other table by all of its columns;
+  every column but ``soma_joinid`` (so ``datasets.collection_doi_label`` too). A ``summary`` row on one side
+  only (e.g. 1.3.0's ``number_donors_*`` rows, gone in 2.4.0) is a row only in that side.
+- Experiments of ``census_data`` by name. One present on one side only is listed with its number of cells (the
+  reference writes an experiment for every organism of the schema, with or without cells); one empty on one
+  side only is listed as such, and so are its parts (obs, ms/RNA, var) missing on one side. In each experiment
+  both sides can read: genes by ``feature_id`` with every ``var`` column; cells by (``dataset_id``,
+  ``observation_joinid``) with every ``obs`` column; every X layer entry by (cell, gene): ``raw`` exactly,
+  ``normalized`` within ``NORMALIZED_RTOL`` (see below); the presence matrix by (``dataset_id``,
+  ``feature_id``), rows found through each release's own ``census_info/datasets``.
 - Floating-point ``obs`` / ``var`` columns (per-cell and per-gene statistics) within ``STATS_RTOL``: the same
   sums in another order differ in the last bits. Everything else is compared exactly (nulls equal nulls, NaN
   equals NaN). Column types are compared after decoding dictionaries (a categorical and a plain column of the
@@ -27,7 +31,8 @@ storage layout (fragments, tiles, shapes, schema capacities).
 Memory is bounded: ``census_info`` and ``var`` are read whole (small); the ``obs`` column ``dataset_id`` is
 streamed to find the datasets; ``obs``, X and the presence matrix are then read one dataset at a time, and a
 dataset's cells in batches of ``--batch-cells``. The listing ends with what was compared (cells, genes and
-X entries found on both sides), so an empty comparison cannot pass for an equal one.
+X entries found on both sides), so an empty comparison cannot pass for an equal one, and with the largest
+relative difference of the X normalized values it found equal (how close the two roundings are).
 """
 
 from __future__ import annotations
@@ -118,6 +123,12 @@ class _Side:
         return self.exp.ms["RNA"]
 
 
+def _layers(exp: soma.Experiment) -> set[str]:
+    """Return the X layers of an experiment's RNA measurement (none without an X collection)."""
+    rna: Any = exp.ms["RNA"]
+    return _members(rna.X) if "X" in rna else set()
+
+
 def _gene_columns(var: pa.Table, union: dict[str, int]) -> npt.NDArray[np.int64]:
     joinids = np.asarray(var.column(JOINID).to_numpy(), dtype=np.int64)
     size = int(joinids.max()) + 1 if len(joinids) else 0
@@ -203,9 +214,7 @@ class _Comparer:
         self.gene_only.clear()
         obs_schema_a, obs_schema_b = a.obs.schema, b.obs.schema
         compare_schemas(self.report, f"{where}/obs", obs_schema_a, obs_schema_b)
-        layers = _member_sets(
-            self.report, f"{where}/ms/RNA/X", _members(a.ms["RNA"].X), _members(b.ms["RNA"].X), "layer"
-        )
+        layers = _member_sets(self.report, f"{where}/ms/RNA/X", _layers(a), _layers(b), "layer")
         has_presence = _member_sets(
             self.report,
             f"{where}/ms/RNA",
@@ -319,7 +328,13 @@ class _Comparer:
         self.report.compared[f"X {layer} entries"] += len(common)
         x, y = va[ia], vb[ib]
         if layer == "normalized":
-            bad = ~(np.abs(x - y) <= NORMALIZED_RTOL * np.maximum(np.abs(x), np.abs(y)) + NORMALIZED_ATOL)
+            scale = np.maximum(np.abs(x), np.abs(y))
+            bad = ~(np.abs(x - y) <= NORMALIZED_RTOL * scale + NORMALIZED_ATOL)
+            if len(x) and (~bad).any():
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    rel = np.where(scale > 0, np.abs(x - y) / scale, 0.0)
+                what = "relative difference of X normalized values within tolerance"
+                self.report.largest[what] = max(self.report.largest.get(what, 0.0), float(rel[~bad].max()))
         else:
             bad = ~((x == y) | (np.isnan(x) & np.isnan(y)))
         for i in np.flatnonzero(bad):
@@ -352,6 +367,36 @@ class _Comparer:
                 self.report.add(place, f"dataset_id={dataset_id!r} feature_id={fid!r}", f"present only in {name}")
 
 
+def _cell_count(exp: Any) -> int:
+    """Return the number of cells of an experiment (0 without obs)."""
+    return int(exp.obs.count) if "obs" in exp else 0
+
+
+def _experiment_shape(report: Report, where: str, a: Any, b: Any) -> bool:
+    """Report an experiment empty on one side only, and its parts (obs, ms/RNA, var) missing on one side.
+
+    Return whether both sides have every part, so that their contents can be compared.
+    """
+    na, nb = _cell_count(a), _cell_count(b)
+    if (na == 0) != (nb == 0):
+        report.add(where, "", f"experiment empty on one side: {na} cells in ours, {nb} in the reference")
+    complete = True
+    for part in ("obs", "ms/RNA", "ms/RNA/var"):
+        has = []
+        for exp in (a, b):
+            node, found = exp, True
+            for step in part.split("/"):
+                if found and step in node:
+                    node = node[step]
+                else:
+                    found = False
+            has.append(found)
+        if has[0] != has[1]:
+            report.add(where, "", f"{part} only in {'ours' if has[0] else 'the reference'}")
+        complete = complete and all(has)
+    return complete
+
+
 def _aligned(table: pa.Table, rows: npt.NDArray[np.int64]) -> pa.Table:
     """Reorder ``table`` (read by soma_joinid) to the order of ``rows``."""
     joinids = np.asarray(table.column(JOINID).to_numpy(), dtype=np.int64)
@@ -378,8 +423,13 @@ def compare_releases(ours: str, reference: str, *, limit: int = 20, batch_cells:
             ds_a, ds_b = cmp.census_info(a["census_info"], b["census_info"])
         if "census_data" in a and "census_data" in b:
             da, db = a["census_data"], b["census_data"]
-            for name in _member_sets(report, "census_data", _members(da), _members(db), "experiment"):
-                cmp.experiment(name, da[name], db[name], ds_a, ds_b)
+            for side, mine, other in (("ours", da, db), ("the reference", db, da)):
+                for name in sorted(_members(mine) - _members(other)):
+                    n = _cell_count(mine[name])
+                    report.add("census_data", "", f"experiment {name!r} ({n} cells) only in {side}")
+            for name in sorted(_members(da) & _members(db)):
+                if _experiment_shape(report, f"census_data/{name}", da[name], db[name]):
+                    cmp.experiment(name, da[name], db[name], ds_a, ds_b)
     return report
 
 

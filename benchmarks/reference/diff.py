@@ -38,6 +38,7 @@ class Report:
     kept: list[Difference] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     compared: dict[str, int] = field(default_factory=lambda: defaultdict(int))  # what matched on both sides
+    largest: dict[str, float] = field(default_factory=dict)  # e.g. the largest relative difference within tolerance
 
     def add(self, where: str, key: str, what: str) -> None:
         """Count one difference; keep it when its place has fewer than ``limit`` so far."""
@@ -60,6 +61,7 @@ class Report:
             if n > self.limit:
                 yield f"  ... and {n - self.limit} more"
         yield "compared: " + ", ".join(f"{n} {what}" for what, n in sorted(self.compared.items()))
+        yield from (f"largest {what}: {v:.3g}" for what, v in sorted(self.largest.items()))
         yield f"{self.total} difference{'s' if self.total != 1 else ''} in total" if self.total else "no differences"
 
 

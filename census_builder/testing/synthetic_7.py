@@ -8,8 +8,15 @@ duplicate entries, an all-zero cell, a gene seen only in filtered-out cells); wh
   has no organism columns (reserved names since 6.0.0). ``uns`` also holds ``schema_version`` "7.0.0",
   ``schema_reference``, ``title``, ``citation`` (the Discover template) and, optionally, ``batch_condition``.
 - Five organisms (the Census 2.4.0 ones), each with its own Ensembl gene id prefix; SARS-CoV-2 and ERCC features
-  may be added to any dataset. ``var`` has ``feature_reference``, ``feature_biotype``, ``feature_length`` (uint),
+  may be added to any dataset. ``var`` has ``feature_reference``, ``feature_biotype``, ``feature_length``,
   ``feature_name`` (spike-ins end in " (spike-in control)") and ``feature_type`` ("synthetic" for spike-ins).
+- ``feature_length`` is stored as real CELLxGENE files store it: a categorical whose categories are int64
+  (``DatasetSpec7.feature_length_dtype`` "category"). The 7.0.0 text says "uint number of base-pairs", but
+  Discover writes the column with cellxgene-schema's ``AnnDataLabelAppender`` (``write_labels.py``):
+  ``_get_mapping_dict_feature_length`` maps each id to the Python ``int`` of ``GeneChecker.get_length``
+  (``gencode.py``, ``int()`` of the gene CSV's length field), and ``_get_labels`` stores every added label
+  column with ``.map(mapping_dict).astype("category")``; pandas infers int64 categories. "int64", "uint64" and
+  "uint32" write a plain column of that type instead (the reference builder refuses uint64).
 - ``tissue_type`` is one of "tissue", "organoid", "primary cell culture" (4.0.0's "cell culture") or "cell line";
   a primary cell culture's tissue is a CL term, a cell line's a Cellosaurus term, and cell-line cells have "na"
   donor, development stage, sex and ethnicity, as 7.0.0 requires.
@@ -29,6 +36,7 @@ import csv
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -84,6 +92,9 @@ ASSAYS: dict[str, tuple[str, bool, tuple[str, ...]]] = {
     "EFO:0008992": ("MERFISH", False, ("na",)),
 }
 TISSUE_TYPES = ("tissue", "organoid", "primary cell culture", "cell line")
+#: How ``var.feature_length`` is stored: "category" (int64 categories, as Discover writes it) or a plain dtype.
+FeatureLengthDtype = Literal["category", "int64", "uint64", "uint32"]
+FEATURE_LENGTH_DTYPES: tuple[FeatureLengthDtype, ...] = ("category", "int64", "uint64", "uint32")
 CENSUS_TISSUE_TYPES = ("tissue", "organoid")  # the ones Census 2.4.0 keeps
 
 # (term id, label) pairs, labels exactly as the 7.0.0 ontologies (cellxgene-ontology-guide) have them.
@@ -145,6 +156,7 @@ class DatasetSpec7:
     collection_id: str = "collection-0"
     doi: str = ""  # publication DOI in the citation; none if empty
     batch_condition: tuple[str, ...] = ()  # optional uns key; written only when not empty
+    feature_length_dtype: FeatureLengthDtype = "category"  # categorical of int64, as real 7.0.0 files
     seed: int = 0
     chunk_cells: int = 20_000  # rows generated and written at a time
     extra_uns: dict[str, str] = field(default_factory=dict)
@@ -170,6 +182,11 @@ class DatasetSpec7:
             raise UsageError(f"{where}: n_sars_cov_2 is {self.n_sars_cov_2}, must be 0..{len(SARS_COV_2_GENES)}")
         if self.n_donors < 1:
             raise UsageError(f"{where}: n_donors is {self.n_donors}, must be at least 1")
+        if self.feature_length_dtype not in FEATURE_LENGTH_DTYPES:
+            raise UsageError(
+                f"{where}: feature_length_dtype {self.feature_length_dtype!r} is not one of "
+                f"{', '.join(FEATURE_LENGTH_DTYPES)}"
+            )
 
     def matrix_spec(self) -> DatasetSpec:
         """Return the 4.0.0 spec whose count-matrix settings equal these (the matrix writer is shared)."""
@@ -190,6 +207,13 @@ class DatasetSpec7:
 
 def _feature_type(feature_id: str) -> str:
     return FEATURE_TYPES[sum(map(ord, feature_id)) % len(FEATURE_TYPES)]
+
+
+def _feature_lengths(ids: Sequence[str], dtype: FeatureLengthDtype) -> pd.Categorical[Any] | npt.NDArray[Any]:
+    lengths = np.array([feature_length_of(i) for i in ids], dtype=np.int64)
+    if dtype == "category":  # cellxgene-schema's write_labels: .map(lengths).astype("category")
+        return pd.Categorical(lengths)
+    return lengths.astype(dtype)
 
 
 def _var_frame(spec: DatasetSpec7, rng: np.random.Generator) -> pd.DataFrame:
@@ -219,7 +243,7 @@ def _var_frame(spec: DatasetSpec7, rng: np.random.Generator) -> pd.DataFrame:
             "feature_name": pd.Categorical([names[i] for i in order]),
             "feature_reference": pd.Categorical(refs),
             "feature_biotype": pd.Categorical(["spike-in" if r == ERCC else "gene" for r in refs]),
-            "feature_length": np.array([feature_length_of(i) for i in ids], dtype=np.uint64),
+            "feature_length": _feature_lengths(ids, spec.feature_length_dtype),
             "feature_type": pd.Categorical([types[i] for i in order]),
         },
         index=pd.Index(ids),

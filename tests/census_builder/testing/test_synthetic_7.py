@@ -106,8 +106,10 @@ def test_var_has_the_7_0_0_columns_and_raw_var_matches(corpus: Path, dataset_id:
     var = ad.var
     assert set(var.columns) == VAR_COLUMNS
     assert var["feature_is_filtered"].dtype == np.bool_ and not var["feature_is_filtered"].any()
-    assert np.issubdtype(var["feature_length"].dtype, np.unsignedinteger)
-    assert (var["feature_length"] > 0).all()
+    # as cellxgene-schema's write_labels stores it: a categorical of int64 lengths
+    assert isinstance(var["feature_length"].dtype, pd.CategoricalDtype)
+    assert var["feature_length"].cat.categories.dtype == np.int64
+    assert (var["feature_length"].astype(np.int64) > 0).all()
     for c in ("feature_name", "feature_reference", "feature_biotype", "feature_type"):
         assert _is_str_categorical(var[c]), c
     assert var.index.is_unique
@@ -272,6 +274,19 @@ def test_same_seed_same_bytes_other_seed_other_values(tmp_path: Path) -> None:
     assert a["raw/X/data"] != c["raw/X/data"] and a["var/_index"] != c["var/_index"]
 
 
+@pytest.mark.parametrize("dtype", ["int64", "uint64", "uint32"])
+def test_feature_length_dtype_writes_a_plain_column_of_that_type(tmp_path: Path, dtype: str) -> None:
+    spec = DatasetSpec7("fl", n_cells=10, n_genes=20, feature_length_dtype=dtype)  # type: ignore[arg-type]
+    categorical = write_h5ad_7(tmp_path / "c.h5ad", spec.with_(feature_length_dtype="category"))
+    plain = write_h5ad_7(tmp_path / "p.h5ad", spec)
+    with h5py.File(plain, "r") as f, h5py.File(categorical, "r") as g:
+        assert f["var/feature_length"].dtype == np.dtype(dtype)
+        cat = g["var/feature_length"]
+        assert cat.attrs["encoding-type"] == "categorical"
+        values = cat["categories"][...][cat["codes"][...]]
+        assert f["var/feature_length"][...].tolist() == values.tolist()
+
+
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
@@ -283,6 +298,7 @@ def test_same_seed_same_bytes_other_seed_other_values(tmp_path: Path) -> None:
             "tissue_type 'cell line' needs a cell line of NCBITaxon:9598 in CELL_LINES",
         ),
         ({"n_sars_cov_2": 12}, "n_sars_cov_2 is 12, must be 0..11"),
+        ({"feature_length_dtype": "float32"}, "feature_length_dtype 'float32' is not one of category, int64, "),
     ],
 )
 def test_invalid_specs_are_refused_with_the_field_named(tmp_path: Path, changes: dict[str, Any], message: str) -> None:

@@ -1,0 +1,155 @@
+"""benchmarks.reference.prove: differences sorted into explained and unexplained; the listing stays bounded."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from benchmarks.reference.compare import compare_releases
+from benchmarks.reference.corpus import reference_specs_7
+from benchmarks.reference.diff import Difference, Report
+from benchmarks.reference.prove import (
+    EXPLAINED,
+    MAPPED,
+    bounded,
+    classify,
+    main,
+    recheck_summary_cell_counts,
+    results_markdown,
+)
+from tests.benchmarks.minirelease import content, write_release
+
+HUMAN = "census_data/homo_sapiens"
+# One difference of each expected kind, exactly as benchmarks.reference.compare words it.
+SUSPENSION = "organism='Homo sapiens' category='suspension_type' ontology_term_id='na' label="
+EXAMPLES = [
+    Difference(f"{HUMAN}/obs", "", "column 'raw_sum': type float (ours) != double (reference)"),
+    Difference(f"{HUMAN}/ms/RNA/var", "", "column 'feature_type' only in the reference"),
+    Difference(
+        "census_info/datasets", "dataset_id='d'", "dataset_h5ad_path: 'h5ads/d.h5ad' (ours) != 'd.h5ad' (reference)"
+    ),
+    Difference(
+        "census_info/summary_cell_counts",
+        "organism='Homo sapiens' category='all' ontology_term_id='na' label='na'",
+        "row only in ours",
+    ),
+    Difference(MAPPED, f"{SUSPENSION}'nucleus'", "row only in ours"),
+    Difference(MAPPED, f"{SUSPENSION}'cell'", "total_cell_count: 5 (ours) != 7 (reference)"),
+    Difference("/", "", "collection 'census_spatial_sequencing' only in the reference"),
+    Difference("census_data", "", "experiment 'pan_troglodytes' (0 cells) only in the reference"),
+    Difference("census_info/organisms", "organism_ontology_term_id='NCBITaxon:9598'", "row only in the reference"),
+]
+
+
+def _report(diffs: list[Difference]) -> Report:
+    r = Report(limit=1_000)
+    for d in diffs:
+        r.add(d.where, d.key, d.what)
+    return r
+
+
+def test_each_expected_kind_is_explained_once() -> None:
+    explained, unexplained = classify(_report(EXAMPLES))
+    assert unexplained == []
+    assert sum(len(v) for v in explained.values()) == len(EXAMPLES)
+    assert all(e.sentence and e.verdict and e.note for e in EXPLAINED)
+
+
+@pytest.mark.parametrize(
+    "d",
+    [
+        Difference(
+            f"{HUMAN}/ms/RNA/feature_dataset_presence_matrix", "dataset_id='d' feature_id='G'", "present only in ours"
+        ),
+        Difference(
+            f"{HUMAN}/ms/RNA/feature_dataset_presence_matrix",
+            "dataset_id='d' feature_id='G'",
+            "present only in the reference",
+        ),
+        Difference(f"{HUMAN}/ms/RNA/var", "feature_id='G'", "n_measured_obs: 1 (ours) != 2 (reference)"),
+        Difference(MAPPED, "organism='Homo sapiens' category='sex' ontology_term_id='x' label='y'", "row only in ours"),
+        Difference("/", "", "collection 'census_info' only in the reference"),
+        Difference(
+            f"{HUMAN}/obs",
+            "dataset_id='d' observation_joinid='o'",
+            "cell_type: 'T cell' (ours) != 'B cell' (reference)",
+        ),
+        Difference(f"{HUMAN}/ms/RNA/X/raw", "k", "1.0 (ours) != 2.0 (reference)"),
+        Difference(f"{HUMAN}/obs", "", "column 'raw_sum': type double (ours) != float (reference)"),
+        Difference("census_data", "", "experiment 'pan_troglodytes' (3 cells) only in the reference"),
+    ],
+)
+def test_other_differences_stay_unexplained(d: Difference) -> None:
+    assert classify(_report([d])) == ({}, [d])
+
+
+def test_bounded_keeps_the_counts_and_limits_the_examples() -> None:
+    r = _report([Difference("p", f"k{i}", "x") for i in range(5)])
+    r.compared["cells"] = 7
+    b = bounded(r, 2)
+    assert b.total == 5 and len(b.kept) == 2 and dict(b.compared) == {"cells": 7}
+    assert list(b.lines())[-3:] == ["  ... and 3 more", "compared: 7 cells", "5 differences in total"]
+
+
+def test_results_list_each_kind_with_its_sentence_and_the_unexplained() -> None:
+    stray = Difference(f"{HUMAN}/ms/RNA/X/raw", "k", "1.0 (ours) != 2.0 (reference)")
+    report = _report([*EXAMPLES, stray])
+    explained, unexplained = classify(report)
+    text = results_markdown(
+        "python -m benchmarks.reference.prove --out DIR",
+        "2026-11-26",
+        report,
+        explained,
+        unexplained,
+        {"our build": 0},
+        "abc",
+        reference_specs_7(),
+    )
+    assert f"- Differences: {len(EXAMPLES) + 1}, of which {len(EXAMPLES)} explained and 1 unexplained." in text
+    for e in EXPLAINED:
+        assert e.sentence in text
+    assert text.endswith(f"## Unexplained differences\n\n- `{stray.where}`: {stray}\n")
+
+
+def test_only_refuses_an_unknown_dataset(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--out", str(tmp_path / "new"), "--only", "ref-human-lung-10x,nope"]) == 2
+    assert "--only: nope not in the corpus (reference_specs_7)" in capsys.readouterr().err
+
+
+def test_a_directory_in_use_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "x").write_text("", encoding="utf-8")
+    assert main(["--out", str(tmp_path)]) == 2
+    assert "is not empty" in capsys.readouterr().err
+
+
+def test_summary_cell_counts_are_compared_again_by_organism_label(tmp_path: Path) -> None:
+    """Ours names organisms by label, the reference by experiment name: every row is on one side only (explained);
+    compared again with the names mapped through each side's organisms table, only the planted change is left."""
+    ours = write_release(tmp_path / "ours", content())
+    ref = content()
+    names = {o["organism_label"]: o["organism"] for o in ref.organisms}
+    for row in ref.cell_counts:
+        row["organism"] = names[row["organism"]]
+    ref.cell_counts[1]["total"] = 5
+    report = compare_releases(ours, write_release(tmp_path / "ref", ref, reverse=True), limit=sys.maxsize)
+    assert report.counts["census_info/summary_cell_counts"] == 6
+    assert recheck_summary_cell_counts(report, ours, str(tmp_path / "ref"))
+    explained, unexplained = classify(report)
+    assert [(d.where, d.key, d.what) for d in unexplained] == [
+        (
+            MAPPED,
+            "organism='Homo sapiens' category='cell_type' ontology_term_id='CL:0000084' label='T cell'",
+            "total: 1 (ours) != 5 (reference)",
+        )
+    ]
+    assert sum(map(len, explained.values())) == 6
+
+
+def test_summary_cell_counts_named_alike_are_not_compared_again(tmp_path: Path) -> None:
+    ours = write_release(tmp_path / "ours", content())
+    ref = write_release(tmp_path / "ref", content())
+    report = compare_releases(ours, ref, limit=sys.maxsize)
+    assert not recheck_summary_cell_counts(report, ours, ref)
+    assert report.total == 0
