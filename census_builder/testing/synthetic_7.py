@@ -33,10 +33,10 @@ generated.
 from __future__ import annotations
 
 import csv
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -431,10 +431,30 @@ def example_specs_7() -> list[DatasetSpec7]:
     ]
 
 
-def write_corpus_7(out_dir: str | Path, specs: Sequence[DatasetSpec7], *, manifest_name: str = "manifest.csv") -> Path:
-    """Write each dataset as ``<out_dir>/<dataset_id>.h5ad`` and a manifest listing them; returns the manifest.
+class CorpusSpec(Protocol):
+    """What a corpus manifest row needs of a dataset spec (7.0.0 and spatial specs alike)."""
 
-    The manifest has the columns of :func:`census_builder.testing.synthetic.write_corpus`'s.
+    @property
+    def dataset_id(self) -> str: ...  # noqa: D102
+    @property
+    def collection_id(self) -> str: ...  # noqa: D102
+    @property
+    def doi(self) -> str: ...  # noqa: D102
+
+
+SpecT = TypeVar("SpecT", bound=CorpusSpec)
+
+
+def write_corpus_with(
+    out_dir: str | Path,
+    specs: Sequence[SpecT],
+    write: Callable[[Path, SpecT], Path],
+    *,
+    manifest_name: str = "manifest.csv",
+) -> Path:
+    """Write each dataset with ``write`` as ``<out_dir>/<dataset_id>.h5ad`` and a manifest listing them.
+
+    The manifest has the columns of :func:`census_builder.testing.synthetic.write_corpus`'s; returns its path.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -445,8 +465,13 @@ def write_corpus_7(out_dir: str | Path, specs: Sequence[DatasetSpec7], *, manife
             ["dataset_id", "h5ad_uri", "dataset_version_id", "collection_id", "collection_name", "collection_doi"]
         )
         for s in specs:
-            p = write_h5ad_7(out / f"{s.dataset_id}.h5ad", s)
+            p = write(out / f"{s.dataset_id}.h5ad", s)
             w.writerow(
                 [s.dataset_id, p.name, f"{s.dataset_id}-v1", s.collection_id, f"Synthetic {s.collection_id}", s.doi]
             )
     return manifest
+
+
+def write_corpus_7(out_dir: str | Path, specs: Sequence[DatasetSpec7], *, manifest_name: str = "manifest.csv") -> Path:
+    """Write each dataset as ``<out_dir>/<dataset_id>.h5ad`` and a manifest listing them; returns the manifest."""
+    return write_corpus_with(out_dir, specs, write_h5ad_7, manifest_name=manifest_name)

@@ -33,7 +33,6 @@ only single sections). :meth:`SpatialSpec.planted_problems` names the rule each 
 
 from __future__ import annotations
 
-import csv
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -48,7 +47,14 @@ from anndata.io import read_elem, write_elem
 
 from census_builder.errors import UsageError
 from census_builder.testing.synthetic import Layout
-from census_builder.testing.synthetic_7 import HUMAN, MOUSE, ORGANISMS, DatasetSpec7, write_h5ad_7
+from census_builder.testing.synthetic_7 import (
+    HUMAN,
+    MOUSE,
+    ORGANISMS,
+    DatasetSpec7,
+    write_corpus_with,
+    write_h5ad_7,
+)
 
 VISIUM_V1 = "EFO:0022857"
 SLIDE_SEQ_V2 = "EFO:0030062"
@@ -461,17 +467,4 @@ def write_spatial_corpus(
 
     The manifest has the columns of :func:`census_builder.testing.synthetic_7.write_corpus_7`'s.
     """
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    manifest = out / manifest_name
-    with manifest.open("w", newline="", encoding="utf-8") as fh:
-        w = csv.writer(fh)
-        w.writerow(
-            ["dataset_id", "h5ad_uri", "dataset_version_id", "collection_id", "collection_name", "collection_doi"]
-        )
-        for s in specs:
-            p = write_spatial_h5ad(out / f"{s.dataset_id}.h5ad", s)
-            w.writerow(
-                [s.dataset_id, p.name, f"{s.dataset_id}-v1", s.collection_id, f"Synthetic {s.collection_id}", s.doi]
-            )
-    return manifest
+    return write_corpus_with(out_dir, specs, write_spatial_h5ad, manifest_name=manifest_name)
