@@ -29,13 +29,14 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import json
 import logging
 import re
 import shlex
 import subprocess
 import sys
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -241,6 +242,22 @@ def _corpus_lines(specs: Sequence[DatasetSpec7]) -> list[str]:
     ]
 
 
+def validator_lines(reports: Mapping[str, Path]) -> list[str]:
+    """Markdown lines: what our validator said of each release (its report JSON), failed checks with counts."""
+    lines = ["", "## Our validator on both releases (`python -m validation RELEASE --manifest M`)", ""]
+    for side, path in reports.items():
+        if not path.is_file():
+            lines.append(f"- {side}: no report ({path.name} missing)")
+            continue
+        report = json.loads(path.read_text(encoding="utf-8"))
+        failed = [c for c in report["checks"] if not c["passed"]]
+        lines.append(f"- {side}: {'passed' if report['passed'] else 'FAILED'} ({len(report['checks'])} checks)")
+        for c in failed:
+            first = c["findings"][0]["message"] if c["findings"] else ""
+            lines.append(f"  - {c['name']}: {c['n_findings']} finding(s), e.g. {first}")
+    return lines
+
+
 def results_markdown(
     command: str,
     date: str,
@@ -378,6 +395,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     recorded = DEFAULT_SOURCE / "COMMIT"
     ref_commit = recorded.read_text(encoding="utf-8").strip() if recorded.is_file() else "unknown"
     text = results_markdown(command, date, full, explained, unexplained, steps, ref_commit, specs)
+    if args.validator:
+        sides = {"ours": out / "validation-ours.json", "reference": out / "validation-ref.json"}
+        text += "\n".join(validator_lines(sides)) + "\n"
     results = args.results or out / "RESULTS-2.4.0.md"
     with results.open("a" if args.append else "w", encoding="utf-8") as fh:
         fh.write(("\n" if args.append and results.stat().st_size else "") + text)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from benchmarks.reference.prove import (
     main,
     recheck_summary_cell_counts,
     results_markdown,
+    validator_lines,
 )
 from tests.benchmarks.minirelease import content, write_release
 
@@ -153,3 +155,20 @@ def test_summary_cell_counts_named_alike_are_not_compared_again(tmp_path: Path) 
     report = compare_releases(ours, ref, limit=sys.maxsize)
     assert not recheck_summary_cell_counts(report, ours, ref)
     assert report.total == 0
+
+
+def test_validator_lines_list_each_failed_check_with_its_count(tmp_path: Path) -> None:
+    good_check = {"name": "x_raw", "passed": True, "n_findings": 0, "findings": []}
+    bad_check = {"name": "encodings", "passed": False, "n_findings": 2, "findings": [{"message": "raw_sum is double"}]}
+    ok = {"passed": True, "checks": [good_check]}
+    bad = {"passed": False, "checks": [good_check, bad_check]}
+    (tmp_path / "ours.json").write_text(json.dumps(ok), encoding="utf-8")
+    (tmp_path / "ref.json").write_text(json.dumps(bad), encoding="utf-8")
+    sides = {"ours": tmp_path / "ours.json", "reference": tmp_path / "ref.json", "third": tmp_path / "none.json"}
+    lines = validator_lines(sides)
+    assert lines[3:] == [
+        "- ours: passed (1 checks)",
+        "- reference: FAILED (2 checks)",
+        "  - encodings: 2 finding(s), e.g. raw_sum is double",
+        "- third: no report (none.json missing)",
+    ]
