@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from census_builder.build.inspect import DatasetPlan, PlanFiles
+from census_builder.build.inspect import CENSUS_DATA, DatasetPlan, PlanFiles
 from census_builder.build.outputs import AxesPlan, DatasetAxes, NoCells, OrganismAxes
 from census_builder.build.timestamps import Timestamps
 from census_builder.errors import InputError, PreflightError
@@ -30,7 +30,16 @@ logger = logging.getLogger(__name__)
 def plan_axes(run: BuildRun) -> AxesPlan:
     """Assign soma_joinids to datasets, cells and genes, write the per-dataset axes files, create the empty release."""
     plans = run.plans()
-    contributing = [p for p in plans if p.organism is not None]
+    contributing = [p for p in plans if p.organism is not None and p.experiment == CENSUS_DATA]
+    for p in plans:
+        if p.organism is not None and p.experiment != CENSUS_DATA:
+            logger.warning(
+                "%s: %d cell(s) planned for %s[%s], which this build does not write yet",
+                p.dataset_id,
+                p.n_cells,
+                p.experiment,
+                p.organism,
+            )
     datasets: list[DatasetAxes] = []
     organisms: dict[str, OrganismAxes] = {}
     offsets: dict[str, int] = {}
