@@ -32,6 +32,7 @@ logger = logging.getLogger(__name__)
 CENSUS_DATA = "census_data"
 CENSUS_SPATIAL = "census_spatial_sequencing"
 SPATIAL_OBS_COLUMNS = ("in_tissue", "array_row", "array_col")  # Census 2.4.0 spatial obs; int64 in the release
+SPATIAL_OBS_MISSING = int(np.iinfo(np.int64).min)  # those columns for Slide-seqV2 beads (no such source columns)
 
 _MAPPER: TissueMapper | None = None  # one per process: the ontology loads once
 
@@ -345,16 +346,20 @@ def _spatial_json(source: SpatialSource) -> dict[str, Any]:
 
 
 def _spatial_obs(h5: H5AD, source: SpatialSource, kept_rows: npt.NDArray[np.int64]) -> dict[str, Any]:
-    """Return the kept cells' in_tissue, array_row, array_col: the source's (Visium), or null (Slide-seqV2)."""
+    """Return the kept cells' in_tissue, array_row, array_col: the source's (Visium), else the placeholder.
+
+    Slide-seqV2 sources have no such columns (7.0.0 forbids them): the release holds :data:`SPATIAL_OBS_MISSING`
+    (int64's minimum, as the reference builder), since every release column is a non-nullable encoding.
+    """
     if source.assay != VISIUM_V1:
-        return {c: pd.array([pd.NA] * kept_rows.size, dtype="Int64") for c in SPATIAL_OBS_COLUMNS}
+        return {c: np.full(kept_rows.size, SPATIAL_OBS_MISSING, dtype=np.int64) for c in SPATIAL_OBS_COLUMNS}
     obs = h5.read_dataframe("obs", list(SPATIAL_OBS_COLUMNS))
     out: dict[str, Any] = {}
     for c in SPATIAL_OBS_COLUMNS:
         values = pd.to_numeric(obs[c], errors="coerce").to_numpy(dtype=np.float64)[kept_rows]
         if np.isnan(values).any():
             raise h5.error("must be an integer for every spot of a Visium section", field=f"obs/{c}")
-        out[c] = pd.array(values.astype(np.int64), dtype="Int64")
+        out[c] = values.astype(np.int64)
     return out
 
 
