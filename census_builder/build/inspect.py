@@ -24,13 +24,12 @@ from census_builder.census import filters
 from census_builder.census.schema import CensusSchema
 from census_builder.census.tissue_general import TissueMapper
 from census_builder.errors import InputError
+from census_builder.soma.layout import CENSUS_DATA, CENSUS_SPATIAL
 from census_builder.sources.h5ad import H5AD, plan_row_chunks
 from census_builder.sources.spatial import VISIUM_V1, SpatialSource, read_spatial, spatial_problems
 
 logger = logging.getLogger(__name__)
 
-CENSUS_DATA = "census_data"
-CENSUS_SPATIAL = "census_spatial_sequencing"
 SPATIAL_OBS_COLUMNS = ("in_tissue", "array_row", "array_col")  # Census 2.4.0 spatial obs; int64 in the release
 SPATIAL_OBS_MISSING = int(np.iinfo(np.int64).min)  # those columns for Slide-seqV2 beads (no such source columns)
 
