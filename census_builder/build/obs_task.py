@@ -51,7 +51,6 @@ def write_obs(task: ObsTask) -> int:
     import pyarrow.parquet as pq
 
     from census_builder.census.schema import load_schema
-
     from census_builder.census.spatial import spatial_obs
 
     schema = load_schema(task.schema_version)

@@ -101,7 +101,9 @@ def write_scene(
         warnings.filterwarnings("ignore", "Support for spatial types is experimental")
         scenes: Any
         with soma.Collection.open(exp.spatial, "w", context=ctx) as scenes:
-            scene = scenes[d.dataset_id] if d.dataset_id in scenes else scenes.add_new_collection(d.dataset_id, soma.Scene)
+            scene = (
+                scenes[d.dataset_id] if d.dataset_id in scenes else scenes.add_new_collection(d.dataset_id, soma.Scene)
+            )
             with scene:
                 scene.coordinate_space = space
                 _write_points(scene, space, d, h5, kept_rows, assay, library)
@@ -110,7 +112,13 @@ def write_scene(
 
 
 def _write_points(
-    scene: Any, space: soma.CoordinateSpace, d: DatasetAxes, h5: H5AD, kept_rows: np.ndarray[Any, Any], assay: str, library: Any
+    scene: Any,
+    space: soma.CoordinateSpace,
+    d: DatasetAxes,
+    h5: H5AD,
+    kept_rows: np.ndarray[Any, Any],
+    assay: str,
+    library: Any,
 ) -> None:
     """Write obsl["loc"]: x, y (the first two columns of obsm["spatial"]), soma_joinid, for the kept rows."""
     if "obsl" not in scene:
@@ -128,7 +136,11 @@ def _write_points(
             transform=soma.IdentityTransform(AXES, AXES),
             coordinate_space=space,
             schema=POINTS_SCHEMA,
-            domain=[(float(lo[0]), float(hi[0])), (float(lo[1]), float(hi[1])), (d.obs_offset, d.obs_offset + d.n_cells - 1)],
+            domain=[
+                (float(lo[0]), float(hi[0])),
+                (float(lo[1]), float(hi[1])),
+                (d.obs_offset, d.obs_offset + d.n_cells - 1),
+            ],
             platform_config=DATAFRAME_PLATFORM_CONFIG,
         )
     radius = float(library["spot_diameter_fullres"]) / 2 if assay == VISIUM_V1 and library else SLIDE_SEQ_RADIUS
@@ -175,5 +187,7 @@ def _write_image(scene: Any, space: soma.CoordinateSpace, h5: H5AD, library: dic
     with image:
         level = image[HIGHRES_LEVEL]
         for row, band in iter_hires(h5, library_id):
-            data = np.ascontiguousarray(np.transpose(band, (2, 0, 1)))  # (rows, width, channel) -> (channel, rows, width)
+            data = np.ascontiguousarray(
+                np.transpose(band, (2, 0, 1))
+            )  # (rows, width, channel) -> (channel, rows, width)
             level.write((slice(None), slice(row, row + band.shape[0] - 1), slice(None)), pa.Tensor.from_numpy(data))

@@ -109,7 +109,8 @@ def write_tables(run: BuildRun) -> TablesWritten:
             n_true = write_presence(exp.presence, joinids, red.present, run.schema.presence_arrow_type)
             for d in members:
                 plan_obs = PlanFiles(run.paths.plans, d.dataset_id).obs
-                counts.add(org.label, org.name, d.dataset_id, pd.read_parquet(plan_obs, columns=list(count_columns(run.schema))))
+                obs = pd.read_parquet(plan_obs, columns=list(count_columns(run.schema)))
+                counts.add(org.label, org.name, d.dataset_id, obs)
             figures[kind][org.name] = OrganismFigures(
                 cells=sum(cells.values()),
                 genes=len(var),
