@@ -76,7 +76,7 @@ class DatasetAxes:
             "joinid": self.joinid,
             "obs_offset": self.obs_offset,
             "n_cells": self.n_cells,
-            "experiment": self.experiment,
+            **({} if self.experiment == CENSUS_DATA else {"experiment": self.experiment}),  # as records before #16
         }
 
 
@@ -86,6 +86,10 @@ class OrganismAxes:
 
     n_obs: int
     n_var: int
+
+
+def _axes_json(axes: Mapping[str, OrganismAxes]) -> dict[str, dict[str, int]]:
+    return {k: {"n_obs": v.n_obs, "n_var": v.n_var} for k, v in axes.items()}
 
 
 @dataclass(frozen=True)
@@ -124,9 +128,9 @@ class AxesPlan:
         return {
             "timestamp_base": self.timestamp_base,
             "datasets": [d.to_json() for d in self.datasets],
-            "organisms": {k: {"n_obs": v.n_obs, "n_var": v.n_var} for k, v in self.organisms.items()},
+            "organisms": _axes_json(self.organisms),
             "excluded": [{"dataset_id": e.dataset_id, "reason": e.reason} for e in self.excluded],
-            "spatial": {k: {"n_obs": v.n_obs, "n_var": v.n_var} for k, v in self.spatial.items()},
+            **({"spatial": _axes_json(self.spatial)} if self.spatial else {}),  # as records before #16
         }
 
     @classmethod
@@ -218,7 +222,7 @@ class TablesWritten:
             "total_cell_count": self.total_cell_count,
             "unique_cell_count": self.unique_cell_count,
             "donors": dict(self.donors),
-            "spatial": {k: v.to_json() for k, v in self.spatial.items()},
+            **({"spatial": {k: v.to_json() for k, v in self.spatial.items()}} if self.spatial else {}),
         }
 
     @classmethod
