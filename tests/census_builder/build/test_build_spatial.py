@@ -75,13 +75,17 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Built]:
     yield Built(corpus=corpus, root=workdir / "sp")
 
 
+def _open(built: Built) -> Any:
+    return soma.open(built.soma)  # the release's root Collection (typed as a bare SOMAObject)
+
+
 def _frame(node: Any) -> pd.DataFrame:
     out: pd.DataFrame = node.read().concat().to_pandas().sort_values("soma_joinid").reset_index(drop=True)
     return out
 
 
 def test_spatial_experiments_hold_raw_only_and_the_spatial_objects(built: Built) -> None:
-    with soma.open(built.soma) as census:
+    with _open(built) as census:
         assert sorted(census[SPATIAL].keys()) == ["homo_sapiens", "mus_musculus"]
         human = census[SPATIAL]["homo_sapiens"]
         assert sorted(human.keys()) == ["ms", "obs", "obs_spatial_presence", "spatial"]
@@ -94,7 +98,7 @@ def test_spatial_experiments_hold_raw_only_and_the_spatial_objects(built: Built)
 
 def test_obs_has_every_spot_with_the_source_spatial_columns(built: Built) -> None:
     src = built.source("vis").obs
-    with soma.open(built.soma) as census:
+    with _open(built) as census:
         obs = _frame(census[SPATIAL]["homo_sapiens"].obs)
         slide = _frame(census[SPATIAL]["mus_musculus"].obs)
     assert len(obs) == VISIUM.n_obs and (obs["dataset_id"] == "vis").all()
@@ -109,7 +113,7 @@ def test_obs_has_every_spot_with_the_source_spatial_columns(built: Built) -> Non
 
 def test_x_raw_equals_the_source_counts(built: Built) -> None:
     src = built.source("slide")
-    with soma.open(built.soma) as census:
+    with _open(built) as census:
         exp = census[SPATIAL]["mus_musculus"]
         var = _frame(exp.ms["RNA"].var)
         x = exp.ms["RNA"].X["raw"].read().tables().concat().to_pandas()
@@ -123,7 +127,7 @@ def test_x_raw_equals_the_source_counts(built: Built) -> None:
 
 
 def test_obs_spatial_presence_maps_each_observation_to_its_scene(built: Built) -> None:
-    with soma.open(built.soma) as census:
+    with _open(built) as census:
         table = _frame(census[SPATIAL]["homo_sapiens"].obs_spatial_presence)
     assert table["soma_joinid"].tolist() == list(range(VISIUM.n_obs))
     assert set(table["scene_id"]) == {"vis"} and table["data"].all()
@@ -132,7 +136,7 @@ def test_obs_spatial_presence_maps_each_observation_to_its_scene(built: Built) -
 @pytest.mark.parametrize(("organism", "spec"), [("homo_sapiens", VISIUM), ("mus_musculus", SLIDE)])
 def test_scene_points_are_the_source_positions(built: Built, organism: str, spec: SpatialSpec) -> None:
     src = built.source(spec.dataset_id)
-    with soma.open(built.soma) as census:
+    with _open(built) as census:
         exp = census[SPATIAL][organism]
         points = exp.spatial[spec.dataset_id].obsl["loc"]
         loc = _frame(points)
@@ -153,7 +157,7 @@ def test_scene_points_are_the_source_positions(built: Built, organism: str, spec
 
 def test_visium_image_is_the_source_hires_pixel_for_pixel(built: Built) -> None:
     hires = built.source("vis").uns["spatial"]["vis_A1"]["images"]["hires"]  # (height, width, channel)
-    with soma.open(built.soma) as census:
+    with _open(built) as census:
         scene = census[SPATIAL]["homo_sapiens"].spatial["vis"]
         image = scene.img["vis_A1"]["highres_image"]
         assert isinstance(image, soma.MultiscaleImage) and image.level_count == 1
@@ -168,7 +172,7 @@ def test_visium_image_is_the_source_hires_pixel_for_pixel(built: Built) -> None:
 
 
 def test_anndata_of_a_scene_has_the_spatial_obs_columns(built: Built) -> None:
-    with soma.open(built.soma) as census:
+    with _open(built) as census:
         exp = census[SPATIAL]["homo_sapiens"]
         joinids = _frame(exp.obs_spatial_presence).query("scene_id == 'vis'")["soma_joinid"].to_numpy()
         with exp.axis_query("RNA", obs_query=soma.AxisQuery(coords=(joinids,))) as q:
@@ -191,7 +195,7 @@ def test_cellxgene_census_opens_the_release(built: Built) -> None:
 
 
 def test_census_info_counts_spatial_datasets_and_cells(built: Built) -> None:
-    with soma.open(built.soma) as census:
+    with _open(built) as census:
         info = census["census_info"]
         summary = info["summary"].read().concat().to_pandas().set_index("label")["value"]
         datasets = _frame(info["datasets"]).set_index("dataset_id")["dataset_total_cell_count"]
