@@ -40,6 +40,8 @@ def finalize_release(run: BuildRun) -> ReleaseFinalized:
     # Nothing reads the release before every fragment's timestamp is in the past (build/timestamps.py).
     Timestamps(run.axes().timestamp_base, run.output(MatricesWritten).chunks).wait_until_past()
     x_uris = [uri for exp in _experiments(run, tables) for uri in exp.x_layers.values()]
+    # Spatial images keep their band fragments too: merging a dense 2000 x 2000 x 3 image took ~1 GiB of RSS.
+    x_uris += [u for u in consolidation.array_uris(paths.partial) if _is_image(run, tables, u)]
     for uri in x_uris:  # X keeps its per-chunk fragments (disjoint row ranges); see consolidate_metadata
         consolidation.consolidate_metadata(uri)
     uris = [u for u in consolidation.array_uris(paths.partial) if u not in x_uris]
@@ -78,6 +80,15 @@ def _check_nnz(run: BuildRun, tables: TablesWritten) -> None:
             if stored != f.nnz:
                 where = exp.organism if exp.kind == CENSUS_DATA else f"{exp.kind}/{exp.organism}"
                 raise BuildStateError(f"{where} X[{layer!r}] holds {stored} values, chunk results say {f.nnz}")
+
+
+def _is_image(run: BuildRun, tables: TablesWritten, uri: str) -> bool:
+    """Tell whether ``uri`` is a level of a scene's image (``<spatial experiment>/spatial/<scene>/img/...``)."""
+    for org in tables.spatial:
+        scenes = run.layout.experiment(org, CENSUS_SPATIAL).spatial
+        if os.path.commonpath([scenes, uri]) == scenes and os.path.relpath(uri, scenes).split(os.sep)[1:2] == ["img"]:
+            return True
+    return False
 
 
 def _experiments(run: BuildRun, tables: TablesWritten) -> list[ExperimentLayout]:
