@@ -210,6 +210,10 @@ def test_census_info_counts_spatial_datasets_and_cells(built: Built) -> None:
 
 def test_build_report_names_the_dataset_that_is_not_a_single_section(built: Built) -> None:
     report = json.loads((built.root / "build_report.json").read_text(encoding="utf-8"))
+    assert report["summary"]["spatial"] == {
+        "homo_sapiens": {"cells": VISIUM.n_obs, "genes": 20, "datasets": 1},
+        "mus_musculus": {"cells": SLIDE.n_obs, "genes": 20, "datasets": 1},
+    }
     assert report["inputs"]["warnings"]["vis-multi"] == [
         "uns['spatial']['is_single'] is False: Census schema 2.4.0 includes only single Visium Spatial Gene "
         "Expression V1 sections in census_spatial_sequencing, so its 30 cell(s) are left out"
