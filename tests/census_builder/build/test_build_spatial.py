@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,7 +23,11 @@ import pandas as pd
 import pytest
 import tiledbsoma as soma
 
+from census_builder.build.outputs import DatasetAxes
+from census_builder.build.spatial import write_scene
+from census_builder.census.schema import load_schema
 from census_builder.cli.main import main
+from census_builder.soma.layout import ReleaseLayout
 from census_builder.testing.synthetic_7 import MOUSE, DatasetSpec7, write_corpus_with, write_h5ad_7
 from census_builder.testing.synthetic_spatial import SLIDE_SEQ_V2, SpatialSpec, write_spatial_h5ad
 
@@ -218,3 +223,28 @@ def test_build_report_names_the_dataset_that_is_not_a_single_section(built: Buil
         "uns['spatial']['is_single'] is False: Census schema 2.4.0 includes only single Visium Spatial Gene "
         "Expression V1 sections in census_spatial_sequencing, so its 30 cell(s) are left out"
     ]
+
+
+def test_writing_a_scene_again_changes_nothing(built: Built, tmp_path: Path) -> None:
+    """A rerun of write_tables (after an interruption) rewrites a scene in place: same points, same pixels."""
+    copy = tmp_path / "soma"
+    shutil.copytree(built.soma, copy)
+    exp = ReleaseLayout(str(copy), load_schema("2.4.0")).experiment("homo_sapiens", SPATIAL)
+    plan = json.loads((built.root / ".build" / "plan" / "vis.json").read_text(encoding="utf-8"))
+    axes = DatasetAxes("vis", "homo_sapiens", 1, 0, VISIUM.n_obs, experiment=SPATIAL)
+    write_scene(exp, axes, str(built.corpus / "vis.h5ad"), plan["spatial"], np.arange(VISIUM.n_obs))
+    with _open(built) as before, soma.open(str(copy)) as after_root:
+        after: Any = after_root
+        for census in (before, after):
+            scene = census[SPATIAL]["homo_sapiens"].spatial["vis"]
+            assert len(_frame(scene.obsl["loc"])) == VISIUM.n_obs
+        old, new = (c[SPATIAL]["homo_sapiens"].spatial["vis"] for c in (before, after))
+        pd.testing.assert_frame_equal(_frame(old.obsl["loc"]), _frame(new.obsl["loc"]))
+        image = "img", "vis_A1", "highres_image", "hires"
+        np.testing.assert_array_equal(_node(old, image).read().to_numpy(), _node(new, image).read().to_numpy())
+
+
+def _node(node: Any, path: tuple[str, ...]) -> Any:
+    for part in path:
+        node = node[part]
+    return node
