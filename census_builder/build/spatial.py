@@ -54,6 +54,7 @@ def write_spatial(run: BuildRun) -> None:
             p = plans[d.dataset_id]
             kept_rows = PlanFiles(run.paths.plans, d.dataset_id).load_arrays()["kept_rows"]
             write_scene(exp, d, p.h5ad_path, p.spatial or {}, kept_rows)
+            logger.info("[write_tables:spatial] %s: scene %s, %d point(s)", organism, d.dataset_id, d.n_cells)
 
 
 def _write_presence(exp: ExperimentLayout, n_obs: int, members: list[DatasetAxes]) -> None:
