@@ -30,6 +30,7 @@ from census_builder.cli.main import main
 from census_builder.soma.layout import ReleaseLayout
 from census_builder.testing.synthetic_7 import MOUSE, DatasetSpec7, write_corpus_with, write_h5ad_7
 from census_builder.testing.synthetic_spatial import SLIDE_SEQ_V2, SpatialSpec, write_spatial_h5ad
+from tests.census_builder.build.h5ad_edits import rewrite
 
 SPATIAL = "census_spatial_sequencing"
 VISIUM = SpatialSpec("vis", n_spots=120, n_genes=20, hires_shape=(60, 40), tissue_hires_scalef=0.1, seed=3)
@@ -37,6 +38,8 @@ SLIDE = SpatialSpec("slide", assay=SLIDE_SEQ_V2, organism=MOUSE, n_spots=70, n_g
 NOT_SINGLE = SpatialSpec("vis-multi", n_spots=30, n_genes=20, is_single=False, seed=5)
 SPECS: list[Any] = [DatasetSpec7("human-10x", n_cells=30, n_genes=25, seed=1), VISIUM, SLIDE, NOT_SINGLE]
 INT64_MIN = -9223372036854775808
+SLIDE_DROPPED = 10  # the puck's first beads get tissue_type "primary cell culture": not a Census tissue type
+SLIDE_KEPT = SLIDE.n_obs - SLIDE_DROPPED
 
 pytestmark = pytest.mark.filterwarnings("ignore:Support for spatial types is experimental")
 
@@ -54,6 +57,12 @@ class Built:
         return anndata.read_h5ad(self.corpus / f"{dataset_id}.h5ad")
 
 
+def _drop_first_beads(tissue_type: Any) -> pd.Categorical:
+    values = np.asarray(tissue_type, dtype=object)
+    values[:SLIDE_DROPPED] = "primary cell culture"
+    return pd.Categorical(values)
+
+
 def _write(path: Path, spec: Any) -> Path:
     return write_spatial_h5ad(path, spec) if isinstance(spec, SpatialSpec) else write_h5ad_7(path, spec)
 
@@ -62,6 +71,7 @@ def _write(path: Path, spec: Any) -> Path:
 def built(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Built]:
     corpus = tmp_path_factory.mktemp("spatial-corpus")
     manifest = write_corpus_with(corpus, SPECS, _write)
+    rewrite(corpus / "slide.h5ad", "obs/tissue_type", _drop_first_beads)  # the points of a filtered dataset
     workdir = tmp_path_factory.mktemp("spatial-build")
     argv = ["build", "--census-schema", "2.4.0", "--version", "sp", "--manifest", str(manifest), "--no-validate"]
     argv += ["--workdir", str(workdir), "--workers", "1", "--build-date", "2026-11-26", "--skip-host-check"]
@@ -113,7 +123,7 @@ def test_obs_has_every_spot_with_the_source_spatial_columns(built: Built) -> Non
         np.testing.assert_array_equal(obs[c].to_numpy(), src[c].to_numpy(dtype=np.int64))
         assert (slide[c] == INT64_MIN).all()
     assert len(obs) == len(src)  # every spot, in the tissue or not
-    assert len(slide) == SLIDE.n_obs
+    assert len(slide) == SLIDE_KEPT
 
 
 def test_x_raw_equals_the_source_counts(built: Built) -> None:
@@ -124,7 +134,9 @@ def test_x_raw_equals_the_source_counts(built: Built) -> None:
         x = exp.ms["RNA"].X["raw"].read().tables().concat().to_pandas()
     raw = src.raw.to_adata() if src.raw is not None else src
     genes = raw.var.index.get_indexer(var["feature_id"])
-    dense = np.asarray(raw.X.todense() if hasattr(raw.X, "todense") else raw.X)[:, genes]
+    kept = (src.obs["tissue_type"] == "tissue").to_numpy()
+    dense = np.asarray(raw.X.todense() if hasattr(raw.X, "todense") else raw.X)[kept][:, genes]
+    assert dense.shape[0] == SLIDE_KEPT
     got = np.zeros_like(dense, dtype=np.float64)
     got[x["soma_dim_0"].to_numpy(), x["soma_dim_1"].to_numpy()] = x["soma_data"].to_numpy()
     np.testing.assert_array_equal(got, dense)
@@ -196,7 +208,7 @@ def test_cellxgene_census_opens_the_release(built: Built) -> None:
     assert spatial.n_obs == VISIUM.n_obs and "array_row" in spatial.obs.columns
     assert list(spatial.obs["dataset_id"].unique()) == ["vis"]
     assert data.n_obs == 30 and "in_tissue" not in data.obs.columns
-    assert len(mouse) == SLIDE.n_obs
+    assert len(mouse) == SLIDE_KEPT
 
 
 def test_census_info_counts_spatial_datasets_and_cells(built: Built) -> None:
@@ -206,18 +218,18 @@ def test_census_info_counts_spatial_datasets_and_cells(built: Built) -> None:
         datasets = _frame(info["datasets"]).set_index("dataset_id")["dataset_total_cell_count"]
         organisms = _frame(info["organisms"])["organism"].tolist()
         counts = info["summary_cell_counts"].read().concat().to_pandas()
-    assert int(summary["total_cell_count"]) == 30 + VISIUM.n_obs + SLIDE.n_obs
-    assert datasets.to_dict() == {"human-10x": 30, "vis": VISIUM.n_obs, "slide": SLIDE.n_obs}
+    assert int(summary["total_cell_count"]) == 30 + VISIUM.n_obs + SLIDE_KEPT
+    assert datasets.to_dict() == {"human-10x": 30, "vis": VISIUM.n_obs, "slide": SLIDE_KEPT}
     assert organisms == ["homo_sapiens", "mus_musculus"]  # mouse has spatial cells only
     mouse_all = counts[(counts["organism"] == "Mus musculus") & (counts["category"] == "all")]
-    assert mouse_all["total_cell_count"].tolist() == [SLIDE.n_obs]
+    assert mouse_all["total_cell_count"].tolist() == [SLIDE_KEPT]
 
 
 def test_build_report_names_the_dataset_that_is_not_a_single_section(built: Built) -> None:
     report = json.loads((built.root / "build_report.json").read_text(encoding="utf-8"))
     assert report["summary"]["spatial"] == {
         "homo_sapiens": {"cells": VISIUM.n_obs, "genes": 20, "datasets": 1},
-        "mus_musculus": {"cells": SLIDE.n_obs, "genes": 20, "datasets": 1},
+        "mus_musculus": {"cells": SLIDE_KEPT, "genes": 20, "datasets": 1},
     }
     assert report["inputs"]["warnings"]["vis-multi"] == [
         "uns['spatial']['is_single'] is False: Census schema 2.4.0 includes only single Visium Spatial Gene "
