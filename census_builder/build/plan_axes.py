@@ -52,7 +52,9 @@ def plan_axes(run: BuildRun) -> AxesPlan:
             members = [p for p in contributing if p.organism == org.name and p.experiment == experiment]
             if not members:
                 if experiment == CENSUS_DATA:
-                    logger.warning("no cells for %s: its experiment is left out of the release", org.name)
+                    spatial_only = any(p.organism == org.name for p in contributing)
+                    what = "no census_data cells (spatial cells only)" if spatial_only else "no cells"
+                    logger.warning("%s for %s: its census_data experiment is left out of the release", what, org.name)
                 continue
             var = _union_var(run, members)
             var.to_parquet(var_path(run, experiment, org.name), index=False)
