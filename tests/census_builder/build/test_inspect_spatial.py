@@ -93,3 +93,12 @@ def test_positions_of_the_wrong_shape_are_an_input_error(tmp_path: Path, how: st
     e = _error(tmp_path, SLIDE.with_(positions=how))
     assert e.field == "obsm/spatial"
     assert e.reason.endswith("it must be (50, 2 or more)")
+
+
+def test_several_problems_are_named_in_one_error(tmp_path: Path) -> None:
+    e = _error(tmp_path, VISIUM.with_(missing_image=True, positions="one_column"))
+    assert e.field == "uns/spatial/vis_A1/images/hires"
+    assert e.reason == (
+        "missing: a single Visium section MUST have its hires image (and 1 more: obsm/spatial: has shape (60, 1) "
+        "for 60 observations; it must be (60, 2 or more))"
+    )
