@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from census_builder.build.inspect import PlanFiles, inspect_dataset
+from census_builder.build.inspect import DatasetPlan, PlanFiles, inspect_dataset
 from census_builder.census.schema import load_schema
 from census_builder.errors import InputError
 from census_builder.testing.synthetic_spatial import SLIDE_SEQ_V2, VISIUM_V1, SpatialSpec, write_spatial_h5ad
@@ -20,7 +20,7 @@ VISIUM = SpatialSpec("vis", n_spots=60, n_genes=20, hires_shape=(40, 30), seed=3
 SLIDE = SpatialSpec("slide", assay=SLIDE_SEQ_V2, n_spots=50, n_genes=20, seed=4)
 
 
-def _inspect(tmp_path: Path, spec: SpatialSpec) -> tuple[Path, object]:
+def _inspect(tmp_path: Path, spec: SpatialSpec) -> tuple[Path, DatasetPlan]:
     path = write_spatial_h5ad(tmp_path / f"{spec.dataset_id}.h5ad", spec)
     return path, inspect_dataset(spec.dataset_id, str(path), V2_4, 1000, str(tmp_path / "plan"))
 
@@ -34,11 +34,11 @@ def _error(tmp_path: Path, spec: SpatialSpec) -> InputError:
 def test_visium_cells_are_planned_for_census_spatial_sequencing(tmp_path: Path) -> None:
     path, plan = _inspect(tmp_path, VISIUM)
     obs = anndata.read_h5ad(path).obs
-    assert plan.experiment == "census_spatial_sequencing"  # type: ignore[attr-defined]
-    assert plan.organism == "homo_sapiens"  # type: ignore[attr-defined]
-    assert plan.n_cells == 60 and plan.warnings == ()  # type: ignore[attr-defined]
-    lib = plan.spatial["library"]  # type: ignore[attr-defined]
-    assert plan.spatial["assay"] == VISIUM_V1  # type: ignore[attr-defined]
+    assert plan.experiment == "census_spatial_sequencing"
+    assert plan.organism == "homo_sapiens"
+    assert plan.n_cells == 60 and plan.warnings == ()
+    assert plan.spatial is not None and plan.spatial["assay"] == VISIUM_V1
+    lib = plan.spatial["library"]
     assert (lib["library_id"], lib["hires_shape"]) == ("vis_A1", [40, 30, 3])
     out = pd.read_parquet(PlanFiles(tmp_path / "plan", "vis").obs)
     for c in ("in_tissue", "array_row", "array_col"):
@@ -58,8 +58,8 @@ def test_every_spot_is_kept_primary_or_not_in_tissue_or_not(tmp_path: Path) -> N
 
 def test_slide_seq_cells_have_the_placeholder_in_the_spatial_columns(tmp_path: Path) -> None:
     _, plan = _inspect(tmp_path, SLIDE)
-    assert plan.experiment == "census_spatial_sequencing"  # type: ignore[attr-defined]
-    assert plan.spatial["library"] is None  # type: ignore[attr-defined]
+    assert plan.experiment == "census_spatial_sequencing"
+    assert plan.spatial is not None and plan.spatial["library"] is None
     out = pd.read_parquet(PlanFiles(tmp_path / "plan", "slide").obs)
     assert len(out) == 50
     for c in ("in_tissue", "array_row", "array_col"):
@@ -72,8 +72,8 @@ def test_not_single_is_left_out_with_a_warning(tmp_path: Path) -> None:
         "uns['spatial']['is_single'] is False: Census schema 2.4.0 includes only single Visium Spatial Gene "
         "Expression V1 sections in census_spatial_sequencing, so its 60 cell(s) are left out"
     )
-    assert plan.organism is None and plan.n_cells == 0  # type: ignore[attr-defined]
-    assert plan.warnings == (reason,) and plan.excluded_reason == reason  # type: ignore[attr-defined]
+    assert plan.organism is None and plan.n_cells == 0
+    assert plan.warnings == (reason,) and plan.excluded_reason == reason
 
 
 def test_missing_image_is_an_input_error(tmp_path: Path) -> None:
