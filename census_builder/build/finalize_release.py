@@ -18,6 +18,7 @@ from census_builder.runtime import faults
 from census_builder.runtime.cluster import run_tasks
 from census_builder.runtime.progress import Progress
 from census_builder.soma import consolidation
+from census_builder.soma.layout import CENSUS_DATA, CENSUS_SPATIAL, ExperimentLayout
 from census_builder.soma.platform import context
 
 if TYPE_CHECKING:
@@ -38,7 +39,9 @@ def finalize_release(run: BuildRun) -> ReleaseFinalized:
     tables = run.output(TablesWritten)
     # Nothing reads the release before every fragment's timestamp is in the past (build/timestamps.py).
     Timestamps(run.axes().timestamp_base, run.output(MatricesWritten).chunks).wait_until_past()
-    x_uris = [uri for org in tables.organisms for uri in run.layout.experiment(org).x_layers.values()]
+    x_uris = [uri for exp in _experiments(run, tables) for uri in exp.x_layers.values()]
+    # Spatial images keep their band fragments too: merging a dense 2000 x 2000 x 3 image took ~1 GiB of RSS.
+    x_uris += [u for u in consolidation.array_uris(paths.partial) if _is_image(run, tables, u)]
     for uri in x_uris:  # X keeps its per-chunk fragments (disjoint row ranges); see consolidate_metadata
         consolidation.consolidate_metadata(uri)
     uris = [u for u in consolidation.array_uris(paths.partial) if u not in x_uris]
@@ -70,11 +73,28 @@ def _check_nnz(run: BuildRun, tables: TablesWritten) -> None:
     Read from fragment metadata: chunks write disjoint row ranges, and a rerun deletes the fragments of
     chunks without a result, so any coordinate written twice shows up here as a surplus.
     """
-    for org, f in tables.organisms.items():
-        for layer, uri in run.layout.experiment(org).x_layers.items():
+    for exp in _experiments(run, tables):
+        f = (tables.organisms if exp.kind == CENSUS_DATA else tables.spatial)[exp.organism]
+        for layer, uri in exp.x_layers.items():
             stored = consolidation.stored_cells(uri)
             if stored != f.nnz:
-                raise BuildStateError(f"{org} X[{layer!r}] holds {stored} values, chunk results say {f.nnz}")
+                where = exp.organism if exp.kind == CENSUS_DATA else f"{exp.kind}/{exp.organism}"
+                raise BuildStateError(f"{where} X[{layer!r}] holds {stored} values, chunk results say {f.nnz}")
+
+
+def _is_image(run: BuildRun, tables: TablesWritten, uri: str) -> bool:
+    """Tell whether ``uri`` is a level of a scene's image (``<spatial experiment>/spatial/<scene>/img/...``)."""
+    for org in tables.spatial:
+        scenes = run.layout.experiment(org, CENSUS_SPATIAL).spatial
+        if os.path.commonpath([scenes, uri]) == scenes and os.path.relpath(uri, scenes).split(os.sep)[1:2] == ["img"]:
+            return True
+    return False
+
+
+def _experiments(run: BuildRun, tables: TablesWritten) -> list[ExperimentLayout]:
+    """Return the release's experiments: census_data's, then census_spatial_sequencing's."""
+    data = [run.layout.experiment(org) for org in tables.organisms]
+    return data + [run.layout.experiment(org, CENSUS_SPATIAL) for org in tables.spatial]
 
 
 def _version(pkg: str) -> str:

@@ -24,9 +24,14 @@ from census_builder.census import filters
 from census_builder.census.schema import CensusSchema
 from census_builder.census.tissue_general import TissueMapper
 from census_builder.errors import InputError
+from census_builder.soma.layout import CENSUS_DATA, CENSUS_SPATIAL
 from census_builder.sources.h5ad import H5AD, plan_row_chunks
+from census_builder.sources.spatial import VISIUM_V1, SpatialSource, read_spatial, spatial_problems
 
 logger = logging.getLogger(__name__)
+
+SPATIAL_OBS_COLUMNS = ("in_tissue", "array_row", "array_col")  # Census 2.4.0 spatial obs; int64 in the release
+SPATIAL_OBS_MISSING = int(np.iinfo(np.int64).min)  # those columns for Slide-seqV2 beads (no such source columns)
 
 _MAPPER: TissueMapper | None = None  # one per process: the ontology loads once
 
@@ -58,6 +63,8 @@ class DatasetPlan:
     chunks: tuple[tuple[int, int], ...] = ()  # source row ranges that hold kept rows
     chunk_cells: tuple[int, ...] = ()  # kept rows in each chunk
     warnings: tuple[str, ...] = field(default_factory=tuple)
+    experiment: str = CENSUS_DATA  # census_data, or census_spatial_sequencing (Census 2.4.0 spatial datasets)
+    spatial: dict[str, Any] | None = None  # spatial datasets: assay, library (Visium), positions' columns and dtype
 
     def to_json(self) -> dict[str, Any]:
         """Return the plan as JSON-ready data."""
@@ -172,8 +179,9 @@ def _inspect(
 
     matrix.check_values(name=cell_and_gene)
 
+    spatial: SpatialSource | None = None
     if schema.organism_rule == "dataset_organism":
-        choice, keep, gene_cols = _dataset_organism_rule(h5, obs, var, var_key, schema, warnings)
+        choice, keep, gene_cols, spatial = _dataset_organism_rule(h5, obs, var, var_key, schema, warnings)
     else:
         choice, keep, gene_cols = _multi_species_rule(obs, var, schema)
     org = schema.organism_by_term(choice.term) if choice.term else None
@@ -201,6 +209,9 @@ def _inspect(
     tg_ids, tg_labels = _tissue_general(out_obs, warnings)
     out_obs["tissue_general_ontology_term_id"] = tg_ids
     out_obs["tissue_general"] = tg_labels
+    if spatial is not None:
+        for c, values in _spatial_obs(h5, spatial, kept_rows).items():
+            out_obs[c] = values
 
     chunks: list[tuple[int, int]] = []
     chunk_cells: list[int] = []
@@ -229,6 +240,8 @@ def _inspect(
         chunks=tuple(chunks),
         chunk_cells=tuple(chunk_cells),
         warnings=tuple(warnings),
+        experiment=CENSUS_DATA if spatial is None else CENSUS_SPATIAL,
+        spatial=None if spatial is None else _spatial_json(spatial),
     )
     arrays = {"kept_rows": kept_rows, "gene_cols": gene_cols, "smart": smart}
     return plan, arrays, out_obs, genes
@@ -253,11 +266,13 @@ def _multi_species_rule(
 
 def _dataset_organism_rule(
     h5: H5AD, obs: pd.DataFrame, var: pd.DataFrame, var_key: str, schema: CensusSchema, warnings: list[str]
-) -> tuple[filters.OrganismChoice, npt.NDArray[np.bool_], npt.NDArray[np.int64]]:
+) -> tuple[filters.OrganismChoice, npt.NDArray[np.bool_], npt.NDArray[np.int64], SpatialSource | None]:
     """Census 2.4.0: the dataset's one organism; its genes, and its cells of included assays and kept tissue types.
 
-    Every feature_reference must be that organism or an other reference (SARS-CoV-2, ERCC: never included);
-    cells of spatial assays stay out of census_data, with a warning (census_spatial_sequencing: issue #16).
+    Every feature_reference must be that organism or an other reference (SARS-CoV-2, ERCC: never included).
+    A dataset whose cells are all of one spatial assay is a spatial dataset (:func:`_spatial_rule`): its
+    structure is checked and its cells go to census_spatial_sequencing. Spatial cells in a dataset that also
+    has other assays stay out of the release, with a warning.
     """
     term = _organism_term(h5, obs, schema)
     foreign = filters.foreign_references(var["feature_reference"], term, schema)
@@ -271,17 +286,80 @@ def _dataset_organism_rule(
         )
     choice = filters.dataset_organism_choice(len(obs), len(var), term, schema)
     if choice.term is None:
-        return choice, np.zeros(len(obs), dtype=bool), np.zeros(0, dtype=np.int64)
+        return choice, np.zeros(len(obs), dtype=bool), np.zeros(0, dtype=np.int64), None
+    genes = filters.organism_gene_columns(var["feature_biotype"], var["feature_reference"], term, schema)
     spatial = filters.spatial_assay_cells(obs["assay_ontology_term_id"], schema)
+    if len(spatial) == 1 and spatial[0][1] == len(obs):
+        choice, keep, source = _spatial_rule(h5, obs, choice, spatial[0][0], schema, warnings)
+        return choice, keep, genes, source
     if spatial:
         shown = ", ".join(f"{t} ({schema.spatial_assays[t]}): {n} cell(s)" for t, n in spatial)
         warnings.append(
-            f"{sum(n for _, n in spatial)} cell(s) of spatial assays are left out of census_data ({shown}); they "
-            "belong in census_spatial_sequencing, which this census-builder does not write yet (issue #16)"
+            f"{sum(n for _, n in spatial)} cell(s) of spatial assays are left out of census_data ({shown}); "
+            "census_spatial_sequencing takes only datasets whose cells are all of one spatial assay, and this "
+            "dataset has other assays too"
         )
     keep = filters.assay_and_tissue_cells(obs["assay_ontology_term_id"], obs["tissue_type"], schema)
-    genes = filters.organism_gene_columns(var["feature_biotype"], var["feature_reference"], term, schema)
-    return choice, keep, genes
+    return choice, keep, genes, None
+
+
+def _spatial_rule(
+    h5: H5AD, obs: pd.DataFrame, choice: filters.OrganismChoice, assay: str, schema: CensusSchema, warnings: list[str]
+) -> tuple[filters.OrganismChoice, npt.NDArray[np.bool_], SpatialSource | None]:
+    """Check a spatial dataset's structure (every cell of ``assay``) and keep its cells of kept tissue types.
+
+    Structural problems (missing image, positions of the wrong shape, several library ids, ...) are input
+    errors. ``uns["spatial"]["is_single"]`` False: no cells (Census 2.4.0: "Census MUST NOT include the
+    corresponding observations"), with a warning. Every kept cell is included, primary or not, in tissue or not.
+    """
+    problems = spatial_problems(h5, assay)
+    if problems:
+        if len(problems) == 1:
+            raise problems[0]
+        first = problems[0]
+        also = "; ".join(f"{p.field or 'dataset'}: {p.reason}" for p in problems[1:])
+        raise InputError(
+            first.dataset_id, f"{first.reason} (and {len(problems) - 1} more: {also})", uri=first.uri, field=first.field
+        )
+    source = read_spatial(h5, assay)
+    if not source.is_single:
+        reason = (
+            f"uns['spatial']['is_single'] is False: Census schema {schema.version} includes only single "
+            f"{schema.spatial_assays[assay]} sections in census_spatial_sequencing, so its {len(obs)} cell(s) are "
+            "left out"
+        )
+        warnings.append(reason)
+        return filters.OrganismChoice(None, reason), np.zeros(len(obs), dtype=bool), None
+    keep = filters.spatial_cells(obs["assay_ontology_term_id"], obs["tissue_type"], schema)
+    return choice, keep, source
+
+
+def _spatial_json(source: SpatialSource) -> dict[str, Any]:
+    lib = source.library
+    return {
+        "assay": source.assay,
+        "positions_columns": source.positions_columns,
+        "positions_dtype": source.positions_dtype,
+        "library": None if lib is None else {**asdict(lib), "hires_shape": list(lib.hires_shape)},
+    }
+
+
+def _spatial_obs(h5: H5AD, source: SpatialSource, kept_rows: npt.NDArray[np.int64]) -> dict[str, Any]:
+    """Return the kept cells' in_tissue, array_row, array_col: the source's (Visium), else the placeholder.
+
+    Slide-seqV2 sources have no such columns (7.0.0 forbids them): the release holds :data:`SPATIAL_OBS_MISSING`
+    (int64's minimum, as the reference builder), since every release column is a non-nullable encoding.
+    """
+    if source.assay != VISIUM_V1:
+        return {c: np.full(kept_rows.size, SPATIAL_OBS_MISSING, dtype=np.int64) for c in SPATIAL_OBS_COLUMNS}
+    obs = h5.read_dataframe("obs", list(SPATIAL_OBS_COLUMNS))
+    out: dict[str, Any] = {}
+    for c in SPATIAL_OBS_COLUMNS:
+        values = pd.to_numeric(obs[c], errors="coerce").to_numpy(dtype=np.float64)[kept_rows]
+        if np.isnan(values).any():
+            raise h5.error("must be an integer for every spot of a Visium section", field=f"obs/{c}")
+        out[c] = values.astype(np.int64)
+    return out
 
 
 def _organism_field(schema: CensusSchema) -> str:

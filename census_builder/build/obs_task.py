@@ -43,6 +43,7 @@ class ObsTask:
     run_id: str
     schema_version: str
     timestamps: tuple[int, ...]  # ms, one per chunk result: the obs fragments' names (see build/timestamps.py)
+    spatial: bool = False  # census_spatial_sequencing: obs has the spatial columns too (census/spatial.py)
 
 
 def write_obs(task: ObsTask) -> int:
@@ -50,8 +51,10 @@ def write_obs(task: ObsTask) -> int:
     import pyarrow.parquet as pq
 
     from census_builder.census.schema import load_schema
+    from census_builder.census.spatial import spatial_obs
 
     schema = load_schema(task.schema_version)
+    columns = spatial_obs(schema) if task.spatial else schema.obs
     meta = pq.ParquetFile(task.plan_obs_path)
     if meta.metadata.num_rows != task.n_cells:
         raise BuildStateError(
@@ -70,7 +73,7 @@ def write_obs(task: ObsTask) -> int:
         data["dataset_id"] = pa.array(np.full(n, task.dataset_id, dtype=object), type=pa.large_string())
         data["n_measured_vars"] = np.full(n, task.n_measured_vars, dtype=np.int64)
         data.update({k: stats[k] for k in STATISTICS})
-        writers.write_dataframe(task.obs_uri, schema.obs, data, timestamp=timestamp)
+        writers.write_dataframe(task.obs_uri, columns, data, timestamp=timestamp)
         offset += n
     if offset - task.obs_offset != task.n_cells or not rows.exhausted():
         raise BuildStateError(

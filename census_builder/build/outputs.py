@@ -8,10 +8,11 @@ build summary and benchmarks read these records, never the JSON by key.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol, TypeVar
 
 from census_builder.build.state import StageRecord
+from census_builder.soma.layout import CENSUS_DATA
 
 
 class StageOutput(Protocol):
@@ -65,6 +66,7 @@ class DatasetAxes:
     joinid: int
     obs_offset: int
     n_cells: int
+    experiment: str = CENSUS_DATA  # census_data or census_spatial_sequencing
 
     def to_json(self) -> dict[str, Any]:
         """Return the JSON record."""
@@ -74,6 +76,7 @@ class DatasetAxes:
             "joinid": self.joinid,
             "obs_offset": self.obs_offset,
             "n_cells": self.n_cells,
+            **({} if self.experiment == CENSUS_DATA else {"experiment": self.experiment}),  # as records before #16
         }
 
 
@@ -83,6 +86,10 @@ class OrganismAxes:
 
     n_obs: int
     n_var: int
+
+
+def _axes_json(axes: Mapping[str, OrganismAxes]) -> dict[str, dict[str, int]]:
+    return {k: {"n_obs": v.n_obs, "n_var": v.n_var} for k, v in axes.items()}
 
 
 @dataclass(frozen=True)
@@ -102,18 +109,28 @@ class AxesPlan:
     datasets: tuple[DatasetAxes, ...]  # contributing datasets, in joinid order
     organisms: Mapping[str, OrganismAxes]  # organisms with cells, in the schema's order
     excluded: tuple[NoCells, ...]  # datasets without Census cells
+    spatial: Mapping[str, OrganismAxes] = field(default_factory=dict)  # census_spatial_sequencing's organisms
 
-    def members(self, organism: str) -> list[DatasetAxes]:
-        """Return the organism's datasets, in joinid order."""
-        return [d for d in self.datasets if d.organism == organism]
+    def members(self, organism: str, experiment: str = CENSUS_DATA) -> list[DatasetAxes]:
+        """Return the organism's datasets in ``experiment``, in joinid order."""
+        return [d for d in self.datasets if d.organism == organism and d.experiment == experiment]
+
+    def experiment_axes(self, experiment: str) -> Mapping[str, OrganismAxes]:
+        """Return the organisms' axes of ``experiment`` (census_data or census_spatial_sequencing)."""
+        return self.organisms if experiment == CENSUS_DATA else self.spatial
+
+    def shape(self, d: DatasetAxes) -> OrganismAxes:
+        """Return the axes of the experiment ``d`` belongs to."""
+        return self.experiment_axes(d.experiment)[d.organism]
 
     def to_json(self) -> dict[str, Any]:
         """Return the stage's JSON record."""
         return {
             "timestamp_base": self.timestamp_base,
             "datasets": [d.to_json() for d in self.datasets],
-            "organisms": {k: {"n_obs": v.n_obs, "n_var": v.n_var} for k, v in self.organisms.items()},
+            "organisms": _axes_json(self.organisms),
             "excluded": [{"dataset_id": e.dataset_id, "reason": e.reason} for e in self.excluded],
+            **({"spatial": _axes_json(self.spatial)} if self.spatial else {}),  # as records before #16
         }
 
     @classmethod
@@ -123,12 +140,18 @@ class AxesPlan:
             timestamp_base=int(data["timestamp_base"]),
             datasets=tuple(
                 DatasetAxes(
-                    str(d["dataset_id"]), str(d["organism"]), int(d["joinid"]), int(d["obs_offset"]), int(d["n_cells"])
+                    str(d["dataset_id"]),
+                    str(d["organism"]),
+                    int(d["joinid"]),
+                    int(d["obs_offset"]),
+                    int(d["n_cells"]),
+                    str(d.get("experiment", CENSUS_DATA)),
                 )
                 for d in data["datasets"]
             ),
             organisms={k: OrganismAxes(int(v["n_obs"]), int(v["n_var"])) for k, v in data["organisms"].items()},
             excluded=tuple(NoCells(str(e["dataset_id"]), str(e["reason"])) for e in data["excluded"]),
+            spatial={k: OrganismAxes(int(v["n_obs"]), int(v["n_var"])) for k, v in data.get("spatial", {}).items()},
         )
 
 
@@ -170,6 +193,11 @@ class OrganismFigures:
             "datasets": self.datasets,
         }
 
+    @classmethod
+    def from_json(cls, v: Mapping[str, Any]) -> OrganismFigures:
+        """Read a JSON record back."""
+        return cls(int(v["cells"]), int(v["genes"]), int(v["nnz"]), int(v["presence_true"]), int(v["datasets"]))
+
 
 @dataclass(frozen=True)
 class TablesWritten:
@@ -180,6 +208,7 @@ class TablesWritten:
     total_cell_count: int
     unique_cell_count: int
     donors: Mapping[str, int]
+    spatial: Mapping[str, OrganismFigures] = field(default_factory=dict)  # census_spatial_sequencing's organisms
 
     @property
     def nnz(self) -> int:
@@ -193,21 +222,18 @@ class TablesWritten:
             "total_cell_count": self.total_cell_count,
             "unique_cell_count": self.unique_cell_count,
             "donors": dict(self.donors),
+            **({"spatial": {k: v.to_json() for k, v in self.spatial.items()}} if self.spatial else {}),
         }
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> TablesWritten:
         """Read a recorded output back."""
         return cls(
-            organisms={
-                k: OrganismFigures(
-                    int(v["cells"]), int(v["genes"]), int(v["nnz"]), int(v["presence_true"]), int(v["datasets"])
-                )
-                for k, v in data["organisms"].items()
-            },
+            organisms={k: OrganismFigures.from_json(v) for k, v in data["organisms"].items()},
             total_cell_count=int(data["total_cell_count"]),
             unique_cell_count=int(data["unique_cell_count"]),
             donors={k: int(v) for k, v in data["donors"].items()},
+            spatial={k: OrganismFigures.from_json(v) for k, v in data.get("spatial", {}).items()},
         )
 
 

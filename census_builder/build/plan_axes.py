@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -20,6 +21,7 @@ from census_builder.build.outputs import AxesPlan, DatasetAxes, NoCells, Organis
 from census_builder.build.timestamps import Timestamps
 from census_builder.errors import InputError, PreflightError
 from census_builder.soma import writers
+from census_builder.soma.layout import CENSUS_DATA, CENSUS_SPATIAL
 
 if TYPE_CHECKING:
     from census_builder.build.pipeline import BuildRun
@@ -28,57 +30,78 @@ logger = logging.getLogger(__name__)
 
 
 def plan_axes(run: BuildRun) -> AxesPlan:
-    """Assign soma_joinids to datasets, cells and genes, write the per-dataset axes files, create the empty release."""
+    """Assign soma_joinids to datasets, cells and genes, write the per-dataset axes files, create the empty release.
+
+    Datasets are numbered over both experiments (census_info/datasets lists them all); cells and genes per
+    experiment (census_data or census_spatial_sequencing) and organism.
+    """
     plans = run.plans()
     contributing = [p for p in plans if p.organism is not None]
     datasets: list[DatasetAxes] = []
-    organisms: dict[str, OrganismAxes] = {}
-    offsets: dict[str, int] = {}
+    axes: dict[str, dict[str, OrganismAxes]] = {CENSUS_DATA: {}, CENSUS_SPATIAL: {}}
+    offsets: dict[tuple[str, str], int] = {}
     for joinid, p in enumerate(contributing):
-        org_name = str(p.organism)
-        off = offsets.get(org_name, 0)
-        datasets.append(DatasetAxes(p.dataset_id, org_name, joinid, off, p.n_cells))
-        offsets[org_name] = off + p.n_cells
+        key = (p.experiment, str(p.organism))
+        off = offsets.get(key, 0)
+        datasets.append(DatasetAxes(p.dataset_id, key[1], joinid, off, p.n_cells, experiment=p.experiment))
+        offsets[key] = off + p.n_cells
     axes_dir = run.paths.state / "axes"
     axes_dir.mkdir(parents=True, exist_ok=True)
-    for org in run.schema.organisms:
-        members = [p for p in contributing if p.organism == org.name]
-        if not members:
-            logger.warning("no cells for %s: its experiment is left out of the release", org.name)
-            continue
-        var = _union_var(run, members)
-        var.to_parquet(axes_dir / f"{org.name}.var.parquet", index=False)
-        organisms[org.name] = OrganismAxes(n_obs=offsets[org.name], n_var=len(var))
-        position = pd.Series(np.arange(len(var), dtype=np.int64), index=var["feature_id"].to_numpy())
-        col_length = var["feature_length"].to_numpy(dtype=np.float64)
-        for p in members:
-            files = PlanFiles(run.paths.plans, p.dataset_id)
-            arrays = files.load_arrays()
-            genes = pd.read_parquet(files.genes)
-            col_map = np.full(p.n_source_var, -1, dtype=np.int64)
-            col_map[arrays["gene_cols"]] = position.loc[genes["feature_id"].to_numpy()].to_numpy()
-            np.savez(
-                axes_dir / f"{p.dataset_id}.npz",
-                kept_rows=arrays["kept_rows"],
-                smart=arrays["smart"],
-                col_map=col_map,
-                col_length=col_length,
-            )
-    if not organisms:
+    for experiment, organisms in axes.items():
+        for org in run.schema.organisms:
+            members = [p for p in contributing if p.organism == org.name and p.experiment == experiment]
+            if not members:
+                if experiment == CENSUS_DATA:
+                    spatial_only = any(p.organism == org.name for p in contributing)
+                    what = "no census_data cells (spatial cells only)" if spatial_only else "no cells"
+                    logger.warning("%s for %s: its census_data experiment is left out of the release", what, org.name)
+                continue
+            var = _union_var(run, members)
+            var.to_parquet(var_path(run, experiment, org.name), index=False)
+            organisms[org.name] = OrganismAxes(n_obs=offsets[(experiment, org.name)], n_var=len(var))
+            _write_dataset_axes(run, members, var)
+    if not contributing:
         raise PreflightError(
             [InputError(p.dataset_id, f"contributes no cells: {p.excluded_reason}") for p in plans],
             hint="No dataset contributes any cell to the Census; nothing to build. Check the manifest.",
         )
     if run.paths.partial.exists():
         shutil.rmtree(run.paths.partial)  # a structure half-created by an interrupted run
-    shapes = {k: writers.ExperimentShape(v.n_obs, v.n_var) for k, v in organisms.items()}
-    writers.create_release(run.layout, shapes, n_datasets=len(contributing))
+    shapes = {k: writers.ExperimentShape(v.n_obs, v.n_var) for k, v in axes[CENSUS_DATA].items()}
+    spatial = {k: writers.ExperimentShape(v.n_obs, v.n_var) for k, v in axes[CENSUS_SPATIAL].items()}
+    writers.create_release(run.layout, shapes, n_datasets=len(contributing), spatial=spatial)
     return AxesPlan(
         timestamp_base=Timestamps.new_base(),  # resumable writes are named from here on (build/timestamps.py)
         datasets=tuple(datasets),
-        organisms=organisms,
+        organisms=axes[CENSUS_DATA],
         excluded=tuple(NoCells(p.dataset_id, str(p.excluded_reason)) for p in plans if p.organism is None),
+        spatial=axes[CENSUS_SPATIAL],
     )
+
+
+def var_path(run: BuildRun, experiment: str, organism: str) -> Path:
+    """Return where plan_axes stores an experiment's genes (census_data: ``<organism>.var.parquet`` as before)."""
+    prefix = "" if experiment == CENSUS_DATA else f"{experiment}."
+    return run.paths.state / "axes" / f"{prefix}{organism}.var.parquet"
+
+
+def _write_dataset_axes(run: BuildRun, members: list[DatasetPlan], var: pd.DataFrame) -> None:
+    """Write each member's arrays for the matrix tasks: kept rows, Smart-seq rows, column -> gene joinid, lengths."""
+    position = pd.Series(np.arange(len(var), dtype=np.int64), index=var["feature_id"].to_numpy())
+    col_length = var["feature_length"].to_numpy(dtype=np.float64)
+    for p in members:
+        files = PlanFiles(run.paths.plans, p.dataset_id)
+        arrays = files.load_arrays()
+        genes = pd.read_parquet(files.genes)
+        col_map = np.full(p.n_source_var, -1, dtype=np.int64)
+        col_map[arrays["gene_cols"]] = position.loc[genes["feature_id"].to_numpy()].to_numpy()
+        np.savez(
+            run.paths.state / "axes" / f"{p.dataset_id}.npz",
+            kept_rows=arrays["kept_rows"],
+            smart=arrays["smart"],
+            col_map=col_map,
+            col_length=col_length,
+        )
 
 
 def _union_var(run: BuildRun, members: list[DatasetPlan]) -> pd.DataFrame:

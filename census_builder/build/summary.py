@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from census_builder.build.host_check import fmt_bytes, tree_bytes
-from census_builder.build.outputs import AxesPlan, Inspected, TablesWritten, read_output
+from census_builder.build.outputs import AxesPlan, Inspected, OrganismFigures, TablesWritten, read_output
 from census_builder.build.state import BuildPaths, StageRecord, read_json, write_json_atomic
 
 logger = logging.getLogger(__name__)
@@ -43,6 +43,7 @@ def build_summary(paths: BuildPaths, report: dict[str, Any], stage_order: Sequen
         "organisms": {
             org: {"cells": f.cells, "genes": f.genes, "datasets": f.datasets} for org, f in tables.organisms.items()
         },
+        **({"spatial": _figures(tables.spatial)} if tables.spatial else {}),  # census_spatial_sequencing (2.4.0)
         "datasets": {
             "in_manifest": len(included) + len(no_cells) + len(invalid),
             "included": len(included),
@@ -102,6 +103,10 @@ def stored_summary(paths: BuildPaths) -> dict[str, Any] | None:
     return summary if isinstance(summary, dict) else None
 
 
+def _figures(organisms: Mapping[str, OrganismFigures]) -> dict[str, dict[str, int]]:
+    return {org: {"cells": f.cells, "genes": f.genes, "datasets": f.datasets} for org, f in organisms.items()}
+
+
 def _seconds(s: float) -> str:
     return f"{s:.1f}s" if s < 600 else f"{int(s) // 60}m{int(s) % 60:02d}s"
 
@@ -116,6 +121,10 @@ def summary_lines(summary: dict[str, Any]) -> list[str]:
     lines = [f"build {summary['version']} complete: {p['release']} ({fmt_bytes(summary['release_bytes'])} on disk)"]
     for org, f in summary["organisms"].items():
         lines.append(f"  {org}: {f['cells']:,} cells, {f['genes']:,} genes, {f['datasets']} dataset(s)")
+    for org, f in summary.get("spatial", {}).items():
+        lines.append(
+            f"  census_spatial_sequencing {org}: {f['cells']:,} spots, {f['genes']:,} genes, {f['datasets']} dataset(s)"
+        )
     d = summary["datasets"]
     excluded = []
     if d["excluded_no_cells"]:

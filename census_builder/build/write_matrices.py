@@ -56,7 +56,7 @@ class ChunkTask:
     n_var: int  # the organism's var length
     axes_file: str  # per-dataset arrays: kept_rows, smart, col_map, col_length
     raw_uri: str
-    normalized_uri: str
+    normalized_uri: str  # "" for census_spatial_sequencing (X["raw"] only)
     result_path: str
     lock_path: str  # the build lock, and the run that must still hold it for this task to write
     run_id: str
@@ -85,7 +85,7 @@ def chunk_tasks(run: BuildRun) -> list[ChunkTask]:
     timestamps = Timestamps(axes.timestamp_base, sum(len(p.chunks) for p in members))
     tasks: list[ChunkTask] = []
     for d, p in zip(axes.datasets, members, strict=True):
-        x = run.layout.experiment(d.organism)
+        x = run.layout.experiment(d.organism, d.experiment)
         offset = d.obs_offset
         for i, ((a, b), n) in enumerate(zip(p.chunks, p.chunk_cells, strict=True)):
             tasks.append(
@@ -98,10 +98,10 @@ def chunk_tasks(run: BuildRun) -> list[ChunkTask]:
                     row_stop=b,
                     obs_offset=offset,
                     n_cells=n,
-                    n_var=axes.organisms[d.organism].n_var,
+                    n_var=axes.shape(d).n_var,
                     axes_file=str(run.paths.state / "axes" / f"{p.dataset_id}.npz"),
                     raw_uri=x.x_layer(RAW),
-                    normalized_uri=x.x_layer(NORMALIZED),
+                    normalized_uri=x.x_layers.get(NORMALIZED, ""),
                     result_path=str(run.paths.chunks / p.dataset_id / f"{i:06d}.npz"),
                     lock_path=str(run.paths.lock),
                     run_id=run.run_id,
@@ -123,7 +123,7 @@ def write_matrices(run: BuildRun) -> MatricesWritten:
     todo = [t for t in tasks if not result_exists(t)]
     # A rerun first drops whatever an interrupted run wrote for chunks that never recorded a result.
     stale = {t.timestamp for t in todo}
-    for uri in sorted({u for t in todo for u in (t.raw_uri, t.normalized_uri)}):
+    for uri in sorted({u for t in todo for u in (t.raw_uri, t.normalized_uri) if u}):
         n = consolidation.delete_fragments_at(uri, stale)
         if n:
             logger.info("[write_matrices] deleted %d fragment(s) of unfinished chunks in %s", n, uri)
@@ -173,10 +173,12 @@ def process_chunk(task: ChunkTask) -> ChunkSummary:
         axes = {k: z[k] for k in z.files}
     counts, smart = chunk_counts_of(task, axes)
     stats = row_stats(counts)
-    norm = normalize(counts, stats.raw_sum, smart, axes["col_length"])
+    layers: dict[str, npt.NDArray[Any]] = {task.raw_uri: counts.data}  # stored with each layer's schema encoding
+    if task.normalized_uri:  # census_data; census_spatial_sequencing has X["raw"] only
+        layers[task.normalized_uri] = normalize(counts, stats.raw_sum, smart, axes["col_length"])
     check_owner(task.lock_path, task.run_id)
     writers.write_x(
-        {task.raw_uri: counts.data, task.normalized_uri: norm},  # stored with each layer's schema encoding
+        layers,
         counts.rows + task.obs_offset,
         counts.cols,
         row_range=(task.obs_offset, task.obs_offset + task.n_cells),

@@ -30,12 +30,15 @@ from census_builder.build.census_info import (
 from census_builder.build.inspect import PlanFiles
 from census_builder.build.obs_task import ObsTask, write_obs
 from census_builder.build.outputs import OrganismFigures, TablesWritten
+from census_builder.build.plan_axes import var_path
+from census_builder.build.spatial import write_spatial
 from census_builder.build.timestamps import Timestamps
 from census_builder.build.write_matrices import ChunkTask, chunk_tasks, load_result
 from census_builder.census.schema import CensusSchema
 from census_builder.runtime.cluster import run_tasks
 from census_builder.runtime.progress import Progress
 from census_builder.soma import consolidation, writers
+from census_builder.soma.layout import CENSUS_DATA, CENSUS_SPATIAL
 
 if TYPE_CHECKING:
     from census_builder.build.pipeline import BuildRun
@@ -53,28 +56,34 @@ def write_tables(run: BuildRun) -> TablesWritten:
     timestamps = Timestamps(axes.timestamp_base, len(all_chunks))
     for k, t in enumerate(all_chunks):
         tasks_by_ds.setdefault(t.dataset_id, []).append((k, t))
-    reducers = {org: PresenceReducer(v.n_var) for org, v in axes.organisms.items()}
+    reducers = {
+        (kind, org): PresenceReducer(v.n_var)
+        for kind in (CENSUS_DATA, CENSUS_SPATIAL)
+        for org, v in axes.experiment_axes(kind).items()
+    }
     for d in axes.datasets:
+        reducer = reducers[(d.experiment, d.organism)]
         if run.schema.presence_rule == "listed":  # every Census gene of the dataset's var, counts or not
             with np.load(run.paths.state / "axes" / f"{d.dataset_id}.npz") as arrays:
-                reducers[d.organism].add_listed(d.dataset_id, arrays["col_map"])
+                reducer.add_listed(d.dataset_id, arrays["col_map"])
         for _, t in tasks_by_ds.get(d.dataset_id, []):
-            reducers[d.organism].add(d.dataset_id, t.result_path)
+            reducer.add(d.dataset_id, t.result_path)
 
     obs_tasks = [
         ObsTask(
             dataset_id=d.dataset_id,
-            obs_uri=release.experiment(d.organism).obs,
+            obs_uri=release.experiment(d.organism, d.experiment).obs,
             obs_offset=d.obs_offset,
             n_cells=d.n_cells,
             plan_obs_path=str(PlanFiles(run.paths.plans, d.dataset_id).obs),
             result_paths=tuple(t.result_path for _, t in tasks_by_ds.get(d.dataset_id, [])),
-            n_measured_vars=reducers[d.organism].n_measured_vars(d.dataset_id),
+            n_measured_vars=reducers[(d.experiment, d.organism)].n_measured_vars(d.dataset_id),
             marker_path=str(run.paths.state / "obs" / f"{d.dataset_id}.done"),
             lock_path=str(run.paths.lock),
             run_id=run.run_id,
             schema_version=run.schema.version,
             timestamps=tuple(timestamps.obs(k) for k, _ in tasks_by_ds.get(d.dataset_id, [])),
+            spatial=d.experiment == CENSUS_SPATIAL,
         )
         for d in axes.datasets
     ]
@@ -84,29 +93,33 @@ def write_tables(run: BuildRun) -> TablesWritten:
     progress = Progress("write_tables:obs", len(todo), "datasets", total_cells=sum(t.n_cells for t in todo))
     run_tasks(run.client, write_obs, todo, on_result=lambda t, n: progress.update(1, n))
 
-    figures: dict[str, OrganismFigures] = {}
+    figures: dict[str, dict[str, OrganismFigures]] = {CENSUS_DATA: {}, CENSUS_SPATIAL: {}}
     joinids = {d.dataset_id: d.joinid for d in axes.datasets}
-    counts = CellCounts(run.schema)
-    for org in run.schema.organisms:
-        if org.name not in axes.organisms:
-            continue
-        red = reducers[org.name]
-        members = axes.members(org.name)
-        exp = release.experiment(org.name)
-        cells = {d.dataset_id: d.n_cells for d in members}
-        var = pd.read_parquet(run.paths.state / "axes" / f"{org.name}.var.parquet")
-        write_var(exp.var, run.schema, var, red.var_nnz, red.n_measured_obs(cells))
-        n_true = write_presence(exp.presence, joinids, red.present, run.schema.presence_arrow_type)
-        for d in members:
-            obs = pd.read_parquet(PlanFiles(run.paths.plans, d.dataset_id).obs, columns=list(count_columns(run.schema)))
-            counts.add(org.label, org.name, d.dataset_id, obs)
-        figures[org.name] = OrganismFigures(
-            cells=sum(cells.values()),
-            genes=len(var),
-            nnz=int(red.var_nnz.sum()),
-            presence_true=n_true,
-            datasets=len(members),
-        )
+    counts = CellCounts(run.schema)  # census_data and census_spatial_sequencing cells alike (Census 2.4.0)
+    for kind in (CENSUS_DATA, CENSUS_SPATIAL):
+        for org in run.schema.organisms:
+            if org.name not in axes.experiment_axes(kind):
+                continue
+            red = reducers[(kind, org.name)]
+            members = axes.members(org.name, kind)
+            exp = release.experiment(org.name, kind)
+            cells = {d.dataset_id: d.n_cells for d in members}
+            var = pd.read_parquet(var_path(run, kind, org.name))
+            write_var(exp.var, run.schema, var, red.var_nnz, red.n_measured_obs(cells))
+            n_true = write_presence(exp.presence, joinids, red.present, run.schema.presence_arrow_type)
+            for d in members:
+                plan_obs = PlanFiles(run.paths.plans, d.dataset_id).obs
+                obs = pd.read_parquet(plan_obs, columns=list(count_columns(run.schema)))
+                counts.add(org.label, org.name, d.dataset_id, obs)
+            figures[kind][org.name] = OrganismFigures(
+                cells=sum(cells.values()),
+                genes=len(var),
+                nnz=int(red.var_nnz.sum()),
+                presence_true=n_true,
+                datasets=len(members),
+            )
+    if axes.spatial:
+        write_spatial(run)  # obs_spatial_presence, the scenes' points and images (build/spatial.py)
 
     entries = {e.dataset_id: e for e in run.manifest.entries}
     datasets_rows = datasets_table(run.schema, run.paths, axes.datasets, entries, plans)
@@ -117,10 +130,16 @@ def write_tables(run: BuildRun) -> TablesWritten:
     donors = {k: len(v) for k, v in counts.donors.items()}
     summary = summary_table(run.schema, run.build_date, total, unique, donors)
     write_census_info_table(release, "summary", run.schema.summary_columns, summary)
-    if run.schema.organisms_columns:  # Census 2.4.0: one row per organism whose cells are in census_data
-        organisms = organisms_table(run.schema, figures)
+    if run.schema.organisms_columns:  # Census 2.4.0: one row per organism with cells (census_data or spatial)
+        organisms = organisms_table(run.schema, {*figures[CENSUS_DATA], *figures[CENSUS_SPATIAL]})
         write_census_info_table(release, "organisms", run.schema.organisms_columns, organisms)
-    return TablesWritten(organisms=figures, total_cell_count=total, unique_cell_count=unique, donors=donors)
+    return TablesWritten(
+        organisms=figures[CENSUS_DATA],
+        total_cell_count=total,
+        unique_cell_count=unique,
+        donors=donors,
+        spatial=figures[CENSUS_SPATIAL],
+    )
 
 
 @dataclass

@@ -142,6 +142,14 @@ def assay_and_tissue_cells(assay_term_ids: Any, tissue_types: Any, schema: Censu
     return _isin(assay_term_ids, schema.included_assays) & _isin(tissue_types, schema.tissue_type_kept)
 
 
+def spatial_cells(assay_term_ids: Any, tissue_types: Any, schema: CensusSchema) -> npt.NDArray[np.bool_]:
+    """Per obs row: True for a cell of a spatial assay with a kept tissue_type (census_spatial_sequencing's cells).
+
+    ``is_primary_data`` is recorded, not filtered (Census 2.4.0: all such cells MUST be included).
+    """
+    return _isin(assay_term_ids, schema.spatial_assays) & _isin(tissue_types, schema.tissue_type_kept)
+
+
 def spatial_assay_cells(assay_term_ids: Any, schema: CensusSchema) -> list[tuple[str, int]]:
     """Return the (assay, cells) pairs of the schema's spatial assays, sorted: never census_data's cells."""
     counts = pd.Series(_strings(assay_term_ids)).value_counts()

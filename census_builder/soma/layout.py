@@ -19,6 +19,10 @@ from census_builder.census.schema import CensusSchema
 
 CENSUS_INFO = "census_info"
 CENSUS_DATA = "census_data"
+CENSUS_SPATIAL = "census_spatial_sequencing"  # Census 2.4.0: Visium V1 and Slide-seqV2 datasets
+SPATIAL_X_LAYERS = ("raw",)  # census_spatial_sequencing's only X layer (Census 2.4.0)
+OBS_SPATIAL_PRESENCE = "obs_spatial_presence"
+SPATIAL = "spatial"
 OBS = "obs"
 MS = "ms"
 VAR = "var"
@@ -38,6 +42,17 @@ class ExperimentLayout:
     x: str  # the collection of X layers
     x_layers: Mapping[str, str]  # layer name -> URI, in the schema's order
     presence: str  # the feature/dataset presence matrix
+    kind: str = CENSUS_DATA  # the collection it lives in: census_data or census_spatial_sequencing
+
+    @property
+    def obs_spatial_presence(self) -> str:
+        """The obs-to-scene table (census_spatial_sequencing only)."""
+        return os.path.join(self.uri, OBS_SPATIAL_PRESENCE)
+
+    @property
+    def spatial(self) -> str:
+        """The collection of scenes (census_spatial_sequencing only)."""
+        return os.path.join(self.uri, SPATIAL)
 
     def x_layer(self, name: str) -> str:
         """Return the URI of X layer ``name``."""
@@ -65,9 +80,10 @@ class ReleaseLayout:
         """Return the URI of the census_info dataframe ``name`` (datasets, summary, summary_cell_counts)."""
         return os.path.join(self.census_info, name)
 
-    def experiment(self, organism: str) -> ExperimentLayout:
-        """Return the URIs of ``organism``'s experiment."""
-        uri = os.path.join(self.census_data, organism)
+    def experiment(self, organism: str, kind: str = CENSUS_DATA) -> ExperimentLayout:
+        """Return the URIs of ``organism``'s experiment in ``kind`` (census_data or census_spatial_sequencing)."""
+        uri = os.path.join(self.root, kind, organism)
+        layers = SPATIAL_X_LAYERS if kind == CENSUS_SPATIAL else self.schema.x_layers
         ms = os.path.join(uri, MS)
         measurement = os.path.join(ms, self.schema.measurement)
         x = os.path.join(measurement, X)
@@ -79,8 +95,9 @@ class ReleaseLayout:
             measurement=measurement,
             var=os.path.join(measurement, VAR),
             x=x,
-            x_layers={layer: os.path.join(x, layer) for layer in self.schema.x_layers},
+            x_layers={layer: os.path.join(x, layer) for layer in layers},
             presence=os.path.join(measurement, self.schema.presence_matrix),
+            kind=kind,
         )
 
     def experiments(self, organisms: list[str] | tuple[str, ...]) -> list[ExperimentLayout]:

@@ -34,44 +34,73 @@ class ExperimentShape:
     n_var: int
 
 
-def create_release(release: ReleaseLayout, shapes: Mapping[str, ExperimentShape], n_datasets: int) -> None:
+def create_release(
+    release: ReleaseLayout,
+    shapes: Mapping[str, ExperimentShape],
+    n_datasets: int,
+    spatial: Mapping[str, ExperimentShape] | None = None,
+) -> None:
     """Create the whole, empty release structure (census_info tables are written later, in full).
 
-    X layers and the presence matrix get the value types the schema gives them.
+    X layers and the presence matrix get the value types the schema gives them. ``spatial``: the organisms of
+    census_spatial_sequencing (Census 2.4.0), whose experiments get X["raw"] only and the spatial obs columns;
+    their scenes and obs_spatial_presence are written by build/spatial.py.
     """
     schema = release.schema
     with soma.Collection.create(release.root, context=context()) as root:  # type: ignore[var-annotated]
         root.add_new_collection(names.CENSUS_INFO)
         data = root.add_new_collection(names.CENSUS_DATA)
         for organism, shape in shapes.items():
-            exp = data.add_new_collection(organism, soma.Experiment)
-            exp.add_new_dataframe(
-                names.OBS,
-                schema=CensusSchema.arrow_schema(schema.obs),
-                index_column_names=["soma_joinid"],
-                domain=[(0, max(shape.n_obs, 1) - 1)],
-                platform_config=DATAFRAME_PLATFORM_CONFIG,
-            )
-            ms = exp.add_new_collection(names.MS)
-            rna = ms.add_new_collection(schema.measurement, soma.Measurement)
-            rna.add_new_dataframe(
-                names.VAR,
-                schema=CensusSchema.arrow_schema(schema.var),
-                index_column_names=["soma_joinid"],
-                domain=[(0, max(shape.n_var, 1) - 1)],
-                platform_config=DATAFRAME_PLATFORM_CONFIG,
-            )
-            x = rna.add_new_collection(names.X)
-            for layer in schema.x_layers:
-                x.add_new_sparse_ndarray(
-                    layer,
-                    type=schema.x_layer_arrow_type(layer),
-                    shape=(shape.n_obs, shape.n_var),
-                    platform_config=X_PLATFORM_CONFIG,
-                )
-            rna.add_new_sparse_ndarray(
-                schema.presence_matrix, type=schema.presence_arrow_type, shape=(n_datasets, shape.n_var)
-            )
+            _add_experiment(schema, release.experiment(organism), data, shape, schema.obs, n_datasets)
+        if spatial:
+            from census_builder.census.spatial import spatial_obs
+
+            collection = root.add_new_collection(names.CENSUS_SPATIAL)
+            for organism, shape in spatial.items():
+                layout = release.experiment(organism, names.CENSUS_SPATIAL)
+                exp = _add_experiment(schema, layout, collection, shape, spatial_obs(schema), n_datasets)
+                exp.add_new_collection(names.SPATIAL)  # the scenes, one per dataset
+
+
+def _add_experiment(
+    release_schema: CensusSchema,
+    layout: names.ExperimentLayout,
+    parent: Any,
+    shape: ExperimentShape,
+    obs: tuple[Column, ...],
+    n_datasets: int,
+) -> Any:
+    """Create one organism's empty experiment in ``parent``: obs, ms[measurement] with var, X layers, presence."""
+    schema = CensusSchema.arrow_schema
+    exp = parent.add_new_collection(layout.organism, soma.Experiment)
+    exp.add_new_dataframe(
+        names.OBS,
+        schema=schema(obs),
+        index_column_names=["soma_joinid"],
+        domain=[(0, max(shape.n_obs, 1) - 1)],
+        platform_config=DATAFRAME_PLATFORM_CONFIG,
+    )
+    ms = exp.add_new_collection(names.MS)
+    rna = ms.add_new_collection(release_schema.measurement, soma.Measurement)
+    rna.add_new_dataframe(
+        names.VAR,
+        schema=schema(release_schema.var),
+        index_column_names=["soma_joinid"],
+        domain=[(0, max(shape.n_var, 1) - 1)],
+        platform_config=DATAFRAME_PLATFORM_CONFIG,
+    )
+    x = rna.add_new_collection(names.X)
+    for layer in layout.x_layers:
+        x.add_new_sparse_ndarray(
+            layer,
+            type=release_schema.x_layer_arrow_type(layer),
+            shape=(shape.n_obs, shape.n_var),
+            platform_config=X_PLATFORM_CONFIG,
+        )
+    rna.add_new_sparse_ndarray(
+        release_schema.presence_matrix, type=release_schema.presence_arrow_type, shape=(n_datasets, shape.n_var)
+    )
+    return exp
 
 
 def arrow_table(columns: tuple[Column, ...], data: Mapping[str, Any]) -> pa.Table:

@@ -241,8 +241,8 @@ def test_build_report_names_the_spatial_cells_and_the_foreign_organism(built: Bu
     report = json.loads((built.root / "build_report.json").read_text(encoding="utf-8"))
     assert (
         "10 cell(s) of spatial assays are left out of census_data (EFO:0022857 (Visium Spatial Gene Expression V1): "
-        "10 cell(s)); they belong in census_spatial_sequencing, which this census-builder does not write yet "
-        "(issue #16)"
+        "10 cell(s)); census_spatial_sequencing takes only datasets whose cells are all of one spatial assay, and "
+        "this dataset has other assays too"
     ) in report["inputs"]["warnings"]["human-spatial"]
     (no_cells,) = report["inputs"]["no_cells"]
     assert no_cells["dataset_id"] == "zebrafish"

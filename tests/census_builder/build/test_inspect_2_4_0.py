@@ -164,8 +164,8 @@ def test_spatial_assay_cells_are_left_out_with_a_warning(tmp_path: Path) -> None
     assert n_spatial == 10 and plan.n_cells == 10
     assert plan.warnings == (
         f"{n_spatial} cell(s) of spatial assays are left out of census_data (EFO:0022857 (Visium Spatial Gene "
-        f"Expression V1): {n_spatial} cell(s)); they belong in census_spatial_sequencing, which this "
-        "census-builder does not write yet (issue #16)",
+        f"Expression V1): {n_spatial} cell(s)); census_spatial_sequencing takes only datasets whose cells are "
+        "all of one spatial assay, and this dataset has other assays too",
     )
     kept = PlanFiles(tmp_path / "plan", "sp").load_arrays()["kept_rows"]
     assert not re.search("EFO:0022857", " ".join(obs["assay_ontology_term_id"].to_numpy()[kept]))
