@@ -42,7 +42,7 @@ CHECKS: dict[str, str] = {
     "spatial_obs": "the spatial cells are the source's (spatial assay, is_single, kept tissue_type, all of them); "
     "is_primary_data, in_tissue, array_row, array_col equal the source",
     "spatial_presence": "obs_spatial_presence: one row (data True) per observation and the scene of its dataset",
-    "spatial_points": "obsl['loc']: x, y are obsm['spatial'] columns 1 and 2 (float), one point per observation; radius",
+    "spatial_points": "obsl['loc']: x, y are obsm['spatial'] columns 1 and 2 (float), a point per observation; radius",
     "spatial_images": "Visium: img[library_id]['highres_image'] is the source's hires image pixel for pixel; its scale",
     "consistency": "internal sums agree: obs nnz, var nnz, X nnz; n_measured_vars / n_measured_obs vs presence",
 }

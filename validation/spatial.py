@@ -31,7 +31,7 @@ import numpy.typing as npt
 import pyarrow as pa
 
 from validation.expected.dataset import dataset_organism
-from validation.expected.spec import Column, Spec
+from validation.expected.spec import Column
 from validation.inputs.source import SourceFile
 from validation.inputs.spatial import SPATIAL_OBS_COLUMNS, SpatialDataset, hires_bands, positions, read_spatial_dataset
 from validation.report import Finding, Findings
@@ -48,7 +48,7 @@ PRESENCE_NAMES = ("obs_spatial_presence", "obs_presence_matrix")  # the text's l
 T_ONE_LAYER = 'the text: "It MUST contain exactly one layer: Count matrix ... X["raw"]"'
 T_ONLY_RNA = 'the text: "This SOMACollection MUST only contain one SOMAMeasurement in ...ms["RNA"]"'
 T_SCENES = 'the text: "There will be as many Spatial Scenes as spatial datasets."'
-T_LOC = 'the text: "Positions array – ...spatial[scene_id].obsl["loc"] – SOMAPointCloudDataFrame"'
+T_LOC = 'the text: "Positions array - ...spatial[scene_id].obsl["loc"] - SOMAPointCloudDataFrame"'
 T_X = 'the text: x "MUST be the corresponding value in the first column of obsm["spatial"]"'
 T_Y = 'the text: y "MUST be the corresponding value in the second column of obsm["spatial"]"'
 T_XY_FLOAT = 'the text\'s table of columns: "x float", "y float"'
@@ -63,8 +63,8 @@ T_HIRES = (
     'the text: "The high resolution image of a Visium Spatial Gene Expression V1("EFO:0022857") scene MUST be included"'
 )
 T_IMG = (
-    'the text: "img[library_id] – Collection of MultiscaleImage" and the image at '
-    '"img[library_id]["highres_image"] – MultiscaleImage"'
+    'the text: "img[library_id] - Collection of MultiscaleImage" and the image at '
+    '"img[library_id]["highres_image"] - MultiscaleImage"'
 )
 T_LIB = 'the text: "library_id MUST be the corresponding value in the source H5AD slot .uns["spatial"][library_id]"'
 T_VALUE = "the text: \"Value: the image from uns[\"spatial\"][library_id]['images']['hires']\""
@@ -139,7 +139,8 @@ def check_spatial(run: Run) -> None:
     except Exception:
         return  # check_structure reported it
     with root:
-        if SPATIAL not in root:
+        members: Any = root  # a Collection (check_structure checked its type)
+        if SPATIAL not in members:
             for org in expected:
                 run.findings.add(
                     "spatial_structure",
@@ -151,7 +152,7 @@ def check_spatial(run: Run) -> None:
                     ),
                 )
             return
-        coll = root[SPATIAL]
+        coll = members[SPATIAL]
         if coll.soma_type != "SOMACollection":
             return  # check_structure reported it
         names = {o.name for o in run.spec.organisms}
@@ -270,8 +271,7 @@ def _experiment(run: Run, w: Where, exp: Any) -> None:
             )
             _check_presence(w, table, set(scenes))
     for key, scene in scenes.items():
-        ds = w.datasets.get(key)
-        _scene(run, w, f"{where}.spatial['{key}']", scene, ds)
+        _scene(run, w, f"{where}.spatial['{key}']", scene, w.datasets.get(key))
 
 
 def _measurement(run: Run, w: Where, exp: Any, where: str) -> None:
@@ -322,7 +322,7 @@ def _as_numpy(col: pa.ChunkedArray | pa.Array) -> npt.NDArray[Any]:
 
 
 def _check_obs(w: Where, obs: Any) -> None:
-    """The spatial cells against the sources, one dataset at a time (see the module docstring)."""
+    """Check the spatial cells against the sources, one dataset at a time (see the module docstring)."""
     cols = set(obs.schema.names)
     if not {"soma_joinid", "dataset_id", "observation_joinid"} <= cols:
         return  # the encodings check reported the missing column
@@ -566,10 +566,12 @@ def _check_points(w: Where, where: str, loc: Any, ds: SpatialDataset) -> None:
             found=meta.get("soma_geometry_type", "absent"),
         )
     radius = meta.get("soma_geometry")
-    ok_float = isinstance(radius, float | int) and not isinstance(radius, bool) and math.isfinite(radius) and radius > 0
+    number = isinstance(radius, float | int) and not isinstance(radius, bool)
+    value = float(radius) if number and radius is not None else math.nan
+    ok_float = math.isfinite(value) and value > 0
     if ds.is_visium and ds.spot_diameter_fullres is not None:
         want = ds.spot_diameter_fullres / 2
-        if not ok_float or not math.isclose(float(radius), want, rel_tol=1e-9):
+        if not ok_float or not math.isclose(value, want, rel_tol=1e-9):
             w.add(
                 "spatial_points",
                 f"{where} metadata soma_geometry is not spot_diameter_fullres / 2 ({T_RADIUS})",
@@ -763,13 +765,13 @@ def _check_image(
         coords[perm[0]] = slice(a, b - 1)
         got = level.read(tuple(coords)).to_numpy()
         got = np.transpose(got, perm)  # -> (row, column, channel)
-        band = band.reshape(band.shape[0], band.shape[1], -1)
-        bad = np.nonzero(np.any(got != band, axis=2))
+        pixels = band.reshape(band.shape[0], band.shape[1], -1)
+        bad = np.nonzero(np.any(got != pixels, axis=2))
         if bad[0].size:
             differ += int(bad[0].size)
             if first is None:
                 r, col = int(bad[0][0]), int(bad[1][0])
-                first = ([a + r, col], band[r, col].tolist(), got[r, col].tolist())
+                first = ([a + r, col], pixels[r, col].tolist(), got[r, col].tolist())
     if first is not None:
         w.add(
             "spatial_images",

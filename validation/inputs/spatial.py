@@ -101,7 +101,7 @@ def read_spatial_dataset(spec: Spec, dataset_id: str, path: str, organism: str |
                 out.spatial_obs[c] = np.asarray(src.column("obs", c), dtype=np.int64)[keep]
         group = src.f.get("uns/spatial")
         if isinstance(group, h5py.Group):
-            out.library_ids = sorted(k for k in group.keys() if k != "is_single")
+            out.library_ids = sorted(k for k in group if k != "is_single")
         if out.is_visium and len(out.library_ids) == 1:
             lib = group[out.library_ids[0]] if isinstance(group, h5py.Group) else None
             if isinstance(lib, h5py.Group):
