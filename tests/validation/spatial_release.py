@@ -9,6 +9,7 @@ the point of these releases.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import anndata as ad
 import h5py
@@ -39,12 +40,12 @@ def write_spatial_release(out: Path, sources: list[tuple[str, Path, str]], fault
     ``sources``: (dataset_id, H5AD path, census organism key) of spatial datasets, all their rows kept.
     """
     import tiledbsoma as soma
-    from tiledbsoma import Axis, CoordinateSpace, IdentityTransform, ScaleTransform
 
     unknown = faults - FAULTS
     if unknown:
         raise ValueError(f"unknown faults {sorted(unknown)}")
     uri = str(out)
+    root: Any
     with soma.Collection.create(uri) as root:
         spatial_root = root.add_new_collection("census_spatial_sequencing")
         by_org: dict[str, list[tuple[str, Path]]] = {}
@@ -52,7 +53,7 @@ def write_spatial_release(out: Path, sources: list[tuple[str, Path, str]], fault
             by_org.setdefault(org, []).append((ds, path))
         for org, members in by_org.items():
             exp = spatial_root.add_new_collection(org, soma.Experiment)
-            frames = []
+            frames: list[pd.DataFrame] = []
             for ds, path in members:
                 a = ad.read_h5ad(path, backed="r")
                 obs = a.obs
@@ -75,7 +76,9 @@ def write_spatial_release(out: Path, sources: list[tuple[str, Path, str]], fault
             all_obs = pd.concat(frames, ignore_index=True)
             all_obs.insert(0, "soma_joinid", np.arange(len(all_obs), dtype=np.int64))
             if "in_tissue" in faults and "in_tissue" in members_obs_columns(members):
-                all_obs.loc[0, "in_tissue"] = 1 - all_obs.loc[0, "in_tissue"]
+                in_tissue = all_obs["in_tissue"].to_numpy(dtype=np.int64).copy()
+                in_tissue[0] = 1 - in_tissue[0]
+                all_obs["in_tissue"] = in_tissue
             table = pa.Table.from_pandas(all_obs.drop(columns="_row"), preserve_index=False)
             with exp.add_new_dataframe("obs", schema=table.schema, domain=[(0, max(len(all_obs) - 1, 0))]) as df:
                 df.write(table)
@@ -105,18 +108,7 @@ def write_spatial_release(out: Path, sources: list[tuple[str, Path, str]], fault
             for ds, path in members:
                 if "no_scene" in faults:
                     continue
-                _scene(
-                    spatial,
-                    ds,
-                    path,
-                    all_obs[all_obs["dataset_id"] == ds],
-                    faults,
-                    soma,
-                    Axis,
-                    CoordinateSpace,
-                    IdentityTransform,
-                    ScaleTransform,
-                )
+                _scene(spatial, ds, path, all_obs[all_obs["dataset_id"] == ds], faults)
     return uri
 
 
@@ -126,8 +118,12 @@ def members_obs_columns(members: list[tuple[str, Path]]) -> set[str]:
         return set(f["obs"].keys())
 
 
-def _scene(spatial, ds, path, obs, faults, soma, Axis, CoordinateSpace, IdentityTransform, ScaleTransform):  # type: ignore[no-untyped-def]
-    space = CoordinateSpace((Axis("x", unit="pixels"), Axis("y", unit="pixels")))
+def _scene(spatial: Any, ds: str, path: Path, obs: pd.DataFrame, faults: frozenset[str]) -> None:
+    """Write the dataset's Scene: obsl['loc'] and, for Visium, img[library_id]['highres_image']."""
+    import tiledbsoma as soma
+    from tiledbsoma import Axis, CoordinateSpace, IdentityTransform, ScaleTransform
+
+    space = CoordinateSpace([Axis("x", unit="pixels"), Axis("y", unit="pixels")])
     scene = spatial.add_new_collection(ds, soma.Scene)
     scene.coordinate_space = space
     scene.add_new_collection("obsl")
