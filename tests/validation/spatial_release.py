@@ -121,9 +121,9 @@ def members_obs_columns(members: list[tuple[str, Path]]) -> set[str]:
 def _scene(spatial: Any, ds: str, path: Path, obs: pd.DataFrame, faults: frozenset[str]) -> None:
     """Write the dataset's Scene: obsl['loc'] and, for Visium, img[library_id]['highres_image']."""
     import tiledbsoma as soma
-    from tiledbsoma import Axis, CoordinateSpace, IdentityTransform, ScaleTransform
+    from tiledbsoma import CoordinateSpace, IdentityTransform, ScaleTransform
 
-    space = CoordinateSpace([Axis("x", unit="pixels"), Axis("y", unit="pixels")])
+    space = CoordinateSpace.from_axis_names(("x", "y"))
     scene = spatial.add_new_collection(ds, soma.Scene)
     scene.coordinate_space = space
     scene.add_new_collection("obsl")
