@@ -20,7 +20,9 @@ def check_consistency(run: Run) -> None:
     if not layout.opened:
         return
     add = run.findings.add
-    total_cells, total_primary = 0, 0
+    spatial: dict[str, list[int]] = run.tables.get("spatial_obs", {})  # validation.spatial: dataset -> [rows, primary]
+    total_cells = sum(n for n, _ in spatial.values())  # census_info counts "cells or spatial spots"
+    total_primary = sum(p for _, p in spatial.values())
     for name, f in run.found.items():
         total_cells += f.obs_count
         total_primary += sum(f.primary.values())
@@ -88,6 +90,8 @@ def check_consistency(run: Run) -> None:
     datasets = run.tables.get("datasets")
     if datasets is not None and {"dataset_id", "dataset_total_cell_count"} <= set(datasets.column_names):
         obs_cells = {ds: n for f in run.found.values() for ds, n in f.cells.items()}
+        for ds, (n, _) in spatial.items():
+            obs_cells[ds] = obs_cells.get(ds, 0) + n
         for ds, n in zip(
             datasets.column("dataset_id").to_pylist(),
             datasets.column("dataset_total_cell_count").to_pylist(),

@@ -93,6 +93,7 @@ class Where:
     dataset_of: npt.NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, np.int64))  # joinid -> ds code
     codes: list[str] = field(default_factory=list)  # ds code -> dataset_id
     n_obs: int = 0
+    counts: dict[str, tuple[int, int]] = field(default_factory=dict)  # dataset -> (obs rows, primary) found
 
     def add(self, check: str, message: str, **kw: Any) -> None:
         """Record a finding of ``check`` for this organism."""
@@ -131,9 +132,7 @@ def check_spatial(run: Run) -> None:
     if not run.spec.spatial_assays:
         return  # a schema without spatial data (1.3.0): validation.structure rejects the collection
     expected = plan_spatial(run)
-    run.tables["spatial_cells"] = {
-        org: {ds: (d.n_cells, int(d.is_primary.sum())) for ds, d in dss.items()} for org, dss in expected.items()
-    }
+    found: dict[str, list[int]] = run.tables.setdefault("spatial_obs", {})  # dataset -> [obs rows, primary]
     try:
         root = soma.open(run.release_uri)
     except Exception:
@@ -183,6 +182,10 @@ def check_spatial(run: Run) -> None:
                 )
                 continue
             _experiment(run, w, exp)
+            for ds, (n, primary) in w.counts.items():
+                acc = found.setdefault(ds, [0, 0])
+                acc[0] += n
+                acc[1] += primary
 
 
 def _member(w: Where, parent: Any, key: str, soma_type: str | tuple[str, ...], what: str, why: str = "") -> Any:
@@ -326,9 +329,18 @@ def _check_obs(w: Where, obs: Any) -> None:
     cols = set(obs.schema.names)
     if not {"soma_joinid", "dataset_id", "observation_joinid"} <= cols:
         return  # the encodings check reported the missing column
-    ds_col = obs.read(column_names=["soma_joinid", "dataset_id"]).concat()
+    first = ["soma_joinid", "dataset_id", *(["is_primary_data"] if "is_primary_data" in cols else [])]
+    ds_col = obs.read(column_names=first).concat()
     joinids = np.asarray(ds_col.column("soma_joinid").to_numpy(), dtype=np.int64)
     ids = _as_numpy(ds_col.column("dataset_id")).astype(str)
+    primary = (
+        np.asarray(_as_numpy(ds_col.column("is_primary_data")), dtype=bool)
+        if "is_primary_data" in cols
+        else np.zeros(ids.size, dtype=bool)
+    )
+    for ds in np.unique(ids):
+        mask = ids == ds
+        w.counts[str(ds)] = (int(mask.sum()), int(primary[mask].sum()))
     w.codes = sorted(set(ids) | set(w.datasets))
     code = {d: k for k, d in enumerate(w.codes)}
     size = int(joinids.max()) + 1 if joinids.size else 0
