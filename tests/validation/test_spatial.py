@@ -105,3 +105,22 @@ def test_planted_fault_is_found(corpus: Path, tmp_path: Path, fault: str) -> Non
         quiet -= {"spatial_presence"}  # its rows name a scene that is not there
     for other in sorted(quiet):
         assert _messages(findings, other) == [], (other, _messages(findings, other))
+
+
+def test_spatial_plan_counts_spatial_cells_for_census_info(corpus: Path) -> None:
+    """The spatial plan (census_info's "cells or spatial spots") keeps is_single datasets only; census_data none."""
+    from validation.expected.dataset import PlanTask, plan_dataset
+
+    def plan(ds: str, spatial: bool) -> tuple[int, int, str | None, str]:
+        p = plan_dataset(PlanTask(ds, str(corpus.parent / f"{ds}.h5ad"), "2.4.0", 1_000_000, spatial=spatial))
+        return p.n_cells, p.n_primary, p.organism, p.exclusion
+
+    assert plan("human-brain-visium-7", True) == (4992, 4992, "homo_sapiens", "")
+    assert plan("mouse-kidney-slideseq-7", True) == (200, 200, "mus_musculus", "")
+    assert plan("mouse-not-single-7", True) == (
+        0,
+        0,
+        None,
+        "no spatial cell passes the Census filters (organism, assay, tissue_type, is_single)",
+    )
+    assert plan("human-brain-visium-7", False)[:3] == (0, 0, None)
