@@ -30,7 +30,8 @@ def check_consistency(run: Run) -> None:
             "sum of obs nnz": f.obs_nnz,
             "sum of var nnz": f.var_nnz,
             "X['raw'] values": f.raw_nnz,
-            "X['normalized'] values": f.normalized_nnz,
+            # census_spatial_sequencing has X['raw'] only (validation.spatial_contents)
+            "X['normalized'] values": f.normalized_nnz if "normalized" in run.spec.x_layers else None,
         }
         known = {k: v for k, v in sums.items() if v is not None}
         if len(set(known.values())) > 1:

@@ -32,6 +32,7 @@ import pyarrow as pa
 
 from validation.expected.dataset import dataset_organism
 from validation.expected.spec import Column
+from validation.inputs.release import ExperimentUris
 from validation.inputs.source import SourceFile
 from validation.inputs.spatial import SPATIAL_OBS_COLUMNS, SpatialDataset, hires_bands, positions, read_spatial_dataset
 from validation.report import Finding, Findings
@@ -93,6 +94,7 @@ class Where:
     dataset_of: npt.NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, np.int64))  # joinid -> ds code
     codes: list[str] = field(default_factory=list)  # ds code -> dataset_id
     n_obs: int = 0
+    uris: ExperimentUris | None = None  # what validation.spatial_contents reads
     counts: dict[str, tuple[int, int]] = field(default_factory=dict)  # dataset -> (obs rows, primary) found
 
     def add(self, check: str, message: str, **kw: Any) -> None:
@@ -181,7 +183,9 @@ def check_spatial(run: Run) -> None:
                     found=exp.soma_type,
                 )
                 continue
+            w.uris = ExperimentUris(org)
             _experiment(run, w, exp)
+            run.tables.setdefault("spatial_experiments", {})[org] = w.uris
             for ds, (n, primary) in w.counts.items():
                 acc = found.setdefault(ds, [0, 0])
                 acc[0] += n
@@ -215,6 +219,8 @@ def _experiment(run: Run, w: Where, exp: Any) -> None:
         w.add("spatial_structure", f"{where} has an unexpected member {key!r}", expected=sorted(allowed), found=key)
     obs = _member(w, exp, "obs", "SOMADataFrame", f"{where}.obs")
     if obs is not None:
+        if w.uris is not None:
+            w.uris.obs = obs.uri
         check_dataframe_schema(
             run.findings, f"{where}.obs", obs.schema, spec.obs + SPATIAL_OBS, w.organism, extra_allowed=run.foreign
         )
@@ -291,6 +297,8 @@ def _measurement(run: Run, w: Where, exp: Any, where: str) -> None:
     where = f"{where}.ms['{spec.measurement}']"
     var = _member(w, rna, "var", "SOMADataFrame", f"{where}.var")
     if var is not None:
+        if w.uris is not None:
+            w.uris.var = var.uri
         check_dataframe_schema(
             run.findings, f"{where}.var", var.schema, spec.var, w.organism, extra_allowed=run.foreign
         )
@@ -307,11 +315,12 @@ def _measurement(run: Run, w: Where, exp: Any, where: str) -> None:
         raw = _member(w, x, "raw", "SOMASparseNDArray", f"{where}.X['raw']", T_ONE_LAYER)
         if raw is not None:
             check_ndarray_schema(run.findings, f"{where}.X['raw']", raw.schema, spec.x_layers["raw"], w.organism)
-            shape = tuple(int(s) for s in raw.shape)
-            if shape[0] != w.n_obs:
-                w.add("shapes", f"{where}.X['raw'] has not one row per obs row", expected=w.n_obs, found=shape[0])
+            if w.uris is not None:
+                w.uris.x["raw"] = raw.uri
     pm = _member(w, rna, spec.presence_matrix, "SOMASparseNDArray", f"{where}['{spec.presence_matrix}']")
     if pm is not None:
+        if w.uris is not None:
+            w.uris.presence = pm.uri
         check_ndarray_schema(
             run.findings, f"{where}['{spec.presence_matrix}']", pm.schema, spec.presence_encoding, w.organism
         )

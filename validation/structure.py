@@ -323,8 +323,6 @@ def check_joinids(findings: Findings, uri: str, what: str, organism: str | None 
 
 def check_structure(run: Run) -> None:
     """Step 2: the object tree, types and encodings; soma_joinids; shapes against the expected release."""
-    import tiledbsoma as soma
-
     model = run.planned()
     run.layout = layout = open_layout(
         run.release_uri, run.spec, list(model.organisms), run.findings, foreign=run.foreign
@@ -337,6 +335,14 @@ def check_structure(run: Run) -> None:
             model.number_datasets(t.column("dataset_id").to_pylist(), t.column("soma_joinid").to_pylist())
         except Exception as e:
             logger.warning("datasets table numbering not readable (%s): manifest order assumed", e)
+    check_experiment_shapes(run)
+
+
+def check_experiment_shapes(run: Run) -> None:
+    """Each experiment of ``run.layout``: obs / var soma_joinids and lengths, X and presence matrix shapes."""
+    import tiledbsoma as soma
+
+    model, layout = run.planned(), run.release_layout()
     for name, exp in layout.experiments.items():
         org = model.organisms.get(name)
         found = run.found.setdefault(name, Found())

@@ -34,6 +34,7 @@ def keep_rows(
         ok = np.array([n in values for n in names] + [False], dtype=bool)  # the extra False: code -1 (NA)
         return ok[codes]
 
+    spatial = spatial or spec.spatial_cells
     assays = spec.spatial_assays if spatial else spec.included_assays
     keep = allowed("assay_ontology_term_id", assays) & allowed("tissue_type", spec.tissue_types_kept)
     if spatial and src.uns_string("spatial/is_single") not in ("True", "true", "1"):
