@@ -124,3 +124,13 @@ def test_spatial_plan_counts_spatial_cells_for_census_info(corpus: Path) -> None
         "no spatial cell passes the Census filters (organism, assay, tissue_type, is_single)",
     )
     assert plan("human-brain-visium-7", False)[:3] == (0, 0, None)
+
+
+def test_spatial_spec_view() -> None:
+    """load_spec("2.4.0+spatial"): the census_data checks' view of census_spatial_sequencing."""
+    base, view = load_spec("2.4.0"), load_spec("2.4.0+spatial")
+    assert view.included_assays == base.spatial_assays == frozenset({"EFO:0022857", "EFO:0030062"})
+    assert view.x_layers == {"raw": base.x_layers["raw"]}
+    assert view.tables == {}
+    assert view.spatial_cells and not base.spatial_cells
+    assert view.obs == base.obs and view.var == base.var
