@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -134,3 +135,31 @@ def test_spatial_spec_view() -> None:
     assert view.tables == {}
     assert view.spatial_cells and not base.spatial_cells
     assert view.obs == base.obs and view.var == base.var
+
+
+def test_validate_release_runs_census_data_checks_on_spatial(
+    corpus: Path, tmp_path: Path, validation_client: Any
+) -> None:
+    """The whole validation: spatial checks pass, and the census_data checks run on the spatial experiments.
+
+    The hand-made release's X['raw'] is empty and its var holds one made-up gene: the census_data checks, run on
+    census_spatial_sequencing, must say so (prefixed), while the spatial_* checks pass.
+    """
+    from validation import validate_release
+
+    sources = [(ds, corpus.parent / f"{ds}.h5ad", org) for ds, org in ORGANISMS.items()]
+    uri = write_spatial_release(tmp_path / "soma", sources)
+    report = validate_release(
+        uri, corpus, client=validation_client, report_path=tmp_path / "report.json", schema_version="2.4.0"
+    )
+    checks = {c.name: c for c in report.checks}
+    for check in SPATIAL_CHECKS:
+        assert checks[check].passed, (check, [f.message for f in checks[check].findings])
+    for check, message in (
+        ("x_raw", "census_spatial_sequencing: source count missing from X['raw']"),
+        ("var_features", "census_spatial_sequencing: kept source gene is missing from var"),
+        ("shapes", "census_spatial_sequencing: var has the wrong number of genes"),
+    ):
+        messages = [f.message for f in checks[check].findings]
+        assert message in messages, (check, messages[:3])
+        assert all(m.startswith("census_spatial_sequencing: ") for m in messages), messages
