@@ -184,7 +184,11 @@ def check_spatial(run: Run) -> None:
                 )
                 continue
             w.uris = ExperimentUris(org)
-            _experiment(run, w, exp)
+            try:
+                _experiment(run, w, exp)
+            except Exception as e:  # a malformed release must give a finding, not stop the validation
+                logger.exception("census_spatial_sequencing['%s'] could not be checked", org)
+                w.add("spatial_structure", f"{SPATIAL}['{org}'] could not be checked: {type(e).__name__}: {e}")
             run.tables.setdefault("spatial_experiments", {})[org] = w.uris
             for ds, (n, primary) in w.counts.items():
                 acc = found.setdefault(ds, [0, 0])
@@ -280,7 +284,15 @@ def _experiment(run: Run, w: Where, exp: Any) -> None:
             )
             _check_presence(w, table, set(scenes))
     for key, scene in scenes.items():
-        _scene(run, w, f"{where}.spatial['{key}']", scene, w.datasets.get(key))
+        try:
+            _scene(run, w, f"{where}.spatial['{key}']", scene, w.datasets.get(key))
+        except Exception as e:  # one unreadable scene: a finding, the other scenes are still checked
+            logger.exception("%s.spatial['%s'] could not be checked", where, key)
+            w.add(
+                "spatial_structure",
+                f"{where}.spatial['{key}'] could not be checked: {type(e).__name__}: {e}",
+                dataset_id=key,
+            )
 
 
 def _measurement(run: Run, w: Where, exp: Any, where: str) -> None:

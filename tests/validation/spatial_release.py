@@ -30,6 +30,7 @@ FAULTS = frozenset(
         "radius",  # Visium soma_geometry is the diameter, not the radius
         "drop_cell",  # one spatial observation left out of obs
         "no_scene",  # a dataset without its scene
+        "yxc",  # not a fault: the image stored (y, x, channel) instead of (channel, y, x)
     }
 )
 
@@ -189,19 +190,20 @@ def _scene(spatial: Any, ds: str, path: Path, obs: pd.DataFrame, faults: frozens
             )
         else:
             holder = img.add_new_collection(lib)
+            yxc = "yxc" in faults
             image = soma.MultiscaleImage.create(
                 f"{holder.uri}/highres_image",
                 type=pa.uint8(),
-                level_shape=(c, h, w),
+                level_shape=(h, w, c) if yxc else (c, h, w),
                 level_key="hires",
                 coordinate_space=space,
-                data_axis_order=("soma_channel", "y", "x"),
+                data_axis_order=("y", "x", "soma_channel") if yxc else ("soma_channel", "y", "x"),
             )
             holder.set("highres_image", image)
             scene.set_transform_to_multiscale_image("highres_image", ["img", lib], transform=transform)
         image["hires"].write(
             (slice(None), slice(None), slice(None)),
-            pa.Tensor.from_numpy(np.ascontiguousarray(np.transpose(hires, (2, 0, 1)))),
+            pa.Tensor.from_numpy(np.ascontiguousarray(hires if "yxc" in faults else np.transpose(hires, (2, 0, 1)))),
         )
         image.close()
     scene.close()

@@ -65,8 +65,9 @@ def _messages(findings: Findings, check: str) -> list[str]:
     return [f.message for f in findings.checks[check].findings]
 
 
-def test_spatial_release_passes(corpus: Path, tmp_path: Path) -> None:
-    findings = _check(corpus, tmp_path / "soma")
+@pytest.mark.parametrize("layout", ["channel_y_x", "y_x_channel"])
+def test_spatial_release_passes(corpus: Path, tmp_path: Path, layout: str) -> None:
+    findings = _check(corpus, tmp_path / "soma", frozenset(["yxc"] if layout == "y_x_channel" else []))
     for check in SPATIAL_CHECKS:
         assert _messages(findings, check) == [], check
     assert findings.readings["spatial dataset mouse-not-single-7"].startswith(
