@@ -90,10 +90,10 @@ def test_a_moved_point_is_found(release: tuple[Path, Path], tmp_path: Path, vali
 
     out = _copy(release, tmp_path)
     uri = str(out / "soma" / SPATIAL / "homo_sapiens" / "spatial" / "vis" / "obsl" / "loc")
-    with soma.open(uri) as loc:
+    with soma.PointCloudDataFrame.open(uri) as loc:
         points = loc.read().concat().sort_by("soma_joinid")
     other = points.slice(1, 1)  # a second point for soma_joinid 0, at the position of soma_joinid 1
-    with soma.open(uri, "w") as loc:
+    with soma.PointCloudDataFrame.open(uri, "w") as loc:
         loc.write(pa.table({"x": other.column("x"), "y": other.column("y"), "soma_joinid": pa.array([0], pa.int64())}))
     report = _validate(out, release[1], validation_client)
     assert any(
@@ -108,11 +108,11 @@ def test_a_changed_pixel_is_found(release: tuple[Path, Path], tmp_path: Path, va
 
     out = _copy(release, tmp_path)
     img = out / "soma" / SPATIAL / "homo_sapiens" / "spatial" / "vis" / "img" / "vis_A1" / "highres_image"
-    with soma.open(str(img)) as image:
+    with soma.MultiscaleImage.open(str(img)) as image:
         level_uri = image[sorted(image.keys())[0]].uri
-    with soma.open(level_uri) as level:
+    with soma.DenseNDArray.open(level_uri) as level:
         pixel = level.read((slice(0, 0), slice(7, 7), slice(5, 5))).to_numpy()
-    with soma.open(level_uri, "w") as level:
+    with soma.DenseNDArray.open(level_uri, "w") as level:
         level.write((slice(0, 0), slice(7, 7), slice(5, 5)), pa.Tensor.from_numpy(pixel ^ np.uint8(0xFF)))
     report = _validate(out, release[1], validation_client)
     assert any("differs from the source's hires image in 1 pixel(s)" in m for m in _messages(report, "spatial_images"))
@@ -123,7 +123,7 @@ def test_a_changed_count_is_found(release: tuple[Path, Path], tmp_path: Path, va
 
     out = _copy(release, tmp_path)
     raw = out / "soma" / SPATIAL / "mus_musculus" / "ms" / "RNA" / "X" / "raw"
-    with soma.open(str(raw)) as arr:
+    with soma.SparseNDArray.open(str(raw)) as arr:
         t = arr.read().tables().concat()
     first = t.slice(0, 1)
     changed = pa.table(
@@ -133,7 +133,7 @@ def test_a_changed_count_is_found(release: tuple[Path, Path], tmp_path: Path, va
             "soma_data": pa.array([float(first.column("soma_data")[0].as_py()) + 1.0], pa.float32()),
         }
     )
-    with soma.open(str(raw), "w") as arr:
+    with soma.SparseNDArray.open(str(raw), "w") as arr:
         arr.write(changed)
     report = _validate(out, release[1], validation_client)
     messages = _messages(report, "x_raw")
