@@ -35,7 +35,7 @@ def check_datasets_table(findings: Findings, model: Model, table: pa.Table) -> d
     for ds, n in Counter(ids).items():
         if n > 1:
             findings.add(check, Finding("dataset listed more than once", dataset_id=ds, expected=1, found=n))
-    expected_ids = {p.dataset_id for p in model.contributing}
+    expected_ids = {p.dataset_id for p in model.listed}
     counts = table_column(table, "dataset_total_cell_count") or [None] * len(ids)
     empty: list[str] = []
     for ds, count in zip(ids, counts, strict=True):
@@ -64,13 +64,17 @@ def check_datasets_table(findings: Findings, model: Model, table: pa.Table) -> d
         if empty
         else "not listed in census_info['datasets']"
     )
-    for p in model.contributing:
+    done: set[str] = set()
+    for p in model.listed:
+        if p.dataset_id in done:
+            continue  # a dataset with census_data and spatial cells: one row
+        done.add(p.dataset_id)
         k = rows.get(p.dataset_id)
         if k is None:
             findings.add(
                 check,
                 Finding(
-                    f"dataset contributes {p.n_cells} cells but has no datasets row",
+                    f"dataset contributes {model.cells_of(p.dataset_id)} cells but has no datasets row",
                     dataset_id=p.dataset_id,
                     expected="present",
                     found="absent",
@@ -87,7 +91,7 @@ def check_datasets_table(findings: Findings, model: Model, table: pa.Table) -> d
             "dataset_id": p.dataset_id,
             "dataset_version_id": s.dataset_version_id,
             "dataset_title": s.dataset_title or p.title,
-            "dataset_total_cell_count": p.n_cells,
+            "dataset_total_cell_count": model.cells_of(p.dataset_id),
         }
         for column, value in expected.items():
             values = table_column(table, column)
@@ -123,8 +127,8 @@ def check_summary(findings: Findings, spec: Spec, model: Model, table: pa.Table)
         "census_schema_version": spec.version,
         "census_build_date": None,  # checked as an ISO 8601 date below
         "dataset_schema_version": spec.dataset_schema_version,
-        "total_cell_count": str(sum(p.n_cells for p in model.contributing)),
-        "unique_cell_count": str(sum(p.n_primary for p in model.contributing)),
+        "total_cell_count": str(sum(p.n_cells for p in model.listed)),  # "cells or spatial spots"
+        "unique_cell_count": str(sum(p.n_primary for p in model.listed)),
         **{f"number_donors_{o.name}": str(donors[o.name]) for o in spec.organisms},
     }
     for label in sorted(set(found) - set(spec.summary_rows)):  # e.g. 1.3.0's number_donors_* in a 2.4.0 release
@@ -180,9 +184,12 @@ def check_summary(findings: Findings, spec: Spec, model: Model, table: pa.Table)
 
 
 def expected_cell_counts(spec: Spec, model: Model) -> dict[tuple[str, str, str, str], list[int]]:
-    """Return (organism, category, term, label) -> [cells, primary cells] of the contributing datasets."""
+    """Return (organism, category, term, label) -> [cells, primary cells] of the contributing datasets.
+
+    census_data's and census_spatial_sequencing's cells alike (Census 2.4.0 counts "cells or spatial spots").
+    """
     out: dict[tuple[str, str, str, str], list[int]] = {}
-    for p in model.contributing:
+    for p in model.listed:
         label = spec.organism_by_name(str(p.organism)).label
         for (category, term, name), (total, unique) in p.cell_counts.items():
             acc = out.setdefault((label, category, term, name), [0, 0])
@@ -414,16 +421,18 @@ def check_organisms_table(
                     found=key,
                 ),
             )
-        if org.name not in model.organisms:
+        if org.name not in model.organisms and org.name not in {p.organism for p in model.spatial}:
             without_cells.append(org.name)
-    for name, om in model.organisms.items():
-        if om.organism.term not in seen:
+    with_cells = {o.name: o for o in spec.organisms if o.name in model.organisms}
+    with_cells.update({str(p.organism): spec.organism_by_name(str(p.organism)) for p in model.spatial})
+    for name, o in with_cells.items():
+        if o.term not in seen:
             findings.add(
                 check,
                 Finding(
-                    f"no organisms row for {om.organism.label}, whose cells are included",
+                    f"no organisms row for {o.label}, whose cells are included",
                     organism=name,
-                    expected=[om.organism.term, om.organism.label, organism_key(om.organism.label)],
+                    expected=[o.term, o.label, organism_key(o.label)],
                     found="absent",
                 ),
             )

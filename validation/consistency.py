@@ -20,7 +20,9 @@ def check_consistency(run: Run) -> None:
     if not layout.opened:
         return
     add = run.findings.add
-    total_cells, total_primary = 0, 0
+    spatial: dict[str, list[int]] = run.tables.get("spatial_obs", {})  # validation.spatial: dataset -> [rows, primary]
+    total_cells = sum(n for n, _ in spatial.values())  # census_info counts "cells or spatial spots"
+    total_primary = sum(p for _, p in spatial.values())
     for name, f in run.found.items():
         total_cells += f.obs_count
         total_primary += sum(f.primary.values())
@@ -28,7 +30,8 @@ def check_consistency(run: Run) -> None:
             "sum of obs nnz": f.obs_nnz,
             "sum of var nnz": f.var_nnz,
             "X['raw'] values": f.raw_nnz,
-            "X['normalized'] values": f.normalized_nnz,
+            # census_spatial_sequencing has X['raw'] only (validation.spatial_contents)
+            "X['normalized'] values": f.normalized_nnz if "normalized" in run.spec.x_layers else None,
         }
         known = {k: v for k, v in sums.items() if v is not None}
         if len(set(known.values())) > 1:
@@ -88,6 +91,8 @@ def check_consistency(run: Run) -> None:
     datasets = run.tables.get("datasets")
     if datasets is not None and {"dataset_id", "dataset_total_cell_count"} <= set(datasets.column_names):
         obs_cells = {ds: n for f in run.found.values() for ds, n in f.cells.items()}
+        for ds, (n, _) in spatial.items():
+            obs_cells[ds] = obs_cells.get(ds, 0) + n
         for ds, n in zip(
             datasets.column("dataset_id").to_pylist(),
             datasets.column("dataset_total_cell_count").to_pylist(),

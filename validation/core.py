@@ -4,6 +4,8 @@
     check_structure    validation.structure: object tree, types, column encodings, shapes, soma_joinids
     check_contents     validation.contents: dask tasks per (dataset, row chunk) and per dataset: obs, X, statistics
     check_tables       validation.tables: var, presence matrix, census_info tables, dataset_h5ad_path files
+    check_spatial      validation.spatial: census_spatial_sequencing against the sources (2.4.0)
+    check_spatial_contents  validation.spatial_contents: the content checks above, run on its experiments
     check_consistency  validation.consistency: the release's own sums agree with each other
 
 Findings are collected throughout and judged once at the end; the JSON report is always written.
@@ -30,6 +32,8 @@ from validation.inputs.schema_version import choose_version, read_recorded, vers
 from validation.plan import plan_datasets
 from validation.report import Finding, Findings, ValidationReport
 from validation.run import DEFAULT_CHUNK_ENTRIES, DEFAULT_TASK_ROWS, Run
+from validation.spatial import check_spatial
+from validation.spatial_contents import check_spatial_contents
 from validation.structure import check_structure
 from validation.tables import check_tables
 
@@ -41,6 +45,8 @@ STEPS: tuple[Callable[[Run], None], ...] = (
     check_structure,
     check_contents,
     check_tables,
+    check_spatial,
+    check_spatial_contents,
     check_consistency,
 )
 

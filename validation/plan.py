@@ -28,11 +28,16 @@ def plan_datasets(run: Run) -> None:
             plans[s.dataset_id] = DatasetPlan(s.dataset_id, "", problems=[problem])
         else:
             tasks.append(PlanTask(s.dataset_id, str(path), run.spec.version, run.chunk_entries))
+            if run.spec.spatial_assays:  # the same plan of its census_spatial_sequencing cells
+                tasks.append(PlanTask(s.dataset_id, str(path), run.spec.version, run.chunk_entries, spatial=True))
+    spatial: dict[str, DatasetPlan] = {}
 
     def on_result(task: PlanTask, plan: DatasetPlan) -> None:
-        plans[task.dataset_id] = plan
+        (spatial if task.spatial else plans)[task.dataset_id] = plan
 
     def on_error(task: PlanTask, e: BaseException) -> None:
+        if task.spatial:
+            return  # the census_data plan of the same file reports it
         plans[task.dataset_id] = DatasetPlan(
             task.dataset_id, task.path, problems=[f"cannot be planned: {type(e).__name__}: {e}"]
         )
@@ -50,6 +55,9 @@ def plan_datasets(run: Run) -> None:
         if p.readable and not p.contributes:
             logger.info("dataset %s contributes no cells: %s", p.dataset_id, p.exclusion)
     run.model = build_model(run.spec, {s.dataset_id: s for s in run.manifest.sources}, ordered)
+    run.model.spatial = [
+        sp for s in run.manifest.sources if (sp := spatial.get(s.dataset_id)) is not None and sp.contributes
+    ]
 
 
 def _checksum_jobs(run: Run) -> list[Job]:

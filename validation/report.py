@@ -37,6 +37,13 @@ CHECKS: dict[str, str] = {
     "census_info_summary_cell_counts": "census_info['summary_cell_counts'] rows recomputed",
     "census_info_organisms": "census_info['organisms'] rows (schemas with that table): the organisms with cells",
     "dataset_h5ad_paths": "every dataset_h5ad_path names an existing copy of the source",
+    "spatial_structure": "census_spatial_sequencing: experiments, ms['RNA'] (X['raw'] only), obs_spatial_presence, "
+    "Scenes, obsl['loc'], img only for Visium (schemas with spatial assays)",
+    "spatial_obs": "the spatial cells are the source's (spatial assay, is_single, kept tissue_type, all of them); "
+    "is_primary_data, in_tissue, array_row, array_col equal the source",
+    "spatial_presence": "obs_spatial_presence: one row (data True) per observation and the scene of its dataset",
+    "spatial_points": "obsl['loc']: x, y are obsm['spatial'] columns 1 and 2 (float), a point per observation; radius",
+    "spatial_images": "Visium: img[library_id]['highres_image'] is the source's hires image pixel for pixel; its scale",
     "consistency": "internal sums agree: obs nnz, var nnz, X nnz; n_measured_vars / n_measured_obs vs presence",
 }
 

@@ -174,8 +174,8 @@ def open_layout(
 
     ``foreign``: the release was written by another tool (dataframe columns beyond the schema's are allowed,
     see :func:`check_dataframe_schema`). A schema with spatial assays (2.4.0) describes
-    ``census_spatial_sequencing`` beside census_info and census_data: accepted as a SOMACollection, its
-    contents are not validated. A schema with an organisms table (2.4.0) requires an experiment's contents
+    ``census_spatial_sequencing`` beside census_info and census_data: a SOMACollection here, its
+    contents checked by validation.spatial. A schema with an organisms table (2.4.0) requires an experiment's contents
     "for each organism with qualifying data": an experiment of a Census organism without cells is accepted
     (and checked like any other: it must be well-formed and empty).
     """
@@ -202,8 +202,8 @@ def open_layout(
             spatial = _member(findings, members, SPATIAL, "SOMACollection", f"census_obj['{SPATIAL}']")
             if spatial is not None:
                 findings.readings[SPATIAL] = (
-                    f"present (experiments: {', '.join(sorted(spatial.keys())) or 'none'}); its contents are not "
-                    "validated (spatial data is not validated yet)"
+                    f"present (experiments: {', '.join(sorted(spatial.keys())) or 'none'}); its contents are "
+                    "checked by validation.spatial (the spatial_* checks)"
                 )
         info = _member(findings, root, "census_info", "SOMACollection", "census_obj['census_info']")
         if info is not None:
@@ -323,8 +323,6 @@ def check_joinids(findings: Findings, uri: str, what: str, organism: str | None 
 
 def check_structure(run: Run) -> None:
     """Step 2: the object tree, types and encodings; soma_joinids; shapes against the expected release."""
-    import tiledbsoma as soma
-
     model = run.planned()
     run.layout = layout = open_layout(
         run.release_uri, run.spec, list(model.organisms), run.findings, foreign=run.foreign
@@ -337,6 +335,14 @@ def check_structure(run: Run) -> None:
             model.number_datasets(t.column("dataset_id").to_pylist(), t.column("soma_joinid").to_pylist())
         except Exception as e:
             logger.warning("datasets table numbering not readable (%s): manifest order assumed", e)
+    check_experiment_shapes(run)
+
+
+def check_experiment_shapes(run: Run) -> None:
+    """Each experiment of ``run.layout``: obs / var soma_joinids and lengths, X and presence matrix shapes."""
+    import tiledbsoma as soma
+
+    model, layout = run.planned(), run.release_layout()
     for name, exp in layout.experiments.items():
         org = model.organisms.get(name)
         found = run.found.setdefault(name, Found())

@@ -239,11 +239,9 @@ def check_presence(
             )
 
 
-def check_tables(run: Run) -> None:
-    """Step 4: var and the presence matrix per organism, the census_info tables, the dataset_h5ad_path files."""
+def check_experiment_tables(run: Run) -> None:
+    """Each experiment of ``run.layout``: var against the expected genes, the presence matrix recomputed."""
     model, layout = run.planned(), run.release_layout()
-    if not layout.opened:
-        return
     for name, org in model.organisms.items():
         exp = layout.experiments.get(name)
         if exp is None:
@@ -264,6 +262,14 @@ def check_tables(run: Run) -> None:
                 check_presence(run.findings, model, org, found.presence, run.var_numbering(org))
             if found.presence_shape is not None:
                 check_presence_shape(run.findings, model, org, found.presence_shape)
+
+
+def check_tables(run: Run) -> None:
+    """Step 4: var and the presence matrix per organism, the census_info tables, the dataset_h5ad_path files."""
+    model, layout = run.planned(), run.release_layout()
+    if not layout.opened:
+        return
+    check_experiment_tables(run)
     for name, check in (
         ("datasets", "census_info_datasets"),
         ("summary", "census_info_summary"),

@@ -174,6 +174,8 @@ def _compare_x(
     found: dict[str, tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[Any]]] = {}
     for check, layer, uri in (("x_raw", "raw", task.uris.raw), ("x_normalized", "normalized", task.uris.normalized)):
         if uri is None:
+            if layer not in load_spec(task.schema_version).x_layers:
+                continue  # census_spatial_sequencing: X['raw'] only
             res.add(check, Finding(f"X['{layer}'] is missing: cannot compare", dataset_id=task.dataset_id))
             continue
         try:

@@ -37,6 +37,7 @@ class PlanTask:
     path: str
     schema_version: str
     chunk_entries: int
+    spatial: bool = False  # plan the dataset's census_spatial_sequencing cells (validation.expected.filters)
 
 
 @dataclass
@@ -109,10 +110,12 @@ def _plan(src: SourceFile, spec: Spec, task: PlanTask, plan: DatasetPlan) -> Non
     organism = _genes(src, spec, counts, feature_ids, plan)
     if organism is None:
         return
-    keep = keep_rows(spec, organism.term, src)
+    keep = keep_rows(spec, organism.term, src, spatial=task.spatial)
     plan.n_cells = int(keep.sum())
     if plan.n_cells == 0:
         plan.exclusion = "no cell passes the Census filters (organism, assay, tissue_type)"
+        if task.spatial:
+            plan.exclusion = "no spatial cell passes the Census filters (organism, assay, tissue_type, is_single)"
         return
     plan.organism = organism.name
     _check_feature_lengths(src, spec, keep, plan)

@@ -85,6 +85,16 @@ class Model:
     dataset_joinid: dict[str, int]  # contributing dataset -> its datasets-table soma_joinid (-1: no row)
     organisms: dict[str, OrganismModel]
     dataset_rows: dict[int, str] = field(default_factory=dict)  # datasets-table soma_joinid -> dataset_id
+    spatial: list[DatasetPlan] = field(default_factory=list)  # datasets with census_spatial_sequencing cells
+
+    @property
+    def listed(self) -> list[DatasetPlan]:
+        """The plans census_info counts: census_data's and census_spatial_sequencing's ("cells or spatial spots")."""
+        return self.contributing + self.spatial
+
+    def cells_of(self, dataset_id: str) -> int:
+        """Return the cells (and spatial spots) of a dataset in the release, census_data and spatial together."""
+        return sum(p.n_cells for p in self.listed if p.dataset_id == dataset_id)
 
     def number_datasets(self, dataset_ids: list[Any], joinids: list[Any]) -> None:
         """Use the release's datasets table numbering.

@@ -7,7 +7,7 @@ file with its own code, so a loader bug cannot hide itself in both places.
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 import census_schema
@@ -71,6 +71,7 @@ class Spec:
     presence_matrix: str
     presence_encoding: Encoding
     presence_rule: str  # "nonzero": a count > 0 in the dataset's Census cells; "listed": in the dataset's var
+    spatial_cells: bool = False  # the census_spatial_sequencing view (SPATIAL_SUFFIX): its cells and X['raw'] only
 
     def organism_by_term(self, term: str) -> Organism | None:
         """Return the organism with ontology term ``term`` (None: not a Census organism)."""
@@ -106,9 +107,27 @@ def _presence_rule(value: Any) -> str:
     return str(value)
 
 
+SPATIAL_SUFFIX = "+spatial"  # load_spec("2.4.0+spatial"): the census_spatial_sequencing view of 2.4.0
+
+
 @functools.cache
 def load_spec(version: str = census_schema.DEFAULT_VERSION) -> Spec:
-    """Read the schema data file for ``version``."""
+    """Read the schema data file for ``version``.
+
+    ``VERSION+spatial`` (SPATIAL_SUFFIX): the same schema seen from ``census_spatial_sequencing``, so that the
+    census_data checks run unchanged on its experiments (validation.spatial_contents): its cells are the
+    spatial assays' (validation.expected.filters), X has only 'raw', and it has no census_info tables.
+    """
+    if version.endswith(SPATIAL_SUFFIX):
+        base = load_spec(version.removesuffix(SPATIAL_SUFFIX))
+        return replace(
+            base,
+            version=version,
+            included_assays=base.spatial_assays,
+            x_layers={"raw": base.x_layers["raw"]},
+            tables={},
+            spatial_cells=True,
+        )
     doc = census_schema.load_document(version)
     info = doc["census_info"]
     scc = info["summary_cell_counts"]
