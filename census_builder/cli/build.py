@@ -195,7 +195,9 @@ def _example(args: argparse.Namespace) -> int:
     from census_builder.testing import synthetic_7
 
     if load_schema(args.settings.schema_version).dataset_schema_version == synthetic_7.SCHEMA_VERSION:
-        manifest = synthetic_7.write_corpus_7(args.out, synthetic_7.example_specs_7())
+        from census_builder.testing.synthetic_spatial import write_example_corpus_7
+
+        manifest = write_example_corpus_7(args.out)  # with one Visium and one Slide-seqV2 dataset
     else:
         from census_builder.testing.synthetic import example_specs, write_corpus
 

@@ -52,6 +52,7 @@ from census_builder.testing.synthetic_7 import (
     MOUSE,
     ORGANISMS,
     DatasetSpec7,
+    example_specs_7,
     write_corpus_with,
     write_h5ad_7,
 )
@@ -468,3 +469,13 @@ def write_spatial_corpus(
     The manifest has the columns of :func:`census_builder.testing.synthetic_7.write_corpus_7`'s.
     """
     return write_corpus_with(out_dir, specs, write_spatial_h5ad, manifest_name=manifest_name)
+
+
+def write_example_corpus_7(out_dir: str | Path) -> Path:
+    """Write the Census 2.4.0 example corpus: example_specs_7() and example_spatial_specs(), one manifest."""
+
+    def write(path: Path, spec: DatasetSpec7 | SpatialSpec) -> Path:
+        return write_spatial_h5ad(path, spec) if isinstance(spec, SpatialSpec) else write_h5ad_7(path, spec)
+
+    specs: list[DatasetSpec7 | SpatialSpec] = [*example_specs_7(), *example_spatial_specs()]
+    return write_corpus_with(out_dir, specs, write)

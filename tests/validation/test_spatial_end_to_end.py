@@ -1,7 +1,6 @@
 """End to end: our builder's census_spatial_sequencing passes the validator; planted faults give the findings.
 
-Runs once the builder writes spatial data (issue 16, engineer SB's ``census_builder.build.spatial``); skipped
-before. A small mixed corpus (10x, a Visium section, a Slide-seqV2 puck, a Visium dataset that is not a single
+A small mixed corpus (10x, a Visium section, a Slide-seqV2 puck, a Visium dataset that is not a single
 section) is built once; each fault is planted in a copy of the release.
 """
 
@@ -22,7 +21,6 @@ from census_builder.testing.synthetic_7 import MOUSE, DatasetSpec7, write_corpus
 from census_builder.testing.synthetic_spatial import SLIDE_SEQ_V2, SpatialSpec, write_spatial_h5ad
 from validation import ValidationReport, validate_release
 
-pytest.importorskip("census_builder.build.spatial", reason="the builder does not write spatial data yet (issue 16)")
 pytestmark = pytest.mark.filterwarnings("ignore:Support for spatial types is experimental")
 
 SPATIAL = "census_spatial_sequencing"

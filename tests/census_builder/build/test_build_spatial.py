@@ -2,7 +2,7 @@
 and a Visium dataset that is not a single section. The release's census_spatial_sequencing is read with tiledbsoma
 and the pinned cellxgene_census client, and checked against the sources (anndata), never the builder's helpers.
 
-Built with ``--no-validate`` until the validator knows census_spatial_sequencing (engineer SV, issue #16).
+The build ends with the independent validator (census_spatial_sequencing included), which must pass.
 """
 
 from __future__ import annotations
@@ -73,7 +73,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Built]:
     manifest = write_corpus_with(corpus, SPECS, _write)
     rewrite(corpus / "slide.h5ad", "obs/tissue_type", _drop_first_beads)  # the points of a filtered dataset
     workdir = tmp_path_factory.mktemp("spatial-build")
-    argv = ["build", "--census-schema", "2.4.0", "--version", "sp", "--manifest", str(manifest), "--no-validate"]
+    argv = ["build", "--census-schema", "2.4.0", "--version", "sp", "--manifest", str(manifest)]
     argv += ["--workdir", str(workdir), "--workers", "1", "--build-date", "2026-11-26", "--skip-host-check"]
     root = logging.getLogger()  # main() configures logging; a module fixture runs outside restore_logging
     handlers, level = root.handlers[:], root.level
