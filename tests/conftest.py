@@ -92,6 +92,28 @@ def _set_levels(levels: dict[str, int]) -> None:
             lg.setLevel(level)
 
 
+def run_main_once(argv: list[str]) -> int:
+    """Run the CLI's ``main(argv)`` from a module- or session-scoped fixture, which runs outside
+    :func:`restore_logging`: the root logger's handlers and level are put back, the handlers main() added closed,
+    and the warnings it raises (e.g. tiledbsoma's experimental spatial types) are not recorded."""
+    import warnings
+
+    from census_builder.cli.main import main
+
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return main(argv)
+    finally:
+        for h in root.handlers:
+            if h not in handlers:
+                h.close()
+        root.handlers[:] = handlers
+        root.setLevel(level)
+
+
 @pytest.fixture(autouse=True)
 def restore_logging() -> Iterator[None]:
     """The baseline's logger levels before and after the test (loggers created since: the levels they had

@@ -6,9 +6,7 @@ section) is built once; each fault is planted in a copy of the release.
 
 from __future__ import annotations
 
-import logging
 import shutil
-import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,6 +17,7 @@ import pytest
 
 from census_builder.testing.synthetic_7 import MOUSE, DatasetSpec7, write_corpus_with, write_h5ad_7
 from census_builder.testing.synthetic_spatial import SLIDE_SEQ_V2, SpatialSpec, write_spatial_h5ad
+from tests.conftest import run_main_once
 from validation import ValidationReport, validate_release
 
 pytestmark = pytest.mark.filterwarnings("ignore:Support for spatial types is experimental")
@@ -39,25 +38,13 @@ def _write(path: Path, spec: Any) -> Path:
 @pytest.fixture(scope="module")
 def release(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Path]]:
     """(the built release's VERSION directory, its manifest.csv)."""
-    from census_builder.cli.main import main
 
     corpus = tmp_path_factory.mktemp("spatial-e2e-corpus")
     manifest = write_corpus_with(corpus, SPECS, _write)
     workdir = tmp_path_factory.mktemp("spatial-e2e-build")
     argv = ["build", "--census-schema", "2.4.0", "--version", "sp", "--manifest", str(manifest), "--no-validate"]
     argv += ["--workdir", str(workdir), "--workers", "1", "--build-date", "2026-11-26", "--skip-host-check"]
-    root = logging.getLogger()  # main() configures logging; a module fixture runs outside restore_logging
-    handlers, level = root.handlers[:], root.level
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            assert main(argv) == 0
-    finally:
-        for h in root.handlers:
-            if h not in handlers:
-                h.close()
-        root.handlers[:] = handlers
-        root.setLevel(level)
+    assert run_main_once(argv) == 0
     yield workdir / "sp", workdir / "sp" / "manifest.csv"
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import json
-import logging
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ import tiledbsoma as soma
 from census_builder.cli.main import main
 from census_builder.testing.synthetic_7 import CHIMP, HUMAN, MARMOSET, MOUSE, RHESUS, DatasetSpec7, write_h5ad_7
 from tests.census_builder.build.h5ad_edits import as_dtype, rename_category
+from tests.conftest import run_main_once
 
 ZEBRAFISH, VISIUM, MERFISH, SMART_SEQ2 = "NCBITaxon:7955", "EFO:0022857", "EFO:0008992", "EFO:0008931"
 KEPT_TISSUE_TYPES = ("tissue", "organoid")  # Census schema 2.4.0, "Sample types"
@@ -96,16 +96,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Built]:
     workdir = tmp_path_factory.mktemp("build7")
     argv = ["build", "--census-schema", "2.4.0", "--version", "v24", "--manifest", str(manifest)]
     argv += ["--workdir", str(workdir), "--workers", "1", "--build-date", "2026-11-22"]
-    root = logging.getLogger()  # main() configures logging; a module fixture runs outside restore_logging
-    handlers, level = root.handlers[:], root.level
-    try:
-        assert main(argv) == 0
-    finally:
-        for h in root.handlers:
-            if h not in handlers:
-                h.close()
-        root.handlers[:] = handlers
-        root.setLevel(level)
+    assert run_main_once(argv) == 0
     yield Built(corpus=corpus, root=workdir / "v24")
 
 

@@ -8,9 +8,7 @@ The build ends with the independent validator (census_spatial_sequencing include
 from __future__ import annotations
 
 import json
-import logging
 import shutil
-import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,11 +24,11 @@ import tiledbsoma as soma
 from census_builder.build.outputs import DatasetAxes
 from census_builder.build.spatial import write_scene
 from census_builder.census.schema import load_schema
-from census_builder.cli.main import main
 from census_builder.soma.layout import ReleaseLayout
 from census_builder.testing.synthetic_7 import MOUSE, DatasetSpec7, write_corpus_with, write_h5ad_7
 from census_builder.testing.synthetic_spatial import SLIDE_SEQ_V2, SpatialSpec, write_spatial_h5ad
 from tests.census_builder.build.h5ad_edits import rewrite
+from tests.conftest import run_main_once
 
 SPATIAL = "census_spatial_sequencing"
 VISIUM = SpatialSpec("vis", n_spots=120, n_genes=20, hires_shape=(60, 40), tissue_hires_scalef=0.1, seed=3)
@@ -75,18 +73,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Built]:
     workdir = tmp_path_factory.mktemp("spatial-build")
     argv = ["build", "--census-schema", "2.4.0", "--version", "sp", "--manifest", str(manifest)]
     argv += ["--workdir", str(workdir), "--workers", "1", "--build-date", "2026-11-26", "--skip-host-check"]
-    root = logging.getLogger()  # main() configures logging; a module fixture runs outside restore_logging
-    handlers, level = root.handlers[:], root.level
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            assert main(argv) == 0
-    finally:
-        for h in root.handlers:
-            if h not in handlers:
-                h.close()
-        root.handlers[:] = handlers
-        root.setLevel(level)
+    assert run_main_once(argv) == 0
     yield Built(corpus=corpus, root=workdir / "sp")
 
 
