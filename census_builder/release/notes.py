@@ -8,6 +8,9 @@ They are written to ``DIR/VERSION/release_notes/`` (beside the build) unless ``-
     read_release     facts of one release (root metadata, census_info tables, per-organism counts) via tiledbsoma
     diff_releases    datasets added / removed / changed and cell-count changes versus the previous release
                      (both in :mod:`census_builder.release.notes_compare`)
+    spatial section  census_spatial_sequencing (Census 2.4.0): per organism its datasets, spots (total, primary),
+                     scenes and genes, Visium / Slide-seqV2 counts, spatial datasets added / removed and spot
+                     changes; left out when neither release has spatial data
     draw_figures     totals per organism; cells by assay, tissue_general and disease; dataset cell-count changes
                      (:mod:`census_builder.release.notes_figures`)
     write_markdown   the notes, linking the figures
@@ -31,7 +34,9 @@ from census_builder.release.notes_compare import (
     CATEGORY_TITLES,
     ReleaseDiff,
     ReleaseFacts,
+    SpatialDiff,
     diff_releases,
+    diff_spatial,
     read_release,
     signed,
 )
@@ -89,6 +94,11 @@ def write_markdown(
         f"Built {build_date} with census schema {cur.metadata.get('census_schema_version', '?')}: "
         f"{cur.total_cells:,} cells from {len(cur.datasets)} datasets in {len(cur.organisms)} organisms."
     )
+    if cur.spatial:
+        md.append(
+            f"Cell counts include {sum(o.spots for o in cur.spatial.values()):,} spatial spots "
+            f"(census_spatial_sequencing, see below)."
+        )
     md.append(f"Compared with release {prev.version}." if prev else "First release: nothing to compare with.")
     md += ["", "## Totals", ""]
     header = ["Organism", "Cells", "Unique cells", "Genes"]
@@ -133,6 +143,7 @@ def write_markdown(
         if section:
             md += [f"## Cells by {CATEGORY_TITLES[cat]}", "", *section]
 
+    md += _spatial_section(cur, prev)
     md += ["## Datasets", ""]
     if diff is None or prev is None:
         md += [f"{len(cur.datasets)} datasets (no previous release to compare with).", ""]
@@ -189,6 +200,59 @@ def write_markdown(
         md += ["## Schema and software versions", "", *vtable, ""]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(md), encoding="utf-8")
+
+
+def _spatial_section(cur: ReleaseFacts, prev: ReleaseFacts | None) -> list[str]:
+    """Return the census_spatial_sequencing section: nothing when neither release has spatial data."""
+    if not cur.spatial and not (prev and prev.spatial):
+        return []
+    md = ["## Spatial data (census_spatial_sequencing)", ""]
+    header = ["Organism", "Datasets", "Spots", "Primary spots", "Scenes", "Genes"]
+    if prev:
+        header += [f"Spots in {prev.version}", "Change"]
+    rows: list[list[object]] = []
+    for name in sorted(set(cur.spatial) | set(prev.spatial if prev else {})):
+        o = cur.spatial.get(name)
+        row: list[object] = [o.label, len(o.datasets), o.spots, o.primary_spots, o.scenes, o.genes] if o else []
+        if prev:
+            p = prev.spatial.get(name)
+            row = row or [p.label if p else name, 0, 0, 0, 0, 0]
+            before = p.spots if p else 0
+            row += [before, signed((o.spots if o else 0) - before)]
+        rows.append(row)
+    md += [*_table(header, rows), ""]
+    assay_rows = [
+        [o.label, assay, n, spots, primary]
+        for _, o in sorted(cur.spatial.items())
+        for assay, (n, spots, primary) in sorted(o.by_assay().items())
+    ]
+    if assay_rows:
+        md += ["### By assay", "", *_table(["Organism", "Assay", "Datasets", "Spots", "Primary spots"], assay_rows), ""]
+    listed = sorted(cur.spatial_datasets.values(), key=lambda d: d.dataset_id)
+    ds_rows = [
+        [d.dataset_id, cur.spatial[d.organism].label, d.assay, d.spots, d.primary_spots, "yes" if d.has_scene else "no"]
+        for d in listed
+    ]
+    if ds_rows:
+        md += ["### Datasets", ""]
+        md += [*_table(["Dataset", "Organism", "Assay", "Spots", "Primary spots", "Scene"], ds_rows), ""]
+    if prev:
+        md += _spatial_changes(diff_spatial(prev, cur), prev.version)
+    return md
+
+
+def _spatial_changes(diff: SpatialDiff, prev_version: str) -> list[str]:
+    """Return the spatial datasets added, removed and with other spot counts versus ``prev_version``."""
+    md = [
+        f"Versus {prev_version}: {len(diff.added)} spatial datasets added, {len(diff.removed)} removed, "
+        f"{len(diff.changed)} with other spot counts; spots {signed(diff.spot_delta)}.",
+        "",
+    ]
+    rows: list[list[object]] = [["added", d.dataset_id, d.assay, 0, d.spots, signed(d.spots)] for d in diff.added]
+    rows += [["removed", d.dataset_id, d.assay, d.spots, 0, signed(-d.spots)] for d in diff.removed]
+    rows += [["changed", a.dataset_id, a.assay, b.spots, a.spots, signed(a.spots - b.spots)] for b, a in diff.changed]
+    table = _table(["", "Dataset", "Assay", f"Spots in {prev_version}", "Spots", "Change"], rows)
+    return [*md, *table, ""] if table else md
 
 
 def _left_out(inputs: Mapping[str, Any]) -> list[str]:

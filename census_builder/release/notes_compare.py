@@ -1,7 +1,10 @@
 """Reading two releases and diffing them, for the notes command (:mod:`census_builder.release.notes`).
 
     read_release   facts of one release (root metadata, census_info tables, per-organism counts) via tiledbsoma
+    read_spatial   facts of census_spatial_sequencing (Census 2.4.0): per organism its datasets, spots (total,
+                   primary) per assay, scenes and genes; from obs columns and the scene collection's keys only
     diff_releases  datasets added / removed / changed and cell-count changes versus the previous release
+    diff_spatial   spatial datasets added / removed and spot changes versus the previous release
 
 Counts by category come from ``census_info/summary_cell_counts``; a category missing there is counted from
 obs, one batch at a time. The measurement read (genes per organism) is the one the release's Census schema
@@ -19,7 +22,7 @@ from typing import Any
 
 from census_builder.census.schema import CensusSchema, load_schema
 from census_builder.errors import CensusBuilderError
-from census_builder.soma.layout import CENSUS_DATA, CENSUS_INFO, ReleaseLayout
+from census_builder.soma.layout import CENSUS_DATA, CENSUS_INFO, CENSUS_SPATIAL, SPATIAL, ReleaseLayout
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +66,47 @@ class OrganismFacts:
 
 
 @dataclass(frozen=True)
+class SpatialDatasetFacts:
+    """One dataset of census_spatial_sequencing: its spots (observations) and its scene."""
+
+    dataset_id: str
+    organism: str  # census_spatial_sequencing key, e.g. homo_sapiens
+    assay: str  # e.g. Visium Spatial Gene Expression V1, Slide-seqV2
+    spots: int
+    primary_spots: int  # is_primary_data True
+    has_scene: bool  # spatial[dataset_id] exists
+
+
+@dataclass(frozen=True)
+class SpatialOrganismFacts:
+    """One organism (experiment) of census_spatial_sequencing."""
+
+    name: str
+    label: str
+    genes: int
+    scenes: int  # keys of its spatial collection
+    datasets: Mapping[str, SpatialDatasetFacts]
+
+    @property
+    def spots(self) -> int:
+        """Spots (observations) of every dataset."""
+        return sum(d.spots for d in self.datasets.values())
+
+    @property
+    def primary_spots(self) -> int:
+        """Spots with is_primary_data True."""
+        return sum(d.primary_spots for d in self.datasets.values())
+
+    def by_assay(self) -> dict[str, tuple[int, int, int]]:
+        """Assay label -> (datasets, spots, primary spots)."""
+        out: dict[str, tuple[int, int, int]] = {}
+        for d in self.datasets.values():
+            n, s, p = out.get(d.assay, (0, 0, 0))
+            out[d.assay] = (n + 1, s + d.spots, p + d.primary_spots)
+        return out
+
+
+@dataclass(frozen=True)
 class ReleaseFacts:
     """Everything the notes say about one release."""
 
@@ -72,6 +116,12 @@ class ReleaseFacts:
     summary: Mapping[str, str]
     organisms: Mapping[str, OrganismFacts]
     datasets: Mapping[str, DatasetFacts]
+    spatial: Mapping[str, SpatialOrganismFacts] = field(default_factory=dict)  # empty before Census 2.4.0
+
+    @property
+    def spatial_datasets(self) -> dict[str, SpatialDatasetFacts]:
+        """Every census_spatial_sequencing dataset, by dataset_id."""
+        return {d.dataset_id: d for o in self.spatial.values() for d in o.datasets.values()}
 
     @property
     def total_cells(self) -> int:
@@ -103,6 +153,21 @@ class ReleaseDiff:
     removed: tuple[DatasetFacts, ...]
     changed: tuple[DatasetChange, ...]
     unchanged: int
+
+
+@dataclass(frozen=True)
+class SpatialDiff:
+    """census_spatial_sequencing datasets added, removed and with other spot counts versus the previous release."""
+
+    added: tuple[SpatialDatasetFacts, ...]
+    removed: tuple[SpatialDatasetFacts, ...]
+    changed: tuple[tuple[SpatialDatasetFacts, SpatialDatasetFacts], ...]  # (before, after): spots differ
+
+    @property
+    def spot_delta(self) -> int:
+        """Spots after minus spots before, over every spatial dataset."""
+        before = sum(d.spots for d in self.removed) + sum(b.spots for b, _ in self.changed)
+        return sum(d.spots for d in self.added) + sum(a.spots for _, a in self.changed) - before
 
 
 # -- reading -----------------------------------------------------------------------------------------------
@@ -164,9 +229,12 @@ def read_release(uri: str, *, version: str | None = None, context: Any = None) -
         schema_version = metadata.get("census_schema_version") or summary.get("census_schema_version", "")
         schema = release_schema(schema_version)
         layout = ReleaseLayout(uri.rstrip("/"), schema)
+        spatial = read_spatial(root, layout, context) if CENSUS_SPATIAL in root else {}
         organisms: dict[str, OrganismFacts] = {}
-        for name in sorted(root[CENSUS_DATA].keys()):
-            exp = root[CENSUS_DATA][name]
+        for name in sorted(set(root[CENSUS_DATA].keys()) | set(spatial)):
+            # an organism with spatial data only is in census_info's tables: read its spatial experiment
+            in_data = name in root[CENSUS_DATA]
+            exp = root[CENSUS_DATA][name] if in_data else root[CENSUS_SPATIAL][name]
             label = _organism_label(name, schema)
             mine = counts[counts["organism"] == label]
             every = mine[mine["category"] == "all"]
@@ -184,7 +252,7 @@ def read_release(uri: str, *, version: str | None = None, context: Any = None) -
                     by_category[cat] = _count_obs_column(exp.obs, cat)
                 else:
                     by_category[cat] = {}
-            genes = _count_rows(layout.experiment(name).var, context)
+            genes = _count_rows(layout.experiment(name).var, context) if in_data else spatial[name].genes
             organisms[name] = OrganismFacts(
                 name=name, label=label, cells=cells, unique_cells=unique, genes=genes, by_category=by_category
             )
@@ -195,7 +263,31 @@ def read_release(uri: str, *, version: str | None = None, context: Any = None) -
         summary=summary,
         organisms=organisms,
         datasets=datasets,
+        spatial=spatial,
     )
+
+
+def read_spatial(root: Any, layout: ReleaseLayout, context: Any = None) -> dict[str, SpatialOrganismFacts]:
+    """Read census_spatial_sequencing of the open release ``root`` (at ``layout``): obs's dataset_id, assay and
+    is_primary_data columns, the scene collection's keys and var's row count; never X, points or images."""
+    out: dict[str, SpatialOrganismFacts] = {}
+    for name in sorted(root[CENSUS_SPATIAL].keys()):
+        exp = root[CENSUS_SPATIAL][name]
+        counts: Counter[tuple[str, str]] = Counter()
+        primary: Counter[tuple[str, str]] = Counter()
+        for batch in exp.obs.read(column_names=["dataset_id", "assay", "is_primary_data"]):
+            keys = zip(batch.column("dataset_id").to_pylist(), batch.column("assay").to_pylist(), strict=True)
+            for (d, a), p in zip(keys, batch.column("is_primary_data").to_pylist(), strict=True):
+                counts[(str(d), str(a))] += 1
+                primary[(str(d), str(a))] += bool(p)
+        scenes = set(exp[SPATIAL].keys()) if SPATIAL in exp else set()
+        datasets = {
+            d: SpatialDatasetFacts(d, name, a, n, primary[(d, a)], d in scenes) for (d, a), n in sorted(counts.items())
+        }
+        genes = _count_rows(layout.experiment(name, CENSUS_SPATIAL).var, context)
+        label = _organism_label(name, layout.schema)
+        out[name] = SpatialOrganismFacts(name, label, genes, len(scenes), datasets)
+    return out
 
 
 def diff_releases(previous: ReleaseFacts, current: ReleaseFacts) -> ReleaseDiff:
@@ -215,6 +307,20 @@ def diff_releases(previous: ReleaseFacts, current: ReleaseFacts) -> ReleaseDiff:
         else:
             unchanged += 1
     return ReleaseDiff(previous.version, added, removed, tuple(changed), unchanged)
+
+
+def diff_spatial(previous: ReleaseFacts, current: ReleaseFacts) -> SpatialDiff:
+    """Compare the census_spatial_sequencing datasets of two releases (a release without any has none)."""
+    before, after = previous.spatial_datasets, current.spatial_datasets
+    return SpatialDiff(
+        added=tuple(after[d] for d in sorted(set(after) - set(before))),
+        removed=tuple(before[d] for d in sorted(set(before) - set(after))),
+        changed=tuple(
+            (before[d], after[d])
+            for d in sorted(set(before) & set(after))
+            if (before[d].spots, before[d].primary_spots) != (after[d].spots, after[d].primary_spots)
+        ),
+    )
 
 
 def signed(n: int) -> str:

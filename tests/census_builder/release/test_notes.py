@@ -128,6 +128,7 @@ def test_notes_markdown_and_figures(two_releases: Path, tmp_path: Path) -> None:
     assert "| census_schema_version | 1.3.0 | 1.3.0 |" in md
     assert f"| census_build_date | {V2} | 2026-11-22 |" in md  # V1 is the example release, built "2026-11-22"
     assert "| tiledbsoma_version | 2.3.0 | 2.3.0 |" in md
+    assert "census_spatial_sequencing" not in md and "spots" not in md and cur.spatial == {}  # 1.3.0: no spatial
     _assert_no_empty_tables(md)
     for section in ("## Cells by assay", "## Cells by tissue (tissue_general)", "## Cells by disease"):
         assert section in md
