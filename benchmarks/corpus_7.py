@@ -4,7 +4,7 @@
 
 Mostly 10x assays, human and mouse, CSR only (the reference builder cannot take a dense matrix whose cells and
 genes are both filtered) and no all-zero cell (``zero_cell=False``, which the reference also rejects).
-``var/feature_length`` is rewritten as int64 when the generator wrote it unsigned, as the reference expects.
+``var/feature_length`` (and ``raw/var``'s) is rewritten as int64 when the generator wrote it unsigned, as the reference expects.
 """
 
 from __future__ import annotations
@@ -55,18 +55,22 @@ def corpus_specs_7(n_cells: int, *, genes: int = 12_000, nnz_per_cell: int = 840
     ]
 
 
-def int64_feature_length(path: Path) -> bool:
-    """Rewrite ``var/feature_length`` of the H5AD at ``path`` as int64 if it is unsigned; return whether it was."""
+def int64_feature_length(path: Path) -> int:
+    """Rewrite ``var/feature_length`` and ``raw/var/feature_length`` of the H5AD at ``path`` as int64 where they
+    are unsigned; return how many were rewritten."""
+    done = 0
     with h5py.File(path, "r+") as f:
-        ds = f["var/feature_length"]
-        if ds.dtype.kind != "u":
-            return False
-        values, attrs = ds[()].astype(np.int64), dict(ds.attrs)
-        del f["var/feature_length"]
-        new = f["var"].create_dataset("feature_length", data=values)
-        for k, v in attrs.items():
-            new.attrs[k] = v
-    return True
+        for group in ("var", "raw/var"):
+            name = f"{group}/feature_length"
+            if name not in f or f[name].dtype.kind != "u":
+                continue
+            values, attrs = f[name][()].astype(np.int64), dict(f[name].attrs)
+            del f[name]
+            new = f[group].create_dataset("feature_length", data=values)
+            for k, v in attrs.items():
+                new.attrs[k] = v
+            done += 1
+    return done
 
 
 def _write(args: tuple[str, DatasetSpec7]) -> str:
