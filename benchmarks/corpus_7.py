@@ -4,7 +4,8 @@
 
 Mostly 10x assays, human and mouse, CSR only (the reference builder cannot take a dense matrix whose cells and
 genes are both filtered) and no all-zero cell (``zero_cell=False``, which the reference also rejects).
-``var/feature_length`` (and ``raw/var``'s) is rewritten as int64 when the generator wrote it unsigned, as the reference expects.
+``var/feature_length`` (and ``raw/var``'s) is rewritten as int64 when the generator wrote it unsigned, as the
+reference expects.
 """
 
 from __future__ import annotations
@@ -93,7 +94,13 @@ def write_corpus_7_parallel(out: Path, specs: list[DatasetSpec7], *, processes: 
         w.writerow(["dataset_id", "h5ad_uri", "dataset_version_id", "collection_id", "collection_name"])
         for s in specs:
             w.writerow(
-                [s.dataset_id, f"{s.dataset_id}.h5ad", f"{s.dataset_id}-v1", s.collection_id, f"Bench {s.collection_id}"]
+                [
+                    s.dataset_id,
+                    f"{s.dataset_id}.h5ad",
+                    f"{s.dataset_id}-v1",
+                    s.collection_id,
+                    f"Bench {s.collection_id}",
+                ]
             )
     return manifest
 

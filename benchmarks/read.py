@@ -119,7 +119,9 @@ def choose_plan(release: str, organism: str = "homo_sapiens", n_genes: int = N_G
     """
     with _open_experiment(release, organism) as exp:
         obs = exp.obs.read(column_names=["dataset_id", "tissue_general", "cell_type", "is_primary_data"]).concat()
-        var_ids = sorted(str(v) for v in exp.ms[MEASUREMENT].var.read(column_names=["feature_id"]).concat()[0].to_pylist())
+        var_ids = sorted(
+            str(v) for v in exp.ms[MEASUREMENT].var.read(column_names=["feature_id"]).concat()[0].to_pylist()
+        )
     datasets = _counts(obs.column("dataset_id").to_pylist())
     tissues = _counts(obs.column("tissue_general").to_pylist())
     primary = np.asarray(obs.column("is_primary_data").to_numpy(zero_copy_only=False), dtype=bool)
@@ -232,6 +234,10 @@ def run_query(release: str, plan: Plan, name: str, sink: Sink) -> None:
 
 
 def _child(release: str, plan: Plan, name: str) -> dict[str, float]:
+    import tiledbsoma  # noqa: F401  (imports are not the query's cost)
+
+    if name == "census_anndata":
+        import cellxgene_census  # noqa: F401
     sink = Sink()
     t = time.perf_counter()
     run_query(release, plan, name, sink)
@@ -274,12 +280,17 @@ def _filters(fl: Any) -> str:
 
 
 def array_info(uri: str) -> dict[str, Any]:
-    """The fragment count and TileDB schema settings of the array at ``uri``."""
+    """Return the fragment count and TileDB schema settings of the array at ``uri``."""
     import tiledb
 
     schema = tiledb.ArraySchema.load(uri)
     dims = [
-        {"name": d.name, "type": str(d.dtype), "tile": None if d.tile is None else str(d.tile), "filters": _filters(d.filters)}
+        {
+            "name": d.name,
+            "type": str(d.dtype),
+            "tile": None if d.tile is None else str(d.tile),
+            "filters": _filters(d.filters),
+        }
         for d in schema.domain
     ]
     attrs = [
@@ -305,7 +316,7 @@ def array_info(uri: str) -> dict[str, Any]:
 
 
 def _object_name(rel: str) -> str:
-    """The object a TileDB array belongs to: census_info, <organism>/obs|var|X raw|X normalized|presence."""
+    """Return the object a TileDB array belongs to: census_info, <organism>/obs|var|X raw|X normalized|presence."""
     parts = rel.split("/")
     if parts[0] == "census_info":
         return "census_info"
@@ -363,8 +374,20 @@ def _mb(n: float) -> str:
     return f"{n / 2**20:,.1f}"
 
 
+def _settings(a: dict[str, Any]) -> str:
+    """One array's settings in a line: attributes with the same filters are grouped (``(dict)``: dictionary-encoded)."""
+    tiles = ",".join(f"{d['name']}:{d['tile']}" for d in a["dims"])
+    groups: dict[str, list[str]] = {}
+    for x in a["attrs"]:
+        groups.setdefault(x["filters"] + (" (dict)" if x["enumeration"] else ""), []).append(x["name"])
+    attrs = [f"{v[0]}={k}" if len(v) == 1 else f"{len(v)} attrs {k}" for k, v in groups.items()]
+    dims = [f"{d['name']}={d['filters']}" for d in a["dims"]]
+    order = f"{a['cell_order']}/{a['tile_order']}"
+    return f"{a['fragments']}; {order}; {a['capacity']}; {tiles}; " + "; ".join(dims + attrs)
+
+
 def report(results: dict[str, Any], queries: Sequence[str]) -> list[str]:
-    """The markdown tables of ``results`` (as ``--json`` writes it): queries, sizes, storage settings."""
+    """Return the markdown tables of ``results`` (as ``--json`` writes it): queries, sizes, storage settings."""
     names = list(results["releases"])
     first = names[0]
     lines = ["| query | " + " | ".join(f"{n} median (min) s" for n in names)]
@@ -375,9 +398,15 @@ def report(results: dict[str, Any], queries: Sequence[str]) -> list[str]:
         row = [QUERIES[q]] + [f"{r['median']:.2f} ({r['min']:.2f})" for r in rs]
         row += [f"{r['median'] / rs[0]['median']:.2f}" for r in rs[1:]]
         same = all((r["cells"], r["values"]) == (rs[0]["cells"], rs[0]["values"]) for r in rs)
-        row += [f"{rs[0]['cells']:,}", f"{rs[0]['values']:,}" + ("" if same else " (DIFFER)")]
+        row += [
+            f"{rs[0]['cells']:,}" if rs[0]["cells"] else "-",
+            f"{rs[0]['values']:,}" + ("" if same else " (DIFFER)"),
+        ]
         lines.append("| " + " | ".join(row) + " |")
-    lines += ["", "| object (MiB on disk) | " + " | ".join(names) + "".join(f" | {n} / {first}" for n in names[1:]) + " |"]
+    lines += [
+        "",
+        "| object (MiB on disk) | " + " | ".join(names) + "".join(f" | {n} / {first}" for n in names[1:]) + " |",
+    ]
     lines.append("|---" * (2 * len(names)) + "|")
     objs = sorted({o for n in names for o in results["releases"][n]["storage"]["objects"]})
     for o in [*objs, "total"]:
@@ -389,23 +418,26 @@ def report(results: dict[str, Any], queries: Sequence[str]) -> list[str]:
         ]
         ratios = [f"{s / sizes[0]:.2f}" if sizes[0] else "-" for s in sizes[1:]]
         lines.append("| " + " | ".join([o, *(_mb(s) for s in sizes), *ratios]) + " |")
-    lines += ["", "| array | " + " | ".join(f"{n}: fragments; order; capacity; tiles; filters" for n in names) + " |"]
+    organism = results["plan"]["organism"]
+    lines += [
+        "",
+        f"| {organism} array | "
+        + " | ".join(f"{n}: fragments; cell/tile order; capacity; tile extents; filters" for n in names)
+        + " |",
+    ]
     lines.append("|---" * (1 + len(names)) + "|")
-    rels = sorted({r for n in names for r in results["releases"][n]["storage"]["arrays"]})
+    rels = sorted(
+        {
+            r
+            for n in names
+            for r in results["releases"][n]["storage"]["arrays"]
+            if r.startswith(f"census_data/{organism}/")
+        }
+    )
     for rel in rels:
-        cells = []
-        for n in names:
-            a = results["releases"][n]["storage"]["arrays"].get(rel)
-            if a is None:
-                cells.append("(absent)")
-                continue
-            tiles = ",".join(f"{d['name']}:{d['tile']}" for d in a["dims"])
-            filt = "; ".join(
-                [f"{d['name']}={d['filters']}" for d in a["dims"]]
-                + [f"{x['name']}={x['filters']}{' (dict)' if x['enumeration'] else ''}" for x in a["attrs"]]
-            )
-            cells.append(f"{a['fragments']}; {a['cell_order']}/{a['tile_order']}; {a['capacity']}; {tiles}; {filt}")
-        lines.append(f"| {rel} | " + " | ".join(cells) + " |")
+        arrays = [results["releases"][n]["storage"]["arrays"].get(rel) for n in names]
+        cells = ["(absent)" if a is None else _settings(a) for a in arrays]
+        lines.append(f"| {rel.removeprefix(f'census_data/{organism}/')} | " + " | ".join(cells) + " |")
     return lines
 
 
