@@ -1,7 +1,7 @@
 """What consumers pay: the queries users run on a release, timed side by side on two releases (issue 17, part 3).
 
     python -m benchmarks.read RELEASE [--compare OTHER_RELEASE] [--compare-consolidated] [--repeats 3]
-        [--queries dataset,genes,...] [--organism homo_sapiens] [--json OUT]
+        [--queries dataset,genes,...] [--organism homo_sapiens] [--names ours,reference] [--json OUT]
 
 ``RELEASE`` and ``OTHER_RELEASE`` are SOMA roots (``.../soma``) of either Census schema (1.3.0 or 2.4.0), written
 by our builder or by the reference builder (whose obs/var string columns are dictionary-encoded). Nothing here
@@ -450,6 +450,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--queries", default=",".join(QUERIES), help="comma-separated subset of: " + ", ".join(QUERIES))
     ap.add_argument("--organism", default="homo_sapiens")
+    ap.add_argument("--names", default="release,other", help="the two releases' column names, e.g. ours,reference")
     ap.add_argument("--json", type=Path, metavar="OUT", help="write every run, plan and storage setting here")
     ap.add_argument("--child", metavar="QUERY", help=argparse.SUPPRESS)
     ap.add_argument("--plan", help=argparse.SUPPRESS)
@@ -464,13 +465,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         ap.error(f"unknown queries {unknown}; choose from {', '.join(QUERIES)}")
     plan = choose_plan(args.release, args.organism)
     logger.info("plan: %s", plan.to_json())
-    releases = {"release": args.release}
+    first, other = (args.names.split(",") + ["other"])[:2]
+    releases = {first: args.release}
     if args.compare:
-        releases["other"] = args.compare
+        releases[other] = args.compare
     copy = Path(args.release).parent / f"{Path(args.release).name}.consolidated"
     if args.compare_consolidated:
         consolidated_copy(Path(args.release), copy)
-        releases["release consolidated"] = str(copy)
+        releases[f"{first} consolidated"] = str(copy)
     results: dict[str, Any] = {"plan": asdict(plan), "repeats": args.repeats, "releases": {}}
     try:
         for label, uri in releases.items():
