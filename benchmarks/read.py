@@ -465,7 +465,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ap.error(f"unknown queries {unknown}; choose from {', '.join(QUERIES)}")
     plan = choose_plan(args.release, args.organism)
     logger.info("plan: %s", plan.to_json())
-    first, other = (args.names.split(",") + ["other"])[:2]
+    first, other = [*args.names.split(","), "other"][:2]
     releases = {first: args.release}
     if args.compare:
         releases[other] = args.compare
