@@ -129,7 +129,7 @@ def test_storage_names_every_object_and_its_settings(copies: dict[str, str]) -> 
 def test_the_report_puts_releases_side_by_side(copies: dict[str, str]) -> None:
     plan = choose_plan(copies["as built"])
     q: dict[str, Any] = {"median": 2.0, "min": 1.0, "runs": [2.0], "cells": 5, "values": 9, "sum": 1.0}
-    results = {
+    results: dict[str, Any] = {
         "plan": {"organism": plan.organism},
         "releases": {
             "ours": {"storage": storage(copies["as built"]), "queries": {"dataset": q}},
