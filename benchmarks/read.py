@@ -152,6 +152,7 @@ class Sink:
     obs: list[pa.Table] = field(default_factory=list)
     x: list[pa.Table] = field(default_factory=list)
     anndata: list[Any] = field(default_factory=list)
+    parts: dict[str, float] = field(default_factory=dict)  # seconds of the obs read and of the X read, if split
 
     def take_obs(self, table: pa.Table) -> None:
         """Record an obs table (one row per cell)."""
@@ -187,11 +188,14 @@ def _axis_read(exp: Any, sink: Sink, obs_filter: str | None, var_filter: str | N
     obs_query = soma.AxisQuery(value_filter=obs_filter) if obs_filter else soma.AxisQuery()
     var_query = soma.AxisQuery(value_filter=var_filter) if var_filter else soma.AxisQuery()
     with exp.axis_query(MEASUREMENT, obs_query=obs_query, var_query=var_query) as q:
+        t0 = time.perf_counter()
         if obs_filter:
             for t in q.obs():
                 sink.take_obs(t)
+        t1 = time.perf_counter()
         for t in q.X(layer).tables():
             sink.take_x(t)
+        sink.parts.update(obs=t1 - t0, x=time.perf_counter() - t1)
 
 
 def _scan(exp: Any, sink: Sink, layer: str) -> None:
@@ -241,7 +245,7 @@ def _child(release: str, plan: Plan, name: str) -> dict[str, float]:
     sink = Sink()
     t = time.perf_counter()
     run_query(release, plan, name, sink)
-    return {"seconds": time.perf_counter() - t, **sink.summary()}
+    return {"seconds": time.perf_counter() - t, **sink.summary(), **{f"{k}_seconds": v for k, v in sink.parts.items()}}
 
 
 def measure(release: str, plan: Plan, name: str, repeats: int) -> dict[str, Any]:
@@ -256,10 +260,12 @@ def measure(release: str, plan: Plan, name: str, repeats: int) -> dict[str, Any]
         )
         runs.append(json.loads(proc.stdout.strip().splitlines()[-1]))
     secs = [r["seconds"] for r in runs]
+    parts = {f"{k}_median": statistics.median(r[k] for r in runs) for k in ("obs_seconds", "x_seconds") if k in runs[0]}
     return {
         "median": statistics.median(secs),
         "min": min(secs),
         "runs": secs,
+        **parts,
         **{k: runs[0][k] for k in ("cells", "values", "sum")},
     }
 
@@ -403,6 +409,17 @@ def report(results: dict[str, Any], queries: Sequence[str]) -> list[str]:
             f"{rs[0]['values']:,}" + ("" if same else " (DIFFER)"),
         ]
         lines.append("| " + " | ".join(row) + " |")
+    split = [q for q in queries if "x_seconds_median" in results["releases"][first]["queries"][q]]
+    if split:
+        lines += [
+            "",
+            "| query: obs read / X read, median s | " + " | ".join(names) + " |",
+            "|---" * (1 + len(names)) + "|",
+        ]
+        for q in split:
+            rs = [results["releases"][n]["queries"][q] for n in names]
+            parts = [f"{r.get('obs_seconds_median', 0):.2f} / {r.get('x_seconds_median', 0):.2f}" for r in rs]
+            lines.append(f"| {QUERIES[q]} | " + " | ".join(parts) + " |")
     lines += [
         "",
         "| object (MiB on disk) | " + " | ".join(names) + "".join(f" | {n} / {first}" for n in names[1:]) + " |",
