@@ -74,7 +74,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("chunk_nnz", options.positive_int, (int,), "--chunk-nnz"),
     Setting("memory_limit", options.memory_limit, (str, int), "--memory-limit", unset="auto"),
     Setting("max_excluded", options.fraction, (float, int), "--max-excluded"),
-    Setting("schema_version", options.schema_version, (str,), ""),
+    Setting("schema_version", options.schema_version, (str,), "--census-schema"),
     Setting("publish_jobs", options.positive_int, (int,), "--jobs"),
     Setting("log_level", options.log_level, (str,), "-v"),
 )

@@ -1,11 +1,11 @@
-"""The census_info tables of the write_tables stage: datasets, summary_cell_counts and summary.
+"""The census_info tables of the write_tables stage: datasets, summary_cell_counts, summary (and organisms).
 
 Cell and donor counts are accumulated dataset by dataset (nothing holds more than one dataset's cells).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -96,6 +96,24 @@ def summary_table(
         "label": list(schema.summary_rows),
         "value": [values[r] for r in schema.summary_rows],
     }
+
+
+def organisms_table(schema: CensusSchema, with_cells: Collection[str]) -> dict[str, list[Any]]:
+    """Return the census_info organisms rows: the organisms (census_data keys) ``with_cells``, in schema order."""
+    rows = [o for o in schema.organisms if o.name in with_cells]
+    values: dict[str, list[Any]] = {
+        "soma_joinid": list(range(len(rows))),
+        "organism_ontology_term_id": [o.ontology_term_id for o in rows],
+        "organism_label": [o.label for o in rows],
+        "organism": [o.name for o in rows],
+    }
+    unknown = [c.name for c in schema.organisms_columns if c.name not in values]
+    if unknown:
+        raise BuildStateError(
+            f"census_info organisms columns {unknown} required by Census schema {schema.version} are not computed "
+            "by this census_builder; this is a bug in census_builder: please report it"
+        )
+    return {c.name: values[c.name] for c in schema.organisms_columns}
 
 
 def datasets_table(

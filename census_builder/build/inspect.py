@@ -1,7 +1,8 @@
 """Preflight: inspect one staged dataset and decide what the Census takes from it.
 
 Reads obs, var and a pass over the counts' values (never the whole matrix at once), applies the Census
-filters (schema data: organisms and the multi-species rule, assay allowlist, tissue type, gene biotype and
+filters (schema data: organisms and the organism rule (1.3.0's multi-species rule, or 2.4.0's one
+organism per dataset, named in uns), assay allowlist, spatial assays, tissue type, gene biotype and
 reference) and records a :class:`DatasetPlan`: kept rows, kept gene columns, row chunks for the matrix
 stage, and the kept cells' metadata (including tissue_general). Any violation raises InputError naming
 the dataset, file and field.
@@ -139,7 +140,9 @@ def _inspect(
     title = h5.uns_string("title", default="")
     citation = h5.uns_string("citation", default="")
 
-    obs_cols = list(dict.fromkeys([*schema.source_obs_columns, "organism_ontology_term_id"]))
+    obs_cols = list(schema.source_obs_columns)
+    if schema.organism_in == "obs":  # 1.3.0: a per-cell column; 2.4.0: one organism per dataset, in uns
+        obs_cols = list(dict.fromkeys([*obs_cols, schema.organism_key]))
     obs = h5.read_dataframe("obs", obs_cols)
     _check_obs(h5, obs, schema)
     warnings: list[str] = []
@@ -169,24 +172,18 @@ def _inspect(
 
     matrix.check_values(name=cell_and_gene)
 
-    # Genes: biotype "gene" from a Census organism. The multi-species rule keeps only the cells of the one
-    # organism the genes come from; genes from several organisms mean no cells at all.
-    is_gene = filters.census_genes(var["feature_biotype"], var["feature_reference"], schema)
-    gene_orgs = filters.gene_organisms(var["feature_reference"], is_gene)
-    choice = filters.dataset_organism(len(obs), len(var), gene_orgs)
+    if schema.organism_rule == "dataset_organism":
+        choice, keep, gene_cols = _dataset_organism_rule(h5, obs, var, var_key, schema, warnings)
+    else:
+        choice, keep, gene_cols = _multi_species_rule(obs, var, schema)
     org = schema.organism_by_term(choice.term) if choice.term else None
     organism = org.name if org else None
     reason = choice.reason
-
-    keep = np.zeros(len(obs), dtype=bool)
-    if organism is not None and choice.term is not None:
-        keep = filters.census_cells(
-            obs["organism_ontology_term_id"], obs["assay_ontology_term_id"], obs["tissue_type"], choice.term, schema
+    if organism is not None and not keep.any():
+        reason = (
+            filters.NO_CELLS_PASS if schema.organism_rule == "multi_species" else filters.NO_CELLS_PASS_DATASET_ORGANISM
         )
-        if not keep.any():
-            reason = filters.NO_CELLS_PASS
     kept_rows = np.nonzero(keep)[0].astype(np.int64)
-    gene_cols = filters.kept_gene_columns(var["feature_reference"], is_gene, gene_orgs)
     if kept_rows.size == 0:
         organism = None
 
@@ -235,6 +232,75 @@ def _inspect(
     )
     arrays = {"kept_rows": kept_rows, "gene_cols": gene_cols, "smart": smart}
     return plan, arrays, out_obs, genes
+
+
+def _multi_species_rule(
+    obs: pd.DataFrame, var: pd.DataFrame, schema: CensusSchema
+) -> tuple[filters.OrganismChoice, npt.NDArray[np.bool_], npt.NDArray[np.int64]]:
+    """Census 1.3.0: the one organism the genes come from; its cells and genes (several organisms: no cells)."""
+    # Genes: biotype "gene" from a Census organism. The multi-species rule keeps only the cells of the one
+    # organism the genes come from; genes from several organisms mean no cells at all.
+    is_gene = filters.census_genes(var["feature_biotype"], var["feature_reference"], schema)
+    gene_orgs = filters.gene_organisms(var["feature_reference"], is_gene)
+    choice = filters.dataset_organism(len(obs), len(var), gene_orgs)
+    keep = np.zeros(len(obs), dtype=bool)
+    if choice.term is not None and schema.organism_by_term(choice.term) is not None:
+        keep = filters.census_cells(
+            obs[schema.organism_key], obs["assay_ontology_term_id"], obs["tissue_type"], choice.term, schema
+        )
+    return choice, keep, filters.kept_gene_columns(var["feature_reference"], is_gene, gene_orgs)
+
+
+def _dataset_organism_rule(
+    h5: H5AD, obs: pd.DataFrame, var: pd.DataFrame, var_key: str, schema: CensusSchema, warnings: list[str]
+) -> tuple[filters.OrganismChoice, npt.NDArray[np.bool_], npt.NDArray[np.int64]]:
+    """Census 2.4.0: the dataset's one organism; its genes, and its cells of included assays and kept tissue types.
+
+    Every feature_reference must be that organism or an other reference (SARS-CoV-2, ERCC: never included);
+    cells of spatial assays stay out of census_data, with a warning (census_spatial_sequencing: issue #16).
+    """
+    term = _organism_term(h5, obs, schema)
+    foreign = filters.foreign_references(var["feature_reference"], term, schema)
+    if foreign:
+        shown = ", ".join(f"{ref!r} ({n} gene(s))" for ref, n in foreign)
+        others = ", ".join(f"{k} ({v})" for k, v in schema.other_references.items()) or "none"
+        raise h5.error(
+            f"{len(foreign)} value(s) are neither the dataset's organism {term!r} ({_organism_field(schema)}) nor "
+            f"one of the other references Census schema {schema.version} allows ({others}): {shown}",
+            field=f"{var_key}/feature_reference",
+        )
+    choice = filters.dataset_organism_choice(len(obs), len(var), term, schema)
+    if choice.term is None:
+        return choice, np.zeros(len(obs), dtype=bool), np.zeros(0, dtype=np.int64)
+    spatial = filters.spatial_assay_cells(obs["assay_ontology_term_id"], schema)
+    if spatial:
+        shown = ", ".join(f"{t} ({schema.spatial_assays[t]}): {n} cell(s)" for t, n in spatial)
+        warnings.append(
+            f"{sum(n for _, n in spatial)} cell(s) of spatial assays are left out of census_data ({shown}); they "
+            "belong in census_spatial_sequencing, which this census-builder does not write yet (issue #16)"
+        )
+    keep = filters.assay_and_tissue_cells(obs["assay_ontology_term_id"], obs["tissue_type"], schema)
+    genes = filters.organism_gene_columns(var["feature_biotype"], var["feature_reference"], term, schema)
+    return choice, keep, genes
+
+
+def _organism_field(schema: CensusSchema) -> str:
+    return f"{schema.organism_in}/{schema.organism_key}"
+
+
+def _organism_term(h5: H5AD, obs: pd.DataFrame, schema: CensusSchema) -> str:
+    """Return the dataset's one organism term: ``uns[key]``, or the one value of obs column ``key``."""
+    if schema.organism_in == "uns":
+        term = h5.uns_string(schema.organism_key).strip()
+        if not term:
+            raise h5.error(
+                "is empty; it must name the dataset's organism (an NCBITaxon term)", field=_organism_field(schema)
+            )
+        return term
+    values = sorted({str(v) for v in obs[schema.organism_key].unique()})
+    if len(values) != 1:
+        raise h5.error(f"must hold exactly one organism for the dataset, found {values}", field=_organism_field(schema))
+    return values[0]
 
 
 def _check_obs(h5: H5AD, obs: pd.DataFrame, schema: CensusSchema) -> None:
@@ -291,8 +357,11 @@ def _feature_lengths(
                 field=f"{var_key}/feature_length",
             )
         return np.zeros(cols.size, dtype=np.int64)
-    fl = pd.to_numeric(var["feature_length"], errors="coerce").to_numpy(dtype=np.float64)[cols]
     ids = var.index[cols]
+    stored = var["feature_length"].to_numpy()
+    if stored.dtype.kind == "u":  # dataset schema 7.0.0 may store lengths unsigned (uint32, uint64)
+        return _unsigned_feature_lengths(h5, stored[cols], ids, f"{var_key}/feature_length", required=required)
+    fl = pd.to_numeric(var["feature_length"], errors="coerce").to_numpy(dtype=np.float64)[cols]
     negative = np.nonzero(fl < 0)[0]
     if negative.size:
         raise h5.error(
@@ -309,6 +378,29 @@ def _feature_lengths(
                 field=f"{var_key}/feature_length",
             )
     return np.asarray(np.nan_to_num(fl), dtype=np.int64)
+
+
+def _unsigned_feature_lengths(
+    h5: H5AD, lengths: npt.NDArray[Any], ids: pd.Index, where: str, *, required: bool
+) -> npt.NDArray[np.int64]:
+    """Return unsigned feature lengths exactly as int64 (the release's encoding); too large ones are errors."""
+    too_large = np.nonzero(lengths > np.iinfo(np.int64).max)[0]
+    if too_large.size:
+        raise h5.error(
+            f"feature_length {int(lengths[too_large[0]])} of gene {ids[too_large[0]]!r} does not fit the release's "
+            f"int64 ({too_large.size} gene(s) above {np.iinfo(np.int64).max})",
+            field=where,
+        )
+    out = lengths.astype(np.int64)
+    if required:
+        bad = np.nonzero(out == 0)[0]
+        if bad.size:
+            raise h5.error(
+                f"must be a positive integer for every gene of a Smart-seq dataset: gene {ids[bad[0]]!r} has "
+                f"0 ({bad.size} gene(s) missing or 0)",
+                field=where,
+            )
+    return out
 
 
 def _as_output(col: pd.Series) -> Any:

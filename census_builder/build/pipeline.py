@@ -115,6 +115,7 @@ class BuildRun:
                 "manifest": str(self.config.manifest),
                 "manifest_sha256": self.manifest.sha256,
                 "census_schema_version": self.schema.version,
+                "dataset_schema_version": self.schema.dataset_schema_version,
                 "census_builder_version": __version__,
                 "stage_seconds": timings,
                 "stages_done": [s for s in STAGES if self.stages.done(s)],
@@ -212,6 +213,13 @@ def _check_same_inputs(run: BuildRun) -> None:
     }
     path = run.paths.state / "inputs.json"
     recorded = read_json(path) if path.is_file() else None
+    if recorded and recorded.get("schema") != run.schema.version:  # never silently: a schema is not an option
+        was = recorded.get("schema")
+        raise BuildStateError(
+            f"{run.paths.root} holds an unfinished build of Census schema {was}, not {run.schema.version}; resume "
+            f"it with --census-schema {was}, or discard it and build Census schema {run.schema.version} from "
+            "scratch: add --restart to this command (or build another --version)"
+        )
     diff = {k: (recorded.get(k), v) for k, v in key.items() if recorded.get(k) != v} if recorded else {}
     if diff:
         changed = "; ".join(_describe_change(k, old, new, recorded or {}, run) for k, (old, new) in diff.items())

@@ -1,4 +1,4 @@
-"""Stage 4, write_tables: obs, var, the presence matrix and census_info.
+"""Stage 4, write_tables: obs, var, the presence matrix and census_info (its organisms table when the schema has one).
 
 obs is written by one dask task per dataset (build/obs_task.py), census_info by build/census_info.py.
 
@@ -23,6 +23,7 @@ from census_builder.build.census_info import (
     CellCounts,
     count_columns,
     datasets_table,
+    organisms_table,
     summary_table,
     write_census_info_table,
 )
@@ -54,6 +55,9 @@ def write_tables(run: BuildRun) -> TablesWritten:
         tasks_by_ds.setdefault(t.dataset_id, []).append((k, t))
     reducers = {org: PresenceReducer(v.n_var) for org, v in axes.organisms.items()}
     for d in axes.datasets:
+        if run.schema.presence_rule == "listed":  # every Census gene of the dataset's var, counts or not
+            with np.load(run.paths.state / "axes" / f"{d.dataset_id}.npz") as arrays:
+                reducers[d.organism].add_listed(d.dataset_id, arrays["col_map"])
         for _, t in tasks_by_ds.get(d.dataset_id, []):
             reducers[d.organism].add(d.dataset_id, t.result_path)
 
@@ -113,12 +117,19 @@ def write_tables(run: BuildRun) -> TablesWritten:
     donors = {k: len(v) for k, v in counts.donors.items()}
     summary = summary_table(run.schema, run.build_date, total, unique, donors)
     write_census_info_table(release, "summary", run.schema.summary_columns, summary)
+    if run.schema.organisms_columns:  # Census 2.4.0: one row per organism whose cells are in census_data
+        organisms = organisms_table(run.schema, figures)
+        write_census_info_table(release, "organisms", run.schema.organisms_columns, organisms)
     return TablesWritten(organisms=figures, total_cell_count=total, unique_cell_count=unique, donors=donors)
 
 
 @dataclass
 class PresenceReducer:
-    """Reduces chunk results to per-gene nnz and per-dataset presence, one result file at a time."""
+    """Reduces chunk results to per-gene nnz and per-dataset presence, one result file at a time.
+
+    Presence is a stored count > 0 (the schema's rule ``nonzero``), plus, under ``listed``, every gene the
+    dataset's var holds (:meth:`add_listed`).
+    """
 
     n_var: int
     var_nnz: npt.NDArray[np.int64] = field(init=False)
@@ -134,8 +145,13 @@ class PresenceReducer:
         p = self.present.setdefault(dataset_id, np.zeros(self.n_var, dtype=bool))
         p[r["col_ids"]] = True  # every stored raw value is > 0, so a stored entry means presence
 
+    def add_listed(self, dataset_id: str, col_map: npt.NDArray[np.int64]) -> None:
+        """Mark the genes of ``dataset_id``'s var present (``col_map``: source column -> var joinid, -1: not kept)."""
+        p = self.present.setdefault(dataset_id, np.zeros(self.n_var, dtype=bool))
+        p[col_map[col_map >= 0]] = True
+
     def n_measured_vars(self, dataset_id: str) -> int:
-        """Genes with at least one value in ``dataset_id``."""
+        """Genes present in ``dataset_id`` (the presence matrix's row sum)."""
         return int(self.present.get(dataset_id, np.zeros(0, bool)).sum())
 
     def n_measured_obs(self, cells: Mapping[str, int]) -> npt.NDArray[np.int64]:

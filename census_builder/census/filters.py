@@ -8,6 +8,13 @@ files. The build's preflight (``build/inspect.py``) reads the columns and calls 
 - the multi-species rule: a dataset whose genes come from exactly one Census organism contributes that
   organism's cells; genes from several organisms (or none) mean no cells (:func:`dataset_organism`);
 - cells: of that organism, with an included assay and a kept tissue_type (:func:`census_cells`).
+
+The dataset-organism rule (Census 2.4.0, ``organism_rule: dataset_organism``) replaces the multi-species
+rule: the dataset names its one organism (``uns``); a Census organism's dataset contributes its cells with an
+included assay and a kept tissue_type (:func:`dataset_organism_choice`, :func:`assay_and_tissue_cells`),
+and the genes of that organism (:func:`organism_gene_columns`). Every ``feature_reference`` must be the
+organism or one of the schema's other references (:func:`foreign_references`); cells of spatial assays
+never go to census_data (:func:`spatial_assay_cells`).
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ NO_CELLS = "the file has no cells (obs is empty)"
 NO_GENES = "the file has no genes (var is empty)"
 NO_CENSUS_GENES = "no genes with feature_biotype 'gene' from a Census organism"
 NO_CELLS_PASS = "no cells pass the Census filters (organism, assay, tissue_type)"
+NO_CELLS_PASS_DATASET_ORGANISM = "no cells pass the Census filters (assay, tissue_type)"
 
 
 def _strings(values: Any) -> npt.NDArray[Any]:
@@ -94,6 +102,52 @@ def census_cells(
     )
 
 
+def dataset_organism_choice(n_cells: int, n_genes: int, organism_term: str, schema: CensusSchema) -> OrganismChoice:
+    """Apply the dataset-organism rule to a dataset of ``n_cells`` x ``n_genes`` whose organism is ``organism_term``.
+
+    A Census organism: its cells are candidates. Any other organism (one the dataset schema allows but the
+    Census does not include, e.g. zebrafish), or an empty obs or var: no cells, and the reason says why.
+    """
+    if n_cells == 0:
+        return OrganismChoice(None, NO_CELLS)
+    if n_genes == 0:
+        return OrganismChoice(None, NO_GENES)
+    if organism_term not in schema.organism_terms:
+        known = ", ".join(f"{o.ontology_term_id} ({o.label})" for o in schema.organisms)
+        return OrganismChoice(
+            None,
+            f"organism {organism_term!r} is not a Census organism of Census schema {schema.version} ({known}): "
+            "no cells are included",
+        )
+    return OrganismChoice(organism_term)
+
+
+def foreign_references(feature_reference: Any, organism_term: str, schema: CensusSchema) -> list[tuple[str, int]]:
+    """Return the (feature_reference, genes) pairs that are neither ``organism_term`` nor an other reference, sorted."""
+    counts = pd.Series(_strings(feature_reference)).value_counts()
+    allowed = {organism_term, *schema.other_references}
+    return sorted((str(ref), int(n)) for ref, n in counts.items() if ref not in allowed)
+
+
+def organism_gene_columns(
+    feature_biotype: Any, feature_reference: Any, organism_term: str, schema: CensusSchema
+) -> npt.NDArray[np.int64]:
+    """Column positions of the Census genes of a dataset of ``organism_term``: the kept biotype, that reference."""
+    biotype_kept = _strings(feature_biotype) == schema.feature_biotype_kept
+    return np.nonzero(biotype_kept & (_strings(feature_reference) == organism_term))[0].astype(np.int64)
+
+
+def assay_and_tissue_cells(assay_term_ids: Any, tissue_types: Any, schema: CensusSchema) -> npt.NDArray[np.bool_]:
+    """Per obs row: True for a cell with an included assay and a kept tissue_type (the dataset's organism decided)."""
+    return _isin(assay_term_ids, schema.included_assays) & _isin(tissue_types, schema.tissue_type_kept)
+
+
+def spatial_assay_cells(assay_term_ids: Any, schema: CensusSchema) -> list[tuple[str, int]]:
+    """Return the (assay, cells) pairs of the schema's spatial assays, sorted: never census_data's cells."""
+    counts = pd.Series(_strings(assay_term_ids)).value_counts()
+    return sorted((str(t), int(n)) for t, n in counts.items() if t in schema.spatial_assays)
+
+
 def uses_feature_length(assay_term_ids: Any, schema: CensusSchema) -> npt.NDArray[np.bool_]:
     """Per cell: True when its assay is normalized by gene length (Smart-seq)."""
     return _isin(assay_term_ids, schema.feature_length_assays)
@@ -110,5 +164,6 @@ def malformed_assay_terms(assay_counts: Iterable[tuple[str, int]]) -> list[tuple
 
 
 def unclassified_assays(assay_counts: Iterable[tuple[str, int]], schema: CensusSchema) -> list[tuple[str, int]]:
-    """Return the (assay, cells) pairs whose assay the Census schema neither includes nor excludes."""
-    return [(t, n) for t, n in assay_counts if t not in schema.included_assays and t not in schema.excluded_assays]
+    """Return the (assay, cells) pairs whose assay the Census schema neither includes, excludes nor calls spatial."""
+    known = {*schema.included_assays, *schema.excluded_assays, *schema.spatial_assays}
+    return [(t, n) for t, n in assay_counts if t not in known]

@@ -18,6 +18,7 @@ from census_builder.errors import SchemaError
 Encoding = Literal["string", "bool", "int64", "float32"]
 ColumnSource = Literal["source", "derived", "statistic"]
 OrganismRule = Literal["multi_species", "dataset_organism"]
+PresenceRule = Literal["nonzero", "listed"]
 
 _ARROW: dict[str, pa.DataType] = {
     "string": pa.large_string(),
@@ -101,6 +102,7 @@ class CensusSchema:
     presence_matrix: str
     x_layer_encodings: Mapping[str, Encoding]  # X layer name -> value encoding, e.g. {"raw": "float32"}
     presence_encoding: Encoding  # value encoding of the presence matrix
+    presence_rule: PresenceRule  # nonzero: a count > 0 in the dataset's cells; listed: in the dataset's var
 
     def organism_by_term(self, term_id: str) -> Organism | None:
         """Return the Census organism with NCBITaxon ``term_id``, or None."""
@@ -192,6 +194,7 @@ def load_schema(version: str = census_schema.DEFAULT_VERSION) -> CensusSchema:
             presence_matrix=str(exp["presence_matrix"]["name"]),
             x_layer_encodings={str(k): _encoding(v) for k, v in exp["x_layers"].items()},
             presence_encoding=_encoding(exp["presence_matrix"]["encoding"]),
+            presence_rule=_one_of(exp["presence_matrix"]["rule"], ("nonzero", "listed"), "presence rule"),
         )
     except (KeyError, TypeError, FileNotFoundError) as e:
         raise SchemaError(f"Census schema data for version {version!r} is malformed or missing: {e!r}") from e

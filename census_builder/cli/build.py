@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from census_builder import options
-from census_builder.cli.settings import setting_flag, uses
+from census_builder.cli.settings import setting_flag
 
 if TYPE_CHECKING:
     from census_builder.build.state import BuildPaths
@@ -64,7 +64,7 @@ def register_build_commands(sub: Any) -> None:
         "complete release) once no live build holds its lock, then build from scratch with these inputs",
     )
     setting_flag(b, "max_excluded")
-    uses(b, "schema_version")
+    setting_flag(b, "schema_version")
     b.set_defaults(handler=_build)
 
     v = sub.add_parser("validate", help="validate a built release (DIR/VERSION/soma) against its sources")
@@ -74,6 +74,7 @@ def register_build_commands(sub: Any) -> None:
 
     e = sub.add_parser("example", help="write the small example corpus (H5ADs + manifest.csv)")
     e.add_argument("--out", type=Path, default=Path("example-corpus"))
+    setting_flag(e, "schema_version")  # 2.4.0: the dataset schema 7.0.0 corpus
     e.set_defaults(handler=_example)
 
 
@@ -190,8 +191,14 @@ def _run_validation(paths: BuildPaths, *, workers: int | None, scheduler: str | 
 
 
 def _example(args: argparse.Namespace) -> int:
-    from census_builder.testing.synthetic import example_specs, write_corpus
+    from census_builder.census.schema import load_schema
+    from census_builder.testing import synthetic_7
 
-    manifest = write_corpus(args.out, example_specs())
+    if load_schema(args.settings.schema_version).dataset_schema_version == synthetic_7.SCHEMA_VERSION:
+        manifest = synthetic_7.write_corpus_7(args.out, synthetic_7.example_specs_7())
+    else:
+        from census_builder.testing.synthetic import example_specs, write_corpus
+
+        manifest = write_corpus(args.out, example_specs())
     logger.info("example corpus written; manifest: %s", manifest)
     return 0

@@ -26,8 +26,10 @@ FLAG_HELP = {
     "max_excluded": "with --exclude-invalid: refuse (exit 3) before writing the release when more than this share "
     f"of the manifest's datasets is invalid (0..1, default {config.DEFAULT_MAX_EXCLUDED:g})",
     "publish_jobs": f"concurrent transfers (default {config.DEFAULT_PUBLISH_JOBS})",
+    "schema_version": f"Census schema version to build, or (example) to write a corpus for (default "
+    f"{config.DEFAULT_SCHEMA_VERSION}; 2.4.0: from dataset schema 7.0.0 H5ADs)",
 }
-METAVARS = {"max_excluded": "FRACTION"}
+METAVARS = {"max_excluded": "FRACTION", "schema_version": "VERSION"}
 CONFIG_HELP = f"TOML file of site settings (default: ${config.CONFIG_ENV})"
 _BY_KEY = {s.key: s for s in SETTINGS}
 

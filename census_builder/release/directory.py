@@ -164,9 +164,18 @@ class ReleaseEntry:
 
 
 def entry_for(
-    dest: Destination, version: str, *, release_date: str | None = None, lts: bool = False, s3_region: str | None = None
+    dest: Destination,
+    version: str,
+    *,
+    release_date: str | None = None,
+    lts: bool = False,
+    s3_region: str | None = None,
+    extra: Mapping[str, Any] | None = None,
 ) -> ReleaseEntry:
-    """Return the entry describing ``version`` published at ``DEST/version/{soma,h5ads}/``."""
+    """Return the entry describing ``version`` published at ``DEST/version/{soma,h5ads}/``.
+
+    ``extra``: keys beyond the client's format (publish adds the build's Census and dataset schema versions).
+    """
 
     def loc(rel: str) -> Locator:
         return Locator(uri=dest.base_uri + rel, relative_uri=rel, s3_region=s3_region if dest.kind == "s3" else None)
@@ -179,6 +188,7 @@ def entry_for(
         h5ads=loc(f"{version}/"),
         release_date=release_date or today(),
         lts=lts,
+        extra=dict(extra or {}),
     )
 
 

@@ -69,6 +69,7 @@ from census_builder.release.publish_checks import (
     check_not_published,
     check_publishable,
     check_validated_sources,
+    schema_versions,
     validated_source_checksums,
 )
 from census_builder.release.published import record_publication
@@ -414,7 +415,9 @@ def _publish(
 
     faults.point("publish:before_register")
     write_mirror(target, region)
-    entry = entry_for(target, version, release_date=release_date, lts=lts, s3_region=region)
+    entry = entry_for(
+        target, version, release_date=release_date, lts=lts, s3_region=region, extra=schema_versions(paths)
+    )
     register_release(target, version, entry)
     record_publication(paths, target)
     claims.delete()  # release.json names VERSION now: it refuses any other publisher of it

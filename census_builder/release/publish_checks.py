@@ -4,6 +4,7 @@ check_publishable          build_report.json says complete and validation_report
 validated_source_checksums the checksums validation recorded of every source it read
 check_validated_sources    every staged h5ad is byte for byte a source that validation read
 check_not_published        VERSION is not in DEST/release.json yet
+schema_versions            the Census and dataset schema versions the build report records (for release.json)
 """
 
 from __future__ import annotations
@@ -105,3 +106,12 @@ def check_not_published(dest: Destination, version: str) -> None:
         )
     if version in directory.aliases:
         raise ReleaseExistsError(f"{version!r} is an alias at {dest}; choose another version name")
+
+
+SCHEMA_KEYS = ("census_schema_version", "dataset_schema_version")
+
+
+def schema_versions(paths: BuildPaths) -> dict[str, str]:
+    """Return the Census and dataset schema versions build_report.json records (those it has)."""
+    report = read_json(paths.report)
+    return {k: str(report[k]) for k in SCHEMA_KEYS if report.get(k)}

@@ -376,7 +376,7 @@ def test_about(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPat
     assert lines[:3] == [
         f"census-builder {__version__}",
         "git commit: 0123abc",
-        "Census schema versions it builds: 1.3.0",
+        "Census schema versions it builds: 1.3.0, 2.4.0",
     ]
     for lib in ("tiledbsoma", "anndata", "dask"):
         assert f"{lib} {version(lib)}" in lines
