@@ -23,7 +23,8 @@ Per release it also reports the storage (:func:`storage`): bytes on disk per obj
 normalized, presence matrix, census_info), the fragment count per array, and each array's TileDB schema (cell
 order, capacity, tile extents, filters per dimension and attribute, dictionary-encoded attributes), so the
 table can explain a difference. ``--compare-consolidated`` adds a copy of RELEASE whose X arrays are merged
-into one fragment each (next to RELEASE, removed afterwards).
+into one fragment each (next to RELEASE, removed afterwards unless ``--keep-consolidated``, which also reuses
+it). The releases take turns within each repeat, so a change of the machine's load hits all of them alike.
 """
 
 from __future__ import annotations
@@ -248,17 +249,19 @@ def _child(release: str, plan: Plan, name: str) -> dict[str, float]:
     return {"seconds": time.perf_counter() - t, **sink.summary(), **{f"{k}_seconds": v for k, v in sink.parts.items()}}
 
 
-def measure(release: str, plan: Plan, name: str, repeats: int) -> dict[str, Any]:
-    """Run query ``name`` ``repeats`` times, each in a fresh process; return median/min seconds and what it read."""
-    runs = []
-    for _ in range(repeats):
-        proc = subprocess.run(
-            [sys.executable, "-m", "benchmarks.read", release, "--child", name, "--plan", plan.to_json()],
-            check=True,
-            capture_output=True,
-            text=True,
-        )
-        runs.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+def run_once(release: str, plan: Plan, name: str) -> dict[str, float]:
+    """Run query ``name`` once on ``release`` in a fresh process; return its seconds and what it read."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.read", release, "--child", name, "--plan", plan.to_json()],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return dict(json.loads(proc.stdout.strip().splitlines()[-1]))
+
+
+def summarize(runs: Sequence[dict[str, float]]) -> dict[str, Any]:
+    """Median and minimum seconds of ``runs`` (of one query on one release), the obs/X split, what it read."""
     secs = [r["seconds"] for r in runs]
     parts = {f"{k}_median": statistics.median(r[k] for r in runs) for k in ("obs_seconds", "x_seconds") if k in runs[0]}
     return {
@@ -268,6 +271,22 @@ def measure(release: str, plan: Plan, name: str, repeats: int) -> dict[str, Any]
         **parts,
         **{k: runs[0][k] for k in ("cells", "values", "sum")},
     }
+
+
+def measure(releases: dict[str, str], plan: Plan, queries: Sequence[str], repeats: int) -> dict[str, dict[str, Any]]:
+    """Time every query on every release ``repeats`` times; return summaries by release, then query.
+
+    The releases take turns within each repeat of a query, so a change of the machine's load during the
+    measurement hits every release alike.
+    """
+    runs: dict[str, dict[str, list[dict[str, float]]]] = {n: {q: [] for q in queries} for n in releases}
+    for q in queries:
+        for _ in range(repeats):
+            for label, uri in releases.items():
+                runs[label][q].append(run_once(uri, plan, q))
+        for label in releases:
+            logger.info("%s %s: %.2f s median", label, q, statistics.median(r["seconds"] for r in runs[label][q]))
+    return {n: {q: summarize(runs[n][q]) for q in queries} for n in releases}
 
 
 # -- storage -------------------------------------------------------------------------------------------------
@@ -464,6 +483,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("release", help="a release's SOMA root (.../soma)")
     ap.add_argument("--compare", metavar="OTHER_RELEASE", help="time the same queries on this release too")
     ap.add_argument("--compare-consolidated", action="store_true", help="and on a copy of RELEASE, X consolidated")
+    ap.add_argument("--keep-consolidated", action="store_true", help="keep (and reuse) the consolidated copy")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--queries", default=",".join(QUERIES), help="comma-separated subset of: " + ", ".join(QUERIES))
     ap.add_argument("--organism", default="homo_sapiens")
@@ -487,19 +507,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.compare:
         releases[other] = args.compare
     copy = Path(args.release).parent / f"{Path(args.release).name}.consolidated"
-    if args.compare_consolidated:
+    if args.compare_consolidated and not (args.keep_consolidated and copy.is_dir()):
         consolidated_copy(Path(args.release), copy)
         releases[f"{first} consolidated"] = str(copy)
     results: dict[str, Any] = {"plan": asdict(plan), "repeats": args.repeats, "releases": {}}
     try:
+        timed = measure(releases, plan, queries, args.repeats)
         for label, uri in releases.items():
-            entry: dict[str, Any] = {"uri": uri, "storage": storage(uri), "queries": {}}
-            for q in queries:
-                entry["queries"][q] = measure(uri, plan, q, args.repeats)
-                logger.info("%s %s: %.2f s median", label, q, entry["queries"][q]["median"])
-            results["releases"][label] = entry
+            results["releases"][label] = {"uri": uri, "storage": storage(uri), "queries": timed[label]}
     finally:
-        if args.compare_consolidated:
+        if args.compare_consolidated and not args.keep_consolidated:
             shutil.rmtree(copy, ignore_errors=True)
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
