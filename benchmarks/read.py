@@ -1,6 +1,6 @@
 """What consumers pay: the queries users run on a release, timed side by side on two releases (issue 17, part 3).
 
-    python -m benchmarks.read RELEASE [--compare OTHER_RELEASE] [--compare-consolidated] [--repeats 3]
+    python -m benchmarks.read RELEASE [--compare OTHER_RELEASE ...] [--compare-consolidated] [--repeats 3]
         [--queries dataset,genes,...] [--organism homo_sapiens] [--names ours,reference] [--json OUT]
 
 ``RELEASE`` and ``OTHER_RELEASE`` are SOMA roots (``.../soma``) of either Census schema (1.3.0 or 2.4.0), written
@@ -481,13 +481,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Command line: see the module docstring."""
     ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     ap.add_argument("release", help="a release's SOMA root (.../soma)")
-    ap.add_argument("--compare", metavar="OTHER_RELEASE", help="time the same queries on this release too")
+    ap.add_argument(
+        "--compare",
+        metavar="OTHER_RELEASE",
+        action="append",
+        default=[],
+        help="time the same queries here too (repeatable)",
+    )
     ap.add_argument("--compare-consolidated", action="store_true", help="and on a copy of RELEASE, X consolidated")
     ap.add_argument("--keep-consolidated", action="store_true", help="keep (and reuse) the consolidated copy")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--queries", default=",".join(QUERIES), help="comma-separated subset of: " + ", ".join(QUERIES))
     ap.add_argument("--organism", default="homo_sapiens")
-    ap.add_argument("--names", default="release,other", help="the two releases' column names, e.g. ours,reference")
+    ap.add_argument("--names", default="", help="the releases' column names, comma-separated, e.g. ours,reference")
     ap.add_argument("--json", type=Path, metavar="OUT", help="write every run, plan and storage setting here")
     ap.add_argument("--child", metavar="QUERY", help=argparse.SUPPRESS)
     ap.add_argument("--plan", help=argparse.SUPPRESS)
@@ -502,10 +508,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         ap.error(f"unknown queries {unknown}; choose from {', '.join(QUERIES)}")
     plan = choose_plan(args.release, args.organism)
     logger.info("plan: %s", plan.to_json())
-    first, other = [*args.names.split(","), "other"][:2]
-    releases = {first: args.release}
-    if args.compare:
-        releases[other] = args.compare
+    uris = [args.release, *args.compare]
+    given = [n.strip() for n in args.names.split(",") if n.strip()]
+    labels = given + [f"other {i}" if i else "release" for i in range(len(given), len(uris))]
+    if len(set(labels)) < len(labels):
+        ap.error(f"--names gives the same name twice: {args.names}")
+    first = labels[0]
+    releases = dict(zip(labels, uris, strict=False))
     copy = Path(args.release).parent / f"{Path(args.release).name}.consolidated"
     if args.compare_consolidated and not (args.keep_consolidated and copy.is_dir()):
         consolidated_copy(Path(args.release), copy)

@@ -3,6 +3,7 @@ release and on copies renumbered, consolidated or with obs dictionary-encoded (n
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,7 @@ import pytest
 import scipy.sparse
 import tiledbsoma as soma
 
-from benchmarks.read import QUERIES, Plan, Sink, choose_plan, consolidated_copy, report, run_query, storage
+from benchmarks.read import QUERIES, Plan, Sink, choose_plan, consolidated_copy, main, report, run_query, storage
 from benchmarks.variants import dict_obs, linked_copy, rewrite_x, round_mantissa, x_settings
 from tests.conftest import BuiltRelease
 from tests.validation.renumber import Numbering, renumber
@@ -167,3 +168,25 @@ def test_round_mantissa_rounds_half_to_even() -> None:
     v = np.array([1 + 2**-16, 1 + 3 * 2**-16, 1 + 2**-15 + 2**-17, 2 - 2**-17, 0.0], dtype=np.float32)
     assert round_mantissa(v, 15).tolist() == [1.0, 1 + 2**-14, 1 + 2**-15, 2.0, 0.0]
     assert round_mantissa(v, 23).tolist() == v.tolist()
+
+
+def test_the_command_times_each_release_and_writes_json(
+    copies: dict[str, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "read.json"
+    argv = [copies["as built"], "--compare", copies["renumbered"], "--compare", copies["dictionary"]]
+    argv += ["--names", "ours,renumbered,dict", "--queries", "dataset,genes", "--repeats", "1", "--json", str(out)]
+    assert main(argv) == 0
+    results = json.loads(out.read_text())
+    assert list(results["releases"]) == ["ours", "renumbered", "dict"]
+    for q in ("dataset", "genes"):
+        got = {(r["queries"][q]["cells"], r["queries"][q]["values"]) for r in results["releases"].values()}
+        assert len(got) == 1, f"{q}: the releases returned different content: {got}"
+        assert all(len(r["queries"][q]["runs"]) == 1 for r in results["releases"].values())
+    assert results["plan"]["dataset_id"] == choose_plan(copies["as built"]).dataset_id
+    assert "x_seconds_median" in results["releases"]["dict"]["queries"]["dataset"]
+    table = capsys.readouterr().out
+    assert "| query | ours median (min) s | renumbered median (min) s | dict median (min) s |" in table
+    assert "DIFFER" not in table
+    with pytest.raises(SystemExit):
+        main([copies["as built"], "--queries", "nope"])
