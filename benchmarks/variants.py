@@ -2,6 +2,7 @@
 
     python -m benchmarks.variants SRC_SOMA DEST_SOMA [--organism homo_sapiens] [--dict-obs]
         [--x-layer normalized] [--x-settings ours|reference] [--zstd-level N] [--no-shuffle] [--keep-bits 15]
+        [--capacity N] [--double-delta on|off]
 
 Copies the release at SRC_SOMA to DEST_SOMA (hard links: every object changed is removed and written anew, never
 edited in place), then, for one organism's experiment:
@@ -12,8 +13,9 @@ edited in place), then, for one organism's experiment:
   block in row order, with ``--x-settings`` (``ours``: our builder's tiles, capacity and filters;
   ``reference``: the reference builder's: capacity 2^16, soma_dim_0 zstd 9 without double delta, zstd 9 and
   for ``normalized`` zstd 13 without byte shuffle), optionally another zstd level for soma_data
-  (``--zstd-level``), no byte shuffle on soma_data (``--no-shuffle``), and values rounded to ``--keep-bits``
-  mantissa bits (round half to even; what the reference does to X normalized).
+  (``--zstd-level``), no byte shuffle on soma_data (``--no-shuffle``), another data tile capacity
+  (``--capacity``), double delta on soma_dim_0 or not (``--double-delta on|off``), and values rounded to
+  ``--keep-bits`` mantissa bits (round half to even; what the reference does to X normalized).
 
 Only the settings named change; the content stays the same (up to the rounding), so ``benchmarks.read`` on
 SRC and DEST measures what one setting costs.
@@ -60,9 +62,23 @@ _REFERENCE_X: dict[str, Any] = {
 }
 
 
-def x_settings(kind: str, layer: str, *, zstd_level: int | None = None, shuffle: bool = True) -> dict[str, Any]:
-    """Return the tiledbsoma platform config of an X layer: ``kind`` "ours" or "reference", then the overrides."""
+def x_settings(
+    kind: str,
+    layer: str,
+    *,
+    zstd_level: int | None = None,
+    shuffle: bool = True,
+    capacity: int | None = None,
+    double_delta: bool | None = None,
+) -> dict[str, Any]:
+    """Return the tiledbsoma platform config of an X layer: ``kind`` "ours" or "reference", then the overrides
+    (soma_data's zstd level and byte shuffle, the data tile capacity, double delta on soma_dim_0)."""
     create = copy.deepcopy(_OURS_X if kind == "ours" else _REFERENCE_X)
+    if capacity is not None:
+        create["capacity"] = capacity
+    if double_delta is not None:
+        dim0 = [f for f in create["dims"]["soma_dim_0"]["filters"] if f != "DoubleDeltaFilter"]
+        create["dims"]["soma_dim_0"]["filters"] = ["DoubleDeltaFilter", *dim0] if double_delta else dim0
     level = create["attrs"]["soma_data"]["filters"][-1]["level"]
     if kind == "reference" and layer == "normalized":
         level, shuffle = 13, False
@@ -162,6 +178,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--zstd-level", type=int)
     ap.add_argument("--no-shuffle", action="store_true")
     ap.add_argument("--keep-bits", type=int)
+    ap.add_argument("--capacity", type=int, help="data tile capacity of the rewritten X layers")
+    ap.add_argument("--double-delta", choices=("on", "off"), help="double delta filter on soma_dim_0")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     linked_copy(args.src, args.dest)
@@ -169,7 +187,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.dict_obs:
         dict_obs(exp / "obs")
     for layer in args.x_layer:
-        cfg = x_settings(args.x_settings, layer, zstd_level=args.zstd_level, shuffle=not args.no_shuffle)
+        dd = None if args.double_delta is None else args.double_delta == "on"
+        cfg = x_settings(
+            args.x_settings,
+            layer,
+            zstd_level=args.zstd_level,
+            shuffle=not args.no_shuffle,
+            capacity=args.capacity,
+            double_delta=dd,
+        )
         rewrite_x(exp / "ms" / "RNA" / "X" / layer, cfg, args.keep_bits)
         logger.info("%s rewritten", layer)
     print(args.dest)
