@@ -333,6 +333,7 @@ def array_info(uri: str) -> dict[str, Any]:
         "cell_order": str(schema.cell_order),
         "tile_order": str(schema.tile_order),
         "capacity": int(schema.capacity),
+        "allows_duplicates": bool(schema.allows_duplicates),
         "dims": dims,
         "attrs": attrs,
         "coords_filters": _filters(schema.coords_filters),
@@ -407,7 +408,7 @@ def _settings(a: dict[str, Any]) -> str:
         groups.setdefault(x["filters"] + (" (dict)" if x["enumeration"] else ""), []).append(x["name"])
     attrs = [f"{v[0]}={k}" if len(v) == 1 else f"{len(v)} attrs {k}" for k, v in groups.items()]
     dims = [f"{d['name']}={d['filters']}" for d in a["dims"]]
-    order = f"{a['cell_order']}/{a['tile_order']}"
+    order = f"{a['cell_order']}/{a['tile_order']}" + (", duplicates allowed" if a.get("allows_duplicates") else "")
     return f"{a['fragments']}; {order}; {a['capacity']}; {tiles}; " + "; ".join(dims + attrs)
 
 

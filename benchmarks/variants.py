@@ -2,7 +2,7 @@
 
     python -m benchmarks.variants SRC_SOMA DEST_SOMA [--organism homo_sapiens] [--dict-obs]
         [--x-layer normalized] [--x-settings ours|reference] [--zstd-level N] [--no-shuffle] [--keep-bits 15]
-        [--capacity N] [--double-delta on|off]
+        [--capacity N] [--double-delta on|off] [--allows-duplicates on|off]
 
 Copies the release at SRC_SOMA to DEST_SOMA (hard links: every object changed is removed and written anew, never
 edited in place), then, for one organism's experiment:
@@ -12,9 +12,10 @@ edited in place), then, for one organism's experiment:
 - ``--x-layer L`` (repeatable): rewrites X layer L, streamed in row blocks and written as one fragment per
   block in row order, with ``--x-settings`` (``ours``: our builder's tiles, capacity and filters;
   ``reference``: the reference builder's: capacity 2^16, soma_dim_0 zstd 9 without double delta, zstd 9 and
-  for ``normalized`` zstd 13 without byte shuffle), optionally another zstd level for soma_data
+  for ``normalized`` zstd 13 without byte shuffle, duplicates allowed), optionally another zstd level for soma_data
   (``--zstd-level``), no byte shuffle on soma_data (``--no-shuffle``), another data tile capacity
-  (``--capacity``), double delta on soma_dim_0 or not (``--double-delta on|off``), and values rounded to
+  (``--capacity``), double delta on soma_dim_0 or not (``--double-delta on|off``), duplicates allowed or not
+  (``--allows-duplicates on|off``), and values rounded to
   ``--keep-bits`` mantissa bits (round half to even; what the reference does to X normalized).
 
 Only the settings named change; the content stays the same (up to the rounding), so ``benchmarks.read`` on
@@ -59,6 +60,7 @@ _REFERENCE_X: dict[str, Any] = {
     "attrs": {"soma_data": {"filters": ["ByteShuffleFilter", {"_type": "ZstdFilter", "level": 9}]}},
     "cell_order": "row-major",
     "tile_order": "row-major",
+    "allows_duplicates": True,
 }
 
 
@@ -70,10 +72,14 @@ def x_settings(
     shuffle: bool = True,
     capacity: int | None = None,
     double_delta: bool | None = None,
+    allows_duplicates: bool | None = None,
 ) -> dict[str, Any]:
     """Return the tiledbsoma platform config of an X layer: ``kind`` "ours" or "reference", then the overrides
-    (soma_data's zstd level and byte shuffle, the data tile capacity, double delta on soma_dim_0)."""
+    (soma_data's zstd level and byte shuffle, the data tile capacity, double delta on soma_dim_0, whether the
+    schema allows duplicate coordinates: then TileDB's reader skips deduplication)."""
     create = copy.deepcopy(_OURS_X if kind == "ours" else _REFERENCE_X)
+    if allows_duplicates is not None:
+        create["allows_duplicates"] = allows_duplicates
     if capacity is not None:
         create["capacity"] = capacity
     if double_delta is not None:
@@ -180,6 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--keep-bits", type=int)
     ap.add_argument("--capacity", type=int, help="data tile capacity of the rewritten X layers")
     ap.add_argument("--double-delta", choices=("on", "off"), help="double delta filter on soma_dim_0")
+    ap.add_argument("--allows-duplicates", choices=("on", "off"), help="the X schema's allows_duplicates")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     linked_copy(args.src, args.dest)
@@ -195,6 +202,7 @@ def main(argv: list[str] | None = None) -> int:
             shuffle=not args.no_shuffle,
             capacity=args.capacity,
             double_delta=dd,
+            allows_duplicates=None if args.allows_duplicates is None else args.allows_duplicates == "on",
         )
         rewrite_x(exp / "ms" / "RNA" / "X" / layer, cfg, args.keep_bits)
         logger.info("%s rewritten", layer)
