@@ -1,13 +1,15 @@
 """What an X layer's filters cost: write time (the build's side), bytes per value and read time (the consumer's).
 
     python -m benchmarks.x_filters SOMA_ROOT [--organism mus_musculus] [--layer normalized] [--values 4000000]
-        [--repeats 3] [--out DIR]
+        [--repeats 3] [--out DIR] [--codec-only]
 
 Reads the first ``--values`` stored values (whole rows, in row order: one build chunk's worth by default) of one X
 layer of a release, then, for each setting of :data:`SETTINGS`, writes them into a fresh SOMA sparse array under
 ``--out`` (one write, one fragment), reads the array back whole, and reports the best of ``--repeats`` write and
 read times and the bytes of each dimension and of soma_data on disk. In-process and single-array, so it
-isolates the filters from everything else a build or a query does.
+isolates the filters from everything else a build or a query does. First, and alone with ``--codec-only``, the
+same values compressed tile by tile with the ``zstandard`` module (byte shuffle or not, zstd levels 3, 9, 13,
+full or 15-bit mantissas): the filters' CPU cost without TileDB's write path.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import pyarrow as pa
 
 from benchmarks.variants import round_mantissa, x_settings
@@ -103,6 +106,41 @@ def measure(table: pa.Table, shape: tuple[int, int], workdir: Path, repeats: int
     return rows
 
 
+def codec_table(values: npt.NDArray[np.float32], tile: int = 2**17, repeats: int = 3) -> list[dict[str, Any]]:
+    """Compress ``values`` tile by tile as TileDB's filters would (byte shuffle or not, then zstd at a level),
+    with the ``zstandard`` module: the CPU cost of a filter setting alone, without TileDB's write path."""
+    import zstandard
+
+    rows = []
+    for bits in (None, 15):
+        v = round_mantissa(values, bits) if bits else values
+        tiles = [np.ascontiguousarray(v[i : i + tile]) for i in range(0, v.size, tile)]
+        for shuffle in (True, False):
+            raw = [t.view(np.uint8).reshape(-1, 4).T.tobytes() if shuffle else t.tobytes() for t in tiles]
+            for level in (3, 9, 13):
+                comp, dec = [], []
+                for _ in range(repeats):
+                    c = zstandard.ZstdCompressor(level=level)
+                    t0 = time.perf_counter()
+                    out = [c.compress(b) for b in raw]
+                    comp.append(time.perf_counter() - t0)
+                    d = zstandard.ZstdDecompressor()
+                    t0 = time.perf_counter()
+                    for b in out:
+                        d.decompress(b)
+                    dec.append(time.perf_counter() - t0)
+                rows.append(
+                    {
+                        "setting": f"{'shuffle+' if shuffle else ''}zstd{level}{', 15 bits' if bits else ''}",
+                        "compress_s": min(comp),
+                        "decompress_s": min(dec),
+                        "bytes_per_value": sum(len(b) for b in out) / v.size,
+                    }
+                )
+                logger.info("%s", rows[-1])
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     """Command line: see the module docstring."""
     ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
@@ -112,9 +150,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--values", type=int, default=4_000_000)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--out", type=Path, help="scratch directory (default: a temporary one)")
+    ap.add_argument("--codec-only", action="store_true", help="only the zstandard table (no TileDB writes)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     table = sample(args.root, args.organism, args.layer, args.values)
+    values = np.asarray(table.column("soma_data").to_numpy(), dtype=np.float32)
+    print(f"{values.size:,} values of X {args.layer} ({args.organism}), zstandard per 2^17-value tile, best of 3")
+    print("| soma_data filters | compress s | decompress s | bytes/value |")
+    print("|---|---|---|---|")
+    for r in codec_table(values):
+        print(f"| {r['setting']} | {r['compress_s']:.2f} | {r['decompress_s']:.2f} | {r['bytes_per_value']:.3f} |")
+    if args.codec_only:
+        return 0
     import tiledbsoma as soma
 
     with soma.SparseNDArray.open(f"{args.root}/census_data/{args.organism}/ms/RNA/X/{args.layer}") as x:
