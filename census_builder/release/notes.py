@@ -244,7 +244,7 @@ def _spatial_section(cur: ReleaseFacts, prev: ReleaseFacts | None) -> list[str]:
 def _spatial_changes(diff: SpatialDiff, prev_version: str) -> list[str]:
     """Return the spatial datasets added, removed and with other spot counts versus ``prev_version``."""
     md = [
-        f"Versus {prev_version}: {len(diff.added)} spatial datasets added, {len(diff.removed)} removed, "
+        f"Versus {prev_version}, spatial datasets: {len(diff.added)} added, {len(diff.removed)} removed, "
         f"{len(diff.changed)} with other spot counts; spots {signed(diff.spot_delta)}.",
         "",
     ]

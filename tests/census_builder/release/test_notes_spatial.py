@@ -110,7 +110,7 @@ def test_notes_of_a_first_spatial_release(workdir: Path, tmp_path: Path) -> None
     assert f"| Mus musculus | Slide-seqV2 | 1 | {SLIDE.n_obs} | {SLIDE.n_obs} |" in md
     assert f"| vis | Homo sapiens | {VISIUM_LABEL} | {VISIUM.n_obs} | {primary} | yes |" in md
     assert f"| slide | Mus musculus | Slide-seqV2 | {SLIDE.n_obs} | {SLIDE.n_obs} | yes |" in md
-    assert "spatial datasets added" not in md  # no previous release
+    assert "spatial datasets:" not in md  # no previous release
     assert "| Mus musculus | 70 | 70 |" in md  # the spatial-only organism is in the totals
 
 
@@ -135,7 +135,7 @@ def test_notes_compare_spatial_datasets_with_the_previous_release(workdir: Path,
     assert "| Organism | Datasets | Spots | Primary spots | Scenes | Genes | Spots in sa | Change |" in md
     assert f"| Homo sapiens | 1 | {VISIUM.n_obs} | {primary} | 1 | {genes} | 30 | +{VISIUM.n_obs - 30} |" in md
     delta = VISIUM.n_obs - 30 + SLIDE.n_obs - 80
-    assert f"Versus sa: 1 spatial datasets added, 1 removed, 1 with other spot counts; spots {delta:+}." in md
+    assert f"Versus sa, spatial datasets: 1 added, 1 removed, 1 with other spot counts; spots {delta:+}." in md
     assert f"| added | vis | {VISIUM_LABEL} | 0 | {VISIUM.n_obs} | +{VISIUM.n_obs} |" in md
     assert f"| removed | gone | {VISIUM_LABEL} | 30 | 0 | -30 |" in md
     assert f"| changed | slide | Slide-seqV2 | 80 | {SLIDE.n_obs} | {SLIDE.n_obs - 80:+} |" in md
@@ -152,7 +152,7 @@ def test_a_previous_release_without_spatial_data_compares_cleanly(workdir: Path,
     md = (tmp_path / "up.md").read_text(encoding="utf-8")
     assert f"| Homo sapiens | 1 | {VISIUM.n_obs} | {VISIUM.n_obs - NOT_PRIMARY} |" in md
     spots = VISIUM.n_obs + SLIDE.n_obs
-    assert f"Versus s0: 2 spatial datasets added, 0 removed, 0 with other spot counts; spots +{spots}." in md
+    assert f"Versus s0, spatial datasets: 2 added, 0 removed, 0 with other spot counts; spots +{spots}." in md
     # and the other way round: the spatial data went away
     write_markdown(prev, cur, diff_releases(cur, prev), {}, tmp_path / "down.md")
     down = (tmp_path / "down.md").read_text(encoding="utf-8")
