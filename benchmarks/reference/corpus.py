@@ -178,7 +178,7 @@ def reference_specs_7() -> list[DatasetSpec7]:
 def reference_spatial_specs() -> list[SpatialSpec]:
     """Return the spatial part of the comparison corpus: what the reference builder can take.
 
-    One human Visium V1 section (1000 spots of the 4992, the 2000-pixel hires image 7.0.0 requires) and one mouse
+    One human Visium V1 section (the 4992 spots and 2000-pixel hires image 7.0.0 requires) and one mouse
     Slide-seqV2 puck (800 beads). The reference keeps only primary cells, only human and mouse, and crashes on a
     dataset its filter drops some rows of (docs/spatial-2.4.0-notes.md, points 10-12): every spot is primary,
     tissue_type tissue, is_single True.
@@ -189,7 +189,7 @@ def reference_spatial_specs() -> list[SpatialSpec]:
             "ref-human-visium",
             assay=VISIUM_V1,
             organism=HUMAN,
-            n_spots=1000,
+            n_spots=None,  # 4992: 7.0.0 requires a single section's unfiltered matrix
             collection_id="ref-collection-s",
             doi=doi,
             seed=121,

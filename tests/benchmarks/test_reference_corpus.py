@@ -95,3 +95,16 @@ def test_every_kept_cell_has_a_count_in_a_gene_of_its_organism(written: Path) ->
         genes = (var["feature_reference"] == s.organism).to_numpy()
         per_cell = np.asarray((m[:, genes] > 0).sum(axis=1)).ravel()
         assert (per_cell[kept] > 0).all(), s.dataset_id
+
+
+def test_the_spatial_part_is_what_the_reference_can_take() -> None:
+    from benchmarks.reference.corpus import reference_corpus, reference_spatial_specs
+    from census_builder.testing.synthetic_spatial import SLIDE_SEQ_V2, VISIUM_V1
+
+    spatial = reference_spatial_specs()
+    assert [s.assay for s in spatial] == [VISIUM_V1, SLIDE_SEQ_V2]
+    assert {s.organism for s in spatial} == {s7.HUMAN, s7.MOUSE}  # the reference's only spatial organisms
+    assert all(s.is_single and s.dataset_spec_7().primary_fraction == 1.0 for s in spatial)  # nothing filtered
+    assert all(s.planted_problems() == [] for s in spatial)  # valid 7.0.0 (the 2000-pixel hires side)
+    assert all(s.collection_id in COLLECTIONS for s in spatial)
+    assert [s.dataset_id for s in reference_corpus()] == [s.dataset_id for s in [*SPECS, *spatial]]
