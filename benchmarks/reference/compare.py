@@ -25,8 +25,12 @@ What is matched and how (numbering never matters):
   equals NaN). Column types are compared after decoding dictionaries (a categorical and a plain column of the
   same values are equal); a different value type is listed once per table.
 
-Not compared: ``census_spatial_sequencing`` (listed as present or absent only), collection metadata and the
-storage layout (fragments, tiles, shapes, schema capacities).
+- ``census_spatial_sequencing`` (Census 2.4.0): each experiment as a census_data one (obs with ``in_tissue``,
+  ``array_row``, ``array_col``, X ``raw``, var, presence), then ``obs_spatial_presence``, every scene's points,
+  radius metadata, images and scale: see ``compare_spatial.py``.
+
+Not compared: collection metadata (but the points' radius metadata) and the storage layout (fragments, tiles,
+shapes, schema capacities).
 
 Memory is bounded: ``census_info`` and ``var`` are read whole (small); the ``obs`` column ``dataset_id`` is
 streamed to find the datasets; ``obs``, X and the presence matrix are then read one dataset at a time, and a
@@ -52,6 +56,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import tiledbsoma as soma
 
+from benchmarks.reference.compare_spatial import compare_spatial
 from benchmarks.reference.diff import (
     JOINID,
     Report,
@@ -80,6 +85,7 @@ TABLE_KEYS: dict[str, tuple[str, ...]] = {
     "organisms": ("organism_ontology_term_id",),
 }
 PRESENCE = "feature_dataset_presence_matrix"
+SPATIAL = "census_spatial_sequencing"
 
 
 def _read_df(df: soma.DataFrame, **kwargs: Any) -> pa.Table:
@@ -198,9 +204,15 @@ class _Comparer:
         return joinids[0], joinids[1]
 
     def experiment(
-        self, name: str, a: soma.Experiment, b: soma.Experiment, ds_a: dict[str, int], ds_b: dict[str, int]
+        self,
+        name: str,
+        a: soma.Experiment,
+        b: soma.Experiment,
+        ds_a: dict[str, int],
+        ds_b: dict[str, int],
+        root: str = "census_data",
     ) -> None:
-        where = f"census_data/{name}"
+        where = f"{root}/{name}"
         var_a, var_b = _read_df(a.ms["RNA"].var), _read_df(b.ms["RNA"].var)
         compare_tables(self.report, f"{where}/ms/RNA/var", var_a, var_b, ("feature_id",), STATS_RTOL)
         fa = set(plain(var_a.column("feature_id")).to_pylist())
@@ -413,23 +425,23 @@ def compare_releases(ours: str, reference: str, *, limit: int = 20, batch_cells:
         a: Any = stack.enter_context(soma.Collection.open(ours))
         b: Any = stack.enter_context(soma.Collection.open(reference))
         _member_sets(report, "/", _members(a), _members(b), "collection")
-        for name in ("census_spatial_sequencing",):
-            present = [side for side, c in (("ours", a), ("the reference", b)) if name in c]
-            if present:
-                report.notes.append(f"{name} present in {' and '.join(present)}: not compared")
         ds_a: dict[str, int] = {}
         ds_b: dict[str, int] = {}
         if "census_info" in a and "census_info" in b:
             ds_a, ds_b = cmp.census_info(a["census_info"], b["census_info"])
-        if "census_data" in a and "census_data" in b:
-            da, db = a["census_data"], b["census_data"]
+        for root in ("census_data", SPATIAL):
+            if root not in a or root not in b:
+                continue
+            da, db = a[root], b[root]
             for side, mine, other in (("ours", da, db), ("the reference", db, da)):
                 for name in sorted(_members(mine) - _members(other)):
                     n = _cell_count(mine[name])
-                    report.add("census_data", "", f"experiment {name!r} ({n} cells) only in {side}")
+                    report.add(root, "", f"experiment {name!r} ({n} cells) only in {side}")
             for name in sorted(_members(da) & _members(db)):
-                if _experiment_shape(report, f"census_data/{name}", da[name], db[name]):
-                    cmp.experiment(name, da[name], db[name], ds_a, ds_b)
+                if _experiment_shape(report, f"{root}/{name}", da[name], db[name]):
+                    cmp.experiment(name, da[name], db[name], ds_a, ds_b, root)
+                    if root == SPATIAL and _cell_count(da[name]) + _cell_count(db[name]) > 0:
+                        compare_spatial(report, f"{root}/{name}", da[name], db[name])
     return report
 
 

@@ -9,7 +9,8 @@ reference's form). About 3,000 cells in nine datasets and three collections, wri
 What the corpus covers: the five Census 2.4.0 organisms; tissue, organoid, primary cell culture and cell line
 cells; SARS-CoV-2 and ERCC features; counts in X and in raw.X (X then author-normalized); CSR, CSC and dense
 matrices; full-gene assays (Smart-seq2, Smart-seq v4); an excluded assay (MERFISH) both mixed with included
-assays and as a whole dataset; duplicate entries and explicitly stored zeros.
+assays and as a whole dataset; duplicate entries and explicitly stored zeros; census_spatial_sequencing: one
+Visium V1 section and one Slide-seqV2 puck (:func:`reference_spatial_specs`).
 
 What it leaves out, because the reference builder cannot take it (each named where it applies below):
 
@@ -17,6 +18,8 @@ What it leaves out, because the reference builder cannot take it (each named whe
   (build_soma/anndata.py) indexes a dense ``h5py.Dataset`` with two index arrays at once, which h5py refuses
   ("Only one indexing vector or array is currently allowed for fancy indexing"). Dense datasets here filter
   one axis only: cells (no ERCC / SARS-CoV-2 features) or genes (every cell kept).
+- Spatial datasets the reference drops or crashes on (non-primary spots, organisms other than human and mouse,
+  a dataset whose filter drops some rows): see docs/spatial-2.4.0-notes.md, points 10-12.
 - A cell without counts (``DatasetSpec7.zero_cell``): the reference's own validation asserts that every cell
   has a count > 0 (``validate_soma.py``, ``assert np.all(census_obs_nnz > 0)``). Dataset schema 7.0.0 forbids
   such cells anyway: "Each cell MUST contain at least one non-zero value" (X section, scRNA-seq UMI and
@@ -39,13 +42,16 @@ from census_builder.testing.synthetic_7 import (
     DatasetSpec7,
     write_h5ad_7,
 )
+from census_builder.testing.synthetic_spatial import SLIDE_SEQ_V2, VISIUM_V1, SpatialSpec, write_spatial_h5ad
 
 #: collection_id -> (collection_name, collection_doi, collection_doi_label)
 COLLECTIONS: dict[str, tuple[str, str, str]] = {
     "ref-collection-a": ("Human and primate atlas", "10.1000/ref.atlas.2025", "Atlas et al. (2025) Cell"),
     "ref-collection-b": ("Mouse cell states", "10.1000/ref.mouse.2024", "Murine et al. (2024) Nature"),
     "ref-collection-c": ("Cross-species organoids", "10.1000/ref.organoid.2026", "Organoid et al. (2026) Science"),
+    "ref-collection-s": ("Spatial sections", "10.1000/ref.spatial.2026", "Spatial et al. (2026) Nature Methods"),
 }
+CorpusSpec = DatasetSpec7 | SpatialSpec
 MANIFEST_COLUMNS = (
     "dataset_id",
     "h5ad_uri",
@@ -169,16 +175,60 @@ def reference_specs_7() -> list[DatasetSpec7]:
     ]
 
 
-def write_reference_corpus(out_dir: str | Path, specs: Sequence[DatasetSpec7] | None = None) -> Path:
-    """Write the H5ADs of ``specs`` (default :func:`reference_specs_7`) and their manifest; return the manifest."""
+def reference_spatial_specs() -> list[SpatialSpec]:
+    """Return the spatial part of the comparison corpus: what the reference builder can take.
+
+    One human Visium V1 section (the 4992 spots and 2000-pixel hires image 7.0.0 requires) and one mouse
+    Slide-seqV2 puck (800 beads). The reference keeps only primary cells, only human and mouse, and crashes on a
+    dataset its filter drops some rows of (docs/spatial-2.4.0-notes.md, points 10-12): every spot is primary,
+    tissue_type tissue, is_single True.
+    """
+    doi = COLLECTIONS["ref-collection-s"][1]
+    return [
+        SpatialSpec(
+            "ref-human-visium",
+            assay=VISIUM_V1,
+            organism=HUMAN,
+            n_spots=None,  # 4992: 7.0.0 requires a single section's unfiltered matrix
+            collection_id="ref-collection-s",
+            doi=doi,
+            seed=121,
+        ),
+        SpatialSpec(
+            "ref-mouse-slideseq",
+            assay=SLIDE_SEQ_V2,
+            organism=MOUSE,
+            n_spots=800,
+            tissue=("UBERON:0002113", "kidney"),
+            use_raw=True,
+            collection_id="ref-collection-s",
+            doi=doi,
+            seed=122,
+        ),
+    ]
+
+
+def reference_corpus() -> list[CorpusSpec]:
+    """Return the whole comparison corpus: :func:`reference_specs_7` and :func:`reference_spatial_specs`."""
+    return [*reference_specs_7(), *reference_spatial_specs()]
+
+
+def n_observations(spec: CorpusSpec) -> int:
+    """Return the number of cells (or spots) in ``spec``'s file."""
+    return spec.n_obs if isinstance(spec, SpatialSpec) else spec.n_cells
+
+
+def write_reference_corpus(out_dir: str | Path, specs: Sequence[CorpusSpec] | None = None) -> Path:
+    """Write the H5ADs of ``specs`` (default :func:`reference_corpus`) and their manifest; return the manifest."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     manifest = out / "manifest.csv"
     with manifest.open("w", newline="", encoding="utf-8") as fh:
         w = csv.writer(fh, lineterminator="\n")
         w.writerow(MANIFEST_COLUMNS)
-        for s in reference_specs_7() if specs is None else specs:
-            path = write_h5ad_7(out / f"{s.dataset_id}.h5ad", s)
+        for s in reference_corpus() if specs is None else specs:
+            target = out / f"{s.dataset_id}.h5ad"
+            path = write_spatial_h5ad(target, s) if isinstance(s, SpatialSpec) else write_h5ad_7(target, s)
             name, doi, label = COLLECTIONS[s.collection_id]
             w.writerow([s.dataset_id, path.name, f"{s.dataset_id}-v1", s.collection_id, name, doi, label])
     return manifest

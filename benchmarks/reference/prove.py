@@ -45,10 +45,10 @@ import pyarrow as pa
 import tiledbsoma as soma
 
 from benchmarks.reference.compare import NORMALIZED_RTOL, TABLE_KEYS, compare_releases
-from benchmarks.reference.corpus import reference_specs_7, write_reference_corpus
+from benchmarks.reference.corpus import CorpusSpec, n_observations, reference_corpus, write_reference_corpus
 from benchmarks.reference.diff import Difference, Report, compare_tables, plain
 from benchmarks.reference.run import DEFAULT_PYTHON, DEFAULT_SOURCE
-from census_builder.testing.synthetic_7 import ORGANISMS, DatasetSpec7
+from census_builder.testing.synthetic_7 import ORGANISMS
 
 logger = logging.getLogger("benchmarks.reference.prove")
 
@@ -79,7 +79,8 @@ class Explanation:
         )
 
 
-_EXP = r"census_data/[a-z_]+"
+_EXP = r"census_(data|spatial_sequencing)/[a-z_]+"  # obs and var: the same columns in both (the text)
+_SCENE = r"census_spatial_sequencing/[a-z_]+/spatial/[^/]+"
 MAPPED = "census_info/summary_cell_counts (organism mapped)"
 #: Every kind of difference the proof expects, in the order the results list them. (The presence matrix is not
 #: among them: our 2.4.0 rule is the reference's, "listed"; see schema/census_schema_2.4.0.yaml.)
@@ -136,15 +137,63 @@ EXPLAINED: tuple[Explanation, ...] = (
         r"category='suspension_type'",
     ),
     Explanation(
-        "census_spatial_sequencing written by the reference without spatial data",
-        "a freedom of the text (spatial data is issue 16)",
-        '"`census_obj` MUST have two keys `"census_info"` and `"census_data"`" (Data encoding and '
-        "organization); the spatial section asks for an experiment per organism with spatial data, and the "
-        "corpus has none.",
-        "The reference always creates census_spatial_sequencing with empty homo_sapiens and mus_musculus "
-        "experiments; ours writes no spatial collection yet.",
-        r"/",
-        r"^collection 'census_spatial_sequencing' only in the reference$",
+        "Point columns: the reference names the first column of obsm spatial y, the second x",
+        "the reference departs from the text",
+        '"x | float | It MUST be the corresponding value in the **first** column of `obsm["spatial"]`" and "y | '
+        'float | ... the **second** column" (Positions array of a Scene).',
+        "Ours writes x = first column, y = second, in that order; the reference writes `pd.DataFrame(tissue_pos, "
+        'columns=["y", "x"])`, columns y, x, soma_joinid. The positions agree once swapped, for every point '
+        "(docs/spatial-2.4.0-notes.md, point 4).",
+        rf"{_SCENE}/obsl/loc",
+        r"^column order \['x', 'y', 'soma_joinid'\] \(ours\) != \['y', 'x', 'soma_joinid'\] \(reference\)$"
+        r"|^x and y swapped: ours x == reference y and ours y == reference x for all \d+ points$",
+    ),
+    Explanation(
+        "Point coordinates kept as the source's int64 by the reference",
+        "the reference departs from the text",
+        '"x | float", "y | float" (Positions array of a Scene).',
+        "Ours stores float64; the reference keeps the source dtype, int64 for the Visium positions of the corpus "
+        "(equal values; docs/spatial-2.4.0-notes.md, point 4).",
+        rf"{_SCENE}/obsl/loc",
+        r"^column '[xy]': type double \(ours\) != int64 \(reference\)$",
+    ),
+    Explanation(
+        "Scene coordinate space: axes (y, x) in the reference; Slide-seqV2 units",
+        "the reference departs from the text",
+        '"x ... the first column", "y ... the second column" (Positions array of a Scene); "If Visium Spatial Gene '
+        'Expression V1 ("EFO:0022857"), the units for the spatial array positions are pixels from the '
+        'full-resolution image." Nothing is said of Slide-seqV2 units (a freedom).',
+        "Ours names the axes (x, y) after the point columns, unit pixels for Visium and none for Slide-seqV2 "
+        "(the source states none); the reference names them (y, x), unit pixels for both "
+        "(docs/spatial-2.4.0-notes.md, point 5).",
+        _SCENE,
+        r"^coordinate space \[\('x', .*\), \('y', .*\)\] \(ours\) != \[\('y', 'pixels'\), \('x', 'pixels'\)\] "
+        r"\(reference\)$",
+    ),
+    Explanation(
+        "img[library_id] is the MultiscaleImage in the reference, not a Collection holding highres_image",
+        "the reference departs from the text",
+        '"Images of a Scene - `...img[library_id]` - `Collection` of `MultiscaleImage`" and "High resolution '
+        'image of a Scene - `...img[library_id]["highres_image"]` - `MultiscaleImage`".',
+        "Ours writes the Collection img[library_id] holding the MultiscaleImage highres_image (level hires); the "
+        "reference writes the MultiscaleImage at img[library_id] (level hires) (docs/spatial-2.4.0-notes.md, "
+        "point 7). The scale (tissue_hires_scalef) agrees.",
+        rf"{_SCENE}/img/[^/]+",
+        r"^layout: img\[library_id\]\['highres_image'\] is the MultiscaleImage \(ours\) != img\[library_id\] "
+        r"is the MultiscaleImage \(reference\)$",
+    ),
+    Explanation(
+        "Image axis order: the reference's label (channel, x, y) does not match its (channel, y, x) pixels",
+        "a bug of the reference",
+        "\"**Value:** the image from `uns[\"spatial\"][library_id]['images']['hires']`\" (High resolution image "
+        "of a Scene).",
+        "Both write the hires pixels channel first, rows (y) then columns (x); ours declares data_axis_order "
+        "(soma_channel, y, x), the reference passes none and tiledbsoma labels it (soma_channel, x, y). Read by "
+        "its label, the reference's image is transposed; read by its layout, every pixel equals ours and the "
+        "source (docs/spatial-2.4.0-notes.md, point 8).",
+        rf"{_SCENE}/img/[^/]+",
+        r"^data_axis_order \('soma_channel', 'y', 'x'\) \(ours\) != \('soma_channel', 'x', 'y'\) \(reference\)$"
+        r"|^level 0 equal only with y and x swapped: ",
     ),
     Explanation(
         "Experiments and organisms rows for organisms without cells",
@@ -230,15 +279,16 @@ def bounded(report: Report, limit: int) -> Report:
     return out
 
 
-def _corpus_lines(specs: Sequence[DatasetSpec7]) -> list[str]:
+def _corpus_lines(specs: Sequence[CorpusSpec]) -> list[str]:
     per_org: dict[str, int] = defaultdict(int)
     for s in specs:
-        per_org[ORGANISMS[s.organism][0]] += s.n_cells
+        per_org[ORGANISMS[s.organism][0]] += n_observations(s)
     collections = len({s.collection_id for s in specs})
     orgs = ", ".join(f"{name} {n}" for name, n in per_org.items())
     return [
         f"- {len(specs)} H5ADs (dataset schema 7.0.0), {collections} collections, {sum(per_org.values())} cells in "
-        f"the files ({orgs}), written by `python -m benchmarks.reference.corpus` (`reference_specs_7`).",
+        f"the files ({orgs}), written by `python -m benchmarks.reference.corpus` (`reference_corpus`: "
+        "`reference_specs_7` and the spatial `reference_spatial_specs`).",
     ]
 
 
@@ -266,7 +316,7 @@ def results_markdown(
     unexplained: list[Difference],
     steps: dict[str, int],
     ref_commit: str,
-    specs: Sequence[DatasetSpec7],
+    specs: Sequence[CorpusSpec],
 ) -> str:
     """Return the results document."""
     changed = [ln for ln in _git("status", "--porcelain").splitlines() if "RESULTS-" not in ln]  # results: ours
@@ -358,12 +408,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         a if not a.startswith(str(out)) else a.replace(str(out), "DIR") for a in (argv or sys.argv[1:])
     )
     date = args.build_date
-    specs = reference_specs_7()
+    specs = reference_corpus()
     if args.only:
         wanted = args.only.split(",")
         unknown = sorted(set(wanted) - {s.dataset_id for s in specs})
         if unknown:
-            print(f"--only: {', '.join(unknown)} not in the corpus (reference_specs_7)", file=sys.stderr)
+            print(f"--only: {', '.join(unknown)} not in the corpus (reference_corpus)", file=sys.stderr)
             return 2
         specs = [s for s in specs if s.dataset_id in wanted]
     manifest = write_reference_corpus(out / "corpus", specs)

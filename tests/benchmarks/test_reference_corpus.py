@@ -13,9 +13,10 @@ import pytest
 import scipy.sparse as sp
 from anndata.io import read_elem
 
-from benchmarks.reference.corpus import COLLECTIONS, main, reference_specs_7
+from benchmarks.reference.corpus import COLLECTIONS, main, reference_corpus, reference_spatial_specs, reference_specs_7
 from census_builder.census.schema import load_schema
 from census_builder.testing import synthetic_7 as s7
+from census_builder.testing.synthetic_spatial import SLIDE_SEQ_V2, VISIUM_V1
 
 SPECS = reference_specs_7()
 SCHEMA = load_schema("2.4.0")
@@ -77,8 +78,9 @@ def written(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_main_writes_every_dataset_and_a_manifest_with_collection_labels(written: Path) -> None:
     with written.open(newline="", encoding="utf-8") as fh:
         rows = list(csv.DictReader(fh))
-    assert [r["dataset_id"] for r in rows] == [s.dataset_id for s in SPECS]
-    for r, s in zip(rows, SPECS, strict=True):
+    corpus = reference_corpus()  # reference_specs_7 and the spatial datasets
+    assert [r["dataset_id"] for r in rows] == [s.dataset_id for s in corpus]
+    for r, s in zip(rows, corpus, strict=True):
         assert (written.parent / r["h5ad_uri"]).is_file()
         name, doi, label = COLLECTIONS[s.collection_id]
         assert (r["collection_id"], r["collection_name"], r["collection_doi"]) == (s.collection_id, name, doi)
@@ -95,3 +97,14 @@ def test_every_kept_cell_has_a_count_in_a_gene_of_its_organism(written: Path) ->
         genes = (var["feature_reference"] == s.organism).to_numpy()
         per_cell = np.asarray((m[:, genes] > 0).sum(axis=1)).ravel()
         assert (per_cell[kept] > 0).all(), s.dataset_id
+
+
+def test_the_spatial_part_is_what_the_reference_can_take() -> None:
+    spatial = reference_spatial_specs()
+    assert [s.assay for s in spatial] == [VISIUM_V1, SLIDE_SEQ_V2]
+    assert {s.organism for s in spatial} == {s7.HUMAN, s7.MOUSE}  # the reference's only spatial organisms
+    assert all(s.is_single and s.dataset_spec_7().primary_fraction == 1.0 for s in spatial)  # nothing filtered
+    assert all(s.planted_problems() == [] for s in spatial)  # valid 7.0.0 (the 2000-pixel hires side)
+    assert all(s.collection_id in COLLECTIONS for s in spatial)
+    ids: list[str] = [s.dataset_id for s in SPECS] + [s.dataset_id for s in spatial]
+    assert [s.dataset_id for s in reference_corpus()] == ids

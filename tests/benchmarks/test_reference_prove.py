@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks.reference.compare import compare_releases
-from benchmarks.reference.corpus import reference_specs_7
+from benchmarks.reference.corpus import reference_corpus
 from benchmarks.reference.diff import Difference, Report
 from benchmarks.reference.prove import (
     EXPLAINED,
@@ -24,6 +24,8 @@ from benchmarks.reference.prove import (
 from tests.benchmarks.minirelease import content, write_release
 
 HUMAN = "census_data/homo_sapiens"
+SPATIAL = "census_spatial_sequencing/homo_sapiens"
+SCENE = f"{SPATIAL}/spatial/d"
 # One difference of each expected kind, exactly as benchmarks.reference.compare words it.
 SUSPENSION = "organism='Homo sapiens' category='suspension_type' ontology_term_id='na' label="
 EXAMPLES = [
@@ -39,7 +41,38 @@ EXAMPLES = [
     ),
     Difference(MAPPED, f"{SUSPENSION}'nucleus'", "row only in ours"),
     Difference(MAPPED, f"{SUSPENSION}'cell'", "total_cell_count: 5 (ours) != 7 (reference)"),
-    Difference("/", "", "collection 'census_spatial_sequencing' only in the reference"),
+    Difference(f"{SPATIAL}/obs", "", "column 'raw_mean_nnz': type float (ours) != double (reference)"),
+    Difference(
+        f"{SCENE}/obsl/loc",
+        "",
+        "column order ['x', 'y', 'soma_joinid'] (ours) != ['y', 'x', 'soma_joinid'] (reference)",
+    ),
+    Difference(
+        f"{SCENE}/obsl/loc", "", "x and y swapped: ours x == reference y and ours y == reference x for all 9 points"
+    ),
+    Difference(f"{SCENE}/obsl/loc", "", "column 'x': type double (ours) != int64 (reference)"),
+    Difference(
+        SCENE,
+        "",
+        "coordinate space [('x', None), ('y', None)] (ours) != [('y', 'pixels'), ('x', 'pixels')] (reference)",
+    ),
+    Difference(
+        f"{SCENE}/img/d_A1",
+        "",
+        "layout: img[library_id]['highres_image'] is the MultiscaleImage (ours) != img[library_id] is the "
+        "MultiscaleImage (reference)",
+    ),
+    Difference(
+        f"{SCENE}/img/d_A1",
+        "",
+        "data_axis_order ('soma_channel', 'y', 'x') (ours) != ('soma_channel', 'x', 'y') (reference)",
+    ),
+    Difference(
+        f"{SCENE}/img/d_A1",
+        "",
+        "level 0 equal only with y and x swapped: the reference's data_axis_order ('soma_channel', 'x', 'y') does "
+        "not match its layout",
+    ),
     Difference("census_data", "", "experiment 'pan_troglodytes' (0 cells) only in the reference"),
     Difference("census_info/organisms", "organism_ontology_term_id='NCBITaxon:9598'", "row only in the reference"),
 ]
@@ -81,6 +114,10 @@ def test_each_expected_kind_is_explained_once() -> None:
         Difference(f"{HUMAN}/ms/RNA/X/raw", "k", "1.0 (ours) != 2.0 (reference)"),
         Difference(f"{HUMAN}/obs", "", "column 'raw_sum': type double (ours) != float (reference)"),
         Difference("census_data", "", "experiment 'pan_troglodytes' (3 cells) only in the reference"),
+        Difference(f"{SCENE}/obsl/loc", "k", "(x, y): (1.0, 2.0) (ours) != (1.0, 3.0) (reference)"),
+        Difference(f"{SCENE}/img/d_A1", "", "level 0: 1 of 72 pixel values differ"),
+        Difference(f"{SCENE}/obsl/loc", "", "metadata soma_geometry: 85.9375 (ours) != 2.0 (reference)"),
+        Difference(f"{SPATIAL}/obs_spatial_presence", "k", "row only in ours"),
     ],
 )
 def test_other_differences_stay_unexplained(d: Difference) -> None:
@@ -107,7 +144,7 @@ def test_results_list_each_kind_with_its_sentence_and_the_unexplained() -> None:
         unexplained,
         {"our build": 0},
         "abc",
-        reference_specs_7(),
+        reference_corpus(),
     )
     assert f"- Differences: {len(EXAMPLES) + 1}, of which {len(EXAMPLES)} explained and 1 unexplained." in text
     for e in EXPLAINED:
@@ -117,7 +154,7 @@ def test_results_list_each_kind_with_its_sentence_and_the_unexplained() -> None:
 
 def test_only_refuses_an_unknown_dataset(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--out", str(tmp_path / "new"), "--only", "ref-human-lung-10x,nope"]) == 2
-    assert "--only: nope not in the corpus (reference_specs_7)" in capsys.readouterr().err
+    assert "--only: nope not in the corpus (reference_corpus)" in capsys.readouterr().err
 
 
 def test_a_directory_in_use_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
