@@ -4,11 +4,21 @@ from __future__ import annotations
 
 import csv
 import logging
+import multiprocessing
+from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+from typing import Protocol, TypeVar
 
 from census_builder.testing.synthetic import HUMAN, MOUSE, DatasetSpec, write_h5ad
 
+
+class _Named(Protocol):
+    @property
+    def dataset_id(self) -> str: ...
+
+
+SpecT = TypeVar("SpecT", bound=_Named)
 logger = logging.getLogger(__name__)
 
 
@@ -62,13 +72,20 @@ def _write(args: tuple[str, DatasetSpec]) -> str:
     return path
 
 
-def write_corpus(out: Path, specs: list[DatasetSpec], *, processes: int = 2) -> Path:
-    """Write the corpus (in parallel) and its manifest; datasets already written are kept."""
+def write_missing(out: Path, specs: Sequence[SpecT], write: Callable[[tuple[str, SpecT]], str], processes: int) -> None:
+    """Write ``out/<dataset_id>.h5ad`` of each spec not written yet, ``processes`` at a time (``write``: a
+    module-level function of (path, spec), so that it pickles)."""
     out.mkdir(parents=True, exist_ok=True)
     todo = [(str(out / f"{s.dataset_id}.h5ad"), s) for s in specs if not (out / f"{s.dataset_id}.h5ad").is_file()]
-    with ProcessPoolExecutor(processes) as pool:
-        for p in pool.map(_write, todo):
+    # spawn, never fork: a forked child of a process where TileDB has started its threads can deadlock
+    with ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn")) as pool:
+        for p in pool.map(write, todo):
             logger.info("wrote %s", p)
+
+
+def write_corpus(out: Path, specs: list[DatasetSpec], *, processes: int = 2) -> Path:
+    """Write the corpus (in parallel) and its manifest; datasets already written are kept."""
+    write_missing(out, specs, _write, processes)
     manifest = out / "manifest.csv"
     with manifest.open("w", newline="") as f:
         w = csv.writer(f)

@@ -4,8 +4,8 @@
 
 Mostly 10x assays, human and mouse, CSR only (the reference builder cannot take a dense matrix whose cells and
 genes are both filtered) and no all-zero cell (``zero_cell=False``, which the reference also rejects).
-``var/feature_length`` (and ``raw/var``'s) is rewritten as int64 when the generator wrote it unsigned, as the
-reference expects.
+``var/feature_length`` is what the generator writes by default, a categorical of int64 as in real 7.0.0 files,
+which the reference takes (it refuses an unsigned column).
 
 ``--schema-4`` writes the same datasets (ids, sizes, seeds, assays, gene draws) as dataset schema 4.0.0 H5ADs
 with every cell's tissue_type "tissue", for a Census 1.3.0 build of equivalent content (1.3.0 keeps tissue only;
@@ -19,12 +19,9 @@ import csv
 import logging
 import sys
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-import h5py
-import numpy as np
-
+from benchmarks.corpus import write_missing
 from census_builder.testing.synthetic import DatasetSpec, write_h5ad
 from census_builder.testing.synthetic_7 import HUMAN, MOUSE, DatasetSpec7, write_h5ad_7
 
@@ -62,24 +59,6 @@ def corpus_specs_7(n_cells: int, *, genes: int = 12_000, nnz_per_cell: int = 840
     ]
 
 
-def int64_feature_length(path: Path) -> int:
-    """Rewrite ``var/feature_length`` and ``raw/var/feature_length`` of the H5AD at ``path`` as int64 where they
-    are unsigned; return how many were rewritten."""
-    done = 0
-    with h5py.File(path, "r+") as f:
-        for group in ("var", "raw/var"):
-            name = f"{group}/feature_length"
-            if name not in f or f[name].dtype.kind != "u":
-                continue
-            values, attrs = f[name][()].astype(np.int64), dict(f[name].attrs)
-            del f[name]
-            new = f[group].create_dataset("feature_length", data=values)
-            for k, v in attrs.items():
-                new.attrs[k] = v
-            done += 1
-    return done
-
-
 def as_schema_4(spec: DatasetSpec7) -> DatasetSpec:
     """Return the dataset schema 4.0.0 spec of the same dataset (tissue_type "tissue" for every cell)."""
     return DatasetSpec(
@@ -103,17 +82,12 @@ def _write(args: tuple[str, DatasetSpec7 | DatasetSpec]) -> str:
         write_h5ad(path, spec)
     else:
         write_h5ad_7(path, spec)
-    int64_feature_length(Path(path))
     return path
 
 
 def write_corpus_7_parallel(out: Path, specs: Sequence[DatasetSpec7 | DatasetSpec], *, processes: int = 2) -> Path:
     """Write the datasets (in parallel; ones already written are kept) and their manifest; return the manifest."""
-    out.mkdir(parents=True, exist_ok=True)
-    todo = [(str(out / f"{s.dataset_id}.h5ad"), s) for s in specs if not (out / f"{s.dataset_id}.h5ad").is_file()]
-    with ProcessPoolExecutor(processes) as pool:
-        for p in pool.map(_write, todo):
-            logger.info("wrote %s", p)
+    write_missing(out, specs, _write, processes)
     manifest = out / "manifest.csv"
     with manifest.open("w", newline="", encoding="utf-8") as fh:
         w = csv.writer(fh)
