@@ -64,6 +64,7 @@ from benchmarks.reference.diff import (
     compare_schemas,
     compare_tables,
     fmt,
+    member_sets,
     plain,
 )
 
@@ -94,14 +95,6 @@ def _read_df(df: soma.DataFrame, **kwargs: Any) -> pa.Table:
 
 def _members(coll: Any) -> set[str]:
     return set(coll.keys())
-
-
-def _member_sets(report: Report, where: str, a: set[str], b: set[str], what: str) -> list[str]:
-    for name in sorted(a - b):
-        report.add(where, "", f"{what} {name!r} only in ours")
-    for name in sorted(b - a):
-        report.add(where, "", f"{what} {name!r} only in the reference")
-    return sorted(a & b)
 
 
 def _quote(value: str) -> str:
@@ -193,7 +186,7 @@ class _Comparer:
     def census_info(self, a: Any, b: Any) -> tuple[dict[str, int], dict[str, int]]:
         """Compare every census_info table; return each side's dataset_id -> soma_joinid."""
         joinids: list[dict[str, int]] = [{}, {}]
-        for name in _member_sets(self.report, "census_info", _members(a), _members(b), "table"):
+        for name in member_sets(self.report, "census_info", _members(a), _members(b), "table"):
             ta, tb = _read_df(a[name]), _read_df(b[name])
             compare_tables(self.report, f"census_info/{name}", ta, tb, TABLE_KEYS.get(name, ()))
         for i, coll in enumerate((a, b)):
@@ -226,8 +219,8 @@ class _Comparer:
         self.gene_only.clear()
         obs_schema_a, obs_schema_b = a.obs.schema, b.obs.schema
         compare_schemas(self.report, f"{where}/obs", obs_schema_a, obs_schema_b)
-        layers = _member_sets(self.report, f"{where}/ms/RNA/X", _layers(a), _layers(b), "layer")
-        has_presence = _member_sets(
+        layers = member_sets(self.report, f"{where}/ms/RNA/X", _layers(a), _layers(b), "layer")
+        has_presence = member_sets(
             self.report,
             f"{where}/ms/RNA",
             {PRESENCE} & _members(a.ms["RNA"]),
@@ -424,7 +417,7 @@ def compare_releases(ours: str, reference: str, *, limit: int = 20, batch_cells:
     with ExitStack() as stack:
         a: Any = stack.enter_context(soma.Collection.open(ours))
         b: Any = stack.enter_context(soma.Collection.open(reference))
-        _member_sets(report, "/", _members(a), _members(b), "collection")
+        member_sets(report, "/", _members(a), _members(b), "collection")
         ds_a: dict[str, int] = {}
         ds_b: dict[str, int] = {}
         if "census_info" in a and "census_info" in b:

@@ -18,7 +18,7 @@ from typing import Any, cast
 import numpy as np
 import numpy.typing as npt
 
-from benchmarks.reference.diff import JOINID, Report, fmt, plain
+from benchmarks.reference.diff import JOINID, Report, fmt, member_sets, plain
 
 PRESENCE_TABLE = "obs_spatial_presence"
 POINTS = "loc"
@@ -34,14 +34,6 @@ def _obs_keys(exp: Any) -> dict[int, tuple[str, str]]:
     return {int(i): (str(d), str(o)) for i, d, o in zip(ids, ds, ob, strict=True)}
 
 
-def _names(report: Report, where: str, a: set[str], b: set[str], what: str) -> list[str]:
-    for name in sorted(a - b):
-        report.add(where, "", f"{what} {name!r} only in ours")
-    for name in sorted(b - a):
-        report.add(where, "", f"{what} {name!r} only in the reference")
-    return sorted(a & b)
-
-
 def compare_spatial(report: Report, where: str, a: Any, b: Any) -> None:
     """Compare obs_spatial_presence and the scenes of two spatial experiments ``a`` (ours) and ``b``."""
     keys = (_obs_keys(a), _obs_keys(b))
@@ -51,7 +43,7 @@ def compare_spatial(report: Report, where: str, a: Any, b: Any) -> None:
     elif has[0]:
         _presence(report, f"{where}/{PRESENCE_TABLE}", a[PRESENCE_TABLE], b[PRESENCE_TABLE], keys)
     scenes = [set(e["spatial"].keys()) if "spatial" in e else set() for e in (a, b)]
-    for scene_id in _names(report, f"{where}/spatial", scenes[0], scenes[1], "scene"):
+    for scene_id in member_sets(report, f"{where}/spatial", scenes[0], scenes[1], "scene"):
         sa, sb = a["spatial"][scene_id], b["spatial"][scene_id]
         spaces = [[(ax.name, ax.unit) for ax in s.coordinate_space.axes] for s in (sa, sb)]
         if spaces[0] != spaces[1]:
@@ -154,7 +146,7 @@ def _pixels(image: Any, level: int) -> npt.NDArray[Any]:
 
 def _images(report: Report, where: str, sa: Any, sb: Any) -> None:
     libs = [set(s["img"].keys()) if "img" in s else set() for s in (sa, sb)]
-    for library_id in _names(report, f"{where}/img", libs[0], libs[1], "image library"):
+    for library_id in member_sets(report, f"{where}/img", libs[0], libs[1], "image library"):
         place = f"{where}/img/{library_id}"
         (ia, la), (ib, lb) = _image(sa, library_id), _image(sb, library_id)
         if la != lb:

@@ -68,6 +68,15 @@ class Report:
 # ---------------------------------------------------------------------------------------------- values
 
 
+def member_sets(report: Report, where: str, a: set[str], b: set[str], what: str) -> list[str]:
+    """Report the names in only one of ``a`` (ours) and ``b`` (the reference's); return those in both, sorted."""
+    for name in sorted(a - b):
+        report.add(where, "", f"{what} {name!r} only in ours")
+    for name in sorted(b - a):
+        report.add(where, "", f"{what} {name!r} only in the reference")
+    return sorted(a & b)
+
+
 def fmt(v: Any) -> str:
     """Return a value as a difference listing shows it."""
     return repr(v.item() if isinstance(v, np.generic) else v)
