@@ -244,9 +244,16 @@ class _RelatedCache:
 
 
 def _factorize(column: pd.Series) -> tuple[I64, npt.NDArray[np.object_]]:
-    """Codes in sorted order of the values (so the result does not depend on the order of the rows)."""
-    codes, uniques = pd.factorize(column.astype(str), sort=True)
-    return codes.astype(np.int64), np.asarray(uniques, dtype=object)
+    """Codes in sorted order of the values (so the result does not depend on the order of the rows).
+
+    Object, string or categorical columns alike; a categorical one is factorized through its codes.
+    """
+    codes, uniques = pd.factorize(column)
+    names = np.asarray(uniques, dtype=object).astype(str)
+    order = np.argsort(names, kind="stable")  # a categorical's own category order is not the ids' order
+    rank = np.empty(order.size, dtype=np.int64)
+    rank[order] = np.arange(order.size, dtype=np.int64)
+    return rank[codes], names[order].astype(object)
 
 
 def _check_stats(stats: pd.DataFrame) -> None:

@@ -315,3 +315,27 @@ def test_a_frame_off_the_contract_is_refused(change: Callable[[pd.DataFrame], pd
     with pytest.raises(GeneExpressionError) as err:
         marker_genes(change(stats))
     assert str(err.value) == message
+
+
+def test_categorical_id_columns_in_any_category_order_give_the_same_result() -> None:
+    stats = _frame(
+        [
+            ("T", "A", "Z", 4, 4, 8.0, 17.0),
+            ("T", "A", "Y", 4, 4, 8.0, 17.0),
+            ("T", "B", "Y", 6, 3, 3.0, 3.5),
+            ("S", "A", "Y", 3, 3, 3.0, 3.5),
+            ("S", "B", "X", 5, 5, 5.0, 6.0),
+        ]
+    )
+    categorical = stats.copy()
+    for column in (T, C, F):
+        reverse = sorted(set(stats[column]), reverse=True)
+        categorical[column] = pd.Categorical(stats[column], categories=[*reverse, "unused"])
+    expected = marker_genes(stats)
+    assert expected[[T, C, F, "rank"]].values.tolist() == [
+        ["S", "A", "Y", 1],
+        ["S", "B", "X", 1],
+        ["T", "A", "Z", 1],  # B expresses Y, not Z
+        ["T", "A", "Y", 2],
+    ]
+    pd.testing.assert_frame_equal(marker_genes(categorical), expected)
