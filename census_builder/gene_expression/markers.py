@@ -169,40 +169,46 @@ def _tissue_markers(
     eligible = np.flatnonzero(n >= 2)  # a one-cell group has no variance: neither target nor comparison
     if eligible.size < 2:
         return []
-    # genes x cell types, contiguous per gene: a target's comparisons of one gene are one row
-    mean_t = np.zeros((gene_ids.size, type_ids.size), dtype=np.float64)
-    var_t = np.zeros((gene_ids.size, type_ids.size), dtype=np.float64)
-    nexpr_t = np.zeros((gene_ids.size, type_ids.size), dtype=np.int64)
-    mean_t[row_gene, row_type] = sums / n_cells
-    var_t[row_gene, row_type] = np.maximum(sumsqs - sums * sums / n_cells, 0.0) / np.maximum(n_cells - 1, 1)
-    nexpr_t[row_gene, row_type] = n_expressing
+    # genes x eligible cell types, contiguous per gene: a target's comparisons of one gene are one row
+    column = np.full(type_ids.size, -1, dtype=np.int64)
+    column[eligible] = np.arange(eligible.size)
+    keep = column[row_type] >= 0
+    rows, cols, n_kept = row_gene[keep], column[row_type[keep]], n_cells[keep]
+    mean = np.zeros((gene_ids.size, eligible.size), dtype=np.float64)
+    var = np.zeros((gene_ids.size, eligible.size), dtype=np.float64)
+    expressing = np.zeros((gene_ids.size, eligible.size), dtype=np.int64)
+    mean[rows, cols] = sums[keep] / n_kept
+    var[rows, cols] = np.maximum(sumsqs[keep] - sums[keep] * sums[keep] / n_kept, 0.0) / (n_kept - 1)
+    expressing[rows, cols] = n_expressing[keep]
 
     out: list[tuple[int, I64, F64]] = []
-    for target in eligible:
-        others = np.array(
-            [o for o in eligible if o != target and not is_related(int(type_ids[target]), int(type_ids[o]))],
-            dtype=np.int64,
-        )
-        if others.size == 0:
+    for p, target in enumerate(type_ids[eligible]):
+        # the target itself and its related cell types are not comparisons: +inf sorts them past the K others
+        skip = [q for q, other in enumerate(type_ids[eligible]) if q == p or is_related(int(target), int(other))]
+        k = eligible.size - len(skip)
+        cand = np.flatnonzero(expressing[:, p] >= min_expressing)
+        if k == 0 or cand.size == 0:
             continue
-        cand = np.flatnonzero(nexpr_t[:, target] >= min_expressing)
-        if cand.size == 0:
-            continue
-        effects = comparison_effects(
-            mean_t[cand, target], var_t[cand, target], mean_t[np.ix_(cand, others)], var_t[np.ix_(cand, others)]
-        )
+        effects = comparison_effects(mean[cand], var[cand], p)
+        effects[:, skip] = np.inf
+        weights = bootstrap_weights(k, n_replicates, percentile, seed)
+        m = int(np.flatnonzero(weights)[-1]) + 1  # the highest rank with a weight: sort only that far
+        if m < effects.shape[1]:
+            effects = np.partition(effects, m - 1, axis=1)[:, :m]
         effects.sort(axis=1)
-        weights = bootstrap_weights(others.size, n_replicates, percentile, seed)
-        used = np.flatnonzero(weights)
-        out.append((int(type_ids[target]), gene_ids[cand], effects[:, used] @ weights[used]))
+        out.append((int(target), gene_ids[cand], effects[:, :m] @ weights[:m]))
     return out
 
 
-def comparison_effects(mean_a: F64, var_a: F64, mean_b: F64, var_b: F64) -> F64:
-    """Effect sizes of target ``a`` (per gene, shape (G,)) against each comparison ``b`` (shape (G, K))."""
-    sd = np.maximum(np.sqrt((var_a[:, None] + var_b) / 2.0), SD_FLOOR)
-    result: F64 = (mean_a[:, None] - mean_b) / sd
-    return result
+def comparison_effects(mean: F64, var: F64, target: int) -> F64:
+    """Effect sizes, per gene (row), of column ``target`` against each column of ``mean`` / ``var`` (itself: 0)."""
+    sd = var + var[:, target : target + 1]
+    sd *= 0.5
+    np.sqrt(sd, out=sd)
+    np.maximum(sd, SD_FLOOR, out=sd)
+    effects = mean[:, target : target + 1] - mean
+    effects /= sd
+    return effects
 
 
 @lru_cache(maxsize=1024)
