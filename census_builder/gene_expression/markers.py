@@ -121,6 +121,12 @@ def marker_genes(
             k = top.size
             parts.append((np.full(k, tissue), np.full(k, type_code), gene_sel[top], effects[top]))
 
+    logger.info(
+        "marker genes: %d tissue x cell type groups of %d tissues have markers (%d rows of stats)",
+        len(parts),
+        tissues.size,
+        len(stats),
+    )
     return _result(parts, tissues, cell_types, genes)
 
 

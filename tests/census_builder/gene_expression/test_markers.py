@@ -317,6 +317,16 @@ def test_a_frame_off_the_contract_is_refused(change: Callable[[pd.DataFrame], pd
     assert str(err.value) == message
 
 
+def test_bad_arguments_are_refused() -> None:
+    stats = _frame([("T", "A", "G", 4, 2, 4.0, 8.0)])
+    with pytest.raises(GeneExpressionError) as err:
+        marker_genes(stats, n_top=0)
+    assert str(err.value) == (
+        "marker_genes: n_top (0), n_replicates (100) and min_expressing (1) must be >= 1 and percentile (10.0) "
+        "within [0, 100]"
+    )
+
+
 def test_categorical_id_columns_in_any_category_order_give_the_same_result() -> None:
     stats = _frame(
         [
