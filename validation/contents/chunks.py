@@ -198,7 +198,7 @@ def _compare_x(
             res.add(check, Finding(f"X['{layer}'] is missing: cannot compare", dataset_id=task.dataset_id))
             continue
         try:
-            rows, cols, vals = read_x(uri, read_rows)
+            rows, cols, vals = read_x(uri, read_rows, expected_all.key.size)
         except Exception as e:
             res.add(
                 check,
