@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -37,14 +38,8 @@ def plan_axes(run: BuildRun) -> AxesPlan:
     """
     plans = run.plans()
     contributing = [p for p in plans if p.organism is not None]
-    datasets: list[DatasetAxes] = []
+    datasets, offsets = number_datasets(contributing)
     axes: dict[str, dict[str, OrganismAxes]] = {CENSUS_DATA: {}, CENSUS_SPATIAL: {}}
-    offsets: dict[tuple[str, str], int] = {}
-    for joinid, p in enumerate(contributing):
-        key = (p.experiment, str(p.organism))
-        off = offsets.get(key, 0)
-        datasets.append(DatasetAxes(p.dataset_id, key[1], joinid, off, p.n_cells, experiment=p.experiment))
-        offsets[key] = off + p.n_cells
     axes_dir = run.paths.state / "axes"
     axes_dir.mkdir(parents=True, exist_ok=True)
     for experiment, organisms in axes.items():
@@ -79,6 +74,19 @@ def plan_axes(run: BuildRun) -> AxesPlan:
     )
 
 
+def number_datasets(contributing: list[DatasetPlan]) -> tuple[list[DatasetAxes], dict[tuple[str, str], int]]:
+    """Return each contributing dataset's axes (joinids in manifest order; cells numbered per experiment and
+    organism) and each (experiment, organism)'s cell count."""
+    datasets: list[DatasetAxes] = []
+    offsets: dict[tuple[str, str], int] = {}
+    for joinid, p in enumerate(contributing):
+        key = (p.experiment, str(p.organism))
+        off = offsets.get(key, 0)
+        datasets.append(DatasetAxes(p.dataset_id, key[1], joinid, off, p.n_cells, experiment=p.experiment))
+        offsets[key] = off + p.n_cells
+    return datasets, offsets
+
+
 def var_path(run: BuildRun, experiment: str, organism: str) -> Path:
     """Return where plan_axes stores an experiment's genes (census_data: ``<organism>.var.parquet`` as before)."""
     prefix = "" if experiment == CENSUS_DATA else f"{experiment}."
@@ -106,7 +114,15 @@ def _write_dataset_axes(run: BuildRun, members: list[DatasetPlan], var: pd.DataF
 
 def _union_var(run: BuildRun, members: list[DatasetPlan]) -> pd.DataFrame:
     """Return the organism's genes: the union over its datasets, sorted by feature_id (not manifest order)."""
-    frames = [pd.read_parquet(PlanFiles(run.paths.plans, p.dataset_id).genes) for p in members]
+    return union_var(pd.read_parquet(PlanFiles(run.paths.plans, p.dataset_id).genes) for p in members)
+
+
+def union_var(genes: Iterable[pd.DataFrame]) -> pd.DataFrame:
+    """Return the union of the datasets' kept genes (manifest order), sorted by feature_id.
+
+    Each gene takes its first seen feature_name and its first positive feature_length (0 if none).
+    """
+    frames = list(genes)
     allg = pd.concat(frames, ignore_index=True)
     first = allg.drop_duplicates("feature_id", keep="first")
     lengths = allg[allg["feature_length"] > 0].groupby("feature_id")["feature_length"].agg(["min", "max"])

@@ -12,7 +12,7 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -159,7 +159,10 @@ class PresenceReducer:
 
     def add(self, dataset_id: str, result_path: str) -> None:
         """Add one chunk result of ``dataset_id``."""
-        r = load_result(result_path)
+        self.add_result(dataset_id, load_result(result_path))
+
+    def add_result(self, dataset_id: str, r: Mapping[str, npt.NDArray[Any]]) -> None:
+        """Add one loaded chunk result (:func:`load_result`) of ``dataset_id``."""
         self.var_nnz[r["col_ids"]] += r["col_nnz"]
         p = self.present.setdefault(dataset_id, np.zeros(self.n_var, dtype=bool))
         p[r["col_ids"]] = True  # every stored raw value is > 0, so a stored entry means presence
@@ -206,6 +209,17 @@ def write_presence(
 
     ``value_type``: the schema's presence encoding. Returns how many entries were stored.
     """
+    r, c = presence_entries(dataset_joinids, present)
+    if r.size:
+        values = np.ones(r.size, dtype=value_type.to_pandas_dtype())
+        writers.write_coo(uri, writers.coo_table(r, c, values, value_type))
+    return int(r.size)
+
+
+def presence_entries(
+    dataset_joinids: Mapping[str, int], present: Mapping[str, npt.NDArray[np.bool_]]
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """Return the presence matrix's stored entries (dataset joinid, gene joinid), sorted by row, then column."""
     rows: list[npt.NDArray[np.int64]] = []
     cols: list[npt.NDArray[np.int64]] = []
     for ds, p in present.items():
@@ -214,8 +228,5 @@ def write_presence(
         cols.append(idx)
     r = np.concatenate(rows) if rows else np.zeros(0, np.int64)
     c = np.concatenate(cols) if cols else np.zeros(0, np.int64)
-    if r.size:
-        order = np.lexsort((c, r))
-        values = np.ones(r.size, dtype=value_type.to_pandas_dtype())
-        writers.write_coo(uri, writers.coo_table(r[order], c[order], values, value_type))
-    return int(r.size)
+    order = np.lexsort((c, r))
+    return r[order], c[order]
