@@ -29,7 +29,7 @@ from census_builder.build.census_info import (
 )
 from census_builder.build.inspect import PlanFiles
 from census_builder.build.obs_task import ObsTask, write_obs
-from census_builder.build.outputs import OrganismFigures, TablesWritten
+from census_builder.build.outputs import AxesPlan, OrganismFigures, TablesWritten
 from census_builder.build.plan_axes import var_path
 from census_builder.build.spatial import write_spatial
 from census_builder.build.timestamps import Timestamps
@@ -69,24 +69,7 @@ def write_tables(run: BuildRun) -> TablesWritten:
         for _, t in tasks_by_ds.get(d.dataset_id, []):
             reducer.add(d.dataset_id, t.result_path)
 
-    obs_tasks = [
-        ObsTask(
-            dataset_id=d.dataset_id,
-            obs_uri=release.experiment(d.organism, d.experiment).obs,
-            obs_offset=d.obs_offset,
-            n_cells=d.n_cells,
-            plan_obs_path=str(PlanFiles(run.paths.plans, d.dataset_id).obs),
-            result_paths=tuple(t.result_path for _, t in tasks_by_ds.get(d.dataset_id, [])),
-            n_measured_vars=reducers[(d.experiment, d.organism)].n_measured_vars(d.dataset_id),
-            marker_path=str(run.paths.state / "obs" / f"{d.dataset_id}.done"),
-            lock_path=str(run.paths.lock),
-            run_id=run.run_id,
-            schema_version=run.schema.version,
-            timestamps=tuple(timestamps.obs(k) for k, _ in tasks_by_ds.get(d.dataset_id, [])),
-            spatial=d.experiment == CENSUS_SPATIAL,
-        )
-        for d in axes.datasets
-    ]
+    obs_tasks = dataset_obs_tasks(run, axes, tasks_by_ds, reducers, timestamps)
     todo = [t for t in obs_tasks if not Path(t.marker_path).is_file()]
     for uri in sorted({t.obs_uri for t in todo}):  # likewise obs rows of datasets without a marker
         consolidation.delete_fragments_at(uri, {ts for t in todo if t.obs_uri == uri for ts in t.timestamps})
@@ -140,6 +123,35 @@ def write_tables(run: BuildRun) -> TablesWritten:
         donors=donors,
         spatial=figures[CENSUS_SPATIAL],
     )
+
+
+def dataset_obs_tasks(
+    run: BuildRun,
+    axes: AxesPlan,
+    tasks_by_ds: Mapping[str, list[tuple[int, ChunkTask]]],
+    reducers: Mapping[tuple[str, str], PresenceReducer],
+    timestamps: Timestamps,
+) -> list[ObsTask]:
+    """Return the obs task of every contributing dataset (joinid order): paths and offsets, no cell data."""
+    release = run.layout
+    return [
+        ObsTask(
+            dataset_id=d.dataset_id,
+            obs_uri=release.experiment(d.organism, d.experiment).obs,
+            obs_offset=d.obs_offset,
+            n_cells=d.n_cells,
+            plan_obs_path=str(PlanFiles(run.paths.plans, d.dataset_id).obs),
+            result_paths=tuple(t.result_path for _, t in tasks_by_ds.get(d.dataset_id, [])),
+            n_measured_vars=reducers[(d.experiment, d.organism)].n_measured_vars(d.dataset_id),
+            marker_path=str(run.paths.state / "obs" / f"{d.dataset_id}.done"),
+            lock_path=str(run.paths.lock),
+            run_id=run.run_id,
+            schema_version=run.schema.version,
+            timestamps=tuple(timestamps.obs(k) for k, _ in tasks_by_ds.get(d.dataset_id, [])),
+            spatial=d.experiment == CENSUS_SPATIAL,
+        )
+        for d in axes.datasets
+    ]
 
 
 @dataclass
