@@ -613,7 +613,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     with _workdir(args.workdir) as root:
         out = simulate(args, root / "build")
-    text = json.dumps(out, indent=1)
+    text = json.dumps(out, indent=1, default=str)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(text + "\n", encoding="utf-8")
