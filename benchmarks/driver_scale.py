@@ -70,6 +70,11 @@ GENES_PER_DATASET = (15_000, 40_000)
 SIZE_SIGMA = 1.6  # log-normal sigma of dataset sizes: the largest of 1,000 holds ~3 % of the cells
 TIMESTAMP_BASE = 1_700_000_000_000
 Result = Mapping[str, npt.NDArray[Any]]
+Seconds = npt.NDArray[np.float64]  # (wall, CPU of this process)
+
+
+def _now() -> Seconds:
+    return np.array([time.perf_counter(), time.process_time()])
 
 
 # -- the driver's steps, on a build directory (fabricated, or a real build's) ---------------------------------
@@ -106,7 +111,7 @@ class Driver:
     """The driver-side steps of a build, each a method; ``results`` and ``obs`` stand for the files it reads.
 
     ``results(task)``: a chunk's result (as :func:`load_result` returns it); ``obs(dataset_id)``: the count
-    columns of a dataset's plan obs. Each method returns the seconds spent in builder code.
+    columns of a dataset's plan obs. Each method returns the seconds (wall, CPU) spent in builder code.
     """
 
     run: DriverRun
@@ -126,18 +131,18 @@ class Driver:
     def _run(self) -> BuildRun:
         return cast("BuildRun", self.run)
 
-    def load_plans(self) -> float:
+    def load_plans(self) -> Seconds:
         """run.plans(): every plan file (plan_axes, chunk_tasks and write_tables each read them)."""
-        t0 = time.perf_counter()
+        t0 = _now()
         self.plans = self.run.plans()
-        return time.perf_counter() - t0
+        return _now() - t0
 
-    def plan(self) -> float:
+    def plan(self) -> Seconds:
         """plan_axes' numbering: dataset joinids, cell offsets, each organism's obs length."""
-        t0 = time.perf_counter()
+        t0 = _now()
         contributing = [p for p in self.plans if p.organism is not None]
         datasets, offsets = number_datasets(contributing)
-        seconds = time.perf_counter() - t0
+        seconds = _now() - t0
         self.run.planned = AxesPlan(
             timestamp_base=TIMESTAMP_BASE,
             datasets=tuple(datasets),
@@ -146,88 +151,88 @@ class Driver:
         )
         return seconds
 
-    def union_var(self) -> float:
+    def union_var(self) -> Seconds:
         """plan_axes' var union: each organism's genes from its datasets' genes Parquet."""
-        t0 = time.perf_counter()
+        t0 = _now()
         for org in self._organisms():
             self.var[org] = _union_var(self._run, self._members(org))
-        seconds = time.perf_counter() - t0
+        seconds = _now() - t0
         axes = self.run.axes()
         organisms = {k: OrganismAxes(v.n_obs, len(self.var[k])) for k, v in axes.organisms.items()}
         self.run.planned = AxesPlan(axes.timestamp_base, axes.datasets, organisms, axes.excluded)
         return seconds
 
-    def dataset_axes(self) -> float:
+    def dataset_axes(self) -> Seconds:
         """plan_axes' per-dataset arrays for the matrix tasks (kept rows, col_map, ...: read, mapped, written)."""
-        t0 = time.perf_counter()
+        t0 = _now()
         (self.run.paths.state / "axes").mkdir(parents=True, exist_ok=True)
         for org in self._organisms():
             _write_dataset_axes(self._run, self._members(org), self.var[org])
-        return time.perf_counter() - t0
+        return _now() - t0
 
-    def chunk_tasks(self) -> float:
+    def chunk_tasks(self) -> Seconds:
         """write_matrices' driver side: every chunk task, the scan for finished ones, the nnz of their summaries."""
-        t0 = time.perf_counter()
+        t0 = _now()
         self.tasks = chunk_tasks(self._run)
         todo = [t for t in self.tasks if not result_exists(t)]
         nnz = 0
         for t in todo:  # what on_result adds up, from the summaries the tasks return
             nnz += ChunkSummary(t.key, t.n_cells, 0).nnz
-        return time.perf_counter() - t0
+        return _now() - t0
 
-    def reduce_results(self) -> float:
+    def reduce_results(self) -> Seconds:
         """write_tables' reduction of every chunk result: per-gene nnz, per-dataset presence, n_measured_obs."""
         axes = self.run.axes()
-        seconds = 0.0
-        t0 = time.perf_counter()
+        seconds = _now() * 0
+        t0 = _now()
         self.reducers = {(CENSUS_DATA, org): PresenceReducer(v.n_var) for org, v in axes.organisms.items()}
-        seconds += time.perf_counter() - t0
+        seconds += _now() - t0
         by_ds = self._tasks_by_dataset()
         for d in axes.datasets:
             reducer = self.reducers[(d.experiment, d.organism)]
             for _, t in by_ds.get(d.dataset_id, []):
                 r = self.results(t)  # fabricated, or read from disk: not timed (see load_result_sample)
-                t0 = time.perf_counter()
+                t0 = _now()
                 reducer.add_result(d.dataset_id, r)
-                seconds += time.perf_counter() - t0
-        t0 = time.perf_counter()
+                seconds += _now() - t0
+        t0 = _now()
         for org in axes.organisms:
             cells = {d.dataset_id: d.n_cells for d in axes.members(org)}
             self.n_measured_obs[org] = self.reducers[(CENSUS_DATA, org)].n_measured_obs(cells)
-        return seconds + time.perf_counter() - t0
+        return seconds + _now() - t0
 
-    def obs_tasks(self) -> float:
+    def obs_tasks(self) -> Seconds:
         """write_tables' obs tasks (one per dataset; the workers write obs): what the driver assembles of obs."""
         axes = self.run.axes()
-        t0 = time.perf_counter()
+        t0 = _now()
         timestamps = Timestamps(axes.timestamp_base, len(self.tasks))
         tasks = dataset_obs_tasks(self._run, axes, self._tasks_by_dataset(), self.reducers, timestamps)
         self.n_obs_tasks = len(tasks)
-        return time.perf_counter() - t0
+        return _now() - t0
 
-    def presence(self) -> float:
+    def presence(self) -> Seconds:
         """write_tables' presence matrix entries, per organism (the TileDB write itself is not run)."""
         axes = self.run.axes()
         joinids = {d.dataset_id: d.joinid for d in axes.datasets}
-        t0 = time.perf_counter()
+        t0 = _now()
         for org in axes.organisms:
             self.entries[org] = presence_entries(joinids, self.reducers[(CENSUS_DATA, org)].present)
-        return time.perf_counter() - t0
+        return _now() - t0
 
-    def census_info(self, entries: Mapping[str, ManifestEntry]) -> float:
+    def census_info(self, entries: Mapping[str, ManifestEntry]) -> Seconds:
         """write_tables' census_info: cell counts dataset by dataset, the datasets and summary tables."""
         axes, schema = self.run.axes(), self.run.schema
         labels = {o.name: o.label for o in schema.organisms}
         plans = {p.dataset_id: p for p in self.plans}
-        seconds = 0.0
+        seconds = _now() * 0
         counts = CellCounts(schema)
         for d in axes.datasets:
             obs = self.obs(d.dataset_id)  # stands for the plan obs Parquet read: not timed
-            t0 = time.perf_counter()
+            t0 = _now()
             counts.add(labels[d.organism], d.organism, d.dataset_id, obs)
-            seconds += time.perf_counter() - t0
+            seconds += _now() - t0
             del obs
-        t0 = time.perf_counter()
+        t0 = _now()
         self.tables["datasets"] = datasets_table(schema, self.run.paths, axes.datasets, entries, plans)
         self.tables["summary_cell_counts"] = counts.table()
         total = sum(d.n_cells for d in axes.datasets)
@@ -235,7 +240,7 @@ class Driver:
         donors = {k: len(v) for k, v in counts.donors.items()}
         self.tables["summary"] = summary_table(schema, "2026-11-26", total, unique, donors)
         self.counts = counts
-        return seconds + time.perf_counter() - t0
+        return seconds + _now() - t0
 
     def _organisms(self) -> list[str]:
         return list(self.run.axes().organisms)
@@ -456,7 +461,7 @@ class RssSampler:
                 os._exit(3)
 
 
-def measure(sampler: RssSampler, name: str, step: Callable[[], float], *, trace: bool) -> dict[str, float]:
+def measure(sampler: RssSampler, name: str, step: Callable[[], Seconds], *, trace: bool) -> dict[str, float]:
     """Run a step (and again under tracemalloc when ``trace``); return its seconds and memory."""
     gc.collect()
     start = sampler.reset(name)
@@ -464,7 +469,8 @@ def measure(sampler: RssSampler, name: str, step: Callable[[], float], *, trace:
     seconds = step()
     wall = time.perf_counter() - t0
     out = {
-        "seconds": round(seconds, 3),
+        "seconds": round(float(seconds[0]), 3),
+        "cpu_seconds": round(float(seconds[1]), 3),
         "wall_seconds": round(wall, 3),
         "rss_start_mib": round(start / MIB, 1),
         "rss_peak_mib": round(sampler.peak / MIB, 1),
@@ -530,6 +536,7 @@ def simulate(args: argparse.Namespace, root: Path) -> dict[str, Any]:
     n_genes = int(np.median([g.size for g in corpus.genes]))
     sample = load_result_sample(root, corpus.chunk_cells, n_genes)
     driver_seconds = sum(s["seconds"] for s in steps.values())
+    driver_cpu = sum(s["cpu_seconds"] for s in steps.values())
     return {
         "args": {k: v for k, v in vars(args).items() if k not in ("json", "table")},
         "corpus": {
@@ -547,6 +554,7 @@ def simulate(args: argparse.Namespace, root: Path) -> dict[str, Any]:
         },
         "steps": steps,
         "driver_seconds": round(driver_seconds, 2),
+        "driver_cpu_seconds": round(driver_cpu, 2),
         "load_result": {
             **sample,
             "modelled_seconds_all_chunks": round(sample["ms_per_file"] * len(driver.tasks) / 1e3, 1),
@@ -567,10 +575,10 @@ def _commit() -> str:
 
 
 def table(paths: list[Path]) -> str:
-    """Return a Markdown table of several runs' JSON: seconds (traced peak MiB) per step."""
+    """Return a Markdown table of several runs' JSON: per step, CPU seconds (traced peak MiB)."""
     runs = [json.loads(p.read_text(encoding="utf-8")) for p in paths]
     names = [*STEPS, "census_info"]
-    head = ["cells", "datasets", "chunks", *names, "driver s", "peak RSS MiB", "load_result s (modelled)", "load"]
+    head = ["cells", "datasets", "chunks", *names, "driver CPU s", "wall s", "peak RSS MiB", "load_result s", "load"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in runs:
         c, s = r["corpus"], r["steps"]
@@ -579,6 +587,7 @@ def table(paths: list[Path]) -> str:
             f"{c['datasets']:,}",
             f"{c['chunks']:,}",
             *(_cell(s[n]) for n in names),
+            f"{r.get('driver_cpu_seconds', float('nan')):.1f}",
             f"{r['driver_seconds']:.1f}",
             f"{r['peak_rss_mib']:,.0f}",
             f"{r['load_result']['modelled_seconds_all_chunks']:.1f}",
@@ -590,7 +599,8 @@ def table(paths: list[Path]) -> str:
 
 def _cell(step: Mapping[str, float]) -> str:
     traced = step.get("traced_peak_mib")
-    return f"{step['seconds']:.2f}" + (f" ({traced:,.0f})" if traced is not None else "")
+    cpu = step.get("cpu_seconds", step["seconds"])
+    return f"{cpu:.2f}" + (f" ({traced:,.0f})" if traced is not None else "")
 
 
 def main(argv: list[str] | None = None) -> int:
