@@ -2,6 +2,7 @@
 
     python -m benchmarks.driver_scale --cells 60000000 --datasets 1000 --genes 60000 --json OUT
     python -m benchmarks.driver_scale --table OUT1 OUT2 ...        # a Markdown table of several runs
+    python -m benchmarks.driver_scale --model OUT                  # the wall-time model on N = 2, 16, 64 workers
 
 No X is read or written and no dask cluster starts: the per-dataset inspection records (``DatasetPlan`` plan
 files, the kept genes' Parquet, the kept rows' arrays) are FABRICATED in a temporary build directory, with
@@ -603,6 +604,66 @@ def _cell(step: Mapping[str, float]) -> str:
     return f"{cpu:.2f}" + (f" ({traced:,.0f})" if traced is not None else "")
 
 
+# -- the model: a Census-scale build's wall time on N workers ---------------------------------------------
+
+# Measured elsewhere (benchmarks/RESULTS.md, "Results (2026-11-22)" and "Re-measured after issues 11 to 13"):
+# 2 workers on the 2-core machine, the synthetic corpus (uncompressed H5ADs, ~883 non-zeros per cell).
+MEASURED = {
+    "matrix_nnz_per_s_per_worker": 2.60e6,  # 1 M cells, 2026-11-26: 882.7 M nnz / 170 s / 2 (3.00-3.10 M on 11-22)
+    "inspect_nnz_per_s_per_worker": 73.6e6,  # 1 M cells: 882.7 M nnz / 6 s / 2 (preflight reads every value once)
+    "tables_worker_s_per_cell": 18e-6,  # 1 M cells: write_tables 9 s x 2 workers (obs tasks dominate)
+    "finalize_s_per_cell": 3e-6,  # 1 M cells: 3 s; 2 M: 6 s (consolidating obs/var/presence, X metadata)
+    "release_bytes_per_nnz": 5.83,  # 4.79 GiB / 882.7 M nnz (1 M); 9.57 GiB / 1,765 M (2 M): 5.82
+    "source_bytes_per_nnz": 10.4,  # the 2 M corpus: 26.6 GiB with its release, minus the release's 9.57 GiB
+    "plan_obs_read_cpu_s_per_cell": 0.19e-6,  # count columns of a 1 M-cell plan obs Parquet (driver_scale, aside)
+}
+# Assumptions (not measured here).
+ASSUMED_BANDWIDTH = {"S3 1 GB/s": 1e9, "S3 5 GB/s": 5e9, "local NVMe 2 GB/s": 2e9}
+
+
+def model(run: Mapping[str, Any], workers: tuple[int, ...] = (2, 16, 64)) -> str:
+    """Return the model's Markdown table for the corpus of ``run`` (a driver_scale JSON), per N and bandwidth."""
+    c, m = run["corpus"], MEASURED
+    cells, nnz = c["cells"], c["cells"] * run["args"]["nnz_per_cell"]
+    driver = run.get("driver_cpu_seconds", run["driver_seconds"]) + run["load_result"]["modelled_seconds_all_chunks"]
+    steps = run["steps"]
+    driver += steps["chunk_tasks"].get("cpu_seconds", steps["chunk_tasks"]["seconds"])  # write_tables lists them again
+    driver += cells * m["plan_obs_read_cpu_s_per_cell"]
+    read, written = 2 * nnz * m["source_bytes_per_nnz"], nnz * m["release_bytes_per_nnz"]  # inspect + matrices read
+    finalize = cells * m["finalize_s_per_cell"]
+    largest_obs = c["largest_dataset_cells"] * m["tables_worker_s_per_cell"]
+    head = "| N workers | storage | inspect s | matrices s | tables s | driver s | finalize s | total s (h) | limit |"
+    lines = [head, "|---|---|---|---|---|---|---|---|---|"]
+    for n in workers:
+        for name, bw in ASSUMED_BANDWIDTH.items():
+            inspect_cpu, inspect_io = nnz / m["inspect_nnz_per_s_per_worker"] / n, nnz * m["source_bytes_per_nnz"] / bw
+            matrix_cpu, matrix_io = (
+                nnz / m["matrix_nnz_per_s_per_worker"] / n,
+                (nnz * m["source_bytes_per_nnz"] + written) / bw,
+            )
+            tables = max(cells * m["tables_worker_s_per_cell"] / n, largest_obs)
+            parts = {
+                "inspect": max(inspect_cpu, inspect_io),
+                "matrices": max(matrix_cpu, matrix_io),
+                "tables": tables,
+                "driver": driver,
+                "finalize": finalize,
+            }
+            total = sum(parts.values())
+            limit = "storage" if matrix_io > matrix_cpu else "workers (matrix CPU)"
+            if driver + finalize > 0.5 * total:
+                limit = "driver + single-writer steps"
+            cells_ = " | ".join(f"{parts[k]:,.0f}" for k in ("inspect", "matrices", "tables", "driver", "finalize"))
+            lines.append(f"| {n} | {name} | {cells_} | {total:,.0f} ({total / 3600:.1f}) | {limit} |")
+    lines.append("")
+    lines.append(
+        f"Corpus: {cells:,} cells, {nnz / 1e9:,.0f} G non-zeros (--nnz-per-cell {run['args']['nnz_per_cell']}), "
+        f"{c['datasets']:,} datasets, {c['chunks']:,} chunks; bytes read {read / 1e12:.2f} TB (sources twice), "
+        f"written {written / 1e12:.2f} TB."
+    )
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Command line: simulate one size (``--json``), or tabulate earlier runs (``--table``)."""
     ap = argparse.ArgumentParser(prog="python -m benchmarks.driver_scale", description=__doc__.split("\n\n")[0])
@@ -616,9 +677,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workdir", type=Path, default=None, help="where to fabricate (default: a temporary dir)")
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--table", type=Path, nargs="+", default=None)
+    ap.add_argument("--model", type=Path, default=None, help="print the model for the corpus of this run's JSON")
     args = ap.parse_args(argv)
     if args.table:
         print(table(args.table))
+        return 0
+    if args.model:
+        print(model(json.loads(args.model.read_text(encoding="utf-8"))))
         return 0
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     with _workdir(args.workdir) as root:

@@ -134,5 +134,5 @@ def test_simulation_runs_end_to_end_at_a_tiny_size(tmp_path: Path) -> None:
     assert all(s["seconds"] >= 0 and s["traced_peak_mib"] >= 0 for s in r["steps"].values())
     assert r["steps"]["union_var"]["traced_peak_mib"] > 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["driver.json"]  # the fabricated corpus is removed
-    table = main(["--table", str(out)])
-    assert table == 0
+    assert main(["--table", str(out)]) == 0
+    assert main(["--model", str(out)]) == 0
