@@ -632,8 +632,8 @@ def model(run: Mapping[str, Any], workers: tuple[int, ...] = (2, 16, 64)) -> str
     read, written = 2 * nnz * m["source_bytes_per_nnz"], nnz * m["release_bytes_per_nnz"]  # inspect + matrices read
     finalize = cells * m["finalize_s_per_cell"]
     largest_obs = c["largest_dataset_cells"] * m["tables_worker_s_per_cell"]
-    head = "| N workers | storage | inspect s | matrices s | tables s | driver s | finalize s | total s (h) | limit |"
-    lines = [head, "|---|---|---|---|---|---|---|---|---|"]
+    head = "| N workers | storage | inspect s | matrices s | tables s | driver s | finalize s | total s (h) | serial | limit |"
+    lines = [head, "|---|---|---|---|---|---|---|---|---|---|"]
     for n in workers:
         for name, bw in ASSUMED_BANDWIDTH.items():
             inspect_cpu, inspect_io = nnz / m["inspect_nnz_per_s_per_worker"] / n, nnz * m["source_bytes_per_nnz"] / bw
@@ -654,7 +654,8 @@ def model(run: Mapping[str, Any], workers: tuple[int, ...] = (2, 16, 64)) -> str
             if driver + finalize > 0.5 * total:
                 limit = "driver + single-writer steps"
             cells_ = " | ".join(f"{parts[k]:,.0f}" for k in ("inspect", "matrices", "tables", "driver", "finalize"))
-            lines.append(f"| {n} | {name} | {cells_} | {total:,.0f} ({total / 3600:.1f}) | {limit} |")
+            serial = f"{(driver + finalize) / total:.0%}"
+            lines.append(f"| {n} | {name} | {cells_} | {total:,.0f} ({total / 3600:.1f}) | {serial} | {limit} |")
     lines.append("")
     lines.append(
         f"Corpus: {cells:,} cells, {nnz / 1e9:,.0f} G non-zeros (--nnz-per-cell {run['args']['nnz_per_cell']}), "
