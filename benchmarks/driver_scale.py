@@ -632,7 +632,7 @@ def model(run: Mapping[str, Any], workers: tuple[int, ...] = (2, 16, 64)) -> str
     read, written = 2 * nnz * m["source_bytes_per_nnz"], nnz * m["release_bytes_per_nnz"]  # inspect + matrices read
     finalize = cells * m["finalize_s_per_cell"]
     largest_obs = c["largest_dataset_cells"] * m["tables_worker_s_per_cell"]
-    head = "| N workers | storage | inspect s | matrices s | tables s | driver s | finalize s | total s (h) | serial | limit |"
+    head = "| N | storage | inspect s | matrices s | tables s | driver s | finalize s | total s (h) | serial | limit |"
     lines = [head, "|---|---|---|---|---|---|---|---|---|---|"]
     for n in workers:
         for name, bw in ASSUMED_BANDWIDTH.items():
