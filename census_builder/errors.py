@@ -94,3 +94,7 @@ class HostCheckError(CensusBuilderError):
 
 class TooManyExcludedError(CensusBuilderError):
     """``--exclude-invalid`` would drop more than ``--max-excluded`` of the manifest's datasets (exit 3)."""
+
+
+class GeneExpressionError(CensusBuilderError):
+    """The Gene Expression stage cannot run on this release, or its data break the method's assumptions."""
