@@ -54,7 +54,7 @@ logger = logging.getLogger(__name__)
 
 OUTPUT_DIR = "gene_expression"
 PARTIAL_DIR = ".gene_expression.partial"
-LOCK_FILE = ".gene_expression.lock"
+LOCK_FILE = "gene_expression.lock"  # in DIR/VERSION/.build
 DEFAULT_CHUNK_NNZ = 4_000_000
 MEASUREMENT = "RNA"
 
@@ -339,12 +339,13 @@ def _fsync_dir(path: Path) -> None:
 @contextlib.contextmanager
 def _lock(paths: BuildPaths) -> Iterator[None]:
     """One gene-expression run per release at a time."""
-    with (paths.root / LOCK_FILE).open("a+") as f:
+    paths.state.mkdir(parents=True, exist_ok=True)
+    with (paths.state / LOCK_FILE).open("a+") as f:
         try:
             fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise GeneExpressionError(
-                f"another gene-expression run of {paths.root.name} holds {paths.root / LOCK_FILE}; "
+                f"another gene-expression run of {paths.root.name} holds {paths.state / LOCK_FILE}; "
                 "wait for it to finish, then run the command again"
             ) from None
         try:
