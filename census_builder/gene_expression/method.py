@@ -19,7 +19,7 @@ results reduce by adding, and the roll-up adds the aggregated rows of a cell typ
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -201,19 +201,54 @@ def reduce_sums(parts: Sequence[Sums], n_groups: Sequence[int]) -> Sums:
     return Sums(tables, sum(p.n_eligible for p in parts))
 
 
-@dataclass
-class Reducer:
-    """Adds chunk aggregates as they arrive, keeping at most ``batch`` of them unreduced (bounded memory)."""
+DENSE_LIMIT = 4_000_000  # (group, gene) cells of a table summed in dense arrays (3 x 8 bytes each) up to this
 
-    n_groups: Sequence[int]
-    batch: int = 16
-    _pending: list[Sums] = field(default_factory=list)
+
+@dataclass
+class _Dense:
+    n_cells: npt.NDArray[np.int64]
+    n_expressing: npt.NDArray[np.int64]
+    sum: npt.NDArray[np.float64]
+    sumsq: npt.NDArray[np.float64]
+
+
+class Reducer:
+    """Adds chunk aggregates as they arrive, in bounded memory.
+
+    A table with at most ``dense_limit`` (group, gene) cells is summed into dense arrays (each chunk's keys are
+    unique, so ``a[keys] += values``); a larger one keeps at most ``batch`` chunk aggregates unreduced.
+    """
+
+    def __init__(self, n_groups: Sequence[int], n_genes: int, *, batch: int = 4, dense_limit: int = DENSE_LIMIT):
+        self.n_groups = list(n_groups)
+        self.batch = batch
+        self._dense: list[_Dense | None] = []
+        for n_g in self.n_groups:
+            size = n_g * n_genes
+            if size <= dense_limit:
+                z = np.zeros(size, np.float64)
+                self._dense.append(_Dense(np.zeros(n_g, np.int64), np.zeros(size, np.int64), z, z.copy()))
+            else:
+                self._dense.append(None)
+        self._pending: list[Sums] = []
+        self._n_eligible = 0
 
     def add(self, part: Sums) -> None:
         """Take one chunk's aggregate."""
-        self._pending.append(part)
-        if len(self._pending) > self.batch:
-            self._pending = [reduce_sums(self._pending, self.n_groups)]
+        self._n_eligible += part.n_eligible
+        sparse = []
+        for t, (d, table) in enumerate(zip(self._dense, part.tables, strict=True)):
+            if d is None:
+                sparse.append(t)
+                continue
+            d.n_cells += table.n_cells
+            d.n_expressing[table.keys] += table.n_expressing
+            d.sum[table.keys] += table.sum
+            d.sumsq[table.keys] += table.sumsq
+        if sparse:
+            self._pending.append(Sums([p if t in sparse else _empty_table(0) for t, p in enumerate(part.tables)]))
+            if len(self._pending) > self.batch:
+                self._pending = [reduce_sums(self._pending, self.n_groups)]
 
     def take(self, _task: object, part: Sums) -> None:
         """Take one chunk's aggregate (the ``on_result`` of ``runtime.cluster.run_tasks``)."""
@@ -221,7 +256,15 @@ class Reducer:
 
     def result(self) -> Sums:
         """Return the sum of everything added."""
-        return reduce_sums(self._pending, self.n_groups)
+        reduced = reduce_sums(self._pending, self.n_groups)
+        tables = []
+        for d, sparse in zip(self._dense, reduced.tables, strict=True):
+            if d is None:
+                tables.append(sparse)
+                continue
+            keys = np.flatnonzero(d.n_expressing).astype(np.int64)
+            tables.append(TableSums(d.n_cells.copy(), keys, d.n_expressing[keys], d.sum[keys], d.sumsq[keys]))
+        return Sums(tables, self._n_eligible)
 
 
 def rollup_matrix(

@@ -282,7 +282,7 @@ def _compute(paths: BuildPaths, partial: Path, client: Any, chunk_nnz: int) -> t
             root.metadata["cell_ontology_version"] = ontology.version
             for organism in sorted(data):
                 plan = plan_organism(data[organism], organism, method, chunk_nnz)
-                reducer = gm.Reducer([len(t) for t in plan.tables.values()])
+                reducer = gm.Reducer([len(t) for t in plan.tables.values()], len(plan.feature_ids))
                 run_tasks(client, aggregate_task, plan.chunks, on_result=reducer.take)
                 cube = cube_from_sums(plan, reducer.result(), ontology)
                 faults.point(f"gene_expression:write:{organism}", partial)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -44,14 +46,17 @@ def _aggregate(counts: np.ndarray, base: np.ndarray, sex: np.ndarray) -> gm.Sums
     return gm.aggregate_chunk(rows, cols, counts[rows, cols], codes, (4, 8), N_GENES, METHOD)
 
 
-@settings(max_examples=150, deadline=None)
-@given(chunked_cells())
-def test_chunked_aggregation_equals_one_shot(data: tuple[np.ndarray, np.ndarray, np.ndarray, list[int]]) -> None:
+@settings(max_examples=80, deadline=None)
+@given(chunked_cells(), st.sampled_from([0, 10_000]))
+def test_chunked_aggregation_equals_one_shot(
+    data: tuple[np.ndarray, np.ndarray, np.ndarray, list[int]], dense_limit: int
+) -> None:
+    """Sparse (dense_limit 0) and dense reduction alike."""
     counts, base, sex, cuts = data
     whole = _aggregate(counts, base, sex)
     bounds = [0, *cuts, len(counts)]
-    parts = [_aggregate(counts[a:b], base[a:b], sex[a:b]) for a, b in zip(bounds, bounds[1:], strict=False)]
-    reducer = gm.Reducer((4, 8), batch=2)
+    parts = [_aggregate(counts[a:b], base[a:b], sex[a:b]) for a, b in itertools.pairwise(bounds)]
+    reducer = gm.Reducer((4, 8), N_GENES, batch=2, dense_limit=dense_limit)
     for p in reversed(parts):  # any order
         reducer.add(p)
     chunked = reducer.result()

@@ -78,7 +78,7 @@ def client() -> Iterator[Any]:
     """An in-process dask client (threads): the stage's tasks without starting worker processes."""
     from distributed import Client
 
-    with Client(processes=False, n_workers=1, threads_per_worker=1, dashboard_address=":0") as c:
+    with Client(processes=False, n_workers=1, threads_per_worker=1, dashboard_address=":0") as c:  # type: ignore[no-untyped-call]
         yield c
 
 
@@ -86,7 +86,8 @@ def client() -> Iterator[Any]:
 
 
 def _release_frames(soma_uri: str, organism: str) -> tuple[pd.DataFrame, pd.DataFrame, pd.Series]:
-    with soma.open(soma_uri) as root:
+    root: Any
+    with soma.Collection.open(soma_uri) as root:
         exp = root["census_data"][organism]
         obs = exp.obs.read().concat().to_pandas()
         x = exp.ms["RNA"].X["raw"].read().tables().concat().to_pandas()
@@ -241,9 +242,11 @@ def test_a_failure_leaves_no_output_and_no_partial_files(
     assert sorted(p.name for p in copy.root.iterdir()) == sorted(
         p.name for p in built.root.iterdir() if p.name != "gene_expression"
     )
-    assert "gene_expression" not in json.loads(copy.report.read_text()) or json.loads(
-        copy.report.read_text()
-    )["gene_expression"] == json.loads(built.report.read_text())["gene_expression"]
+    assert (
+        "gene_expression" not in json.loads(copy.report.read_text())
+        or json.loads(copy.report.read_text())["gene_expression"]
+        == json.loads(built.report.read_text())["gene_expression"]
+    )
 
 
 def test_command_refuses_a_release_that_is_not_complete(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
