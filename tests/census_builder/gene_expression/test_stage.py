@@ -276,3 +276,26 @@ def test_command_then_validation_then_publish_copies_gene_expression(built: Buil
     assert files and files == sorted(p.relative_to(published) for p in published.rglob("*") if p.is_file())
     for f in files:
         assert (published / f).read_bytes() == (local / f).read_bytes()
+
+
+@pytest.mark.slow
+def test_census_2_4_0_release(tmp_path: Path) -> None:
+    """A Census 2.4.0 release (from 7.0.0 H5ADs): the cube equals the independent computation too."""
+    from census_builder.testing.synthetic_7 import DatasetSpec7, write_corpus_7
+
+    spec = DatasetSpec7(
+        "ge-human-7", n_cells=200, n_genes=1200, density=0.8, assays=("EFO:0009922", "EFO:0008931"), seed=21
+    )
+    manifest = write_corpus_7(tmp_path / "corpus", [spec])
+    workdir = tmp_path / "build"
+    argv = ["build", "--census-schema", "2.4.0", "--version", VERSION, "--manifest", str(manifest)]
+    assert (
+        run_main_once([*argv, "--workdir", str(workdir), "--workers", "1", "--no-validate", "--gene-expression"]) == 0
+    )
+    paths = BuildPaths.for_version(workdir, VERSION)
+    out = paths.root / "gene_expression"
+    summary = json.loads((out / "gene_expression.json").read_text())
+    assert summary["census_schema_version"] == "2.4.0" and summary["organisms"]["homo_sapiens"]["n_cells"] > 0
+    assert_cube_equal(pd.read_parquet(out / "homo_sapiens.parquet"), expected_cube(str(paths.soma), "homo_sapiens"))
+    got = pd.read_parquet(out / "homo_sapiens_by_disease.parquet")
+    assert_cube_equal(got, expected_cube(str(paths.soma), "homo_sapiens", "disease"))
