@@ -227,7 +227,10 @@ def test_rerun_replaces_its_output_and_leaves_the_release_unchanged(
         )
 
 
-@pytest.mark.parametrize("point", ["gene_expression:write:mus_musculus", "gene_expression:before_move"])
+@pytest.mark.parametrize(
+    "point",
+    [pytest.param("gene_expression:write:mus_musculus", marks=pytest.mark.slow), "gene_expression:before_move"],
+)
 def test_a_failure_leaves_no_output_and_no_partial_files(
     built: BuildPaths, tmp_path: Path, client: Any, monkeypatch: pytest.MonkeyPatch, point: str
 ) -> None:
