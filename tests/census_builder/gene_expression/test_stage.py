@@ -302,3 +302,28 @@ def test_census_2_4_0_release(tmp_path: Path) -> None:
     assert_cube_equal(pd.read_parquet(out / "homo_sapiens.parquet"), expected_cube(str(paths.soma), "homo_sapiens"))
     got = pd.read_parquet(out / "homo_sapiens_by_disease.parquet")
     assert_cube_equal(got, expected_cube(str(paths.soma), "homo_sapiens", "disease"))
+
+
+def test_organism_stats_is_the_markers_input(built: BuildPaths) -> None:
+    """organism_stats: the contract of markers.marker_genes' ``stats`` (columns, dtypes, rows), from the chunks."""
+    from census_builder.gene_expression import method as gm
+    from census_builder.gene_expression.ontology import CellOntology
+    from census_builder.gene_expression.stage import aggregate_task, cube_from_sums, organism_stats, plan_organism
+    from census_builder.gene_expression.store import read_organism_stats
+
+    root: Any
+    with soma.Collection.open(str(built.soma)) as root:
+        plan = plan_organism(root["census_data"]["homo_sapiens"], "homo_sapiens", gm.load_method(), chunk_nnz=20_000)
+    assert len(plan.chunks) > 1
+    reducer = gm.Reducer([len(t) for t in plan.tables.values()], len(plan.feature_ids))
+    for task in plan.chunks:
+        reducer.add(aggregate_task(task))
+    stats = organism_stats(cube_from_sums(plan, reducer.result(), CellOntology()))
+    assert list(stats.columns) == [TISSUE, CELL_TYPE, "feature_id", "n_cells", "n_expressing", "sum", "sumsq"]
+    assert [str(t) for t in stats.dtypes] == ["object"] * 3 + ["int64"] * 2 + ["float64"] * 2
+    assert (stats["n_expressing"] > 0).all() and (stats["n_expressing"] <= stats["n_cells"]).all()
+    stored = read_organism_stats(str(built.root / "gene_expression" / "soma"), "homo_sapiens")
+    keys = [TISSUE, CELL_TYPE, "feature_id"]
+    a, b = stats.sort_values(keys).reset_index(drop=True), stored.sort_values(keys).reset_index(drop=True)
+    pd.testing.assert_frame_equal(a[[*keys, "n_cells", "n_expressing"]], b[[*keys, "n_cells", "n_expressing"]])
+    np.testing.assert_allclose(a[["sum", "sumsq"]], b[["sum", "sumsq"]], rtol=1e-12)
