@@ -97,4 +97,4 @@ class TooManyExcludedError(CensusBuilderError):
 
 
 class GeneExpressionError(CensusBuilderError):
-    """The Gene Expression stage cannot run on this release, or its data break the method's assumptions."""
+    """The Gene Expression data (the cube, its marker genes) cannot be derived from what was given."""
