@@ -8,7 +8,6 @@ has only itself.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
 from functools import cached_property
 from typing import Any
 
@@ -44,7 +43,6 @@ class CellOntology:
             self._cache[term_id] = hit
         return hit
 
-    def related(self, terms: Iterable[str]) -> set[tuple[str, str]]:
-        """Return the pairs (a, b) of ``terms`` where one is a descendant of the other (a != b)."""
-        ts = list(terms)
-        return {(a, b) for a in ts for b in ts if a != b and (b in self.descendants(a) or a in self.descendants(b))}
+    def is_related(self, a: str, b: str) -> bool:
+        """Tell whether ``a`` and ``b`` differ and one is a descendant of the other (markers skip such pairs)."""
+        return a != b and (b in self.descendants(a) or a in self.descendants(b))

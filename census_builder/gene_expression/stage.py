@@ -6,6 +6,7 @@
     aggregate     one dask task per chunk reads its rows of X raw and returns its sums (method.aggregate_chunk)
     reduce        the driver adds the chunk sums as they arrive (method.Reducer)
     roll up       Cell Ontology descendants within each tissue, over the aggregated sums (method.rollup)
+    markers       markers.marker_genes on each organism's rolled-up stats (organism_stats)
     write         SOMA collection + Parquet + gene_expression.json into DIR/VERSION/.gene_expression.partial/,
                   then renamed to DIR/VERSION/gene_expression/ (a previous complete output is replaced only then)
 
@@ -42,8 +43,10 @@ from census_builder.gene_expression.store import (
     GroupTable,
     category_column,
     file_list,
+    markers_name,
     parquet_name,
     stats_frame,
+    write_markers,
     write_parquet,
     write_soma_organism,
     write_summary,
@@ -286,7 +289,7 @@ def _compute(paths: BuildPaths, partial: Path, client: Any, chunk_nnz: int) -> t
                 run_tasks(client, aggregate_task, plan.chunks, on_result=reducer.take)
                 cube = cube_from_sums(plan, reducer.result(), ontology)
                 faults.point(f"gene_expression:write:{organism}", partial)
-                organisms[organism] = _write_organism(partial, root, cube, method)
+                organisms[organism] = _write_organism(partial, root, cube, method, ontology)
     summary = {
         "census_version": census_version,
         "census_schema_version": schema_version,
@@ -298,19 +301,38 @@ def _compute(paths: BuildPaths, partial: Path, client: Any, chunk_nnz: int) -> t
     return organisms, summary
 
 
-def _write_organism(partial: Path, root: Any, cube: OrganismCube, method: gm.Method) -> dict[str, Any]:
-    """Write an organism's SOMA collection and Parquet files; returns its gene_expression.json entry."""
+def _write_organism(
+    partial: Path, root: Any, cube: OrganismCube, method: gm.Method, ontology: CellOntology
+) -> dict[str, Any]:
+    """Write an organism's SOMA collection, Parquet files and marker genes; returns its gene_expression.json entry."""
+    from census_builder.gene_expression.markers import marker_genes
+
     base = cube.tables[""]
     n_groups = int(base.present().size)
     if cube.n_eligible == 0:
         logger.warning("%s: no eligible cells; no Gene Expression files for it", cube.organism)
         return {"n_cells": 0, "n_groups": 0, "files": []}
     write_soma_organism(root, cube.organism, cube.feature_ids, cube.tables)
-    write_parquet(organism_stats(cube), partial / parquet_name(cube.organism))
+    stats = organism_stats(cube)
+    write_parquet(stats, partial / parquet_name(cube.organism))
     for category in method.group_by:
         frame = stats_frame(cube.tables[category], cube.feature_ids)
         write_parquet(frame, partial / parquet_name(cube.organism, category))
-    return {"n_cells": cube.n_eligible, "n_groups": n_groups, "files": file_list(cube.organism, method.group_by)}
+    markers = marker_genes(stats, **marker_options(method, ontology))
+    write_markers(markers, partial / markers_name(cube.organism))
+    files = file_list(cube.organism, method.group_by, markers=True)
+    return {"n_cells": cube.n_eligible, "n_groups": n_groups, "files": files}
+
+
+def marker_options(method: gm.Method, ontology: CellOntology) -> dict[str, Any]:
+    """Return the arguments of ``markers.marker_genes`` from the method file (ancestor/descendant pairs skipped)."""
+    return {
+        "n_top": method.marker_top_n,
+        "seed": 0,
+        "related": ontology.is_related,
+        "n_replicates": method.bootstrap_replicates,
+        "percentile": method.marker_percentile,
+    }
 
 
 def _move_into_place(paths: BuildPaths, partial: Path) -> Path:

@@ -160,6 +160,22 @@ def read_organism_stats(soma_uri: str, organism: str, category: str | None = Non
     return out
 
 
+MARKER_COLUMNS = (TISSUE, CELL_TYPE, FEATURE, "effect_size", "rank")
+
+
+def markers_name(organism: str) -> str:
+    """Return the Parquet file name of an organism's marker genes."""
+    return f"{organism}_markers.parquet"
+
+
+def write_markers(markers: pd.DataFrame, path: Path) -> None:
+    """Write marker genes (MARKER_COLUMNS: ids as strings, effect_size float64, rank int64)."""
+    fields = [pa.field(c, pa.string()) for c in (TISSUE, CELL_TYPE, FEATURE)]
+    fields += [pa.field("effect_size", pa.float64()), pa.field("rank", pa.int64())]
+    frame = markers[list(MARKER_COLUMNS)].reset_index(drop=True)
+    pq.write_table(pa.Table.from_pandas(frame, schema=pa.schema(fields), preserve_index=False), path)
+
+
 def write_summary(path: Path, summary: Mapping[str, Any]) -> None:
     """Write gene_expression.json."""
     path.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n", encoding="utf-8")
@@ -169,5 +185,5 @@ def file_list(organism: str, categories: Sequence[str], *, markers: bool = False
     """Return the Parquet files written for an organism with eligible cells."""
     out = [parquet_name(organism), *(parquet_name(organism, c) for c in categories)]
     if markers:
-        out.append(f"{organism}_markers.parquet")
+        out.append(markers_name(organism))
     return out

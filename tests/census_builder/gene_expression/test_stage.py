@@ -194,7 +194,8 @@ def test_summary_json_soma_and_build_report(built: BuildPaths) -> None:
     human = summary["organisms"]["homo_sapiens"]
     assert human["n_cells"] == len(_eligible_cells(obs, x))
     assert human["n_groups"] == 8  # 2 tissues x 4 cell types
-    assert human["files"] == [f"homo_sapiens{s}.parquet" for s in ("", *(f"_by_{c}" for c in CATEGORIES))]
+    suffixes = ("", *(f"_by_{c}" for c in CATEGORIES), "_markers")
+    assert human["files"] == [f"homo_sapiens{s}.parquet" for s in suffixes]
     assert sorted(p.name for p in out.iterdir()) == sorted(
         ["gene_expression.json", "soma"] + [f for o in summary["organisms"].values() for f in o["files"]]
     )
@@ -327,3 +328,28 @@ def test_organism_stats_is_the_markers_input(built: BuildPaths) -> None:
     a, b = stats.sort_values(keys).reset_index(drop=True), stored.sort_values(keys).reset_index(drop=True)
     pd.testing.assert_frame_equal(a[[*keys, "n_cells", "n_expressing"]], b[[*keys, "n_cells", "n_expressing"]])
     np.testing.assert_allclose(a[["sum", "sumsq"]], b[["sum", "sumsq"]], rtol=1e-12)
+
+
+def test_markers_parquet_is_marker_genes_of_the_rolled_up_stats(built: BuildPaths) -> None:
+    """<organism>_markers.parquet: marker_genes on the stored cube, with the method file's settings and the
+    roll-up's ancestor/descendant pairs skipped."""
+    from cellxgene_ontology_guide.ontology_parser import OntologyParser
+
+    from census_builder.gene_expression.markers import marker_genes
+    from census_builder.gene_expression.store import read_organism_stats
+
+    out = built.root / "gene_expression"
+    got = pd.read_parquet(out / "homo_sapiens_markers.parquet")
+    assert list(got.columns) == [TISSUE, CELL_TYPE, "feature_id", "effect_size", "rank"]
+    assert [str(t) for t in got.dtypes] == ["object"] * 3 + ["float64", "int64"]
+    assert len(got) > 0 and got.groupby([TISSUE, CELL_TYPE]).size().max() <= 25
+    parser = OntologyParser()
+
+    def related(a: str, b: str) -> bool:
+        return b in parser.get_term_descendants(a) or a in parser.get_term_descendants(b)
+
+    stats = read_organism_stats(str(out / "soma"), "homo_sapiens")[
+        [TISSUE, CELL_TYPE, "feature_id", "n_cells", "n_expressing", "sum", "sumsq"]
+    ]
+    expected = marker_genes(stats, n_top=25, seed=0, related=related, n_replicates=100, percentile=10)
+    pd.testing.assert_frame_equal(got.reset_index(drop=True), expected.reset_index(drop=True), rtol=1e-9)
