@@ -59,6 +59,9 @@ OUTPUT_DIR = "gene_expression"
 PARTIAL_DIR = ".gene_expression.partial"
 LOCK_FILE = "gene_expression.lock"  # in DIR/VERSION/.build
 DEFAULT_CHUNK_NNZ = 4_000_000
+# TileDB-SOMA's read buffer per column (its default is far larger): a 4 M-entry chunk's int64 column is 32 MiB;
+# a larger chunk is read in several parts.
+READ_BUFFER_BYTES = 64 * 2**20
 MEASUREMENT = "RNA"
 
 
@@ -81,8 +84,8 @@ def aggregate_task(task: ChunkTask) -> gm.Sums:
     from census_builder.runtime.tiledb_config import NO_MALLOC_TRIM
 
     lo, hi = int(task.joinids[0]), int(task.joinids[-1])
-    ctx = soma.SOMATileDBContext(tiledb_config=dict(NO_MALLOC_TRIM))
-    with soma.SparseNDArray.open(task.x_uri, context=ctx) as arr:
+    config: dict[str, str | float] = {**NO_MALLOC_TRIM, "soma.init_buffer_bytes": str(READ_BUFFER_BYTES)}
+    with soma.SparseNDArray.open(task.x_uri, context=soma.SOMATileDBContext(tiledb_config=config)) as arr:
         table = arr.read(coords=(slice(lo, hi),)).tables().concat()
     dim0 = table.column("soma_dim_0").to_numpy()
     pos = np.searchsorted(task.joinids, dim0)
@@ -90,6 +93,7 @@ def aggregate_task(task: ChunkTask) -> gm.Sums:
     ok = task.joinids[pos] == dim0  # rows between the chunk's eligible cells are skipped
     cols = table.column("soma_dim_1").to_numpy()[ok]
     counts = table.column("soma_data").to_numpy()[ok]
+    del table, dim0
     return gm.aggregate_chunk(pos[ok], cols, counts, task.codes, task.n_groups, task.n_genes, task.method)
 
 
