@@ -250,9 +250,13 @@ class Reducer:
             if len(self._pending) > self.batch:
                 self._pending = [reduce_sums(self._pending, self.n_groups)]
 
-    def take(self, _task: object, part: Sums) -> None:
-        """Take one chunk's aggregate (the ``on_result`` of ``runtime.cluster.run_tasks``)."""
-        self.add(part)
+    def take(self, _index: int, part: Sums | None, error: Exception | None) -> None:
+        """Take one chunk's aggregate, or raise its task's error (the ``on_done`` of ``runtime.cluster.run_calls``,
+        which, unlike ``run_tasks``, keeps no result: memory stays that of the sums)."""
+        if error is not None:
+            raise error
+        if part is not None:
+            self.add(part)
 
     def result(self) -> Sums:
         """Return the sum of everything added."""

@@ -268,7 +268,7 @@ def run(
 def _compute(paths: BuildPaths, partial: Path, client: Any, chunk_nnz: int) -> tuple[dict[str, Any], dict[str, Any]]:
     import tiledbsoma as soma
 
-    from census_builder.runtime.cluster import run_tasks
+    from census_builder.runtime.cluster import TaskCall, run_calls
 
     method = gm.load_method()
     ontology = CellOntology()
@@ -290,7 +290,7 @@ def _compute(paths: BuildPaths, partial: Path, client: Any, chunk_nnz: int) -> t
             for organism in sorted(data):
                 plan = plan_organism(data[organism], organism, method, chunk_nnz)
                 reducer = gm.Reducer([len(t) for t in plan.tables.values()], len(plan.feature_ids))
-                run_tasks(client, aggregate_task, plan.chunks, on_result=reducer.take)
+                run_calls(client, [TaskCall(aggregate_task, (c,)) for c in plan.chunks], reducer.take)
                 cube = cube_from_sums(plan, reducer.result(), ontology)
                 faults.point(f"gene_expression:write:{organism}", partial)
                 organisms[organism] = _write_organism(partial, root, cube, method, ontology)
