@@ -317,12 +317,10 @@ def _write_organism(
         logger.warning("%s: no eligible cells; no Gene Expression files for it", cube.organism)
         return {"n_cells": 0, "n_groups": 0, "files": []}
     write_soma_organism(root, cube.organism, cube.feature_ids, cube.tables)
-    stats = organism_stats(cube)
-    write_parquet(stats, partial / parquet_name(cube.organism))
+    write_parquet(cube.tables[""], cube.feature_ids, partial / parquet_name(cube.organism))
     for category in method.group_by:
-        frame = stats_frame(cube.tables[category], cube.feature_ids)
-        write_parquet(frame, partial / parquet_name(cube.organism, category))
-    markers = marker_genes(stats, **marker_options(method, ontology))
+        write_parquet(cube.tables[category], cube.feature_ids, partial / parquet_name(cube.organism, category))
+    markers = marker_genes(organism_stats(cube), **marker_options(method, ontology))
     write_markers(markers, partial / markers_name(cube.organism))
     files = file_list(cube.organism, method.group_by, markers=True)
     return {"n_cells": cube.n_eligible, "n_groups": n_groups, "files": files}

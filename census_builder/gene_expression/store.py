@@ -77,17 +77,29 @@ def stats_frame(table: GroupTable, feature_ids: npt.NDArray[Any]) -> pd.DataFram
     return out
 
 
-def write_parquet(stats: pd.DataFrame, path: Path) -> None:
-    """Write a stats frame as the published Parquet columns (mean_expression = sum / n_expressing)."""
-    extra = [c for c in stats.columns if c not in STATS_COLUMNS]
-    frame = stats[[TISSUE, CELL_TYPE, *extra, FEATURE, "n_cells", "n_expressing"]].copy()
-    frame["mean_expression"] = stats["sum"].to_numpy() / stats["n_expressing"].to_numpy()
-    cols = [TISSUE, CELL_TYPE, FEATURE, "n_cells", "n_expressing", "mean_expression", *extra]
-    fields = [pa.field(c, pa.string()) for c in (TISSUE, CELL_TYPE, FEATURE)]
-    fields += [pa.field("n_cells", pa.int64()), pa.field("n_expressing", pa.int64())]
-    fields += [pa.field("mean_expression", pa.float64())] + [pa.field(c, pa.string()) for c in extra]
-    table = pa.Table.from_pandas(frame[cols], schema=pa.schema(fields), preserve_index=False)
-    pq.write_table(table, path)
+def _strings(codes: npt.NDArray[np.int64], values: npt.NDArray[Any]) -> pa.Array:
+    """``values[codes]`` as an Arrow string array, made from a dictionary (no Python string per row)."""
+    dictionary = pa.array([str(v) for v in values], pa.string())
+    return pa.DictionaryArray.from_arrays(pa.array(codes.astype(np.int32)), dictionary).dictionary_decode()
+
+
+def write_parquet(table: GroupTable, feature_ids: npt.NDArray[Any], path: Path) -> None:
+    """Write a table's rows (n_expressing > 0) as the published Parquet columns (PARQUET_COLUMNS, then the
+    category column of a group-by table); mean_expression = sum / n_expressing."""
+    r = table.rolled
+    columns: dict[str, pa.Array] = {}
+    for c in (TISSUE, CELL_TYPE):
+        uniq, inv = np.unique(table.labels[c].astype(str).to_numpy(), return_inverse=True)
+        columns[c] = _strings(inv[r.group], uniq)
+    columns[FEATURE] = _strings(r.gene, np.asarray(feature_ids))
+    columns["n_cells"] = pa.array(r.n_cells[r.group].astype(np.int64))
+    columns["n_expressing"] = pa.array(r.n_expressing.astype(np.int64))
+    columns["mean_expression"] = pa.array(r.sum / r.n_expressing)
+    for c in table.labels.columns:
+        if c not in (TISSUE, CELL_TYPE):
+            uniq, inv = np.unique(table.labels[c].astype(str).to_numpy(), return_inverse=True)
+            columns[c] = _strings(inv[r.group], uniq)
+    pq.write_table(pa.table(columns), path)
 
 
 def write_soma_organism(
