@@ -16,6 +16,7 @@ import pytest
 from census_builder.build.pipeline import BuildConfig, build
 from census_builder.build.state import BuildPaths
 from census_builder.testing.synthetic import example_specs, write_corpus
+from tests.spatial_build import Built, build_spatial_release
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
@@ -59,6 +60,13 @@ def example_release(tmp_path_factory: pytest.TempPathFactory, example_corpus: Pa
         BuildConfig(version="example", manifest=example_corpus, workdir=workdir, workers=2, build_date="2026-11-22")
     )
     yield BuiltRelease(paths=paths, manifest=example_corpus, corpus=example_corpus.parent)
+
+
+@pytest.fixture(scope="session")
+def spatial_release(tmp_path_factory: pytest.TempPathFactory) -> Built:
+    """The small mixed Census 2.4.0 release with census_spatial_sequencing (tests/spatial_build.py), built once
+    for test_build_spatial.py and test_spatial_end_to_end.py. Treat as read-only: copy it before changing it."""
+    return build_spatial_release(tmp_path_factory)
 
 
 # Tests run in a random order (pytest-randomly), so no test may depend on what ran before it. The commands

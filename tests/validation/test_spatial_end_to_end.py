@@ -1,13 +1,13 @@
 """End to end: our builder's census_spatial_sequencing passes the validator; planted faults give the findings.
 
 A small mixed corpus (10x, a Visium section, a Slide-seqV2 puck, a Visium dataset that is not a single
-section) is built once; each fault is planted in a copy of the release.
+section) is built once per session (tests/spatial_build.py, shared with test_build_spatial.py); each fault is
+planted in a copy of the release.
 """
 
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,37 +15,16 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from census_builder.testing.synthetic_7 import MOUSE, DatasetSpec7, write_corpus_with, write_h5ad_7
-from census_builder.testing.synthetic_spatial import SLIDE_SEQ_V2, SpatialSpec, write_spatial_h5ad
-from tests.conftest import run_main_once
+from tests.spatial_build import SPATIAL, Built
 from validation import ValidationReport, validate_release
 
 pytestmark = pytest.mark.filterwarnings("ignore:Support for spatial types is experimental")
 
-SPATIAL = "census_spatial_sequencing"
-SPECS: list[Any] = [
-    DatasetSpec7("human-10x", n_cells=30, n_genes=25, seed=1),
-    SpatialSpec("vis", n_spots=120, n_genes=20, hires_shape=(60, 40), tissue_hires_scalef=0.1, seed=3),
-    SpatialSpec("slide", assay=SLIDE_SEQ_V2, organism=MOUSE, n_spots=70, n_genes=20, use_raw=True, seed=4),
-    SpatialSpec("vis-multi", n_spots=30, n_genes=20, is_single=False, seed=5),
-]
-
-
-def _write(path: Path, spec: Any) -> Path:
-    return write_spatial_h5ad(path, spec) if isinstance(spec, SpatialSpec) else write_h5ad_7(path, spec)
-
 
 @pytest.fixture(scope="module")
-def release(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Path]]:
+def release(spatial_release: Built) -> tuple[Path, Path]:
     """(the built release's VERSION directory, its manifest.csv)."""
-
-    corpus = tmp_path_factory.mktemp("spatial-e2e-corpus")
-    manifest = write_corpus_with(corpus, SPECS, _write)
-    workdir = tmp_path_factory.mktemp("spatial-e2e-build")
-    argv = ["build", "--census-schema", "2.4.0", "--version", "sp", "--manifest", str(manifest), "--no-validate"]
-    argv += ["--workdir", str(workdir), "--workers", "1", "--build-date", "2026-11-26", "--skip-host-check"]
-    assert run_main_once(argv) == 0
-    yield workdir / "sp", workdir / "sp" / "manifest.csv"
+    return spatial_release.root, spatial_release.root / "manifest.csv"
 
 
 def _validate(version_dir: Path, manifest: Path, client: Any) -> ValidationReport:

@@ -1,6 +1,7 @@
-"""One CLI build of Census 2.4.0 from a mixed corpus: a 10x dataset, a small Visium V1 section, a Slide-seqV2 puck
-and a Visium dataset that is not a single section. The release's census_spatial_sequencing is read with tiledbsoma
-and the pinned cellxgene_census client, and checked against the sources (anndata), never the builder's helpers.
+"""One CLI build of Census 2.4.0 from a mixed corpus (tests/spatial_build.py, built once per session): a 10x
+dataset, a small Visium V1 section, a Slide-seqV2 puck and a Visium dataset that is not a single section. The
+release's census_spatial_sequencing is read with tiledbsoma and the pinned cellxgene_census client, and checked
+against the sources (anndata), never the builder's helpers.
 
 The build ends with the independent validator (census_spatial_sequencing included), which must pass.
 """
@@ -9,12 +10,9 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import anndata
 import cellxgene_census
 import numpy as np
 import pandas as pd
@@ -25,56 +23,18 @@ from census_builder.build.outputs import DatasetAxes
 from census_builder.build.spatial import write_scene
 from census_builder.census.schema import load_schema
 from census_builder.soma.layout import ReleaseLayout
-from census_builder.testing.synthetic_7 import MOUSE, DatasetSpec7, write_corpus_with, write_h5ad_7
-from census_builder.testing.synthetic_spatial import SLIDE_SEQ_V2, SpatialSpec, write_spatial_h5ad
-from tests.census_builder.build.h5ad_edits import rewrite
-from tests.conftest import run_main_once
+from census_builder.testing.synthetic_spatial import SpatialSpec
+from tests.spatial_build import SLIDE, SLIDE_KEPT, SPATIAL, VISIUM, Built
 
-SPATIAL = "census_spatial_sequencing"
-VISIUM = SpatialSpec("vis", n_spots=120, n_genes=20, hires_shape=(60, 40), tissue_hires_scalef=0.1, seed=3)
-SLIDE = SpatialSpec("slide", assay=SLIDE_SEQ_V2, organism=MOUSE, n_spots=70, n_genes=20, use_raw=True, seed=4)
-NOT_SINGLE = SpatialSpec("vis-multi", n_spots=30, n_genes=20, is_single=False, seed=5)
-SPECS: list[Any] = [DatasetSpec7("human-10x", n_cells=30, n_genes=25, seed=1), VISIUM, SLIDE, NOT_SINGLE]
 INT64_MIN = -9223372036854775808
-SLIDE_DROPPED = 10  # the puck's first beads get tissue_type "primary cell culture": not a Census tissue type
-SLIDE_KEPT = SLIDE.n_obs - SLIDE_DROPPED
 
 pytestmark = pytest.mark.filterwarnings("ignore:Support for spatial types is experimental")
 
 
-@dataclass(frozen=True)
-class Built:
-    corpus: Path
-    root: Path
-
-    @property
-    def soma(self) -> str:
-        return str(self.root / "soma")
-
-    def source(self, dataset_id: str) -> anndata.AnnData:
-        return anndata.read_h5ad(self.corpus / f"{dataset_id}.h5ad")
-
-
-def _drop_first_beads(tissue_type: Any) -> pd.Categorical:
-    values = np.asarray(tissue_type, dtype=object)
-    values[:SLIDE_DROPPED] = "primary cell culture"
-    return pd.Categorical(values)
-
-
-def _write(path: Path, spec: Any) -> Path:
-    return write_spatial_h5ad(path, spec) if isinstance(spec, SpatialSpec) else write_h5ad_7(path, spec)
-
-
 @pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Built]:
-    corpus = tmp_path_factory.mktemp("spatial-corpus")
-    manifest = write_corpus_with(corpus, SPECS, _write)
-    rewrite(corpus / "slide.h5ad", "obs/tissue_type", _drop_first_beads)  # the points of a filtered dataset
-    workdir = tmp_path_factory.mktemp("spatial-build")
-    argv = ["build", "--census-schema", "2.4.0", "--version", "sp", "--manifest", str(manifest)]
-    argv += ["--workdir", str(workdir), "--workers", "1", "--build-date", "2026-11-26", "--skip-host-check"]
-    assert run_main_once(argv) == 0
-    yield Built(corpus=corpus, root=workdir / "sp")
+def built(spatial_release: Built) -> Built:
+    """The release built once per session by tests/spatial_build.py (shared with test_spatial_end_to_end.py)."""
+    return spatial_release
 
 
 def _open(built: Built) -> Any:

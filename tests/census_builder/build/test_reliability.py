@@ -16,6 +16,7 @@ import pytest
 from census_builder.build.pipeline import BuildConfig, build
 from census_builder.build.state import BuildPaths
 from census_builder.errors import PreflightError
+from census_builder.runtime import s3 as runtime_s3
 from census_builder.testing.synthetic import DatasetSpec, example_specs, write_corpus
 from tests.census_builder.build.test_resume import _build_args, _cli
 from tests.census_builder.release_content import assert_same_content
@@ -81,6 +82,9 @@ def test_missing_s3_object_and_unreachable_endpoint(
         s.bind(("127.0.0.1", 0))
         closed = s.getsockname()[1]
     monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{closed}")
+    # Two retries, not the policy's 8 (test_s3.py checks that every client gets 8): botocore's backoff sleeps
+    # between the refused connections (up to 1 + 2 + 4 + ... s, 20 s at most each) would take ~45 s here.
+    monkeypatch.setattr(runtime_s3, "S3_MAX_ATTEMPTS", 2)
     with pytest.raises(PreflightError) as info:
         build(BuildConfig(version="v2", manifest=manifest, workdir=tmp_path / "w", workers=1))
     assert "S3 unreachable after retries" in str(info.value) and "s3://corpus/absent.h5ad" in str(info.value)

@@ -1,18 +1,18 @@
 """Release notes of Census 2.4.0 releases with census_spatial_sequencing (issue 16).
 
-One small release ``sb``: a 10x dataset, a human Visium section whose first spots are not primary data and a
-mouse Slide-seqV2 puck. The previous releases compared with are derived from its facts in code (spatial
-datasets added, removed, with other spot counts; none at all). Expected counts come from the sources' specs and
-from the release read with tiledbsoma, never from the notes' own helpers.
+The small release ``sp`` that tests/spatial_build.py builds once per session: a 10x dataset, a human Visium
+section whose first spots are not primary data, a mouse Slide-seqV2 puck whose first beads are not a Census tissue
+type (left out) and a Visium dataset that is not a single section (left out). The previous releases compared
+with are derived from its facts in code (spatial datasets added, removed, with other spot counts; none at all).
+Expected counts come from the sources' specs and from the release read with tiledbsoma, never from the notes'
+own helpers.
 """
 
 from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
-import numpy as np
 import pytest
 import tiledbsoma as soma
 
@@ -25,46 +25,18 @@ from census_builder.release.notes_compare import (
     diff_spatial,
     read_release,
 )
-from census_builder.testing.synthetic_7 import MOUSE, DatasetSpec7, write_corpus_with, write_h5ad_7
-from census_builder.testing.synthetic_spatial import SLIDE_SEQ_V2, SpatialSpec, write_spatial_h5ad
-from tests.census_builder.build.h5ad_edits import rewrite
-from tests.conftest import run_main_once
+from tests.spatial_build import NOT_PRIMARY, SLIDE_KEPT, TENX, VISIUM, Built
 
 pytestmark = pytest.mark.filterwarnings("ignore:Support for spatial types is experimental")
 
-TENX = DatasetSpec7("human-10x", n_cells=30, n_genes=25, seed=1)
-VISIUM = SpatialSpec("vis", n_spots=120, n_genes=20, hires_shape=(60, 40), tissue_hires_scalef=0.1, seed=3)
-SLIDE = SpatialSpec("slide", assay=SLIDE_SEQ_V2, organism=MOUSE, n_spots=70, n_genes=20, use_raw=True, seed=4)
-NOT_PRIMARY = 7  # the Visium section's first spots: is_primary_data False (kept: "all cells MUST be included")
 VISIUM_LABEL = "Visium Spatial Gene Expression V1"
-
-
-def _write(path: Path, spec: Any) -> Path:
-    return write_spatial_h5ad(path, spec) if isinstance(spec, SpatialSpec) else write_h5ad_7(path, spec)
-
-
-def _not_primary(values: Any) -> Any:
-    out = np.asarray(values, dtype=bool).copy()
-    out[:NOT_PRIMARY] = False
-    return out
-
-
-def _build(tmp: pytest.TempPathFactory, workdir: Path, version: str, specs: list[Any]) -> None:
-    corpus = tmp.mktemp(f"corpus-{version}")
-    manifest = write_corpus_with(corpus, specs, _write)
-    if VISIUM in specs:
-        rewrite(corpus / "vis.h5ad", "obs/is_primary_data", _not_primary)
-    argv = ["build", "--census-schema", "2.4.0", "--version", version, "--manifest", str(manifest)]
-    argv += ["--workdir", str(workdir), "--workers", "1", "--build-date", "2026-11-26", "--skip-host-check"]
-    assert run_main_once(argv) == 0
+V = "sp"  # the shared release's version
 
 
 @pytest.fixture(scope="module")
-def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A workdir with release ``sb`` (10x, Visium section, Slide-seqV2 puck)."""
-    root = tmp_path_factory.mktemp("notes-spatial")
-    _build(tmp_path_factory, root, "sb", [TENX, VISIUM, SLIDE])
-    return root
+def workdir(spatial_release: Built) -> Path:
+    """The workdir holding release ``sp`` (tests/spatial_build.py; read-only: notes are written elsewhere)."""
+    return spatial_release.root.parent
 
 
 def _var_rows(workdir: Path, version: str, organism: str) -> int:
@@ -74,7 +46,7 @@ def _var_rows(workdir: Path, version: str, organism: str) -> int:
 
 
 def _facts(workdir: Path) -> ReleaseFacts:
-    return read_release(str(workdir / "sb" / "soma"), version="sb")
+    return read_release(str(workdir / V / "soma"), version=V)
 
 
 def test_read_release_counts_spatial_datasets_spots_and_scenes(workdir: Path) -> None:
@@ -86,32 +58,32 @@ def test_read_release_counts_spatial_datasets_spots_and_scenes(workdir: Path) ->
         "vis": SpatialDatasetFacts("vis", "homo_sapiens", VISIUM_LABEL, VISIUM.n_obs, primary, True)
     }
     assert (human.scenes, human.spots, human.primary_spots) == (1, VISIUM.n_obs, primary)
-    assert human.genes == _var_rows(workdir, "sb", "homo_sapiens") > 0
+    assert human.genes == _var_rows(workdir, V, "homo_sapiens") > 0
     assert human.by_assay() == {VISIUM_LABEL: (1, VISIUM.n_obs, primary)}
-    assert mouse.by_assay() == {"Slide-seqV2": (1, SLIDE.n_obs, SLIDE.n_obs)}
+    assert mouse.by_assay() == {"Slide-seqV2": (1, SLIDE_KEPT, SLIDE_KEPT)}
     assert mouse.scenes == 1
     # an organism with spatial data only is in the totals (census_info counts its spots)
-    assert sb.organisms["mus_musculus"].cells == SLIDE.n_obs
-    assert sb.organisms["mus_musculus"].genes == _var_rows(workdir, "sb", "mus_musculus")
+    assert sb.organisms["mus_musculus"].cells == SLIDE_KEPT
+    assert sb.organisms["mus_musculus"].genes == _var_rows(workdir, V, "mus_musculus")
     assert sb.organisms["homo_sapiens"].cells == TENX.n_cells + VISIUM.n_obs
-    assert sb.total_cells == TENX.n_cells + VISIUM.n_obs + SLIDE.n_obs
+    assert sb.total_cells == TENX.n_cells + VISIUM.n_obs + SLIDE_KEPT
 
 
 def test_notes_of_a_first_spatial_release(workdir: Path, tmp_path: Path) -> None:
-    md = make_notes(workdir, "sb", out_dir=tmp_path).read_text(encoding="utf-8")
+    md = make_notes(workdir, V, out_dir=tmp_path).read_text(encoding="utf-8")
     primary = VISIUM.n_obs - NOT_PRIMARY
-    spots = VISIUM.n_obs + SLIDE.n_obs
+    spots = VISIUM.n_obs + SLIDE_KEPT
     assert f"Cell counts include {spots} spatial spots (census_spatial_sequencing, see below)." in md
     assert "## Spatial data (census_spatial_sequencing)" in md
     assert "| Organism | Datasets | Spots | Primary spots | Scenes | Genes |" in md
-    genes = _var_rows(workdir, "sb", "homo_sapiens")
+    genes = _var_rows(workdir, V, "homo_sapiens")
     assert f"| Homo sapiens | 1 | {VISIUM.n_obs} | {primary} | 1 | {genes} |" in md
     assert f"| Homo sapiens | {VISIUM_LABEL} | 1 | {VISIUM.n_obs} | {primary} |" in md
-    assert f"| Mus musculus | Slide-seqV2 | 1 | {SLIDE.n_obs} | {SLIDE.n_obs} |" in md
+    assert f"| Mus musculus | Slide-seqV2 | 1 | {SLIDE_KEPT} | {SLIDE_KEPT} |" in md
     assert f"| vis | Homo sapiens | {VISIUM_LABEL} | {VISIUM.n_obs} | {primary} | yes |" in md
-    assert f"| slide | Mus musculus | Slide-seqV2 | {SLIDE.n_obs} | {SLIDE.n_obs} | yes |" in md
+    assert f"| slide | Mus musculus | Slide-seqV2 | {SLIDE_KEPT} | {SLIDE_KEPT} | yes |" in md
     assert "spatial datasets:" not in md  # no previous release
-    assert "| Mus musculus | 70 | 70 |" in md  # the spatial-only organism is in the totals
+    assert f"| Mus musculus | {SLIDE_KEPT} | {SLIDE_KEPT} |" in md  # the spatial-only organism is in the totals
 
 
 def _previous(cur: ReleaseFacts) -> ReleaseFacts:
@@ -131,14 +103,14 @@ def test_notes_compare_spatial_datasets_with_the_previous_release(workdir: Path,
     write_markdown(cur, prev, diff_releases(prev, cur), {}, tmp_path / "n.md")
     md = (tmp_path / "n.md").read_text(encoding="utf-8")
     primary = VISIUM.n_obs - NOT_PRIMARY
-    genes = _var_rows(workdir, "sb", "homo_sapiens")
+    genes = _var_rows(workdir, V, "homo_sapiens")
     assert "| Organism | Datasets | Spots | Primary spots | Scenes | Genes | Spots in sa | Change |" in md
     assert f"| Homo sapiens | 1 | {VISIUM.n_obs} | {primary} | 1 | {genes} | 30 | +{VISIUM.n_obs - 30} |" in md
-    delta = VISIUM.n_obs - 30 + SLIDE.n_obs - 80
+    delta = VISIUM.n_obs - 30 + SLIDE_KEPT - 80
     assert f"Versus sa, spatial datasets: 1 added, 1 removed, 1 with other spot counts; spots {delta:+}." in md
     assert f"| added | vis | {VISIUM_LABEL} | 0 | {VISIUM.n_obs} | +{VISIUM.n_obs} |" in md
     assert f"| removed | gone | {VISIUM_LABEL} | 30 | 0 | -30 |" in md
-    assert f"| changed | slide | Slide-seqV2 | 80 | {SLIDE.n_obs} | {SLIDE.n_obs - 80:+} |" in md
+    assert f"| changed | slide | Slide-seqV2 | 80 | {SLIDE_KEPT} | {SLIDE_KEPT - 80:+} |" in md
 
 
 def _without_spatial(facts: ReleaseFacts, version: str) -> ReleaseFacts:
@@ -151,7 +123,7 @@ def test_a_previous_release_without_spatial_data_compares_cleanly(workdir: Path,
     write_markdown(cur, prev, diff_releases(prev, cur), {}, tmp_path / "up.md")
     md = (tmp_path / "up.md").read_text(encoding="utf-8")
     assert f"| Homo sapiens | 1 | {VISIUM.n_obs} | {VISIUM.n_obs - NOT_PRIMARY} |" in md
-    spots = VISIUM.n_obs + SLIDE.n_obs
+    spots = VISIUM.n_obs + SLIDE_KEPT
     assert f"Versus s0, spatial datasets: 2 added, 0 removed, 0 with other spot counts; spots +{spots}." in md
     # and the other way round: the spatial data went away
     write_markdown(prev, cur, diff_releases(cur, prev), {}, tmp_path / "down.md")
