@@ -94,3 +94,8 @@ class HostCheckError(CensusBuilderError):
 
 class TooManyExcludedError(CensusBuilderError):
     """``--exclude-invalid`` would drop more than ``--max-excluded`` of the manifest's datasets (exit 3)."""
+
+
+class ReportError(CensusBuilderError):
+    """The report's inputs are missing or malformed (the release, or its gene_expression/ files), or --out
+    names a directory that is not a report."""
