@@ -54,12 +54,12 @@ DEFAULT_GENES = 8  # genes shown when the page opens
 
 
 def produce_command(version: str, workdir: Path) -> str:
-    """The command that writes ``gene_expression/`` for ``version``."""
+    """Return the command that writes ``gene_expression/`` for ``version``."""
     return f"python -m census_builder gene-expression --version {version} --workdir {workdir}"
 
 
 def js_assign(key: str, value: object) -> str:
-    """A data file's text: assigns ``value`` (as JSON) to ``window.CB_DATA[key]``."""
+    """Return a data file's text: it assigns ``value`` (as JSON) to ``window.CB_DATA[key]``."""
     text = json.dumps(value, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
     return f"(window.CB_DATA=window.CB_DATA||{{}})[{json.dumps(key)}]={text};\n"
 
@@ -147,7 +147,7 @@ def _tissues(path: Path) -> list[str]:
 
 
 def _read_tissue(path: Path, tissue: str, columns: Sequence[str]) -> Any:
-    """The rows of one tissue as a pandas DataFrame."""
+    """Return the rows of one tissue as a pandas DataFrame."""
     import pyarrow.dataset as ds
 
     table = ds.dataset(path, format="parquet").to_table(columns=list(columns), filter=ds.field(TISSUE) == tissue)
@@ -168,6 +168,7 @@ class OrganismShards:
 
     @property
     def largest(self) -> int:
+        """The size of the largest shard."""
         return max(self.shard_bytes.values(), default=0)
 
 

@@ -54,7 +54,7 @@ def _bars(counts: Mapping[str, int]) -> str:
 
 
 def overview(facts: ReleaseFacts, index: Mapping[str, Any]) -> str:
-    """The body of index.html."""
+    """Return the body of index.html."""
     meta = {**facts.summary, **facts.metadata}
     versions = "".join(
         f"<tr><th>{_e(k)}</th><td>{_e(meta[k])}</td></tr>"
@@ -62,7 +62,7 @@ def overview(facts: ReleaseFacts, index: Mapping[str, Any]) -> str:
         if k in meta
     )
     org_rows = "".join(
-        f"<tr><td>{_e(o.label)} <span class=\"muted\">({_e(o.name)})</span></td><td class=\"num\">{o.cells:,}</td>"
+        f'<tr><td>{_e(o.label)} <span class="muted">({_e(o.name)})</span></td><td class="num">{o.cells:,}</td>'
         f'<td class="num">{o.unique_cells:,}</td><td class="num">{o.genes:,}</td></tr>'
         for o in facts.organisms.values()
     )
@@ -97,7 +97,7 @@ def overview(facts: ReleaseFacts, index: Mapping[str, Any]) -> str:
         doi_html = f'<a href="https://doi.org/{_e(doi)}">{_e(doi)}</a>' if doi else ""
         ds_rows.append(
             f"<tr><td>{_e(d.fields.get('collection_name', ''))}</td><td>{doi_html}</td>"
-            f"<td>{_e(d.title or d.dataset_id)} <span class=\"muted\">({_e(d.dataset_id)})</span></td>"
+            f'<td>{_e(d.title or d.dataset_id)} <span class="muted">({_e(d.dataset_id)})</span></td>'
             f'<td class="num">{d.cells:,}</td></tr>'
         )
     parts += [

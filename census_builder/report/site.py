@@ -83,7 +83,7 @@ def read_labels(uri: str, organisms: list[str], schema_version: str) -> ReleaseL
 
 @cache
 def _ontology_label(term: str) -> str | None:
-    """A label from cellxgene-ontology-guide (shipped with the package, offline); None if it has none."""
+    """Return the label cellxgene-ontology-guide (shipped, offline) has for ``term``, or None."""
     try:
         from cellxgene_ontology_guide.ontology_parser import OntologyParser
 
@@ -93,7 +93,7 @@ def _ontology_label(term: str) -> str | None:
 
 
 def label_function(labels: Mapping[str, Mapping[str, str]]) -> Callable[[str], str]:
-    """term id -> label: obs's label, else the ontology's, else the id."""
+    """Return a function term id -> label: obs's label, else the ontology's, else the id."""
 
     def label_of(term: str) -> str:
         for by_term in labels.values():
@@ -141,7 +141,9 @@ def write_report(workdir: str | Path, version: str, out: Path | None = None) -> 
         data = tmp / "data"
         data.mkdir()
         written: dict[str, OrganismShards] = {}
-        for organism in organisms if inputs is not None else ():
+        for organism in organisms:
+            if inputs is None:  # organisms is empty then
+                break
             org_labels = release_labels.labels[organism]
             written[organism] = write_organism(
                 data,
@@ -190,7 +192,7 @@ def write_report(workdir: str | Path, version: str, out: Path | None = None) -> 
 
 
 def _copy_static(out: Path) -> None:
-    import plotly
+    import plotly  # type: ignore[import-untyped]
 
     static = Path(__file__).parent / "static"
     for name in STATIC:

@@ -66,7 +66,8 @@ def report_without_ge(tmp_path_factory: pytest.TempPathFactory, example_release:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    """One headless Debian Chromium per module (Playwright); skipped without it unless CENSUS_BUILDER_REQUIRE_BROWSER=1."""
+    """One headless Debian Chromium per module (Playwright); skipped without it, unless
+    CENSUS_BUILDER_REQUIRE_BROWSER=1 (CI): then the tests fail."""
     if not CHROMIUM.exists():
         if os.environ.get(REQUIRE_BROWSER) == "1":
             pytest.fail(f"{CHROMIUM} is missing and {REQUIRE_BROWSER}=1: install Debian's chromium package")

@@ -22,17 +22,19 @@ class GeneExpressionData:
     by_category: dict[str, dict[str, pd.DataFrame]]
     markers: dict[str, pd.DataFrame]
     genes: dict[str, pd.DataFrame]  # var: feature_id, feature_name in soma_joinid order
+    labels: dict[str, dict[str, str]]  # organism -> obs's label of each cell type and tissue_general term
 
 
 def _obs(soma_uri: Path, organism: str) -> pd.DataFrame:
-    cols = [*KEYS, *(f"{c}_ontology_term_id" for c in CATEGORIES)]
+    cols = [*KEYS, *(f"{c}_ontology_term_id" for c in CATEGORIES), "cell_type", "tissue_general", *CATEGORIES]
     with soma.DataFrame.open(str(soma_uri / "census_data" / organism / "obs")) as obs:
-        return obs.read(column_names=cols).concat().to_pandas()
+        df: pd.DataFrame = obs.read(column_names=cols).concat().to_pandas()
+    return df
 
 
 def _var(soma_uri: Path, organism: str) -> pd.DataFrame:
     with soma.DataFrame.open(str(soma_uri / "census_data" / organism / "ms" / "RNA" / "var")) as var:
-        df = var.read(column_names=["soma_joinid", "feature_id", "feature_name"]).concat().to_pandas()
+        df: pd.DataFrame = var.read(column_names=["soma_joinid", "feature_id", "feature_name"]).concat().to_pandas()
     return df.sort_values("soma_joinid").reset_index(drop=True)
 
 
@@ -56,11 +58,13 @@ def _expression(groups: pd.DataFrame, genes: pd.Series, salt: int) -> pd.DataFra
     return pd.DataFrame(rows)
 
 
-def write_gene_expression(version_dir: Path, organisms: tuple[str, ...] = ("homo_sapiens", "mus_musculus")) -> GeneExpressionData:
+def write_gene_expression(
+    version_dir: Path, organisms: tuple[str, ...] = ("homo_sapiens", "mus_musculus")
+) -> GeneExpressionData:
     """Write ``version_dir/gene_expression/`` for the release in ``version_dir/soma``."""
     out = version_dir / "gene_expression"
     out.mkdir(exist_ok=True)
-    data = GeneExpressionData({}, {}, {}, {})
+    data = GeneExpressionData({}, {}, {}, {}, {})
     meta: dict[str, object] = {
         "census_version": version_dir.name,
         "census_schema_version": "1.3.0",
@@ -72,6 +76,15 @@ def write_gene_expression(version_dir: Path, organisms: tuple[str, ...] = ("homo
         obs = _obs(version_dir / "soma", organism)
         var = _var(version_dir / "soma", organism)
         data.genes[organism] = var
+        data.labels[organism] = {
+            **dict(zip(obs[KEYS[1]].astype(str), obs["cell_type"].astype(str), strict=True)),
+            **dict(zip(obs[KEYS[0]].astype(str), obs["tissue_general"].astype(str), strict=True)),
+            **{
+                k: v
+                for c in CATEGORIES
+                for k, v in zip(obs[f"{c}_ontology_term_id"].astype(str), obs[c].astype(str), strict=True)
+            },
+        }
         genes = var["feature_id"].iloc[::2]  # every other gene of var: blocks 0..(len/256), with gaps
         groups = obs.groupby(list(KEYS), observed=True).size().rename("n_cells").reset_index()
         cube = _expression(groups, genes, salt)
@@ -85,11 +98,11 @@ def write_gene_expression(version_dir: Path, organisms: tuple[str, ...] = ("homo
             data.by_category[organism][cat] = by
             by.to_parquet(out / f"{organism}_by_{cat}.parquet", index=False)
         markers = []
-        for gi, (_, g) in enumerate(groups.iterrows()):
+        for gi, (_, grp) in enumerate(groups.iterrows()):
             for rank in range(1, 6):
                 markers.append(
                     {
-                        **{k: g[k] for k in KEYS},
+                        **{k: grp[k] for k in KEYS},
                         "feature_id": genes.iloc[(gi * 5 + rank) % len(genes)],
                         "effect_size": round(3.0 - rank / 2 + gi / 100, 6),
                         "rank": rank,
@@ -98,7 +111,11 @@ def write_gene_expression(version_dir: Path, organisms: tuple[str, ...] = ("homo
         mk = pd.DataFrame(markers)
         data.markers[organism] = mk
         mk.to_parquet(out / f"{organism}_markers.parquet", index=False)
-        files = [f"{organism}.parquet", *(f"{organism}_by_{c}.parquet" for c in CATEGORIES), f"{organism}_markers.parquet"]
-        meta["organisms"][organism] = {"n_cells": int(len(obs)), "n_groups": int(len(groups)), "files": files}  # type: ignore[index]
+        files = [
+            f"{organism}.parquet",
+            *(f"{organism}_by_{c}.parquet" for c in CATEGORIES),
+            f"{organism}_markers.parquet",
+        ]
+        meta["organisms"][organism] = {"n_cells": len(obs), "n_groups": len(groups), "files": files}  # type: ignore[index]
     (out / "gene_expression.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
     return data

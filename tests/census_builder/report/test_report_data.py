@@ -86,7 +86,8 @@ def test_markers_shard(report: Report) -> None:
         assert sorted(got) == sorted(want[KEYS[1]].unique())
         for ct, rows in want.groupby(KEYS[1]):
             assert [[index["genes"]["id"][g], e, r] for g, e, r in got[ct]] == [
-                [f, round(e, 4), r] for f, e, r in zip(rows["feature_id"], rows["effect_size"], rows["rank"], strict=True)
+                [f, round(e, 4), r]
+                for f, e, r in zip(rows["feature_id"], rows["effect_size"], rows["rank"], strict=True)
             ]
 
 
