@@ -31,8 +31,7 @@ from __future__ import annotations
 
 import json
 import logging
-import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -148,14 +147,27 @@ def _tissues(path: Path) -> list[str]:
 
 def _read_tissue(path: Path, tissue: str, columns: Sequence[str]) -> Any:
     """Return the rows of one tissue as a pandas DataFrame."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
     import pyarrow.dataset as ds
 
     table = ds.dataset(path, format="parquet").to_table(columns=list(columns), filter=ds.field(TISSUE) == tissue)
+    for i, name in enumerate(table.column_names):  # term ids as categoricals: a tissue has millions of rows
+        col = table.column(i)
+        if pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
+            table = table.set_column(i, name, pc.dictionary_encode(col))
     return table.to_pandas()
 
 
-def _round(values: Iterable[float], digits: int = 4) -> list[float | None]:
-    return [round(float(v), digits) if math.isfinite(v) else None for v in values]
+def _round(values: Any, digits: int = 4) -> list[float | None]:
+    """Return ``values`` (a float Series) rounded, non-finite ones as None (JSON null)."""
+    import numpy as np
+
+    arr = np.round(np.asarray(values, dtype=float), digits)
+    finite = np.isfinite(arr)
+    if finite.all():
+        return list(arr.tolist())
+    return [v if ok else None for v, ok in zip(arr.tolist(), finite.tolist(), strict=True)]
 
 
 @dataclass
@@ -192,15 +204,13 @@ def write_organism(
     names = [n for _, n in genes]
     position = {g: i for i, g in enumerate(gene_ids)}
 
-    def gene_index(feature_ids: Iterable[str]) -> list[int]:
-        idx = []
-        for f in feature_ids:
-            if f not in position:  # not in the release's var: shown by its id
-                position[f] = len(gene_ids)
-                gene_ids.append(f)
-                names.append(f)
-            idx.append(position[f])
-        return idx
+    def gene_index(feature_ids: Any) -> Any:
+        """Return the positions in ``genes`` of a Series of feature ids (categorical or str)."""
+        for f in sorted(set(feature_ids.astype(str).unique()) - position.keys()):  # not in var: shown by its id
+            position[f] = len(gene_ids)
+            gene_ids.append(f)
+            names.append(f)
+        return feature_ids.astype(str).map(position).astype("int64")
 
     cube = inputs.cube[organism]
     groupings: dict[str, Path] = {NONE: cube, **inputs.by_category.get(organism, {})}
@@ -226,18 +236,22 @@ def write_organism(
             df = _read_tissue(path, tissue, [*keys, *CUBE_COLUMNS[2:]])
             if not len(df):
                 continue
-            for k in keys:
-                df[k] = df[k].astype(str)
             groups = df.groupby(keys, sort=False, observed=True)["n_cells"].max().reset_index()
+            for k in keys:
+                groups[k] = groups[k].astype(str)
             groups = groups.sort_values(keys, key=lambda s: s.map(label_of).str.lower(), kind="stable")
             groups = groups.reset_index(drop=True)
             cell_types.update(groups[CELL_TYPE])
             if grouping != NONE:
                 values[grouping].update(groups[keys[1]])
             entry["groups"][grouping] = [[*(str(r[k]) for k in keys), int(r["n_cells"])] for _, r in groups.iterrows()]
-            gidx = {tuple(r[k] for k in keys): i for i, r in groups.iterrows()}
-            df["g"] = gene_index(df[FEATURE].astype(str))
-            df["r"] = [gidx[t] for t in zip(*(df[k] for k in keys), strict=True)]
+            df["g"] = gene_index(df[FEATURE])
+            for k in keys:
+                df[k] = df[k].astype(str).astype("category")
+            rows_of = groups[keys].assign(r=range(len(groups)))
+            for k in keys:
+                rows_of[k] = rows_of[k].astype(df[k].dtype)
+            df = df.merge(rows_of, on=keys, how="left", validate="many_to_one")
             df["block"] = df["g"] // BLOCK_SIZE
             blocks = []
             for block, rows in df.sort_values(["g", "r"]).groupby("block", sort=True):
@@ -264,7 +278,7 @@ def write_organism(
             mk = _read_tissue(markers_path, tissue, MARKER_COLUMNS[1:])
             mk[CELL_TYPE] = mk[CELL_TYPE].astype(str)
             cell_types.update(mk[CELL_TYPE])
-            mk["g"] = gene_index(mk[FEATURE].astype(str))
+            mk["g"] = gene_index(mk[FEATURE])
             per_type: dict[str, list[list[Any]]] = {}
             for ct, rows in mk.sort_values([CELL_TYPE, "rank", "g"]).groupby(CELL_TYPE, sort=True):
                 per_type[str(ct)] = [
