@@ -199,18 +199,30 @@ def write_organism(
     ``genes``: (feature_id, feature_name) in the release's var order; ``labels``: obs label per term id, by
     category (cell_type, tissue_general, sex, ...); ``label_of(term_id)``: a label for a term not in obs.
     """
+    import pandas as pd
+
     out = OrganismShards(organism)
+    fix = produce_command(inputs.directory.parent.name, inputs.directory.parent.parent)
     gene_ids = [g for g, _ in genes]
     names = [n for _, n in genes]
     position = {g: i for i, g in enumerate(gene_ids)}
 
-    def gene_index(feature_ids: Any) -> Any:
+    def gene_index(feature_ids: Any, path: Path) -> Any:
         """Return the positions in ``genes`` of a Series of feature ids (categorical or str)."""
-        for f in sorted(set(feature_ids.astype(str).unique()) - position.keys()):  # not in var: shown by its id
-            position[f] = len(gene_ids)
-            gene_ids.append(f)
-            names.append(f)
-        return feature_ids.astype(str).map(position).astype("int64")
+        import numpy as np
+
+        ids = feature_ids if isinstance(feature_ids.dtype, pd.CategoricalDtype) else feature_ids.astype("category")
+        codes = ids.cat.codes.to_numpy()
+        if (codes < 0).any():
+            raise ReportError(f"{path}: feature_id is empty in some rows; re-run {fix}")
+        categories = [str(c) for c in ids.cat.categories]
+        for f in categories:
+            if f not in position:  # not in the release's var: shown by its id
+                position[f] = len(gene_ids)
+                gene_ids.append(f)
+                names.append(f)
+        lut = np.array([position[c] for c in categories], dtype=np.int64)
+        return pd.Series(lut[codes], index=ids.index)
 
     cube = inputs.cube[organism]
     groupings: dict[str, Path] = {NONE: cube, **inputs.by_category.get(organism, {})}
@@ -245,9 +257,10 @@ def write_organism(
             if grouping != NONE:
                 values[grouping].update(groups[keys[1]])
             entry["groups"][grouping] = [[*(str(r[k]) for k in keys), int(r["n_cells"])] for _, r in groups.iterrows()]
-            df["g"] = gene_index(df[FEATURE])
+            df["g"] = gene_index(df[FEATURE], path)
             for k in keys:
-                df[k] = df[k].astype(str).astype("category")
+                if not isinstance(df[k].dtype, pd.CategoricalDtype):
+                    df[k] = df[k].astype(str).astype("category")
             rows_of = groups[keys].assign(r=range(len(groups)))
             for k in keys:
                 rows_of[k] = rows_of[k].astype(df[k].dtype)
@@ -278,7 +291,7 @@ def write_organism(
             mk = _read_tissue(markers_path, tissue, MARKER_COLUMNS[1:])
             mk[CELL_TYPE] = mk[CELL_TYPE].astype(str)
             cell_types.update(mk[CELL_TYPE])
-            mk["g"] = gene_index(mk[FEATURE])
+            mk["g"] = gene_index(mk[FEATURE], markers_path)
             per_type: dict[str, list[list[Any]]] = {}
             for ct, rows in mk.sort_values([CELL_TYPE, "rank", "g"]).groupby(CELL_TYPE, sort=True):
                 per_type[str(ct)] = [
