@@ -18,7 +18,9 @@ Output under ``data/`` (each file ``(window.CB_DATA=window.CB_DATA||{})[KEY]=JSO
                                     value], n_cells) per grouping and which gene blocks have rows; the default
                                     tissue and genes
     <organism>/t<i>/<grouping>_<block>.js   rows of one tissue x grouping (none or a category) x block of
-                                    BLOCK_SIZE genes (by position in genes): group index, gene index,
+                                    block_size[grouping] genes (by position in genes; BLOCK_SIZE without a
+                                    category, BLOCK_SIZE / the category's number of values with one, at
+                                    least MIN_BLOCK_SIZE): group index, gene index,
                                     n_expressing, mean_expression (4 decimals); fraction = n_expressing / n_cells
     <organism>/t<i>/markers.js      per cell type its markers: gene index, effect_size, rank
 
@@ -40,7 +42,8 @@ from census_builder.errors import ReportError
 
 logger = logging.getLogger(__name__)
 
-BLOCK_SIZE = 256  # genes per shard
+BLOCK_SIZE = 256  # genes per shard without a category
+MIN_BLOCK_SIZE = 8  # genes per shard of a category with many values
 CATEGORIES = ("sex", "self_reported_ethnicity", "disease")
 NONE = "none"  # the grouping without a category
 TISSUE = "tissue_general_ontology_term_id"
@@ -145,6 +148,18 @@ def _tissues(path: Path) -> list[str]:
     return sorted(str(v) for v in pc.unique(col).to_pylist() if v is not None)
 
 
+def block_size(path: Path, grouping: str) -> int:
+    """Return the genes per shard of ``grouping``: BLOCK_SIZE, divided by the category's number of values."""
+    if grouping == NONE:
+        return BLOCK_SIZE
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    column = f"{grouping}_ontology_term_id"
+    values = len(pc.unique(pq.read_table(path, columns=[column]).column(column)))
+    return max(MIN_BLOCK_SIZE, BLOCK_SIZE // max(values, 1))
+
+
 def _read_tissue(path: Path, tissue: str, columns: Sequence[str]) -> Any:
     """Return the rows of one tissue as a pandas DataFrame."""
     import pyarrow as pa
@@ -226,6 +241,7 @@ def write_organism(
 
     cube = inputs.cube[organism]
     groupings: dict[str, Path] = {NONE: cube, **inputs.by_category.get(organism, {})}
+    sizes = {grouping: block_size(path, grouping) for grouping, path in groupings.items()}
     cell_types: set[str] = set()
     values: dict[str, set[str]] = {cat: set() for cat in groupings if cat != NONE}
     tissues_out: list[dict[str, Any]] = []
@@ -265,7 +281,7 @@ def write_organism(
             for k in keys:
                 rows_of[k] = rows_of[k].astype(df[k].dtype)
             df = df.merge(rows_of, on=keys, how="left", validate="many_to_one")
-            df["block"] = df["g"] // BLOCK_SIZE
+            df["block"] = df["g"] // sizes[grouping]
             blocks = []
             for block, rows in df.sort_values(["g", "r"]).groupby("block", sort=True):
                 key = f"{tdir}/{grouping}_{int(block)}"
@@ -312,7 +328,7 @@ def write_organism(
     index = {
         "organism": organism,
         "label": organism_label,
-        "block_size": BLOCK_SIZE,
+        "block_size": sizes,
         "genes": {"id": gene_ids, "name": names},
         "cell_types": {ct: labels.get("cell_type", {}).get(ct) or label_of(ct) for ct in sorted(cell_types)},
         "categories": {

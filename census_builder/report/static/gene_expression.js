@@ -75,7 +75,7 @@
     const blocks = new Set((tissue && tissue.blocks[state.groupby]) || []);
     const column = {};
     state.genes.forEach(function (id, j) { column[geneIndex(id)] = j; });
-    const needed = Array.from(new Set(Object.keys(column).map(function (g) { return Math.floor(g / org.block_size); })))
+    const needed = Array.from(new Set(Object.keys(column).map(function (g) { return Math.floor(g / org.block_size[state.groupby]); })))
       .filter(function (b) { return blocks.has(b); });
     R.status(needed.length ? "loading\u2026" : "");
     const shards = await Promise.all(needed.map(function (b) { return R.load(state.organism + "/" + tissue.dir + "/" + state.groupby + "_" + b); }));

@@ -15,7 +15,7 @@ from census_builder.errors import ReportError
 from census_builder.report import write_report
 from census_builder.report.expression import BLOCK_SIZE, Inputs, js_assign, write_organism
 from tests.census_builder.report.conftest import Report
-from tests.conftest import BuiltRelease, run_main_once
+from tests.conftest import run_main_once
 
 KEYS = ["tissue_general_ontology_term_id", "cell_type_ontology_term_id"]
 
@@ -23,12 +23,13 @@ KEYS = ["tissue_general_ontology_term_id", "cell_type_ontology_term_id"]
 def _rows(report: Report, organism: str, grouping: str) -> pd.DataFrame:
     """Every row of every shard of ``grouping`` for ``organism``, with its group's keys and n_cells."""
     index = report.read_js(f"{organism}/index")
+    size = index["block_size"][grouping]
     out = []
     for t in index["tissues"]:
         for block in t["blocks"].get(grouping, []):
             s = report.read_js(f"{organism}/{t['dir']}/{grouping}_{block}")
             for r, g, e, m in zip(s["r"], s["g"], s["e"], s["m"], strict=True):
-                assert g // BLOCK_SIZE == block
+                assert g // size == block
                 group = t["groups"][grouping][r]
                 row = {KEYS[0]: t["id"], KEYS[1]: group[0], "feature_id": index["genes"]["id"][g]}
                 if grouping != "none":
@@ -73,6 +74,9 @@ def test_organism_index(report: Report) -> None:
     assert {g[0]: g[1] for g in kidney["groups"]["none"]} == n
     assert [index["cell_types"][g[0]] for g in kidney["groups"]["none"]] == ["B cell", "macrophage", "T cell"]
     assert kidney["blocks"]["none"] == [0, 1, 2, 3]  # 895 genes, every other one expressed: 4 blocks of 256
+    # sex has 3 values (85 genes a block), self_reported_ethnicity and disease 2 (128); their 40 genes: block 0
+    assert index["block_size"] == {"none": 256, "sex": 85, "self_reported_ethnicity": 128, "disease": 128}
+    assert kidney["blocks"]["sex"] == [0]
     assert index["default"]["tissue"] == kidney["id"]  # the tissue with the most cells
     assert 0 < len(index["default"]["genes"]) <= 8
 
@@ -173,10 +177,11 @@ def test_no_release(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert want in capsys.readouterr().err
 
 
-def test_report_again_replaces_it(report: Report, example_release: BuiltRelease, tmp_path: Path) -> None:
+def test_report_again_replaces_it(report_without_ge: Path, tmp_path: Path) -> None:
     out = tmp_path / "site"
-    write_report(report.workdir, "example", out=out)
+    workdir = report_without_ge.parent.parent
+    write_report(workdir, "example", out=out)
     (out / "data" / "stale.js").write_text("x", encoding="ascii")
-    assert write_report(report.workdir, "example", out=out) == out / "index.html"
+    assert write_report(workdir, "example", out=out) == out / "index.html"
     assert not (out / "data" / "stale.js").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["site"]  # no temporary directory left
