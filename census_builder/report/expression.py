@@ -318,7 +318,7 @@ def write_organism(
             out.shard_bytes[key] = write_js(data_dir, key, per_type)
             if default.get("tissue") == tissue:
                 picked: list[str] = []
-                for markers in per_type.values():  # each cell type's best marker first
+                for markers in per_type.values():  # the top two markers of each cell type
                     for g, _, _ in markers[:2]:
                         if gene_ids[g] not in picked:
                             picked.append(gene_ids[g])
