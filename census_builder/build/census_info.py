@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
 from census_builder.build.inspect import DatasetPlan
@@ -32,22 +33,21 @@ class CellCounts:
     donors: dict[str, set[tuple[str, str]]] = field(default_factory=dict)
 
     def add(self, organism_label: str, organism: str, dataset_id: str, obs: pd.DataFrame) -> None:
-        """Count one dataset's cells (obs columns may be categoricals: nothing is expanded per cell)."""
-        na = pd.Categorical.from_codes(np.zeros(len(obs), dtype=np.int8), categories=pd.Index(["na"]))
-        primary = obs["is_primary_data"].to_numpy(dtype=bool).astype(np.int64)
+        """Count one dataset's cells (obs columns may be categoricals: nothing is expanded per cell).
+
+        Per category, each cell's (term, label) pair is one integer code, counted with ``np.bincount`` (cells
+        with a missing term or label are not counted, as pandas' groupby leaves them out).
+        """
+        n = len(obs)
+        primary = obs["is_primary_data"].to_numpy(dtype=bool)
+        na: tuple[npt.NDArray[np.int64], list[Any]] = (np.zeros(n, dtype=np.int64), ["na"])
         for cat in self.schema.summary_categories:
-            frame = pd.DataFrame(
-                {
-                    "term": obs[cat.ontology_column].to_numpy() if cat.ontology_column else na,
-                    "label": obs[cat.label_column].to_numpy() if cat.label_column else na,
-                    "primary": primary,
-                }
-            )
-            grouped = frame.groupby(["term", "label"], sort=False, observed=True)["primary"].agg(["size", "sum"])
-            for (term, label), total, unique in zip(grouped.index, grouped["size"], grouped["sum"], strict=True):
-                acc = self.counts.setdefault((organism_label, cat.name, str(term), str(label)), [0, 0])
-                acc[0] += int(total)
-                acc[1] += int(unique)
+            t_codes, terms = _codes(obs[cat.ontology_column]) if cat.ontology_column else na
+            l_codes, labels = _codes(obs[cat.label_column]) if cat.label_column else na
+            for (t, lab), total, unique in _pair_counts(t_codes, l_codes, len(labels), primary):
+                acc = self.counts.setdefault((organism_label, cat.name, str(terms[t]), str(labels[lab])), [0, 0])
+                acc[0] += total
+                acc[1] += unique
         self.donors.setdefault(organism, set()).update((dataset_id, str(d)) for d in obs["donor_id"].unique())
 
     def table(self) -> dict[str, list[Any]]:
@@ -63,6 +63,36 @@ class CellCounts:
             "total_cell_count": [self.counts[k][0] for k in keys],
             "label": [k[3] for k in keys],
         }
+
+
+def _codes(column: pd.Series) -> tuple[npt.NDArray[np.int64], list[Any]]:
+    """Return a column's integer codes (-1: missing) and the values they stand for."""
+    if isinstance(column.dtype, pd.CategoricalDtype):
+        return column.cat.codes.to_numpy().astype(np.int64), list(column.cat.categories)
+    codes, uniques = pd.factorize(column.to_numpy())
+    return codes.astype(np.int64), list(uniques)
+
+
+def _pair_counts(
+    a: npt.NDArray[np.int64], b: npt.NDArray[np.int64], n_b: int, primary: npt.NDArray[np.bool_]
+) -> list[tuple[tuple[int, int], int, int]]:
+    """Return each observed (a, b) code pair with its cell count and primary cell count (missing codes left out)."""
+    ok = (a >= 0) & (b >= 0)
+    key = a[ok] * max(n_b, 1) + b[ok]
+    weights = primary[ok].astype(np.float64)
+    if key.size and int(key.max()) < 4 * key.size + 4096:  # few pairs: count them directly
+        totals = np.bincount(key)
+        uniques = np.bincount(key, weights=weights, minlength=totals.size)
+        keys = np.nonzero(totals)[0]
+        totals, uniques = totals[keys], uniques[keys]
+    else:
+        keys, inverse = np.unique(key, return_inverse=True)
+        totals = np.bincount(inverse, minlength=keys.size)
+        uniques = np.bincount(inverse, weights=weights, minlength=keys.size)
+    return [
+        ((int(k) // max(n_b, 1), int(k) % max(n_b, 1)), int(t), int(u))
+        for k, t, u in zip(keys, totals, np.rint(uniques), strict=True)
+    ]
 
 
 def count_columns(schema: CensusSchema) -> set[str]:

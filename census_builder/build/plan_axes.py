@@ -10,16 +10,20 @@ from __future__ import annotations
 
 import logging
 import shutil
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from census_builder.build.inspect import DatasetPlan, PlanFiles
 from census_builder.build.outputs import AxesPlan, DatasetAxes, NoCells, OrganismAxes
 from census_builder.build.timestamps import Timestamps
-from census_builder.errors import InputError, PreflightError
+from census_builder.errors import BuildStateError, InputError, PreflightError
 from census_builder.soma import writers
 from census_builder.soma.layout import CENSUS_DATA, CENSUS_SPATIAL
 
@@ -37,14 +41,8 @@ def plan_axes(run: BuildRun) -> AxesPlan:
     """
     plans = run.plans()
     contributing = [p for p in plans if p.organism is not None]
-    datasets: list[DatasetAxes] = []
+    datasets, offsets = number_datasets(contributing)
     axes: dict[str, dict[str, OrganismAxes]] = {CENSUS_DATA: {}, CENSUS_SPATIAL: {}}
-    offsets: dict[tuple[str, str], int] = {}
-    for joinid, p in enumerate(contributing):
-        key = (p.experiment, str(p.organism))
-        off = offsets.get(key, 0)
-        datasets.append(DatasetAxes(p.dataset_id, key[1], joinid, off, p.n_cells, experiment=p.experiment))
-        offsets[key] = off + p.n_cells
     axes_dir = run.paths.state / "axes"
     axes_dir.mkdir(parents=True, exist_ok=True)
     for experiment, organisms in axes.items():
@@ -79,6 +77,19 @@ def plan_axes(run: BuildRun) -> AxesPlan:
     )
 
 
+def number_datasets(contributing: list[DatasetPlan]) -> tuple[list[DatasetAxes], dict[tuple[str, str], int]]:
+    """Return each contributing dataset's axes (joinids in manifest order; cells numbered per experiment and
+    organism) and each (experiment, organism)'s cell count."""
+    datasets: list[DatasetAxes] = []
+    offsets: dict[tuple[str, str], int] = {}
+    for joinid, p in enumerate(contributing):
+        key = (p.experiment, str(p.organism))
+        off = offsets.get(key, 0)
+        datasets.append(DatasetAxes(p.dataset_id, key[1], joinid, off, p.n_cells, experiment=p.experiment))
+        offsets[key] = off + p.n_cells
+    return datasets, offsets
+
+
 def var_path(run: BuildRun, experiment: str, organism: str) -> Path:
     """Return where plan_axes stores an experiment's genes (census_data: ``<organism>.var.parquet`` as before)."""
     prefix = "" if experiment == CENSUS_DATA else f"{experiment}."
@@ -87,14 +98,20 @@ def var_path(run: BuildRun, experiment: str, organism: str) -> Path:
 
 def _write_dataset_axes(run: BuildRun, members: list[DatasetPlan], var: pd.DataFrame) -> None:
     """Write each member's arrays for the matrix tasks: kept rows, Smart-seq rows, column -> gene joinid, lengths."""
-    position = pd.Series(np.arange(len(var), dtype=np.int64), index=var["feature_id"].to_numpy())
+    var_ids = pa.array(var["feature_id"].to_numpy(), type=pa.string())  # hashed per dataset by index_in (C++)
     col_length = var["feature_length"].to_numpy(dtype=np.float64)
     for p in members:
         files = PlanFiles(run.paths.plans, p.dataset_id)
         arrays = files.load_arrays()
-        genes = pd.read_parquet(files.genes)
+        ids = pq.read_table(files.genes, columns=["feature_id"]).column(0).cast(pa.string())
+        joinids = pc.index_in(ids, value_set=var_ids)
+        if joinids.null_count:
+            raise BuildStateError(
+                f"dataset {p.dataset_id}: {joinids.null_count} gene(s) of {files.genes} are not in the organism's "
+                "var union; this is a bug in census_builder: please report it"
+            )
         col_map = np.full(p.n_source_var, -1, dtype=np.int64)
-        col_map[arrays["gene_cols"]] = position.loc[genes["feature_id"].to_numpy()].to_numpy()
+        col_map[arrays["gene_cols"]] = joinids.to_numpy().astype(np.int64)
         np.savez(
             run.paths.state / "axes" / f"{p.dataset_id}.npz",
             kept_rows=arrays["kept_rows"],
@@ -106,18 +123,68 @@ def _write_dataset_axes(run: BuildRun, members: list[DatasetPlan], var: pd.DataF
 
 def _union_var(run: BuildRun, members: list[DatasetPlan]) -> pd.DataFrame:
     """Return the organism's genes: the union over its datasets, sorted by feature_id (not manifest order)."""
-    frames = [pd.read_parquet(PlanFiles(run.paths.plans, p.dataset_id).genes) for p in members]
-    allg = pd.concat(frames, ignore_index=True)
-    first = allg.drop_duplicates("feature_id", keep="first")
-    lengths = allg[allg["feature_length"] > 0].groupby("feature_id")["feature_length"].agg(["min", "max"])
-    conflicting = lengths.index[lengths["min"] != lengths["max"]]
-    if len(conflicting):
-        logger.warning(
-            "%d genes have different feature_length across datasets (e.g. %s); the first seen is used",
-            len(conflicting),
-            conflicting[0],
+    return union_var(pq.read_table(PlanFiles(run.paths.plans, p.dataset_id).genes) for p in members)
+
+
+def union_var(genes: Iterable[pa.Table | pd.DataFrame]) -> pd.DataFrame:
+    """Return the union of the datasets' kept genes (manifest order), sorted by feature_id.
+
+    Each gene takes its first seen feature_name and its first positive feature_length (0 if none). The
+    datasets are folded in one at a time: memory is the union's (~60 k genes), not the sum over datasets.
+    """
+    union = VarUnion()
+    for g in genes:
+        union.add(g if isinstance(g, pa.Table) else pa.Table.from_pandas(g, preserve_index=False))
+    return union.var()
+
+
+class VarUnion:
+    """The union of datasets' genes (feature_id, feature_name, feature_length), one dataset at a time."""
+
+    def __init__(self) -> None:
+        self._ids = pa.array([], type=pa.string())  # every gene seen, first-seen order
+        self._names: list[pa.Array] = []  # feature_name of the genes each dataset added
+        self._first = np.zeros(0, dtype=np.int64)  # first positive feature_length (0: none yet)
+        self._min = np.zeros(0, dtype=np.int64)  # smallest and largest positive feature_length
+        self._max = np.zeros(0, dtype=np.int64)
+
+    def add(self, genes: pa.Table) -> None:
+        """Fold in one dataset's genes (feature_id unique within the dataset)."""
+        ids = genes.column("feature_id").combine_chunks().cast(pa.string())
+        new = pc.invert(pc.is_in(ids, value_set=self._ids))
+        n_new = pc.sum(new).as_py() or 0
+        if n_new:
+            names = genes.column("feature_name").combine_chunks().cast(pa.string()).filter(new)
+            self._ids = pa.concat_arrays([self._ids, ids.filter(new)])
+            self._names.append(names)
+            self._first = np.concatenate([self._first, np.zeros(n_new, np.int64)])
+            self._min = np.concatenate([self._min, np.full(n_new, np.iinfo(np.int64).max, np.int64)])
+            self._max = np.concatenate([self._max, np.zeros(n_new, np.int64)])
+        pos = pc.index_in(ids, value_set=self._ids).to_numpy().astype(np.int64)
+        lengths = genes.column("feature_length").combine_chunks().fill_null(0).to_numpy().astype(np.int64)
+        known = lengths > 0
+        p, n = pos[known], lengths[known]
+        unset = self._first[p] == 0
+        self._first[p[unset]] = n[unset]
+        self._min[p] = np.minimum(self._min[p], n)
+        self._max[p] = np.maximum(self._max[p], n)
+
+    def var(self) -> pd.DataFrame:
+        """Return the union, sorted by feature_id; warn about genes with different lengths across datasets."""
+        names = pa.concat_arrays(self._names) if self._names else pa.array([], type=pa.string())
+        var = pd.DataFrame(
+            {
+                "feature_id": self._ids.to_numpy(zero_copy_only=False),
+                "feature_name": names.to_numpy(zero_copy_only=False),
+                "feature_length": self._first,
+            }
         )
-    known = allg[allg["feature_length"] > 0].drop_duplicates("feature_id", keep="first").set_index("feature_id")
-    var = first.set_index("feature_id")
-    var["feature_length"] = known["feature_length"].reindex(var.index).fillna(0).astype(np.int64)
-    return var.sort_index().reset_index()[["feature_id", "feature_name", "feature_length"]]
+        conflicting = (self._first > 0) & (self._min != self._max)
+        var = var.sort_values("feature_id", ignore_index=True)
+        if conflicting.any():
+            logger.warning(
+                "%d genes have different feature_length across datasets (e.g. %s); the first seen is used",
+                int(conflicting.sum()),
+                min(self._ids.filter(pa.array(conflicting)).to_pylist()),
+            )
+        return var

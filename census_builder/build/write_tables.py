@@ -12,7 +12,7 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -29,7 +29,7 @@ from census_builder.build.census_info import (
 )
 from census_builder.build.inspect import PlanFiles
 from census_builder.build.obs_task import ObsTask, write_obs
-from census_builder.build.outputs import OrganismFigures, TablesWritten
+from census_builder.build.outputs import AxesPlan, OrganismFigures, TablesWritten
 from census_builder.build.plan_axes import var_path
 from census_builder.build.spatial import write_spatial
 from census_builder.build.timestamps import Timestamps
@@ -69,24 +69,7 @@ def write_tables(run: BuildRun) -> TablesWritten:
         for _, t in tasks_by_ds.get(d.dataset_id, []):
             reducer.add(d.dataset_id, t.result_path)
 
-    obs_tasks = [
-        ObsTask(
-            dataset_id=d.dataset_id,
-            obs_uri=release.experiment(d.organism, d.experiment).obs,
-            obs_offset=d.obs_offset,
-            n_cells=d.n_cells,
-            plan_obs_path=str(PlanFiles(run.paths.plans, d.dataset_id).obs),
-            result_paths=tuple(t.result_path for _, t in tasks_by_ds.get(d.dataset_id, [])),
-            n_measured_vars=reducers[(d.experiment, d.organism)].n_measured_vars(d.dataset_id),
-            marker_path=str(run.paths.state / "obs" / f"{d.dataset_id}.done"),
-            lock_path=str(run.paths.lock),
-            run_id=run.run_id,
-            schema_version=run.schema.version,
-            timestamps=tuple(timestamps.obs(k) for k, _ in tasks_by_ds.get(d.dataset_id, [])),
-            spatial=d.experiment == CENSUS_SPATIAL,
-        )
-        for d in axes.datasets
-    ]
+    obs_tasks = dataset_obs_tasks(run, axes, tasks_by_ds, reducers, timestamps)
     todo = [t for t in obs_tasks if not Path(t.marker_path).is_file()]
     for uri in sorted({t.obs_uri for t in todo}):  # likewise obs rows of datasets without a marker
         consolidation.delete_fragments_at(uri, {ts for t in todo if t.obs_uri == uri for ts in t.timestamps})
@@ -142,6 +125,35 @@ def write_tables(run: BuildRun) -> TablesWritten:
     )
 
 
+def dataset_obs_tasks(
+    run: BuildRun,
+    axes: AxesPlan,
+    tasks_by_ds: Mapping[str, list[tuple[int, ChunkTask]]],
+    reducers: Mapping[tuple[str, str], PresenceReducer],
+    timestamps: Timestamps,
+) -> list[ObsTask]:
+    """Return the obs task of every contributing dataset (joinid order): paths and offsets, no cell data."""
+    release = run.layout
+    return [
+        ObsTask(
+            dataset_id=d.dataset_id,
+            obs_uri=release.experiment(d.organism, d.experiment).obs,
+            obs_offset=d.obs_offset,
+            n_cells=d.n_cells,
+            plan_obs_path=str(PlanFiles(run.paths.plans, d.dataset_id).obs),
+            result_paths=tuple(t.result_path for _, t in tasks_by_ds.get(d.dataset_id, [])),
+            n_measured_vars=reducers[(d.experiment, d.organism)].n_measured_vars(d.dataset_id),
+            marker_path=str(run.paths.state / "obs" / f"{d.dataset_id}.done"),
+            lock_path=str(run.paths.lock),
+            run_id=run.run_id,
+            schema_version=run.schema.version,
+            timestamps=tuple(timestamps.obs(k) for k, _ in tasks_by_ds.get(d.dataset_id, [])),
+            spatial=d.experiment == CENSUS_SPATIAL,
+        )
+        for d in axes.datasets
+    ]
+
+
 @dataclass
 class PresenceReducer:
     """Reduces chunk results to per-gene nnz and per-dataset presence, one result file at a time.
@@ -159,7 +171,10 @@ class PresenceReducer:
 
     def add(self, dataset_id: str, result_path: str) -> None:
         """Add one chunk result of ``dataset_id``."""
-        r = load_result(result_path)
+        self.add_result(dataset_id, load_result(result_path))
+
+    def add_result(self, dataset_id: str, r: Mapping[str, npt.NDArray[Any]]) -> None:
+        """Add one loaded chunk result (:func:`load_result`) of ``dataset_id``."""
         self.var_nnz[r["col_ids"]] += r["col_nnz"]
         p = self.present.setdefault(dataset_id, np.zeros(self.n_var, dtype=bool))
         p[r["col_ids"]] = True  # every stored raw value is > 0, so a stored entry means presence
@@ -206,16 +221,29 @@ def write_presence(
 
     ``value_type``: the schema's presence encoding. Returns how many entries were stored.
     """
-    rows: list[npt.NDArray[np.int64]] = []
-    cols: list[npt.NDArray[np.int64]] = []
-    for ds, p in present.items():
-        idx = np.nonzero(p)[0].astype(np.int64)
-        rows.append(np.full(idx.size, dataset_joinids[ds], dtype=np.int64))
-        cols.append(idx)
-    r = np.concatenate(rows) if rows else np.zeros(0, np.int64)
-    c = np.concatenate(cols) if cols else np.zeros(0, np.int64)
+    r, c = presence_entries(dataset_joinids, present)
     if r.size:
-        order = np.lexsort((c, r))
         values = np.ones(r.size, dtype=value_type.to_pandas_dtype())
-        writers.write_coo(uri, writers.coo_table(r[order], c[order], values, value_type))
+        writers.write_coo(uri, writers.coo_table(r, c, values, value_type))
     return int(r.size)
+
+
+def presence_entries(
+    dataset_joinids: Mapping[str, int], present: Mapping[str, npt.NDArray[np.bool_]]
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """Return the presence matrix's stored entries (dataset joinid, gene joinid), sorted by row, then column.
+
+    Filled dataset by dataset in joinid order (each row's columns come sorted): no sort, and nothing held
+    but the two coordinate arrays.
+    """
+    items = sorted(present.items(), key=lambda kv: dataset_joinids[kv[0]])
+    n = sum(int(np.count_nonzero(p)) for _, p in items)
+    r = np.empty(n, dtype=np.int64)
+    c = np.empty(n, dtype=np.int64)
+    at = 0
+    for ds, p in items:
+        idx = np.flatnonzero(p)
+        r[at : at + idx.size] = dataset_joinids[ds]
+        c[at : at + idx.size] = idx
+        at += idx.size
+    return r, c

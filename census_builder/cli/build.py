@@ -65,6 +65,12 @@ def register_build_commands(sub: Any) -> None:
     )
     setting_flag(b, "max_excluded")
     setting_flag(b, "schema_version")
+    b.add_argument(
+        "--gene-expression",
+        action="store_true",
+        help="after a successful build (and validation), compute its Gene Expression cube "
+        "(the gene-expression command)",
+    )
     b.set_defaults(handler=_build)
 
     v = sub.add_parser("validate", help="validate a built release (DIR/VERSION/soma) against its sources")
@@ -114,7 +120,7 @@ def _build(args: argparse.Namespace) -> int:
     if args.no_validate:
         logger.warning("validation skipped (--no-validate): this release cannot be published until validated")
         _print_summary(out)
-        return 0
+        return _gene_expression_after_build(args, out)
     try:
         rc = _run_validation(out, workers=args.workers, scheduler=args.scheduler)
     except KeyboardInterrupt as e:  # the release is complete (immutable): only validation is left to do
@@ -126,7 +132,18 @@ def _build(args: argparse.Namespace) -> int:
             what=f"validation of the complete release {out.root.name} interrupted",
         ) from None
     _print_summary(out)
-    return rc
+    return _gene_expression_after_build(args, out) if rc == 0 else rc
+
+
+def _gene_expression_after_build(args: argparse.Namespace, out: BuildPaths) -> int:
+    """``build --gene-expression``: the Gene Expression stage on the release just built."""
+    if not args.gene_expression:
+        return 0
+    from census_builder.cli.gene_expression import run_for
+
+    return run_for(
+        out, workers=args.workers, scheduler=args.scheduler, memory_limit=args.memory_limit, chunk_nnz=args.chunk_nnz
+    )
 
 
 def _print_summary(paths: BuildPaths) -> None:

@@ -73,6 +73,13 @@ HELP: dict[str, Help] = {
         "Write the small synthetic example corpus (H5ADs and manifest.csv) to --out.",
         f"{PROG} example --out example-corpus && {PROG} build --version example --manifest example-corpus/manifest.csv",
     ),
+    "gene-expression": Help(
+        "Compute the Gene Expression cube of the complete release DIR/VERSION (the CELLxGENE Discover method:\n"
+        "primary cells of Table-1 assays with >= 500 genes, ln(CPTT+1), raw counts <= 3 missing, Cell Ontology\n"
+        "roll-up) into DIR/VERSION/gene_expression/: a SOMA collection (soma/), Parquet files per organism and\n"
+        "gene_expression.json. The release is only read. Log: DIR/VERSION/gene_expression.log.",
+        f"{PROG} gene-expression --version 2026-11-22 --workdir {WORKDIR} --workers 4",
+    ),
     "publish": Help(
         "Copy the complete, validated build DIR/VERSION to DEST/VERSION (a local directory or\n"
         "s3://bucket/prefix), verify every object, then add VERSION to DEST/release.json. An interrupted\n"

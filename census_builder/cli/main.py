@@ -25,6 +25,7 @@ EXIT_STATUS: tuple[tuple[type[CensusBuilderError], int], ...] = (
 def _parser() -> argparse.ArgumentParser:
     from census_builder import options
     from census_builder.cli.build import register_build_commands  # build, validate, example
+    from census_builder.cli.gene_expression import register_gene_expression_command
     from census_builder.cli.release import register_release_commands  # publish, release, notes
     from census_builder.cli.report import register_report_command
     from census_builder.cli.settings import config_option, register_config_command
@@ -37,6 +38,7 @@ def _parser() -> argparse.ArgumentParser:
     config_option(p)
     sub = p.add_subparsers(dest="command", required=True)
     register_build_commands(sub)
+    register_gene_expression_command(sub)
     register_release_commands(sub)
     register_report_command(sub)
     register_config_command(sub)

@@ -1,7 +1,7 @@
 """The publish command: copy a validated build to ``DEST/VERSION/`` and add it to ``DEST/release.json``.
 
     check_publishable     build_report.json says complete and validation_report.json says passed
-    list_sources          every file under DIR/VERSION/{soma,h5ads} (never .build/ or the reports)
+    list_sources          every file under DIR/VERSION/{soma,h5ads,gene_expression} (never .build/ or the reports)
     check_not_published   VERSION is not in DEST/release.json yet
     check_validated_sources  every h5ads/<id>.h5ad has the size and SHA-256 validation recorded for the
                           source it read (validation_report.json "source_checksums"): what is published
@@ -75,6 +75,7 @@ from census_builder.release.publish_checks import (
 from census_builder.release.published import record_publication
 from census_builder.release.stores import (
     DEFAULT_PART_SIZE,
+    OPTIONAL_PARTS,
     PARTS,
     LocalObjects,
     ObjectStore,
@@ -110,11 +111,16 @@ ObjectCallback = Callable[[SourceObject, bool], None]  # (object, uploaded: Fals
 
 
 def list_sources(paths: BuildPaths) -> list[SourceObject]:
-    """List every file under DIR/VERSION/{soma,h5ads}, sorted by relative path."""
+    """List every file under DIR/VERSION/{soma,h5ads,gene_expression}, sorted by relative path.
+
+    ``gene_expression/`` (the gene-expression command's output) is optional.
+    """
     out: list[SourceObject] = []
     for part in PARTS:
         base = paths.root / part
         if not base.is_dir():
+            if part in OPTIONAL_PARTS:
+                continue
             raise PublishRefusedError(f"{base} is missing; the build directory is incomplete")
         for dirpath, _dirs, files in os.walk(base):
             for name in files:

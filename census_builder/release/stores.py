@@ -7,7 +7,7 @@
     s3_client      the one factory of boto3 S3 clients in census_builder.release
 
 Both list, fingerprint (local: SHA-256; S3: the ETag S3 computes, see :func:`s3_etag`), put, delete and move
-objects below ``{soma,h5ads}/``.
+objects below ``{soma,h5ads,gene_expression}/``.
 """
 
 from __future__ import annotations
@@ -25,7 +25,8 @@ from typing import Any, Protocol
 from census_builder.release.destination import Destination
 from census_builder.runtime import s3 as runtime_s3
 
-PARTS = ("soma", "h5ads")  # the directories of a build that are published
+PARTS = ("soma", "h5ads", "gene_expression")  # the directories of a build that are published
+OPTIONAL_PARTS = frozenset({"gene_expression"})  # published when present (the gene-expression command made it)
 MIN_PART_SIZE = 5 * 1024**2  # S3's minimum for all but the last part
 DEFAULT_PART_SIZE = 64 * 1024**2
 READ_SIZE = 1024**2  # bytes read at a time when hashing a file whole
@@ -62,7 +63,7 @@ class ObjectStore(Protocol):
         ...
 
     def list(self) -> dict[str, RemoteObject]:
-        """List the objects below ``{soma,h5ads}/`` by relative path."""
+        """List the objects below ``{soma,h5ads,gene_expression}/`` by relative path."""
         ...
 
     def remote_fingerprint(self, relative: str, obj: RemoteObject) -> str:
@@ -119,7 +120,7 @@ class LocalObjects:
         return sha256_of(src.path)
 
     def list(self) -> dict[str, RemoteObject]:
-        """List the files below ``{soma,h5ads}/`` with their sizes."""
+        """List the files below ``{soma,h5ads,gene_expression}/`` with their sizes."""
         out: dict[str, RemoteObject] = {}
         for part in PARTS:
             for dirpath, _dirs, files in os.walk(self.root / part):
@@ -205,7 +206,7 @@ class S3Objects:
         return s3_etag(src.path, self.part_size)
 
     def list(self) -> dict[str, RemoteObject]:
-        """List the objects below ``{soma,h5ads}/`` with their sizes and ETags."""
+        """List the objects below ``{soma,h5ads,gene_expression}/`` with their sizes and ETags."""
         out: dict[str, RemoteObject] = {}
         paginator = self.client.get_paginator("list_objects_v2")
         for part in PARTS:

@@ -80,6 +80,7 @@ class DatasetSpec:
     assays: tuple[str, ...] = ("EFO:0009922",)
     tissue_types: tuple[str, ...] = ("tissue",)
     tissues: tuple[tuple[str, str], ...] = TISSUES
+    cell_types: tuple[tuple[str, str], ...] = CELL_TYPES
     density: float = 0.1
     explicit_zeros: bool = False
     duplicates: bool = False  # non-canonical CSR: some counts split into two stored entries
@@ -139,7 +140,7 @@ def _obs_frame(spec: DatasetSpec, rng: np.random.Generator) -> pd.DataFrame:
     cols: dict[str, object] = {}
     cols["assay_ontology_term_id"] = [spec.assays[i % len(spec.assays)] for i in (idx // 2)]
     cols["assay"] = [ASSAY_LABELS.get(a, a) for a in cols["assay_ontology_term_id"]]  # type: ignore[attr-defined]
-    cols["cell_type_ontology_term_id"], cols["cell_type"] = pick(CELL_TYPES, r[0])
+    cols["cell_type_ontology_term_id"], cols["cell_type"] = pick(spec.cell_types, r[0])
     dev = [DEV_STAGE.get(o, DEV_STAGE[HUMAN])[0] for o in organisms]
     cols["development_stage_ontology_term_id"] = [d[0] for d in dev]
     cols["development_stage"] = [d[1] for d in dev]

@@ -96,8 +96,29 @@ def found_entries(
     key = rows << col_bits
     key |= codes
     key -= lo << col_bits  # rows chunk-local
+    return sorted_entries(key, values, n_rows, col_bits, col_map)
+
+
+def sorted_entries(
+    key: npt.NDArray[np.int64],
+    values: npt.NDArray[Any],
+    n_rows: int,
+    col_bits: int,
+    col_map: npt.NDArray[np.int64],
+) -> tuple[Entries, npt.NDArray[np.int64] | None]:
+    """Entries of unsorted keys (``key`` is left as it is) and the permutation that sorted them (None: none moved)."""
     key, order = sorted_keys(key, max(n_rows - 1, 1).bit_length() + col_bits)
     return Entries(key, values if order is None else values[order], col_bits, col_map), order
+
+
+def widened(e: Entries, col_bits: int) -> Entries:
+    """``e`` in keys with ``col_bits`` column bits (same order: rows first, then column codes)."""
+    if col_bits == e.col_bits:
+        return e
+    key = e.key >> e.col_bits
+    key <<= col_bits
+    key |= e.codes
+    return Entries(key, e.values, col_bits, e.col_map)
 
 
 def only_rows(

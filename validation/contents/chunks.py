@@ -20,7 +20,16 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from validation.checks.entries import Alignment, Entries, RowIndex, align, entry_at, found_entries, only_rows
+from validation.checks.entries import (
+    Alignment,
+    Entries,
+    RowIndex,
+    align,
+    entry_at,
+    only_rows,
+    sorted_entries,
+    widened,
+)
 from validation.checks.fingerprint import entry_hashes, metadata_fingerprints, row_fingerprints
 from validation.checks.matrix import Where, compare_normalized, compare_raw
 from validation.contents.obs import compare_obs, metadata_columns, source_obs
@@ -104,18 +113,24 @@ def check_chunk(task: ChunkTask, context: DatasetContext) -> ChunkResult:
             if task.mode == "fingerprint":
                 col_bits = max(context.col_map.size - 1, 1).bit_length()
                 expected, bounds = _expected_part(part, coords, part_keep, col_bits)
+                del coords
                 hashes = entry_hashes(expected.col_map[expected.codes], expected.values)
                 fingerprints[before : before + n] = row_fingerprints(hashes, bounds)
                 divided, _ = length_divided(expected, bounds, part.smart, context.col_length)
                 denominators[before : before + n] = row_sums(bounds, divided)  # what normalized values divide by
             else:
-                expected, bounds = _compare_x(part, res, coords, part_keep, where)
+                # Column codes of a sound release stay below n_source + n_var (_codes); a wider one found in the
+                # release widens the keys (_compare_x). The source's coordinates are freed before it is read.
+                col_bits = max(context.col_map.size + task.n_var - 1, 1).bit_length()
+                expected, bounds = _expected_part(part, coords, part_keep, col_bits)
+                del coords
+                expected = _compare_x(part, res, expected, bounds, where)
             stats.fill(before, row_stats(bounds, expected.values))
             per_source_col = np.bincount(expected.codes, minlength=context.col_map.size)
             present = np.flatnonzero(per_source_col)
             per_gene[context.col_map[present]] += per_source_col[present]
             before += n
-            del coords, expected, bounds  # before the next part's are read: memory stays one chunk's
+            del expected, bounds  # before the next part's are read: memory stays one chunk's
     res.var_ids = np.nonzero(per_gene)[0].astype(np.int64)
     res.var_nnz = per_gene[res.var_ids]
     if task.mode == "fingerprint":
@@ -153,11 +168,13 @@ class _Part:
 
 
 def _compare_x(
-    part: _Part, res: ChunkResult, coords: Coords, keep: npt.NDArray[np.bool_], task_where: Where
-) -> tuple[Entries, npt.NDArray[np.int64]]:
-    """Compare X["raw"] and X["normalized"] over one part with its source counts.
+    part: _Part, res: ChunkResult, expected_all: Entries, bounds: npt.NDArray[np.int64], task_where: Where
+) -> Entries:
+    """Compare X["raw"] and X["normalized"] over one part with its expected entries (``bounds``: their rows).
 
-    Returns the expected entries and their row pointers.
+    One layer at a time, each freed before the next is read: X["normalized"] is compared through X["raw"]'s
+    sort and alignment when both hold the same coordinates (the usual case). Returns the expected entries (in
+    wider keys if the release holds column codes beyond their width).
     """
     task, joinids = part.task, part.joinids
     read_rows, local = obs_coords(joinids), RowIndex(joinids)
@@ -171,7 +188,9 @@ def _compare_x(
     def where(row: int, var_joinid: int | None = None) -> dict[str, Any]:
         return task_where(part.before + row, var_joinid)
 
-    found: dict[str, tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[Any]]] = {}
+    col_map = task.ctx.col_map
+    subset = task.joinids is not None and bool((joinids < 0).any())  # cells the release lacks, or not asked about
+    raw: _Raw | None = None
     for check, layer, uri in (("x_raw", "raw", task.uris.raw), ("x_normalized", "normalized", task.uris.normalized)):
         if uri is None:
             if layer not in load_spec(task.schema_version).x_layers:
@@ -179,7 +198,7 @@ def _compare_x(
             res.add(check, Finding(f"X['{layer}'] is missing: cannot compare", dataset_id=task.dataset_id))
             continue
         try:
-            rows, cols, vals = read_x(uri, read_rows)
+            rows, cols, vals = read_x(uri, read_rows, expected_all.key.size)
         except Exception as e:
             res.add(
                 check,
@@ -192,39 +211,40 @@ def _compare_x(
             continue
         if local.lo is None:
             rows = local(rows)
-        found[layer] = (rows, cols, vals)
-    col_map = task.ctx.col_map
-    same = (
-        "raw" in found
-        and "normalized" in found
-        and all(np.array_equal(a, b) for a, b in zip(found["normalized"][:2], found["raw"][:2], strict=True))
-    )
-    codes = {layer: _codes(f[1], task.ctx) for layer, f in found.items() if not (same and layer == "normalized")}
-    # One key layout for expected and found entries: wide enough for any column code either holds.
-    widest = max([col_map.size - 1, 1, *(int(c.max(initial=0)) for c in codes.values())])
-    col_bits = widest.bit_length()
-    expected_all, bounds = _expected_part(part, coords, keep, col_bits)
-    expected, cmp_bounds, cmp_smart = expected_all, bounds, part.smart
-    if task.joinids is not None and bool((joinids < 0).any()):  # cells the release lacks, or not asked about
-        expected, cmp_bounds = only_rows(expected_all, bounds, joinids >= 0)
-    raw_order: npt.NDArray[np.int64] | None = None
-    raw: tuple[Entries, Alignment] | None = None
-    if "raw" in found:
-        rows, _, vals = found["raw"]
-        raw_entries, raw_order = found_entries(rows, codes["raw"], vals, lo, part.n, col_bits, col_map)
-        raw = raw_entries, align(expected.key, raw_entries.key)
-        res.raw_nnz += int(vals.size)
-        compare_raw(res, where, expected, *raw)
-    if "normalized" in found:
-        rows, _, vals = found["normalized"]
+        codes = _codes(cols, task.ctx)
+        del cols
+        widest = int(codes.max(initial=0)).bit_length()
+        if widest > expected_all.col_bits:  # a column far beyond the genes (a broken release): wider keys
+            expected_all = widened(expected_all, widest)
+            if raw is not None:  # its keys are narrower now: normalized is sorted and aligned on its own
+                raw = replace(raw, key=np.zeros(0, np.int64), sorted=widened(raw.sorted, widest))
+        col_bits = expected_all.col_bits
+        key = rows << col_bits
+        del rows
+        key |= codes
+        del codes
+        key -= lo << col_bits  # rows part-local
+        expected, cmp_bounds = expected_all, bounds
+        if subset:
+            expected, cmp_bounds = only_rows(expected_all, bounds, joinids >= 0)
+        if layer == "raw":
+            res.raw_nnz += int(vals.size)
+            raw_entries, raw_order = sorted_entries(key, vals, part.n, col_bits, col_map)
+            aligned = align(expected.key, raw_entries.key)
+            compare_raw(res, where, expected, raw_entries, aligned)
+            raw = _Raw(key, raw_entries, raw_order, aligned)
+            del key, vals, raw_entries
+            continue
         res.normalized_nnz += int(vals.size)
-        if raw is not None and same:  # raw's coordinates: its order and its alignment with the source
-            norm = Entries(raw[0].key, vals if raw_order is None else vals[raw_order], col_bits, col_map)
-            aligned = raw[1]
+        if raw is not None and np.array_equal(key, raw.key):  # raw's coordinates: its order and its alignment
+            norm = Entries(raw.sorted.key, vals if raw.order is None else vals[raw.order], col_bits, col_map)
+            aligned = raw.aligned
         else:
-            norm, _ = found_entries(rows, codes["normalized"], vals, lo, part.n, col_bits, col_map)
+            norm, _ = sorted_entries(key, vals, part.n, col_bits, col_map)
             aligned = align(expected.key, norm.key)
-        divided, no_length = length_divided(expected, cmp_bounds, cmp_smart, task.ctx.col_length)
+        raw = None
+        del key, vals
+        divided, no_length = length_divided(expected, cmp_bounds, part.smart, task.ctx.col_length)
         if no_length.size:
             res.add(
                 "sources",
@@ -234,8 +254,19 @@ def _compare_x(
                 ),
             )
         want = normalized(divided, cmp_bounds)
+        del divided
         compare_normalized(res, where, expected, want, norm, aligned, part.n)
-    return expected_all, bounds
+    return expected_all
+
+
+@dataclass(frozen=True)
+class _Raw:
+    """X["raw"] of a part as read (unsorted keys), sorted, the permutation that sorted it, and its alignment."""
+
+    key: npt.NDArray[np.int64]
+    sorted: Entries
+    order: npt.NDArray[np.int64] | None
+    aligned: Alignment
 
 
 def _expected_part(

@@ -18,6 +18,21 @@ import pyarrow as pa
 from census_builder.runtime.tiledb_config import NO_MALLOC_TRIM
 
 READ_BUFFER_BYTES = 128 * 2**20  # per column: one read of a 16 M-value chunk; below the workers' mmap threshold
+MIN_READ_BUFFER_BYTES = 2**20
+
+
+def read_buffer_bytes(entries: int | None) -> int:
+    """Read buffer bytes per column for an X read of about ``entries`` values (None: READ_BUFFER_BYTES).
+
+    The smallest power of two holding ``entries`` int64 coordinates, between MIN_READ_BUFFER_BYTES and
+    READ_BUFFER_BYTES: a 4 M-value chunk's read reserves 3 x 32 MiB instead of 3 x 128 MiB of heap (the arrow
+    table keeps the whole buffers until it is freed, and a reused heap keeps what it once reserved); a read
+    that does not fit comes back in several batches. Powers of two: few distinct TileDB contexts.
+    """
+    if entries is None:
+        return READ_BUFFER_BYTES
+    need = max(1, entries) * 8
+    return min(READ_BUFFER_BYTES, max(MIN_READ_BUFFER_BYTES, 1 << (need - 1).bit_length()))
 
 
 @dataclass
@@ -122,13 +137,18 @@ def read_obs(uri: str, joinids: npt.NDArray[np.int64]) -> dict[str, npt.NDArray[
     return {name: as_numpy(table.column(name)) for name in table.column_names}
 
 
-def read_x(uri: str, rows: Any) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[Any]]:
-    """Every stored value of ``rows`` (a slice or sorted joinids), in whatever order TileDB returns them."""
+def read_x(
+    uri: str, rows: Any, entries: int | None = None
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[Any]]:
+    """Every stored value of ``rows`` (a slice or sorted joinids), in whatever order TileDB returns them.
+
+    ``entries``: about how many values the rows hold (sizes the read buffers: :func:`read_buffer_bytes`).
+    """
     import tiledbsoma as soma
 
     if not isinstance(rows, slice) and rows.size == 0:
         return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32)
-    with soma.SparseNDArray.open(uri, context=_context(READ_BUFFER_BYTES)) as arr:
+    with soma.SparseNDArray.open(uri, context=_context(read_buffer_bytes(entries))) as arr:
         table = arr.read(coords=(rows,)).tables().concat()
     rows = np.asarray(table.column("soma_dim_0").to_numpy(), dtype=np.int64)
     cols = np.asarray(table.column("soma_dim_1").to_numpy(), dtype=np.int64)

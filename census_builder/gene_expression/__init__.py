@@ -1,0 +1,1 @@
+"""Gene Expression data derived from a release: the cube, marker genes."""
