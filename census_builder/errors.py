@@ -98,3 +98,8 @@ class TooManyExcludedError(CensusBuilderError):
 
 class GeneExpressionError(CensusBuilderError):
     """The Gene Expression data (the cube, its marker genes) cannot be derived from what was given."""
+
+
+class ReportError(CensusBuilderError):
+    """The report's inputs are missing or malformed (the release, or its gene_expression/ files), or --out
+    names a directory that is not a report."""

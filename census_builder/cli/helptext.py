@@ -128,6 +128,14 @@ HELP: dict[str, Help] = {
         "Log: DIR/VERSION/notes.log.",
         f"{PROG} notes --version 2026-11-22 --from s3://my-bucket/census --workdir {WORKDIR}",
     ),
+    "report": Help(
+        "Write a static HTML report of build VERSION to DIR/VERSION/report/ (or --out) that opens from disk, no\n"
+        "server or network: index.html (cells per organism, assay, tissue, disease; datasets and collections),\n"
+        "gene_expression.html (the dot plot: mean expression and fraction expressing per cell type and gene,\n"
+        "with group-by) and markers.html (marker genes per tissue and cell type), from DIR/VERSION/soma and\n"
+        "DIR/VERSION/gene_expression/ (the gene-expression command). Log: DIR/VERSION/report.log.",
+        f"{PROG} report --version 2026-11-22 --workdir {WORKDIR} && xdg-open {WORKDIR}/2026-11-22/report/index.html",
+    ),
     "config": Help(
         "Print the effective site settings, one line each: key, value and where the value came from. Each\n"
         "setting is, in rising precedence, its default, a key of the TOML config file (--config FILE, else\n"

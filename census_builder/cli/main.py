@@ -1,4 +1,4 @@
-"""Command line: ``python -m census_builder {build,validate,example,publish,release,notes,config} ...``."""
+"""Command line: ``python -m census_builder {build,validate,example,publish,release,notes,report,config} ...``."""
 
 from __future__ import annotations
 
@@ -27,6 +27,7 @@ def _parser() -> argparse.ArgumentParser:
     from census_builder.cli.build import register_build_commands  # build, validate, example
     from census_builder.cli.gene_expression import register_gene_expression_command
     from census_builder.cli.release import register_release_commands  # publish, release, notes
+    from census_builder.cli.report import register_report_command
     from census_builder.cli.settings import config_option, register_config_command
 
     p = options.ArgumentParser(prog="census_builder", description=__doc__)
@@ -39,6 +40,7 @@ def _parser() -> argparse.ArgumentParser:
     register_build_commands(sub)
     register_gene_expression_command(sub)
     register_release_commands(sub)
+    register_report_command(sub)
     register_config_command(sub)
     _common_options_everywhere(p)
     from census_builder.cli.helptext import apply  # description, example and exit codes of every command
