@@ -27,14 +27,17 @@ $(STAMP): requirements.lock pyproject.toml
 	@echo "environment ready: $(VENV)"
 
 # Generate the example corpus and build (then validate) a release from it; then the same for Census
-# schema 2.4.0 from the dataset schema 7.0.0 corpus.
+# schema 2.4.0 from the dataset schema 7.0.0 corpus, with its Gene Expression data; then each release's report.
 example: install
 	$(PY) -m census_builder example --out $(EXAMPLE_DIR)/corpus
 	$(PY) -m census_builder build --version $(VERSION) --manifest $(EXAMPLE_DIR)/corpus/manifest.csv \
 		--workdir $(EXAMPLE_DIR)/releases
 	$(PY) -m census_builder example --census-schema 2.4.0 --out $(EXAMPLE_DIR)/corpus-2.4.0
 	$(PY) -m census_builder build --census-schema 2.4.0 --version $(VERSION)-2.4.0 \
-		--manifest $(EXAMPLE_DIR)/corpus-2.4.0/manifest.csv --workdir $(EXAMPLE_DIR)/releases
+		--manifest $(EXAMPLE_DIR)/corpus-2.4.0/manifest.csv --workdir $(EXAMPLE_DIR)/releases --gene-expression
+	$(PY) -m census_builder report --version $(VERSION) --workdir $(EXAMPLE_DIR)/releases
+	$(PY) -m census_builder report --version $(VERSION)-2.4.0 --workdir $(EXAMPLE_DIR)/releases
+	@echo "open the reports: $(EXAMPLE_DIR)/releases/$(VERSION)/report/index.html and $(EXAMPLE_DIR)/releases/$(VERSION)-2.4.0/report/index.html"
 
 # The test suite (what CI runs): the default suite, then the slow kill-and-resume matrix (-m slow).
 # pytest exits 5 when it collects no test: that fails too.

@@ -144,6 +144,7 @@ class DatasetSpec7:
     assays: tuple[str, ...] = ("EFO:0009922",)
     tissue_types: tuple[str, ...] = ("tissue",)  # cycled over the cells
     tissues: tuple[tuple[str, str], ...] = TISSUES
+    cell_types: tuple[tuple[str, str], ...] = CELL_TYPES  # cycled over the cells like the other obs terms
     density: float = 0.1
     explicit_zeros: bool = False
     duplicates: bool = False  # non-canonical CSR: some counts split into two stored entries
@@ -274,7 +275,7 @@ def _obs_frame(spec: DatasetSpec7, rng: np.random.Generator) -> pd.DataFrame:
             tissues.append(spec.tissues[int(k) % len(spec.tissues)])
     pairs: dict[str, list[tuple[str, str]]] = {
         "assay": [(a, ASSAYS[a][0]) for a in assays],
-        "cell_type": pick(CELL_TYPES, r[0]),
+        "cell_type": pick(spec.cell_types, r[0]),
         "development_stage": pick(dev_choices, r[1]),
         "disease": pick(DISEASES, r[2]),
         "self_reported_ethnicity": pick(eth_choices, r[3]),
@@ -428,6 +429,34 @@ def example_specs_7() -> list[DatasetSpec7]:
             seed=17,
         ),
         DatasetSpec7("human-all-filtered-7", n_cells=50, assays=("EFO:0008992",), seed=18),
+    ]
+
+
+LYMPHOCYTE = ("CL:0000542", "lymphocyte")  # the Cell Ontology parent of B cell and T cell
+
+
+def example_gene_expression_specs_7() -> list[DatasetSpec7]:
+    """Return the example corpus's dataset for Gene Expression: cells with >= 500 genes (the paper's filter).
+
+    The other example datasets have 300 genes each, so none of their cells is eligible. This one has 1,500 genes
+    at density 0.8 (590 to 680 genes with a count per cell, about a quarter of the counts above the "<= 3 is
+    missing" threshold), two tissues, B cells, T cells and their parent lymphocyte (the roll-up), and a quarter
+    non-primary cells.
+    """
+    return [
+        DatasetSpec7(
+            "human-blood-gene-expression-7",
+            n_cells=600,
+            n_genes=1500,
+            density=0.8,
+            assays=("EFO:0009922", "EFO:0009899"),
+            tissues=(("UBERON:0000178", "blood"), ("UBERON:0002048", "lung")),
+            cell_types=(*CELL_TYPES, LYMPHOCYTE),
+            zero_cell=False,
+            excluded_only_gene=False,
+            collection_id="collection-4",
+            seed=19,
+        )
     ]
 
 

@@ -52,6 +52,7 @@ from census_builder.testing.synthetic_7 import (
     MOUSE,
     ORGANISMS,
     DatasetSpec7,
+    example_gene_expression_specs_7,
     example_specs_7,
     write_corpus_with,
     write_h5ad_7,
@@ -472,10 +473,15 @@ def write_spatial_corpus(
 
 
 def write_example_corpus_7(out_dir: str | Path) -> Path:
-    """Write the Census 2.4.0 example corpus: example_specs_7() and example_spatial_specs(), one manifest."""
+    """Write the Census 2.4.0 example corpus: example_specs_7(), example_gene_expression_specs_7() and
+    example_spatial_specs(), one manifest."""
 
     def write(path: Path, spec: DatasetSpec7 | SpatialSpec) -> Path:
         return write_spatial_h5ad(path, spec) if isinstance(spec, SpatialSpec) else write_h5ad_7(path, spec)
 
-    specs: list[DatasetSpec7 | SpatialSpec] = [*example_specs_7(), *example_spatial_specs()]
+    specs: list[DatasetSpec7 | SpatialSpec] = [
+        *example_specs_7(),
+        *example_gene_expression_specs_7(),
+        *example_spatial_specs(),
+    ]
     return write_corpus_with(out_dir, specs, write)

@@ -9,7 +9,7 @@ import h5py
 import pytest
 
 from census_builder.cli import main
-from census_builder.testing.synthetic_7 import example_specs_7
+from census_builder.testing.synthetic_7 import example_gene_expression_specs_7, example_specs_7
 from census_builder.testing.synthetic_spatial import example_spatial_specs
 
 
@@ -48,7 +48,8 @@ def test_example_with_2_4_0_writes_the_7_0_0_corpus_with_spatial_datasets(tmp_pa
     assert main.main(["example", "--census-schema", "2.4.0", "--out", str(tmp_path / "c")]) == 0
     with (tmp_path / "c" / "manifest.csv").open(newline="", encoding="utf-8") as f:
         ids = [row["dataset_id"] for row in csv.DictReader(f)]
-    assert ids == [s.dataset_id for s in example_specs_7()] + [s.dataset_id for s in example_spatial_specs()]
+    expected = [*example_specs_7(), *example_gene_expression_specs_7(), *example_spatial_specs()]
+    assert ids == [s.dataset_id for s in expected]
     for dataset_id in ids:
         with h5py.File(tmp_path / "c" / f"{dataset_id}.h5ad", "r") as h5:
             assert h5["uns/schema_version"][()].decode() == "7.0.0"
