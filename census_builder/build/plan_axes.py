@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from census_builder.build.inspect import DatasetPlan, PlanFiles
 from census_builder.build.outputs import AxesPlan, DatasetAxes, NoCells, OrganismAxes
@@ -22,6 +23,7 @@ from census_builder.build.timestamps import Timestamps
 from census_builder.errors import InputError, PreflightError
 from census_builder.soma import writers
 from census_builder.soma.layout import CENSUS_DATA, CENSUS_SPATIAL
+from census_builder.soma.platform import obs_field_type
 
 if TYPE_CHECKING:
     from census_builder.build.pipeline import BuildRun
@@ -69,7 +71,12 @@ def plan_axes(run: BuildRun) -> AxesPlan:
         shutil.rmtree(run.paths.partial)  # a structure half-created by an interrupted run
     shapes = {k: writers.ExperimentShape(v.n_obs, v.n_var) for k, v in axes[CENSUS_DATA].items()}
     spatial = {k: writers.ExperimentShape(v.n_obs, v.n_var) for k, v in axes[CENSUS_SPATIAL].items()}
-    writers.create_release(run.layout, shapes, n_datasets=len(contributing), spatial=spatial)
+    obs_values = {
+        (kind, org): _obs_values(run, [p for p in contributing if (p.experiment, p.organism) == (kind, org)])
+        for kind, organisms in axes.items()
+        for org in organisms
+    }
+    writers.create_release(run.layout, shapes, n_datasets=len(contributing), spatial=spatial, obs_values=obs_values)
     return AxesPlan(
         timestamp_base=Timestamps.new_base(),  # resumable writes are named from here on (build/timestamps.py)
         datasets=tuple(datasets),
@@ -77,6 +84,28 @@ def plan_axes(run: BuildRun) -> AxesPlan:
         excluded=tuple(NoCells(p.dataset_id, str(p.excluded_reason)) for p in plans if p.organism is None),
         spatial=axes[CENSUS_SPATIAL],
     )
+
+
+def _obs_values(run: BuildRun, members: list[DatasetPlan]) -> dict[str, list[str]]:
+    """Every value of each dictionary-encoded obs column (soma/platform.py) over ``members``, sorted: the
+    enumerations the obs dataframe is created with. dataset_id is the members' ids; the other columns are
+    read from the plans' obs parquet (dictionary-encoded there: only the distinct values are decoded)."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    names = [c.name for c in run.schema.obs if obs_field_type(c.name, c.arrow_type, 0) != c.arrow_type]
+    values: dict[str, set[str]] = {name: set() for name in names}
+    values["dataset_id"] = {p.dataset_id for p in members}
+    for p in members:
+        path = PlanFiles(run.paths.plans, p.dataset_id).obs
+        present = set(pq.read_schema(path).names)
+        table = pq.read_table(path, columns=[n for n in names if n in present and n != "dataset_id"])
+        for name in table.column_names:
+            unique = pc.unique(table.column(name))
+            if pa.types.is_dictionary(unique.type):
+                unique = unique.dictionary_decode()
+            values[name].update(str(v) for v in unique.to_pylist())
+    return {name: sorted(v) for name, v in values.items() if v}
 
 
 def var_path(run: BuildRun, experiment: str, organism: str) -> Path:

@@ -28,6 +28,7 @@ from census_builder.soma.layout import ReleaseLayout
 from census_builder.testing.synthetic_7 import MOUSE, DatasetSpec7, write_corpus_with, write_h5ad_7
 from census_builder.testing.synthetic_spatial import SLIDE_SEQ_V2, SpatialSpec, write_spatial_h5ad
 from tests.census_builder.build.h5ad_edits import rewrite
+from tests.census_builder.soma.storage_checks import assert_obs_enumerations, assert_x_settings
 from tests.conftest import run_main_once
 
 SPATIAL = "census_spatial_sequencing"
@@ -247,3 +248,18 @@ def _node(node: Any, path: tuple[str, ...]) -> Any:
     for part in path:
         node = node[part]
     return node
+
+
+@pytest.mark.parametrize("experiment", ["census_data", SPATIAL])
+def test_storage_settings_of_x_and_obs(built: Built, experiment: str) -> None:
+    """Census 2.4.0 (both experiments): issue 17's X settings and obs enumerations (storage_checks.py)."""
+    strings = [c.name for c in load_schema("2.4.0").obs if c.encoding == "string"]
+    with _open(built) as census:
+        organisms = sorted(census[experiment].keys())
+    assert organisms
+    for organism in organisms:
+        exp = f"{built.soma}/{experiment}/{organism}"
+        assert_x_settings(f"{exp}/ms/RNA/X/raw", "raw")
+        if experiment == "census_data":
+            assert_x_settings(f"{exp}/ms/RNA/X/normalized", "normalized")
+        assert_obs_enumerations(f"{exp}/obs", strings)
