@@ -232,13 +232,13 @@ def plain_string_obs(root: Path) -> None:
         with soma.DataFrame.open(str(uri)) as df:
             table = df.read().concat()
             domain = df.domain
-        columns = [col.dictionary_decode() if pa.types.is_dictionary(col.type) else col for col in table.columns]
+        fields = [
+            pa.field(f.name, f.type.value_type if pa.types.is_dictionary(f.type) else f.type, nullable=f.nullable)
+            for f in table.schema
+        ]
         plain = pa.Table.from_arrays(
-            [pa.chunked_array(c.chunks if isinstance(c, pa.ChunkedArray) else [c]) for c in columns],
-            names=table.column_names,
+            [c.cast(f.type) for c, f in zip(table.columns, fields, strict=True)], schema=pa.schema(fields)
         )
-        fields = [pa.field(f.name, plain.schema.field(f.name).type, nullable=f.nullable) for f in table.schema]
-        plain = plain.cast(pa.schema(fields))
         assert any(pa.types.is_dictionary(t) for t in table.schema.types)  # it was dictionary-encoded
         tmp = uri.with_name("obs-plain")
         with soma.DataFrame.create(
