@@ -26,6 +26,7 @@ from census_builder.build.timestamps import Timestamps
 from census_builder.errors import BuildStateError, InputError, PreflightError
 from census_builder.soma import writers
 from census_builder.soma.layout import CENSUS_DATA, CENSUS_SPATIAL
+from census_builder.soma.platform import obs_field_type
 
 if TYPE_CHECKING:
     from census_builder.build.pipeline import BuildRun
@@ -67,7 +68,12 @@ def plan_axes(run: BuildRun) -> AxesPlan:
         shutil.rmtree(run.paths.partial)  # a structure half-created by an interrupted run
     shapes = {k: writers.ExperimentShape(v.n_obs, v.n_var) for k, v in axes[CENSUS_DATA].items()}
     spatial = {k: writers.ExperimentShape(v.n_obs, v.n_var) for k, v in axes[CENSUS_SPATIAL].items()}
-    writers.create_release(run.layout, shapes, n_datasets=len(contributing), spatial=spatial)
+    obs_values = {
+        (kind, org): _obs_values(run, [p for p in contributing if (p.experiment, p.organism) == (kind, org)])
+        for kind, organisms in axes.items()
+        for org in organisms
+    }
+    writers.create_release(run.layout, shapes, n_datasets=len(contributing), spatial=spatial, obs_values=obs_values)
     return AxesPlan(
         timestamp_base=Timestamps.new_base(),  # resumable writes are named from here on (build/timestamps.py)
         datasets=tuple(datasets),
@@ -88,6 +94,25 @@ def number_datasets(contributing: list[DatasetPlan]) -> tuple[list[DatasetAxes],
         datasets.append(DatasetAxes(p.dataset_id, key[1], joinid, off, p.n_cells, experiment=p.experiment))
         offsets[key] = off + p.n_cells
     return datasets, offsets
+
+
+def _obs_values(run: BuildRun, members: list[DatasetPlan]) -> dict[str, list[str]]:
+    """Every value of each dictionary-encoded obs column (soma/platform.py) over ``members``, sorted: the
+    enumerations the obs dataframe is created with. dataset_id is the members' ids; the other columns are
+    read from the plans' obs parquet (dictionary-encoded there: only the distinct values are decoded)."""
+    names = [c.name for c in run.schema.obs if obs_field_type(c.name, c.arrow_type, 0) != c.arrow_type]
+    values: dict[str, set[str]] = {name: set() for name in names}
+    values["dataset_id"] = {p.dataset_id for p in members}
+    for p in members:
+        path = PlanFiles(run.paths.plans, p.dataset_id).obs
+        present = set(pq.read_schema(path).names)
+        table = pq.read_table(path, columns=[n for n in names if n in present and n != "dataset_id"])
+        for name in table.column_names:
+            unique = pc.unique(table.column(name))
+            if pa.types.is_dictionary(unique.type):
+                unique = unique.dictionary_decode()
+            values[name].update(str(v) for v in unique.to_pylist())
+    return {name: sorted(v) for name, v in values.items() if v}
 
 
 def var_path(run: BuildRun, experiment: str, organism: str) -> Path:

@@ -4,26 +4,47 @@ from __future__ import annotations
 
 from typing import Any
 
+import pyarrow as pa
 import tiledbsoma as soma
 
 _ZSTD = {"_type": "ZstdFilter", "level": 3}
 X_TILE = 2048  # space tile extent of both X dimensions (rows and genes)
 X_CAPACITY = 2**17  # cells per data tile of an X array
 DATAFRAME_CAPACITY = 2**16  # rows per data tile of a dataframe
-X_PLATFORM_CONFIG: dict[str, Any] = {
-    "tiledb": {
-        "create": {
-            "capacity": X_CAPACITY,
-            "dims": {
-                "soma_dim_0": {"tile": X_TILE, "filters": ["DoubleDeltaFilter", _ZSTD]},
-                "soma_dim_1": {"tile": X_TILE, "filters": ["ByteShuffleFilter", _ZSTD]},
-            },
-            "attrs": {"soma_data": {"filters": ["ByteShuffleFilter", _ZSTD]}},
-            "cell_order": "row-major",
-            "tile_order": "row-major",
+# X storage (issue 17, benchmarks/RESULTS.md "After the storage change"): Zstd at X_ZSTD_LEVEL on both
+# dimensions and both layers' values. No DoubleDelta on soma_dim_0 (it saved ~10 % of a file that is 2 % of
+# X, and cost coordinate-unfiltering time on every read). X["normalized"]'s values without ByteShuffle: a
+# cell's normalized values are a few distinct floats, which Zstd matches as whole 4-byte words and
+# shuffling splits (-28 % of the layer). ``allows_duplicates``: TileDB reads the arrays with its
+# unordered-with-duplicates reader, which skips merging result slabs into global order; our writer stores
+# unique coordinates (stats.chunk_counts), so there are never duplicates to keep, but reads come back in
+# no particular order.
+X_ZSTD_LEVEL = 9
+_X_ZSTD = {"_type": "ZstdFilter", "level": X_ZSTD_LEVEL}
+UNSHUFFLED_X_LAYERS = frozenset({"normalized"})  # X layers whose values are stored without ByteShuffle
+
+
+def x_platform_config(layer: str) -> dict[str, Any]:
+    """Return the creation settings of X layer ``layer`` (see :data:`X_ZSTD_LEVEL`)."""
+    data_filters: list[Any] = [_X_ZSTD] if layer in UNSHUFFLED_X_LAYERS else ["ByteShuffleFilter", _X_ZSTD]
+    return {
+        "tiledb": {
+            "create": {
+                "capacity": X_CAPACITY,
+                "allows_duplicates": True,
+                "dims": {
+                    "soma_dim_0": {"tile": X_TILE, "filters": [_X_ZSTD]},
+                    "soma_dim_1": {"tile": X_TILE, "filters": ["ByteShuffleFilter", _X_ZSTD]},
+                },
+                "attrs": {"soma_data": {"filters": data_filters}},
+                "cell_order": "row-major",
+                "tile_order": "row-major",
+            }
         }
     }
-}
+
+
+X_PLATFORM_CONFIG: dict[str, Any] = x_platform_config("raw")  # X["raw"]'s (count layers, benchmarks' floor)
 DATAFRAME_PLATFORM_CONFIG: dict[str, Any] = {
     "tiledb": {
         "create": {
@@ -64,3 +85,26 @@ def context() -> soma.SOMATileDBContext:
 def x_write_context() -> soma.SOMATileDBContext:
     """Return the context of X writes (:data:`X_WRITE_CONFIG`)."""
     return soma.SOMATileDBContext(tiledb_config=dict(X_WRITE_CONFIG))
+
+
+# obs string columns are stored dictionary-encoded (SOMA enumerations), as the reference's releases store
+# them: every one is categorical in nature (a few hundred distinct values per release at most) except the
+# per-cell observation_joinid, which stays a plain string. The enumeration of each column holds the values
+# of every dataset of the experiment, sorted, and is created with the array (writers.create_release), before
+# any obs task writes: concurrent writers then never extend (evolve) the schema.
+PLAIN_STRING_OBS_COLUMNS = frozenset({"observation_joinid"})
+
+
+def enumeration_index_type(n_values: int) -> pa.DataType:
+    """Return the smallest signed index type that numbers ``n_values`` enumeration values."""
+    for t in (pa.int8(), pa.int16(), pa.int32()):
+        if n_values <= 2 ** (t.bit_width - 1) - 1:
+            return t
+    return pa.int64()
+
+
+def obs_field_type(name: str, arrow_type: pa.DataType, n_values: int) -> pa.DataType:
+    """Return the stored Arrow type of obs column ``name`` (schema type ``arrow_type``): enumerations for strings."""
+    if name in PLAIN_STRING_OBS_COLUMNS or not pa.types.is_large_string(arrow_type):
+        return arrow_type
+    return pa.dictionary(enumeration_index_type(n_values), pa.large_string())

@@ -8,7 +8,7 @@ consolidation and fragment maintenance from :mod:`census_builder.soma.consolidat
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,7 +21,13 @@ from census_builder.census.schema import CensusSchema, Column
 from census_builder.errors import StorageError
 from census_builder.soma import layout as names
 from census_builder.soma.layout import ReleaseLayout
-from census_builder.soma.platform import DATAFRAME_PLATFORM_CONFIG, X_PLATFORM_CONFIG, context, x_write_context
+from census_builder.soma.platform import (
+    DATAFRAME_PLATFORM_CONFIG,
+    context,
+    obs_field_type,
+    x_platform_config,
+    x_write_context,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -39,26 +45,32 @@ def create_release(
     shapes: Mapping[str, ExperimentShape],
     n_datasets: int,
     spatial: Mapping[str, ExperimentShape] | None = None,
+    obs_values: Mapping[tuple[str, str], Mapping[str, Sequence[str]]] | None = None,
 ) -> None:
     """Create the whole, empty release structure (census_info tables are written later, in full).
 
     X layers and the presence matrix get the value types the schema gives them. ``spatial``: the organisms of
     census_spatial_sequencing (Census 2.4.0), whose experiments get X["raw"] only and the spatial obs columns;
-    their scenes and obs_spatial_presence are written by build/spatial.py.
+    their scenes and obs_spatial_presence are written by build/spatial.py. ``obs_values``: per (experiment,
+    organism), every value of each dictionary-encoded obs column (platform.obs_field_type), which becomes
+    the column's enumeration; a column not listed gets an empty enumeration with int32 indices, which only
+    a single writer may extend.
     """
     schema = release.schema
     with soma.Collection.create(release.root, context=context()) as root:  # type: ignore[var-annotated]
         root.add_new_collection(names.CENSUS_INFO)
         data = root.add_new_collection(names.CENSUS_DATA)
         for organism, shape in shapes.items():
-            _add_experiment(schema, release.experiment(organism), data, shape, schema.obs, n_datasets)
+            values = (obs_values or {}).get((names.CENSUS_DATA, organism), {})
+            _add_experiment(schema, release.experiment(organism), data, shape, schema.obs, n_datasets, values)
         if spatial:
             from census_builder.census.spatial import spatial_obs
 
             collection = root.add_new_collection(names.CENSUS_SPATIAL)
             for organism, shape in spatial.items():
                 layout = release.experiment(organism, names.CENSUS_SPATIAL)
-                exp = _add_experiment(schema, layout, collection, shape, spatial_obs(schema), n_datasets)
+                values = (obs_values or {}).get((names.CENSUS_SPATIAL, organism), {})
+                exp = _add_experiment(schema, layout, collection, shape, spatial_obs(schema), n_datasets, values)
                 exp.add_new_collection(names.SPATIAL)  # the scenes, one per dataset
 
 
@@ -69,17 +81,26 @@ def _add_experiment(
     shape: ExperimentShape,
     obs: tuple[Column, ...],
     n_datasets: int,
+    obs_values: Mapping[str, Sequence[str]],
 ) -> Any:
     """Create one organism's empty experiment in ``parent``: obs, ms[measurement] with var, X layers, presence."""
     schema = CensusSchema.arrow_schema
     exp = parent.add_new_collection(layout.organism, soma.Experiment)
-    exp.add_new_dataframe(
+    obs_schema = obs_arrow_schema(obs, obs_values)
+    obs_df = exp.add_new_dataframe(
         names.OBS,
-        schema=schema(obs),
+        schema=obs_schema,
         index_column_names=["soma_joinid"],
         domain=[(0, max(shape.n_obs, 1) - 1)],
         platform_config=DATAFRAME_PLATFORM_CONFIG,
     )
+    enumerations = {
+        f.name: pa.array(sorted(set(obs_values[f.name])), type=pa.large_string())
+        for f in obs_schema
+        if pa.types.is_dictionary(f.type) and obs_values.get(f.name)
+    }
+    if enumerations:
+        obs_df.extend_enumeration_values(enumerations)
     ms = exp.add_new_collection(names.MS)
     rna = ms.add_new_collection(release_schema.measurement, soma.Measurement)
     rna.add_new_dataframe(
@@ -95,12 +116,34 @@ def _add_experiment(
             layer,
             type=release_schema.x_layer_arrow_type(layer),
             shape=(shape.n_obs, shape.n_var),
-            platform_config=X_PLATFORM_CONFIG,
+            platform_config=x_platform_config(layer),
         )
     rna.add_new_sparse_ndarray(
         release_schema.presence_matrix, type=release_schema.presence_arrow_type, shape=(n_datasets, shape.n_var)
     )
     return exp
+
+
+def obs_arrow_schema(columns: tuple[Column, ...], values: Mapping[str, Sequence[str]]) -> pa.Schema:
+    """Return the stored Arrow schema of an obs dataframe: string columns dictionary-encoded (platform.obs_field_type),
+    their index type sized for ``values`` (column -> every value; int32 when not given)."""
+    fields = []
+    for c in columns:
+        n_values = len(set(values[c.name])) if values.get(c.name) else 2**31 - 1
+        fields.append(pa.field(c.name, obs_field_type(c.name, c.arrow_type, n_values), nullable=False))
+    return pa.schema(fields)
+
+
+def as_stored(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """Return ``table`` with its string columns dictionary-encoded where ``schema`` (an array's) stores them so."""
+    columns = []
+    for name in table.column_names:
+        col = table.column(name)
+        t = schema.field(name).type
+        if pa.types.is_dictionary(t) and not col.type.equals(t):
+            col = col.cast(t.value_type).combine_chunks().dictionary_encode().cast(t)
+        columns.append(col)
+    return pa.Table.from_arrays(columns, schema=pa.schema([schema.field(n) for n in table.column_names]))
 
 
 def arrow_table(columns: tuple[Column, ...], data: Mapping[str, Any]) -> pa.Table:
@@ -124,7 +167,7 @@ def write_dataframe(
     ``timestamp`` (ms) names the fragment, so that a rerun can delete what an interrupted run wrote.
     """
     with soma.DataFrame.open(uri, "w", context=context(), tiledb_timestamp=timestamp) as df:
-        df.write(arrow_table(columns, data))
+        df.write(as_stored(arrow_table(columns, data), df.schema))
 
 
 def write_coo(uri: str, table: pa.Table) -> None:

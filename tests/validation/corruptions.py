@@ -1,13 +1,15 @@
 """One-thing-wrong edits of a copied release, written with tiledbsoma the way a buggy writer would.
 
 Each function changes exactly one thing and returns what it changed (dataset, cell, gene, values), so a
-test can assert that the validator names it. TileDB arrays here do not allow duplicate coordinates: writing
-a coordinate again overwrites its value.
+test can assert that the validator names it. The release's X arrays allow duplicate coordinates (writing a
+coordinate again would keep both entries), so a changed X value deletes the stored entry first, as a
+writer that stored the wrong value once would have left it; the other arrays overwrite.
 """
 
 from __future__ import annotations
 
 import shutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -53,6 +55,14 @@ def _row_entries(uri: Path, row: int) -> pa.Table:
 
 
 def _write_one(uri: Path, row: int, col: int, value: Any, value_type: pa.DataType) -> None:
+    import tiledb
+
+    with soma.SparseNDArray.open(str(uri)) as arr:
+        duplicates = bool(arr.schema_config_options().allows_duplicates)
+    if duplicates:
+        with tiledb.open(str(uri), "d") as a:
+            a.query(cond=f"soma_dim_0 == {row} and soma_dim_1 == {col}").submit()
+        time.sleep(0.002)  # the write's timestamp (ms) after the delete's
     with soma.SparseNDArray.open(str(uri), "w") as arr:
         arr.write(
             pa.table(
@@ -112,6 +122,18 @@ def stray_value(root: Path) -> Changed:
     col = next(j for j, f in zip(ids["soma_joinid"], ids["feature_id"], strict=True) if f not in measured)
     _write_one(uri, 10, col, 5.0, pa.float32())
     return Changed(cell["dataset_id"], cell["observation_joinid"], 10, _feature_id(root, HUMAN, col), "absent", 5.0)
+
+
+def duplicate_raw(root: Path) -> Changed:
+    """A count stored twice at one coordinate, the same value: X allows duplicate coordinates, TileDB keeps both
+    and a reader gets both back (the second is an entry the source does not have)."""
+    uri = root / HUMAN / "ms/RNA/X/raw"
+    t = _row_entries(uri, 10).slice(0, 1)
+    with soma.SparseNDArray.open(str(uri), "w") as arr:
+        arr.write(t)
+    col, value = int(t.column("soma_dim_1")[0].as_py()), float(t.column("soma_data")[0].as_py())
+    cell = _cell(root, HUMAN, 10)
+    return Changed(cell["dataset_id"], cell["observation_joinid"], 10, _feature_id(root, HUMAN, col), None, value)
 
 
 def perturb_mouse_raw(root: Path) -> Changed:
@@ -187,7 +209,10 @@ def change_cell_type(root: Path) -> Changed:
         row = df.read(coords=(slice(7, 7),)).concat()
     before = row.column("cell_type")[0].as_py()
     after = "neuron" if before != "neuron" else "B cell"
-    row = row.set_column(row.column_names.index("cell_type"), "cell_type", pa.array([after], pa.large_string()))
+    stored = row.schema.field("cell_type").type  # dictionary-encoded in our releases: an enumeration value
+    value = pa.array([after], pa.large_string())
+    value = value.dictionary_encode().cast(stored) if pa.types.is_dictionary(stored) else value
+    row = row.set_column(row.column_names.index("cell_type"), "cell_type", value)
     with soma.DataFrame.open(uri, "w") as df:
         df.write(row)
     return Changed(
@@ -197,6 +222,31 @@ def change_cell_type(root: Path) -> Changed:
         expected=before,
         found=after,
     )
+
+
+def plain_string_obs(root: Path) -> None:
+    """Rewrite both experiments' obs with plain string columns (the same values), as a tool that does not
+    dictionary-encode would store them. Not a corruption: the values are the same."""
+    for exp in (HUMAN, MOUSE):
+        uri = root / exp / "obs"
+        with soma.DataFrame.open(str(uri)) as df:
+            table = df.read().concat()
+            domain = df.domain
+        fields = [
+            pa.field(f.name, f.type.value_type if pa.types.is_dictionary(f.type) else f.type, nullable=f.nullable)
+            for f in table.schema
+        ]
+        plain = pa.Table.from_arrays(
+            [c.cast(f.type) for c, f in zip(table.columns, fields, strict=True)], schema=pa.schema(fields)
+        )
+        assert any(pa.types.is_dictionary(t) for t in table.schema.types)  # it was dictionary-encoded
+        tmp = uri.with_name("obs-plain")
+        with soma.DataFrame.create(
+            str(tmp), schema=plain.schema, index_column_names=["soma_joinid"], domain=domain
+        ) as df:
+            df.write(plain)
+        shutil.rmtree(uri)
+        tmp.rename(uri)
 
 
 def change_raw_sum(root: Path) -> Changed:

@@ -13,7 +13,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import pytest
+import tiledbsoma
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -137,6 +139,17 @@ CASES: list[tuple[str, Corruption, str, Callable[[c.Changed], dict[str, Any]]]] 
             "feature_id": ch.feature_id,
             "expected": "absent",
             "found": 5.0,
+        },
+    ),
+    (  # X arrays allow duplicate coordinates: a second copy of an entry is an entry the source lacks
+        "duplicate_raw",
+        c.duplicate_raw,
+        "x_raw",
+        lambda ch: {
+            "dataset_id": ch.dataset_id,
+            "observation_joinid": ch.observation_joinid,
+            "feature_id": ch.feature_id,
+            "found": ch.found,
         },
     ),
     (
@@ -289,6 +302,34 @@ def test_corruption_is_located_in_a_task_of_many_chunks(
     report = _validate(soma, example_release, validation_client, chunk_entries=2000)
     assert not report.passed
     _finding_named(report, check, **where(changed))
+
+
+def test_dictionary_encoded_obs_is_accepted_and_named_in_the_readings(
+    good_report: tuple[ValidationReport, Path],
+) -> None:
+    """Our own releases store obs strings as enumerations (issue 17): accepted, their values compared (the
+    corruption cases above change one), and the report says where they are."""
+    report, _ = good_report
+    assert report.passed
+    reading = report.readings["string columns stored dictionary-encoded (accepted: their values are strings)"]
+    assert "obs" in reading, reading
+
+
+def test_plain_string_obs_is_accepted_and_its_values_checked(
+    example_release: BuiltRelease, validation_client: Any, tmp_path: Path
+) -> None:
+    """Our releases store obs strings dictionary-encoded; a release whose obs holds plain strings (another
+    tool's) passes on the same values, and a changed value is found in plain storage as in encoded."""
+    soma = _copy(example_release, tmp_path)
+    c.plain_string_obs(soma)
+    changed = c.change_cell_type(soma)
+    with tiledbsoma.DataFrame.open(str(soma / c.MOUSE / "obs")) as df:
+        assert df.schema.field("cell_type").type == pa.large_string()
+    report = _validate(soma, example_release, validation_client)
+    assert report.failed == ["obs_metadata"]
+    finding = _finding_named(report, "obs_metadata", observation_joinid=changed.observation_joinid)
+    assert (finding["column"], finding["expected"], finding["found"]) == ("cell_type", changed.expected, changed.found)
+    assert not any("dictionary" in key for key in report.readings)
 
 
 def test_mouse_only_corruption_leaves_human_clean(

@@ -24,6 +24,7 @@ from census_builder.build.spatial import write_scene
 from census_builder.census.schema import load_schema
 from census_builder.soma.layout import ReleaseLayout
 from census_builder.testing.synthetic_spatial import SpatialSpec
+from tests.census_builder.soma.storage_checks import assert_obs_enumerations, assert_x_settings
 from tests.spatial_build import SLIDE, SLIDE_KEPT, SPATIAL, VISIUM, Built
 
 INT64_MIN = -9223372036854775808
@@ -207,3 +208,18 @@ def _node(node: Any, path: tuple[str, ...]) -> Any:
     for part in path:
         node = node[part]
     return node
+
+
+@pytest.mark.parametrize("experiment", ["census_data", SPATIAL])
+def test_storage_settings_of_x_and_obs(built: Built, experiment: str) -> None:
+    """Census 2.4.0 (both experiments): issue 17's X settings and obs enumerations (storage_checks.py)."""
+    strings = [c.name for c in load_schema("2.4.0").obs if c.encoding == "string"]
+    with _open(built) as census:
+        organisms = sorted(census[experiment].keys())
+    assert organisms
+    for organism in organisms:
+        exp = f"{built.soma}/{experiment}/{organism}"
+        assert_x_settings(f"{exp}/ms/RNA/X/raw", "raw")
+        if experiment == "census_data":
+            assert_x_settings(f"{exp}/ms/RNA/X/normalized", "normalized")
+        assert_obs_enumerations(f"{exp}/obs", strings)
