@@ -64,6 +64,21 @@
     return ct + " \u00b7 " + v + " (" + group[2].toLocaleString("en-US") + ")";
   }
 
+  // The method's facts (gene_expression.json "method") in words; keys this page does not know are listed as they are.
+  function describeMethod(m) {
+    const parts = [];
+    const known = ["assays", "primary_only", "min_genes", "scale", "missing_max_count", "marker_top_n",
+      "bootstrap_replicates", "marker_percentile", "group_by", "version"];
+    if (m.assays) parts.push((m.primary_only ? "primary " : "") + "cells of " + Object.keys(m.assays).length + " assays (" + Object.values(m.assays).join(", ") + ")");
+    if (m.min_genes !== undefined) parts.push("at least " + m.min_genes + " genes expressed");
+    if (m.scale !== undefined) parts.push("ln(counts per " + m.scale + " + 1)");
+    if (m.missing_max_count !== undefined) parts.push("raw counts up to " + m.missing_max_count + " treated as missing");
+    if (m.marker_top_n !== undefined) parts.push("markers: top " + m.marker_top_n + " by the bootstrapped (" + m.bootstrap_replicates + " replicates) " + m.marker_percentile + "th percentile of effect sizes");
+    if (m.version !== undefined) parts.push("method version " + m.version);
+    Object.keys(m).filter(function (k) { return known.indexOf(k) < 0; }).forEach(function (k) { parts.push(k + ": " + JSON.stringify(m[k])); });
+    return parts.join("; ");
+  }
+
   async function render() {
     const mine = ++renderCount;
     const div = $("dotplot");
@@ -161,7 +176,7 @@
     R.fillSelect($("organism"), INDEX.organisms.map(function (o) { return [o.name, o.label]; }), hash.organism);
     await setOrganism($("organism").value, hash);
     const m = INDEX.method || {};
-    $("method").textContent = Object.keys(m).length ? "Method: " + JSON.stringify(m) + (INDEX.cell_ontology_version ? "; Cell Ontology " + INDEX.cell_ontology_version : "") : "";
+    $("method").textContent = Object.keys(m).length ? "Method: " + describeMethod(m) + (INDEX.cell_ontology_version ? "; Cell Ontology " + INDEX.cell_ontology_version : "") : "";
     $("organism").addEventListener("change", function () { setOrganism(this.value, null).then(render).catch(fail); });
     $("tissue").addEventListener("change", function () { state.tissue = this.value; render().catch(fail); });
     $("groupby").addEventListener("change", function () { state.groupby = this.value; render().catch(fail); });
