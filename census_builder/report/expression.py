@@ -110,8 +110,12 @@ def find_inputs(directory: Path, version: str, workdir: Path) -> Inputs | None:
     for organism in sorted(organisms):
         path = directory / f"{organism}.parquet"
         if not path.is_file():
-            # an organism with no eligible cells may have no file: nothing to show for it
-            logger.info("%s lists organism %s but there is no %s: left out", meta_path, organism, path.name)
+            # an organism with no eligible cells has no file (gene_expression.json: files []): nothing to show
+            listed = organisms[organism].get("files") if isinstance(organisms[organism], dict) else None
+            if listed:
+                logger.info("%s lists organism %s but there is no %s: left out", meta_path, organism, path.name)
+            else:
+                logger.info("%s: no Gene Expression data (no eligible cells); left out", organism)
             continue
         _check_columns(path, CUBE_COLUMNS, fix)
         cube[organism] = path
