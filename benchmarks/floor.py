@@ -65,7 +65,7 @@ def measure_floor(h5ads: list[Path], out: Path, *, workers: int, chunk_nnz: int)
         with H5AD(p, p.stem) as h5:
             counts = h5.counts()
             n_var = max(n_var, counts.shape[1])
-            for a, b in plan_row_chunks(counts.row_costs(), chunk_nnz):
+            for a, b in plan_row_chunks(counts.row_costs(), chunk_nnz, counts.row_align()):
                 tasks.append(FloorTask(str(p), a, b, offset + a, (str(out / "a"), str(out / "b"))))
             offset += counts.shape[0]
     out.mkdir(parents=True, exist_ok=True)
