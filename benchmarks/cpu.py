@@ -32,6 +32,24 @@ def _tree_cpu_seconds(procs: list[psutil.Process]) -> tuple[float, int]:
     return cpu, rss
 
 
+def tree_cpu_seconds(pid: int) -> float:
+    """Return the CPU seconds ``pid`` and its descendants have used so far (reaped children included)."""
+    try:
+        root = psutil.Process(pid)
+        return _tree_cpu_seconds([root, *root.children(recursive=True)])[0]
+    except psutil.Error:
+        return 0.0
+
+
+def cpu_seconds(samples: list[list[Any]]) -> float:
+    """Return the CPU seconds the samples account for (each sample's cores times its interval)."""
+    total, last = 0.0, 0.0
+    for s in samples:
+        total += float(s[1]) * (float(s[0]) - last)
+        last = float(s[0])
+    return round(total, 1)
+
+
 @dataclass
 class TreeSampler:
     """Samples of the CPU and RSS of ``pid`` and its descendants (see the module docstring)."""

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.corpus import corpus_dir_name, corpus_specs, write_corpus
-from benchmarks.cpu import STAGE_START, TreeSampler, stage_summary
+from benchmarks.cpu import STAGE_START, TreeSampler, cpu_seconds, stage_summary
 from benchmarks.floor import measure_floor
 from census_builder.build.outputs import TablesWritten, read_output
 from census_builder.build.state import BuildPaths, StageRecord
@@ -175,6 +175,7 @@ def main() -> int:
         "validation_seconds": validation["seconds"],
         "validation_peak_rss_bytes": validation["peak_rss_bytes"],
         "validation_passed": validation["returncode"] == 0,
+        "build_cpu_seconds": cpu_seconds(build["cpu_samples"]),
         "build_cpu_per_stage": build["cpu_per_stage"],
         "validation_cpu_percent": _mean_cpu(validation["cpu_samples"]),
         "build_stage_starts": build["stage_starts"],
@@ -188,6 +189,7 @@ def main() -> int:
         shutil.rmtree(floor_dir, ignore_errors=True)
         result["floor"] = floor
         result["build_over_floor"] = build["seconds"] / floor["seconds"]
+        result["build_over_floor_cpu"] = result["build_cpu_seconds"] / max(floor["cpu_seconds"], 1e-9)
     out = Path("benchmarks/results") / f"{name}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2))
@@ -218,7 +220,12 @@ def main() -> int:
     ]
     if "floor" in result:
         rows.append(
-            ("I/O floor", f"{result['floor']['seconds']:.0f} s; build/floor = {result['build_over_floor']:.2f}")
+            (
+                "I/O floor",
+                f"{result['floor']['seconds']:.0f} s; build/floor = {result['build_over_floor']:.2f}"
+                f" (CPU s: {result['build_cpu_seconds']:.0f} / {result['floor']['cpu_seconds']:.0f}"
+                f" = {result['build_over_floor_cpu']:.2f})",
+            )
         )
     for k, v in rows:
         logger.info("%-18s %s", k, v)

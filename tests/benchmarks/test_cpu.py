@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import itertools
+import os
 import sys
 
-from benchmarks.cpu import stage_summary
+from benchmarks.cpu import cpu_seconds, stage_summary, tree_cpu_seconds
 from benchmarks.run import run_measured
 
 
@@ -49,3 +50,9 @@ def test_run_measured_samples_cpu_and_finds_the_stages() -> None:
     assert used["spin"] > 0.6 and used["idle"] < 0.2, used
     assert set(out["cpu_per_stage"]) == {"spin", "idle"}
     assert out["peak_rss_bytes"] > 0 and len(samples) >= 10
+
+
+def test_cpu_seconds_integrates_the_samples() -> None:
+    samples = [[0.5, 2.0, 0, [0.0]], [1.5, 1.0, 0, [0.0]], [2.0, 0.0, 0, [0.0]]]
+    assert cpu_seconds(samples) == 2.0 * 0.5 + 1.0 * 1.0  # the first sample covers [0, 0.5]
+    assert tree_cpu_seconds(os.getpid()) > 0
