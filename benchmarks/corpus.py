@@ -1,7 +1,13 @@
-"""Benchmark corpora: the test generator (census_builder.testing.synthetic) at scale."""
+"""Benchmark corpora: the test generator (census_builder.testing.synthetic) at scale.
+
+    python -m benchmarks.corpus --cells 250000 [--compression {none,gzip,lzf}] [--data benchmarks/data]
+
+writes the corpus ``benchmarks.run`` builds (``<data>/corpus-250k``, or ``corpus-250k-gzip`` / ``-lzf``).
+"""
 
 from __future__ import annotations
 
+import argparse
 import csv
 import logging
 import multiprocessing
@@ -10,7 +16,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Protocol, TypeVar
 
-from census_builder.testing.synthetic import HUMAN, MOUSE, DatasetSpec, write_h5ad
+from census_builder.testing.synthetic import COMPRESSIONS, HUMAN, MOUSE, Compression, DatasetSpec, write_h5ad
 
 
 class _Named(Protocol):
@@ -22,10 +28,21 @@ SpecT = TypeVar("SpecT", bound=_Named)
 logger = logging.getLogger(__name__)
 
 
+def corpus_dir_name(n_cells: int, compression: Compression = "none") -> str:
+    """Return the corpus directory's name: ``corpus-<thousands of cells>k``, suffixed ``-gzip`` / ``-lzf``."""
+    return f"corpus-{n_cells // 1000}k" + ("" if compression == "none" else f"-{compression}")
+
+
 def corpus_specs(
-    n_cells: int, *, genes: int = 30_000, nnz_per_cell: int = 1000, cells_per_dataset: int = 100_000
+    n_cells: int,
+    *,
+    genes: int = 30_000,
+    nnz_per_cell: int = 1000,
+    cells_per_dataset: int = 100_000,
+    compression: Compression = "none",
 ) -> list[DatasetSpec]:
-    """Datasets of ~cells_per_dataset cells; 4 in 5 human, 1 in 5 mouse; 1 in 4 with a raw layer; one small dense."""
+    """Datasets of ~cells_per_dataset cells; 4 in 5 human, 1 in 5 mouse; 1 in 4 with a raw layer; one small dense.
+    ``compression``: the HDF5 filter of every file (the same cells and values whatever it is)."""
     density = nnz_per_cell / genes
     specs: list[DatasetSpec] = []
     remaining, i = n_cells, 0
@@ -40,6 +57,7 @@ def corpus_specs(
             n_spike_ins=0,
             seed=10_000,
             chunk_cells=500,
+            compression=compression,
         )
     )
     remaining -= dense_cells
@@ -58,6 +76,7 @@ def corpus_specs(
                 n_spike_ins=10,
                 seed=i,
                 chunk_cells=20_000,
+                compression=compression,
                 assays=("EFO:0009922", "EFO:0009899", "EFO:0008931") if i % 3 == 0 else ("EFO:0009922",),
             )
         )
@@ -93,3 +112,23 @@ def write_corpus(out: Path, specs: list[DatasetSpec], *, processes: int = 2) -> 
         for s in specs:
             w.writerow([s.dataset_id, f"{s.dataset_id}.h5ad"])
     return manifest
+
+
+def main() -> int:
+    """Command line: see the module docstring."""
+    ap = argparse.ArgumentParser(description="Write a benchmark corpus (the one benchmarks.run builds).")
+    ap.add_argument("--cells", type=int, required=True)
+    ap.add_argument("--genes", type=int, default=30_000)
+    ap.add_argument("--nnz-per-cell", type=int, default=1000)
+    ap.add_argument("--compression", choices=COMPRESSIONS, default="none")
+    ap.add_argument("--data", type=Path, default=Path("benchmarks/data"))
+    ap.add_argument("--processes", type=int, default=2)
+    args = ap.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    specs = corpus_specs(args.cells, genes=args.genes, nnz_per_cell=args.nnz_per_cell, compression=args.compression)
+    print(write_corpus(args.data / corpus_dir_name(args.cells, args.compression), specs, processes=args.processes))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

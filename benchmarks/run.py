@@ -1,18 +1,21 @@
 """Benchmark a build: wall time per stage, cells/s, non-zeros/s, peak RSS of the whole process tree
-(driver + dask workers), release size, validation time, and the ratio to the I/O floor.
+(driver + dask workers), CPU use of the tree over time and per stage, release size, validation time, and
+the ratio to the I/O floor.
 
     python -m benchmarks.run --cells 250000 [--workers 2] [--chunk-nnz 4000000] [--data benchmarks/data]
+        [--compression {none,gzip,lzf}]
 
-Writes benchmarks/results/<cells>.json and prints a table. Corpora are kept under --data (reused when
-present; --clean removes the corpus and release afterwards).
+Writes benchmarks/results/<cells>[-<compression>].json and prints a table. Corpora are kept under --data
+(corpus-<cells>k for uncompressed sources, corpus-<cells>k-gzip / -lzf for compressed ones, so that the
+forms coexist; reused when present; --clean removes the corpus and release afterwards).
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import logging
+import os
 import shutil
 import subprocess
 import sys
@@ -21,9 +24,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-import psutil
-
-from benchmarks.corpus import corpus_specs, write_corpus
+from benchmarks.corpus import corpus_dir_name, corpus_specs, write_corpus
+from benchmarks.cpu import STAGE_START, TreeSampler, cpu_seconds, stage_summary
 from benchmarks.floor import measure_floor
 from census_builder.build.outputs import TablesWritten, read_output
 from census_builder.build.state import BuildPaths, StageRecord
@@ -32,38 +34,48 @@ logger = logging.getLogger("benchmarks")
 
 
 def run_measured(cmd: list[str], interval: float = 0.2) -> dict[str, Any]:
-    """Run ``cmd``; sample the RSS of it and all its descendants; return wall time, peak tree RSS, exit code."""
+    """Run ``cmd``; every ``interval`` s sample the RSS and CPU of it and all its descendants; return wall
+    time, peak tree RSS, exit code, the CPU samples (:class:`benchmarks.cpu.TreeSampler`), the start of each
+    stage the output announces ("[<stage>] starting", seconds since the start) and the mean CPU per stage."""
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    peak = 0
+    sampler = TreeSampler(proc.pid, t0)
     done = threading.Event()
 
     def sample() -> None:
-        nonlocal peak
-        root = psutil.Process(proc.pid)
         while not done.is_set():
-            try:
-                procs = [root, *root.children(recursive=True)]
-                total = 0
-                for p in procs:
-                    with contextlib.suppress(psutil.Error):
-                        total += p.memory_info().rss
-                peak = max(peak, total)
-            except psutil.Error:
-                pass
+            sampler.sample()
             time.sleep(interval)
 
     th = threading.Thread(target=sample, daemon=True)
     th.start()
-    out, _ = proc.communicate()
+    lines: list[str] = []
+    starts: dict[str, float] = {}
+    if proc.stdout is not None:
+        for line in proc.stdout:
+            lines.append(line)
+            found = STAGE_START.search(line)
+            if found:
+                starts.setdefault(found.group(1), round(time.perf_counter() - t0, 2))
+    proc.wait()
+    seconds = time.perf_counter() - t0
     done.set()
     th.join()
+    out = "".join(lines)
     return {
-        "seconds": time.perf_counter() - t0,
-        "peak_rss_bytes": peak,
+        "seconds": seconds,
+        "peak_rss_bytes": sampler.peak_rss,
         "returncode": proc.returncode,
         "output_tail": out[-4000:],
+        "cpu_samples": sampler.samples,
+        "stage_starts": starts,
+        "cpu_per_stage": stage_summary(sampler.samples, starts, seconds, os.cpu_count() or 1),
     }
+
+
+def _mean_cpu(samples: list[list[Any]]) -> float:
+    """Mean CPU of the tree over ``samples`` in percent of one core."""
+    return round(100 * sum(float(s[1]) for s in samples) / len(samples), 1) if samples else 0.0
 
 
 def du(path: Path) -> int:
@@ -83,21 +95,28 @@ def main() -> int:
     ap.add_argument("--no-floor", action="store_true")
     ap.add_argument("--clean", action="store_true", help="delete corpus and release afterwards")
     ap.add_argument("--reuse-corpus", action="store_true", help="keep an existing corpus of this size")
+    ap.add_argument(
+        "--compression",
+        choices=("none", "gzip", "lzf"),
+        default="none",
+        help="HDF5 filter of the generated H5ADs (gzip: as CELLxGENE writes them); default none",
+    )
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
 
-    name = f"{args.cells // 1000}k"
+    name = corpus_dir_name(args.cells, args.compression).removeprefix("corpus-")
     corpus_dir = args.data / f"corpus-{name}"
     t0 = time.perf_counter()
     manifest = corpus_dir / "manifest.csv"
     if args.reuse_corpus and manifest.is_file():  # the generator is seeded: same arguments, same corpus
         logger.info("reusing the corpus in %s", corpus_dir)
     else:
-        specs = corpus_specs(args.cells, genes=args.genes, nnz_per_cell=args.nnz_per_cell)
+        specs = corpus_specs(args.cells, genes=args.genes, nnz_per_cell=args.nnz_per_cell, compression=args.compression)
         manifest = write_corpus(corpus_dir, specs)
     gen_seconds = time.perf_counter() - t0
     workdir = args.data / f"build-{name}"
     shutil.rmtree(workdir, ignore_errors=True)
+    load_at_start = [round(x, 2) for x in os.getloadavg()]
     build = run_measured(
         [
             sys.executable,
@@ -141,6 +160,8 @@ def main() -> int:
     result: dict[str, Any] = {
         "cells": cells,
         "nnz": nnz,
+        "compression": args.compression,
+        "load_average_at_start": load_at_start,
         "workers": args.workers,
         "chunk_nnz": args.chunk_nnz,
         "corpus_bytes": du(corpus_dir),
@@ -154,6 +175,11 @@ def main() -> int:
         "validation_seconds": validation["seconds"],
         "validation_peak_rss_bytes": validation["peak_rss_bytes"],
         "validation_passed": validation["returncode"] == 0,
+        "build_cpu_seconds": cpu_seconds(build["cpu_samples"]),
+        "build_cpu_per_stage": build["cpu_per_stage"],
+        "validation_cpu_percent": _mean_cpu(validation["cpu_samples"]),
+        "build_stage_starts": build["stage_starts"],
+        "build_cpu_samples": build["cpu_samples"],
     }
     if not args.no_floor:
         floor_dir = args.data / f"floor-{name}"
@@ -163,6 +189,7 @@ def main() -> int:
         shutil.rmtree(floor_dir, ignore_errors=True)
         result["floor"] = floor
         result["build_over_floor"] = build["seconds"] / floor["seconds"]
+        result["build_over_floor_cpu"] = result["build_cpu_seconds"] / max(floor["cpu_seconds"], 1e-9)
     out = Path("benchmarks/results") / f"{name}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2))
@@ -172,8 +199,17 @@ def main() -> int:
         ("non-zeros", f"{nnz:,}"),
         ("build wall", f"{result['build_seconds']:.0f} s"),
         ("  per stage", ", ".join(f"{k} {v:.0f}s" for k, v in stages.items())),
+        ("sources", args.compression),
+        ("load average", " ".join(map(str, load_at_start))),
         ("cells/s", f"{result['cells_per_second']:,.0f}"),
         ("nnz/s", f"{result['nnz_per_second']:,.0f}"),
+        (
+            "CPU % per stage",
+            ", ".join(
+                f"{k} {v['tree_cpu_percent']:.0f}% (all cores busy {100 * v['all_cores_busy_fraction']:.0f}%)"
+                for k, v in result["build_cpu_per_stage"].items()
+            ),
+        ),
         ("peak RSS (tree)", f"{result['build_peak_rss_bytes'] / gib:.2f} GiB"),
         ("release size", f"{result['release_bytes'] / gib:.2f} GiB"),
         (
@@ -184,7 +220,12 @@ def main() -> int:
     ]
     if "floor" in result:
         rows.append(
-            ("I/O floor", f"{result['floor']['seconds']:.0f} s; build/floor = {result['build_over_floor']:.2f}")
+            (
+                "I/O floor",
+                f"{result['floor']['seconds']:.0f} s; build/floor = {result['build_over_floor']:.2f}"
+                f" (CPU s: {result['build_cpu_seconds']:.0f} / {result['floor']['cpu_seconds']:.0f}"
+                f" = {result['build_over_floor_cpu']:.2f})",
+            )
         )
     for k, v in rows:
         logger.info("%-18s %s", k, v)

@@ -217,7 +217,7 @@ def _inspect(
     chunk_cells: list[int] = []
     if kept_rows.size:
         costs = matrix.row_costs()
-        for a, b in plan_row_chunks(costs, chunk_target):
+        for a, b in plan_row_chunks(costs, chunk_target, matrix.row_align()):
             n = int(np.searchsorted(kept_rows, b) - np.searchsorted(kept_rows, a))
             if n:
                 chunks.append((a, b))

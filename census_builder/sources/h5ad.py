@@ -2,6 +2,11 @@
 
 Never loads a whole matrix: the counts are read one row range at a time, whatever the on-disk layout
 (CSR, CSC or dense). Dataframes (obs/var) are read column by column, only the columns asked for.
+
+Compressed sources (CELLxGENE writes gzip): HDF5 decompresses whole chunks, so the reads here are cut on
+chunk boundaries where they can be (blocks of a scan are whole chunks; a dense matrix's row ranges are whole
+bands of chunk rows, see :meth:`CountsMatrix.row_align`), and files are opened with a chunk cache large
+enough for a dense band of chunks, so that no chunk is decompressed twice by one reader.
 """
 
 from __future__ import annotations
@@ -28,6 +33,10 @@ logger = logging.getLogger(__name__)
 MatrixFormat = Literal["csr", "csc", "dense"]
 # Bound on the number of stored entries read at once while scanning a CSC matrix for a row range.
 _CSC_SCAN_BLOCK = 8_000_000
+# h5py's chunk cache of each dataset of an open file (its default, 1 MiB, holds no whole band of a dense matrix
+# chunked by h5py's guess: 32 chunks of 120 KB for 30,000 genes). Prime number of slots, as HDF5 advises.
+CHUNK_CACHE_BYTES = 16 * 2**20
+CHUNK_CACHE_SLOTS = 1_009
 
 CellGeneNamer = Callable[[int, int], str]  # (source row, source column) -> "cell ..., gene ..." for messages
 
@@ -51,7 +60,7 @@ class H5AD:
 
     def __enter__(self) -> H5AD:
         try:
-            self._file = h5py.File(self.path, "r")
+            self._file = h5py.File(self.path, "r", rdcc_nbytes=CHUNK_CACHE_BYTES, rdcc_nslots=CHUNK_CACHE_SLOTS)
         except FileNotFoundError as e:
             raise self.error("file not found") from e
         except OSError as e:
@@ -193,6 +202,18 @@ class CountsMatrix:
                 raise self.h5.error("indptr, indices and data lengths disagree", field=self.key)
         return self._indptr
 
+    def row_align(self) -> int:
+        """Rows per HDF5 chunk of a chunked dense matrix (row ranges that are multiples of it decompress each
+        chunk once); 1 for sparse or contiguous matrices."""
+        if self.format != "dense" or not isinstance(self.node, h5py.Dataset) or self.node.chunks is None:
+            return 1
+        return int(self.node.chunks[0])
+
+    def _block(self, name: str, size: int) -> int:
+        """``size`` rounded down to whole chunks of the 1-D dataset ``name`` (at least one chunk)."""
+        chunks = self.node[name].chunks
+        return size if chunks is None else max(1, size // chunks[0]) * chunks[0]
+
     def row_costs(self) -> npt.NDArray[np.int64]:
         """Return the stored entries per row (dense: the number of columns), used to size row chunks."""
         n_obs, n_var = self.shape
@@ -203,7 +224,7 @@ class CountsMatrix:
         if self._row_costs is not None:
             return self._row_costs
         counts = np.zeros(n_obs, dtype=np.int64)
-        for lo, hi in _blocks(int(self.indptr[-1]), _CSC_SCAN_BLOCK):
+        for lo, hi in _blocks(int(self.indptr[-1]), self._block("indices", _CSC_SCAN_BLOCK)):
             idx = self._indices(lo, hi)
             counts += np.bincount(idx, minlength=n_obs)[:n_obs]
         return counts
@@ -223,7 +244,7 @@ class CountsMatrix:
 
         n_obs, n_var = self.shape
         if self.format == "dense":
-            rows = max(1, block // max(1, n_var))
+            rows = aligned(max(1, block // max(1, n_var)), self.row_align())
             for lo, hi in _blocks(n_obs, rows):
                 bad = first_bad_count(np.asarray(self.node[lo:hi, :]).ravel())
                 if bad is not None:
@@ -234,7 +255,7 @@ class CountsMatrix:
         csr = self.format == "csr"
         minor = n_var if csr else n_obs
         costs = None if csr else np.zeros(n_obs, dtype=np.int64)
-        for lo, hi in _blocks(int(indptr[-1]), block):
+        for lo, hi in _blocks(int(indptr[-1]), self._block("indices", block)):
             idx = np.asarray(self.node["indices"][lo:hi])
             if idx.size and (idx.min() < 0 or idx.max() >= minor):
                 i = int(np.argmax((idx < 0) | (idx >= minor)))
@@ -273,7 +294,7 @@ class CountsMatrix:
         cols: list[npt.NDArray[np.int64]] = []
         vals: list[npt.NDArray[Any]] = []
         indptr = self.indptr
-        for lo, hi in _blocks(int(indptr[-1]), _CSC_SCAN_BLOCK):
+        for lo, hi in _blocks(int(indptr[-1]), self._block("indices", _CSC_SCAN_BLOCK)):
             idx = self._indices(lo, hi).astype(np.int64)
             keep = (idx >= start) & (idx < stop)
             if not keep.any():
@@ -308,8 +329,17 @@ def _blocks(total: int, size: int) -> Iterator[tuple[int, int]]:
         yield lo, min(total, lo + size)
 
 
-def plan_row_chunks(row_costs: npt.NDArray[np.int64], target: int) -> list[tuple[int, int]]:
-    """Split rows into contiguous ranges of about ``target`` stored entries each (at least one row each)."""
+def aligned(rows: int, align: int) -> int:
+    """``rows`` rounded down to a multiple of ``align`` when it holds at least one (else unchanged)."""
+    return rows - rows % align if align > 1 and rows >= align else rows
+
+
+def plan_row_chunks(row_costs: npt.NDArray[np.int64], target: int, align: int = 1) -> list[tuple[int, int]]:
+    """Split rows into contiguous ranges of about ``target`` stored entries each (at least one row each).
+
+    ``align`` (:meth:`CountsMatrix.row_align`): each range that spans at least ``align`` rows ends on a multiple
+    of ``align`` (the last ends at the last row), so that ranges read no HDF5 chunk in common.
+    """
     n = len(row_costs)
     if n == 0:
         return []
@@ -318,5 +348,8 @@ def plan_row_chunks(row_costs: npt.NDArray[np.int64], target: int) -> list[tuple
     while bounds[-1] < n:
         start = bounds[-1]
         stop = int(np.searchsorted(cum, cum[start] + max(target, 1), side="right")) - 1
-        bounds.append(min(n, max(stop, start + 1)))
+        stop = max(stop, start + 1)
+        if stop < n and align > 1 and stop - start >= align:
+            stop -= stop % align  # still after start: stop - start >= align > stop % align
+        bounds.append(min(n, stop))
     return list(itertools.pairwise(bounds))

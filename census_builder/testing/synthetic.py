@@ -5,11 +5,16 @@ benchmark corpus of millions of cells is generated in bounded memory. Every edge
 handle can be switched on per dataset: CSR/CSC/dense, raw layer or not, non-canonical CSR (duplicate
 entries), explicitly stored zeros, multi-species cells and genes, excluded assays, organoid / cell
 culture cells, spike-ins, an all-zero cell, a gene expressed only in filtered-out cells, Smart-seq.
+
+``DatasetSpec.compression`` writes the file as CELLxGENE's curation tools do (``write_h5ad(compression=
+"gzip")``): every array gzip- (or lzf-) compressed in the chunks h5py's ``guess_chunk`` picks, which is what
+anndata's writer gets (it passes no chunk shape). The default, ``"none"``, writes what it always wrote.
 """
 
 from __future__ import annotations
 
 import csv
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -21,6 +26,7 @@ import numpy.typing as npt
 import pandas as pd
 import scipy.sparse as sp
 from anndata.io import write_elem
+from h5py._hl.filters import guess_chunk
 
 HUMAN = "NCBITaxon:9606"
 MOUSE = "NCBITaxon:10090"
@@ -63,6 +69,8 @@ def feature_length_of(feature_id: str) -> int:
 
 
 Layout = Literal["csr", "csc", "dense"]
+Compression = Literal["none", "gzip", "lzf"]
+COMPRESSIONS: tuple[Compression, ...] = ("none", "gzip", "lzf")
 
 
 @dataclass(frozen=True)
@@ -95,6 +103,7 @@ class DatasetSpec:
     seed: int = 0
     chunk_cells: int = 20_000  # rows generated and written at a time
     extra_uns: dict[str, str] = field(default_factory=dict)
+    compression: Compression = "none"  # HDF5 filter of every array, in anndata's (h5py's guessed) chunks
 
     def with_(self, **changes: object) -> DatasetSpec:
         """Return a copy with ``changes`` applied (``dataclasses.replace``)."""
@@ -272,12 +281,13 @@ def write_anndata(
     ``feature_is_filtered``) when ``spec.use_raw``, and X then holds author-normalized values; else to X.
     """
     n_obs, n_var = len(obs), len(var)
+    kw = filter_kwargs(spec.compression)
     with h5py.File(path, "w") as f:
         f.attrs["encoding-type"] = "anndata"
         f.attrs["encoding-version"] = "0.1.0"
-        write_elem(f, "obs", obs)
-        write_elem(f, "var", var)
-        write_elem(f, "uns", uns)
+        write_elem(f, "obs", obs, dataset_kwargs=kw)
+        write_elem(f, "var", var, dataset_kwargs=kw)
+        write_elem(f, "uns", uns, dataset_kwargs=kw)
         for key in ("obsm", "varm", "obsp", "varp", "layers"):
             write_elem(f, key, {})
         counts_key = "raw/X" if spec.use_raw else "X"
@@ -285,11 +295,26 @@ def write_anndata(
             raw = f.create_group("raw")
             raw.attrs["encoding-type"] = "raw"
             raw.attrs["encoding-version"] = "0.1.0"
-            write_elem(raw, "var", var.drop(columns=["feature_is_filtered"]))  # not allowed in raw.var
+            # feature_is_filtered is not allowed in raw.var
+            write_elem(raw, "var", var.drop(columns=["feature_is_filtered"]), dataset_kwargs=kw)
             write_elem(raw, "varm", {})
         _write_counts(f, counts_key, spec, rng, n_obs, n_var, excluded)
         if spec.use_raw:  # X holds author-normalized values, which the Census must never use
-            _write_normalized_x(f, f[counts_key], spec.layout, n_obs, n_var)
+            _write_normalized_x(f, f[counts_key], spec.layout, n_obs, n_var, spec.compression)
+
+
+def filter_kwargs(compression: Compression) -> dict[str, Any]:
+    """Return h5py's ``create_dataset`` keywords for ``compression`` (none: no filter; gzip: level 4, h5py's
+    default, as ``write_h5ad(compression="gzip")`` gets)."""
+    if compression not in COMPRESSIONS:
+        raise ValueError(f"compression {compression!r} is not one of {', '.join(COMPRESSIONS)}")
+    return {} if compression == "none" else {"compression": compression}
+
+
+def anndata_chunks(shape: tuple[int, ...], itemsize: int) -> tuple[int, ...]:
+    """Return the chunk shape anndata's writer gets for an array of ``shape`` (h5py's ``guess_chunk``)."""
+    chunks: tuple[int, ...] = guess_chunk(shape, None, itemsize)
+    return chunks
 
 
 def _write_counts(
@@ -302,14 +327,18 @@ def _write_counts(
     excluded: npt.NDArray[np.bool_],
 ) -> None:
     chunks = [(s, min(n_obs, s + spec.chunk_cells)) for s in range(0, n_obs, spec.chunk_cells)] or [(0, 0)]
+    kw = filter_kwargs(spec.compression)
     if spec.layout == "csc":  # small datasets only: assemble, transpose, write
         m = sp.vstack([_noncanonical(_count_rows(spec, rng, a, b, n_var, excluded), spec, rng) for a, b in chunks])
-        write_elem(f, key, sp.csc_matrix(m.tocsc()) if not spec.duplicates else _to_noncanonical_csc(m))
+        csc = sp.csc_matrix(m.tocsc()) if not spec.duplicates else _to_noncanonical_csc(m)
+        write_elem(f, key, csc, dataset_kwargs=kw)
         return
     if spec.layout == "dense":
-        ds = f.create_dataset(
-            key, shape=(n_obs, n_var), dtype=np.float32, chunks=(max(1, min(n_obs, 1024)), n_var) if n_obs else None
-        )
+        if kw and n_obs:
+            kw["chunks"] = anndata_chunks((n_obs, n_var), 4)
+        else:
+            kw["chunks"] = (max(1, min(n_obs, 1024)), n_var) if n_obs else None
+        ds = f.create_dataset(key, shape=(n_obs, n_var), dtype=np.float32, **kw)
         ds.attrs["encoding-type"] = "array"
         ds.attrs["encoding-version"] = "0.2.0"
         for a, b in chunks:
@@ -320,12 +349,17 @@ def _write_counts(
     g.attrs["encoding-type"] = "csr_matrix"
     g.attrs["encoding-version"] = "0.1.0"
     g.attrs["shape"] = (n_obs, n_var)
-    data = g.create_dataset("data", shape=(0,), maxshape=(None,), dtype=np.float32, chunks=(1 << 18,))
-    indices = g.create_dataset("indices", shape=(0,), maxshape=(None,), dtype=np.int32, chunks=(1 << 18,))
+    blocks = (_noncanonical(_count_rows(spec, rng, a, b, n_var, excluded), spec, rng) for a, b in chunks)
+    first = next(blocks)
+    chunk: tuple[int, ...] = (1 << 18,)
+    if kw:  # anndata would write the whole array: h5py guesses chunks from its length, extrapolated here
+        expected = first.nnz * n_obs // max(1, first.shape[0])
+        chunk = anndata_chunks((max(1, expected),), 4)
+    data = g.create_dataset("data", shape=(0,), maxshape=(None,), dtype=np.float32, chunks=chunk, **kw)
+    indices = g.create_dataset("indices", shape=(0,), maxshape=(None,), dtype=np.int32, chunks=chunk, **kw)
     indptr = [np.zeros(1, dtype=np.int64)]
     total = 0
-    for a, b in chunks:
-        m = _noncanonical(_count_rows(spec, rng, a, b, n_var, excluded), spec, rng)
+    for m in itertools.chain([first], blocks):
         k = m.data.size
         data.resize((total + k,))
         indices.resize((total + k,))
@@ -333,7 +367,7 @@ def _write_counts(
         indices[total:] = m.indices
         indptr.append(m.indptr[1:].astype(np.int64) + total)
         total += k
-    g.create_dataset("indptr", data=np.concatenate(indptr))
+    g.create_dataset("indptr", data=np.concatenate(indptr), **_whole(kw))
 
 
 def _to_noncanonical_csc(m: sp.csr_matrix) -> sp.csc_matrix:
@@ -344,20 +378,32 @@ def _to_noncanonical_csc(m: sp.csr_matrix) -> sp.csc_matrix:
     return sp.csc_matrix((vals, rows, indptr), shape=m.shape)
 
 
+def _whole(kw: dict[str, Any]) -> dict[str, Any]:
+    """Keywords for an array written whole, as anndata writes a sparse matrix's arrays (resizable, chunks
+    left to h5py) when compressed; none otherwise."""
+    return {**kw, "maxshape": (None,)} if kw else {}
+
+
 def _write_normalized_x(
-    f: h5py.File, counts: h5py.Group | h5py.Dataset, layout: Layout, n_obs: int, n_var: int
+    f: h5py.File,
+    counts: h5py.Group | h5py.Dataset,
+    layout: Layout,
+    n_obs: int,
+    n_var: int,
+    compression: Compression = "none",
 ) -> None:
+    kw = filter_kwargs(compression)
     if layout == "dense":
-        ds = f.create_dataset("X", data=np.log1p(np.asarray(counts[...])).astype(np.float32))
+        ds = f.create_dataset("X", data=np.log1p(np.asarray(counts[...])).astype(np.float32), **kw)
         ds.attrs["encoding-type"] = "array"
         ds.attrs["encoding-version"] = "0.2.0"
         return
     g = f.create_group("X")
     for k in ("encoding-type", "encoding-version", "shape"):
         g.attrs[k] = counts.attrs[k]
-    g.create_dataset("indices", data=counts["indices"][...])
-    g.create_dataset("indptr", data=counts["indptr"][...])
-    g.create_dataset("data", data=np.log1p(counts["data"][...]).astype(np.float32))
+    g.create_dataset("indices", data=counts["indices"][...], **_whole(kw))
+    g.create_dataset("indptr", data=counts["indptr"][...], **_whole(kw))
+    g.create_dataset("data", data=np.log1p(counts["data"][...]).astype(np.float32), **_whole(kw))
 
 
 # -- corpora -----------------------------------------------------------------------------------------------

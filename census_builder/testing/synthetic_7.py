@@ -46,6 +46,7 @@ from census_builder.errors import UsageError
 from census_builder.testing.synthetic import (
     CELL_TYPES,
     TISSUES,
+    Compression,
     DatasetSpec,
     Layout,
     feature_length_of,
@@ -161,6 +162,7 @@ class DatasetSpec7:
     seed: int = 0
     chunk_cells: int = 20_000  # rows generated and written at a time
     extra_uns: dict[str, str] = field(default_factory=dict)
+    compression: Compression = "none"  # as synthetic.DatasetSpec.compression
 
     def with_(self, **changes: object) -> DatasetSpec7:
         """Return a copy with ``changes`` applied (``dataclasses.replace``)."""
@@ -203,6 +205,7 @@ class DatasetSpec7:
             excluded_only_gene=self.excluded_only_gene,
             seed=self.seed,
             chunk_cells=self.chunk_cells,
+            compression=self.compression,
         )
 
 

@@ -19,6 +19,9 @@ import pandas as pd
 import scipy.sparse as sp
 
 CSC_SCAN = 4_000_000  # stored entries read at a time while scanning a CSC matrix
+# h5py's chunk cache per dataset: holds a whole band of a compressed dense matrix's chunks (its default, 1 MiB,
+# does not), so that a band read in parts is decompressed once
+CHUNK_CACHE_BYTES = 16 * 2**20
 
 
 class SourceError(Exception):
@@ -55,7 +58,7 @@ class SourceFile:
         self._f: h5py.File | None = None
 
     def __enter__(self) -> SourceFile:
-        self._f = h5py.File(self.path, "r")
+        self._f = h5py.File(self.path, "r", rdcc_nbytes=CHUNK_CACHE_BYTES, rdcc_nslots=1_009)
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -230,10 +233,12 @@ class Matrix:
                 bounds.append(min(n_obs, a + max_rows, max(b, a + 1)))
             return list(itertools.pairwise(bounds))
         if self.format == "dense":
-            rows = max(1, target // max(1, n_var))
+            rows = min(max(1, target // max(1, n_var)), max_rows)
+            band = self.node.chunks[0] if isinstance(self.node, h5py.Dataset) and self.node.chunks else 1
+            if rows >= band:  # whole bands of HDF5 chunk rows: no chunk is decompressed by two reads
+                rows -= rows % band
         else:  # CSC: every row range costs a scan of the whole matrix, so use big ranges
-            rows = max(1, int(n_obs * (4 * target) / max(1, self.stored)))
-        rows = min(rows, max_rows)
+            rows = min(max(1, int(n_obs * (4 * target) / max(1, self.stored))), max_rows)
         return [(a, min(n_obs, a + rows)) for a in range(0, n_obs, rows)]
 
     def read_rows(self, start: int, stop: int) -> sp.coo_matrix:
