@@ -11,7 +11,6 @@ import csv
 import json
 import shutil
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +25,7 @@ from census_builder.cli.main import main
 from census_builder.testing.synthetic_7 import CHIMP, HUMAN, MARMOSET, MOUSE, RHESUS, DatasetSpec7, write_h5ad_7
 from tests.census_builder.build.h5ad_edits import as_dtype, rename_category
 from tests.conftest import run_main_once
+from tests.spatial_build import Built
 
 ZEBRAFISH, VISIUM, MERFISH, SMART_SEQ2 = "NCBITaxon:7955", "EFO:0022857", "EFO:0008992", "EFO:0008931"
 KEPT_TISSUE_TYPES = ("tissue", "organoid")  # Census schema 2.4.0, "Sample types"
@@ -57,19 +57,6 @@ SPECS = [
 ORGANISM_OF = {"human-mixed": HUMAN, "human-spatial": HUMAN, "mouse-csc": MOUSE, "marmoset": MARMOSET}
 ORGANISM_OF |= {"macaque": RHESUS, "chimp": CHIMP}
 DOI_LABELS = {"human-mixed": "Smith et al. (2025) Cell", "mouse-csc": "Doe et al. (2024) Nature"}
-
-
-@dataclass(frozen=True)
-class Built:
-    corpus: Path
-    root: Path  # DIR/VERSION
-
-    @property
-    def soma(self) -> str:
-        return str(self.root / "soma")
-
-    def source(self, dataset_id: str) -> anndata.AnnData:
-        return anndata.read_h5ad(self.corpus / f"{dataset_id}.h5ad")
 
 
 def _write_corpus(corpus: Path) -> Path:
