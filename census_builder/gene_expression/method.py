@@ -184,8 +184,8 @@ def _sum_dense(
         n_cells,
         nz.astype(np.int64),
         count[nz].astype(np.int64),
-        np.bincount(keys, values, minlength=size)[nz],
-        np.bincount(keys, values**2, minlength=size)[nz],
+        np.bincount(keys, values, minlength=size)[nz].astype(np.float64, copy=False),
+        np.bincount(keys, values**2, minlength=size)[nz].astype(np.float64, copy=False),
     )
 
 
@@ -225,8 +225,6 @@ def reduce_sums(parts: Sequence[Sums], n_groups: Sequence[int]) -> Sums:
             )
         )
     return Sums(tables, sum(p.n_eligible for p in parts))
-
-
 
 
 @dataclass
