@@ -37,6 +37,8 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 
+from census_builder.census import stats
+
 logger = logging.getLogger("benchmarks.variants")
 
 ROWS_PER_BLOCK = 20_000  # cells read and written at a time (one fragment each)
@@ -95,15 +97,11 @@ def x_settings(
 
 
 def round_mantissa(values: npt.NDArray[np.float32], keep_bits: int) -> npt.NDArray[np.float32]:
-    """Round float32 ``values`` to ``keep_bits`` of the 23 mantissa bits, half to even (the exponent may carry)."""
-    drop = 23 - keep_bits
-    if drop <= 0:
+    """Return a copy of ``values`` rounded as the builder rounds X["normalized"] (``keep_bits`` >= 23: ``values``)."""
+    if keep_bits >= 23:
         return values
-    bits = np.ascontiguousarray(values, dtype=np.float32).view(np.uint32).astype(np.uint64)
-    half = np.uint64(1 << (drop - 1))
-    odd = (bits >> np.uint64(drop)) & np.uint64(1)
-    rounded = ((bits + half - np.uint64(1) + odd) >> np.uint64(drop)) << np.uint64(drop)
-    out: npt.NDArray[np.float32] = rounded.astype(np.uint32).view(np.float32)
+    out = np.array(values, dtype=np.float32)
+    stats.round_mantissa(out, keep_bits)
     return out
 
 

@@ -30,7 +30,7 @@ from census_builder.runtime import faults
 from census_builder.runtime.cluster import run_tasks
 from census_builder.runtime.progress import Progress
 from census_builder.soma import consolidation, writers
-from census_builder.soma.platform import X_TILE
+from census_builder.soma.platform import X_NORMALIZED_KEEP_BITS, X_TILE
 from census_builder.sources.h5ad import H5AD, check_counts
 
 if TYPE_CHECKING:
@@ -175,7 +175,9 @@ def process_chunk(task: ChunkTask) -> ChunkSummary:
     stats = row_stats(counts)
     layers: dict[str, npt.NDArray[Any]] = {task.raw_uri: counts.data}  # stored with each layer's schema encoding
     if task.normalized_uri:  # census_data; census_spatial_sequencing has X["raw"] only
-        layers[task.normalized_uri] = normalize(counts, stats.raw_sum, smart, axes["col_length"])
+        layers[task.normalized_uri] = normalize(
+            counts, stats.raw_sum, smart, axes["col_length"], keep_bits=X_NORMALIZED_KEEP_BITS
+        )
     check_owner(task.lock_path, task.run_id)
     writers.write_x(
         layers,

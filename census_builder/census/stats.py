@@ -148,13 +148,14 @@ def normalize(
     row_sums: npt.NDArray[np.float64],
     length_rows: npt.NDArray[np.bool_],
     feature_length: npt.NDArray[np.float64],
+    keep_bits: int | None = None,
 ) -> npt.NDArray[np.float32]:
     """X["normalized"] values for the stored entries of ``c`` (same order as ``c.data``).
 
     ``normalized[i,j] = X[i,j] / sum(X[i,:])``; for rows in ``length_rows`` (Smart-seq assays)
     ``normalized[i,j] = (X[i,j] / L[j]) / sum_k(X[i,k] / L[k])`` with ``L = feature_length`` per column.
-    Every stored value is > 0: a positive value that would round to 0 in float32 is stored as the
-    smallest positive float32.
+    With ``keep_bits`` each value is rounded to that many mantissa bits (:func:`round_mantissa`). Every
+    stored value is > 0: a positive value that would round to 0 is stored as the smallest positive float32.
     """
     data = c.data
     if length_rows.any():
@@ -164,8 +165,25 @@ def normalize(
     else:
         sums = row_sums
     out: npt.NDArray[np.float32] = (data / sums[c.rows]).astype(np.float32)
+    if keep_bits is not None:
+        round_mantissa(out, keep_bits)
     np.maximum(out, F32_TINY, out=out)
     return out
+
+
+def round_mantissa(values: npt.NDArray[np.float32], keep_bits: int) -> None:
+    """Round float32 ``values`` in place to ``keep_bits`` explicit mantissa bits, half to even.
+
+    The dropped low bits become zeros, which Zstd stores in far fewer bytes; the value moves by at most half
+    a unit of the kept last bit: ``2**-(keep_bits + 1)`` relative. A carry out of the mantissa increments the
+    exponent, which is the correctly rounded value. Positive subnormals may round to 0 (callers clamp).
+    """
+    drop = 23 - keep_bits
+    if not 0 < drop < 23:
+        raise ValueError(f"keep_bits must be 1..22, not {keep_bits}")
+    bits = values.view(np.uint32)
+    bits += ((bits >> np.uint32(drop)) & np.uint32(1)) + np.uint32((1 << (drop - 1)) - 1)
+    bits &= np.uint32(~((1 << drop) - 1) & 0xFFFFFFFF)
 
 
 def _row_sums(c: Counts, values: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:

@@ -153,7 +153,7 @@ def test_rewriting_x_keeps_the_content_up_to_the_rounding(copies: dict[str, str]
     dest = tmp_path / "x"
     linked_copy(Path(copies["as built"]), dest)
     uri = dest / HUMAN / "ms/RNA/X/normalized"
-    rewrite_x(uri, x_settings("reference", "normalized"), keep_bits=15)
+    rewrite_x(uri, x_settings("reference", "normalized"), keep_bits=12)  # the build keeps 15: coarser
 
     def read(root: str | Path) -> pa.Table:
         with soma.SparseNDArray.open(f"{root}/{HUMAN}/ms/RNA/X/normalized") as a:
@@ -162,7 +162,7 @@ def test_rewriting_x_keeps_the_content_up_to_the_rounding(copies: dict[str, str]
     before, after = read(copies["as built"]), read(dest)
     assert before.select(["soma_dim_0", "soma_dim_1"]).equals(after.select(["soma_dim_0", "soma_dim_1"]))
     b, a = (np.asarray(t.column("soma_data").to_numpy(), dtype=np.float64) for t in (before, after))
-    assert np.all(np.abs(a - b) <= np.abs(b) * 2.0**-16)
+    assert np.all(np.abs(a - b) <= np.abs(b) * 2.0**-13)
     assert not np.array_equal(a, b)  # the rounding did something
     assert storage(str(dest))["arrays"][f"{HUMAN}/ms/RNA/X/normalized"]["attrs"][0]["filters"] == "Zstd(level=13)"
     assert read(copies["as built"]).num_rows == before.num_rows  # the source was not touched

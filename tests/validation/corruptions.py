@@ -200,7 +200,7 @@ def normalized_off(root: Path, *, factor: float = 1.0, add: float = 1.0) -> Chan
 
 
 def normalized_slightly_off(root: Path) -> Changed:
-    return normalized_off(root, factor=1 + 1e-4, add=0.0)  # ten times the validator's tolerance
+    return normalized_off(root, factor=1 + 1e-4, add=0.0)  # over three times the tolerance (2**-15)
 
 
 def change_cell_type(root: Path) -> Changed:

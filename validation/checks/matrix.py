@@ -117,8 +117,9 @@ def compare_normalized(
         i = int(k if mi is None else mi[k])
         res.findings[check].append(
             Finding(
-                "X['normalized'] value differs from the recomputed value by more than float32 rounding (relative "
-                f"{NORM_RTOL:g}; the schema: normalized[i,j] = X[i,j] / sum(X[i, ]), full-gene sequencing assays "
+                "X['normalized'] value differs from the recomputed value by more than storage rounding (relative "
+                f"{NORM_RTOL:.3g}: float32 of 15 mantissa bits; the schema: normalized[i,j] = X[i,j] / sum(X[i, ]), "
+                "full-gene sequencing assays "
                 "dividing each value by feature_length first)",
                 **where(*entry_at(exp, i)),
                 expected=float(e[k]),

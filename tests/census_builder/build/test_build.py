@@ -14,6 +14,8 @@ import scipy.sparse as sp
 import tiledbsoma as soma
 
 from census_builder.census.schema import load_schema
+from census_builder.census.stats import F32_TINY
+from census_builder.soma.platform import X_NORMALIZED_KEEP_BITS
 from tests.conftest import BuiltRelease
 from tests.reference import ExpectedDataset, ExpectedExperiment, expected_release
 
@@ -100,7 +102,10 @@ def test_obs_var_and_matrices_match_sources(example_release: BuiltRelease, expec
             norm = _read_matrix(e.ms["RNA"].X["normalized"], (n, m))
             assert (norm.data > 0).all()
             assert set(zip(norm.row, norm.col, strict=True)) == set(zip(raw.row, raw.col, strict=True))
-            np.testing.assert_allclose(norm.toarray(), exp.normalized, rtol=2e-6, atol=0)
+            # stored with X_NORMALIZED_KEEP_BITS mantissa bits: within half their last unit (+ float32's own rounding)
+            np.testing.assert_allclose(norm.toarray(), exp.normalized, rtol=2.0**-16 + 2.0**-24, atol=0)
+            dropped = np.uint32((1 << (23 - X_NORMALIZED_KEEP_BITS)) - 1)
+            assert not (norm.data.view(np.uint32) & dropped)[norm.data > F32_TINY].any(), "unrounded normalized values"
 
 
 def test_presence_matrix(example_release: BuiltRelease, expected: Expected) -> None:

@@ -14,7 +14,15 @@ from anndata.io import write_elem
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from census_builder.census.stats import F32_TINY, Counts, chunk_counts, column_nnz, normalize, row_stats
+from census_builder.census.stats import (
+    F32_TINY,
+    Counts,
+    chunk_counts,
+    column_nnz,
+    normalize,
+    round_mantissa,
+    row_stats,
+)
 from census_builder.sources.h5ad import H5AD, plan_row_chunks
 
 BIG_TILE = 1 << 20  # one space tile: global order is then plain row-major order
@@ -132,6 +140,33 @@ def test_normalize_never_stores_zero() -> None:
     m = chunk_counts(sp.csr_matrix(np.array([[1.0, 1e50]])), tile=BIG_TILE)
     out = normalize(m, row_stats(m).raw_sum, np.array([False]), np.ones(2))
     assert out[0] == F32_TINY and out[1] == pytest.approx(1.0)
+    rounded = normalize(m, row_stats(m).raw_sum, np.array([False]), np.ones(2), keep_bits=15)
+    assert rounded[0] == F32_TINY and rounded[1] == 1.0  # the tiny value rounds to 0, and is stored as F32_TINY
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    values=st.lists(
+        st.floats(min_value=0, max_value=2.0**126, width=32, allow_subnormal=True), min_size=1, max_size=50
+    ),
+    keep=st.integers(1, 22),
+)
+def test_round_mantissa_is_round_half_to_even(values: list[float], keep: int) -> None:
+    x = np.array(values, dtype=np.float32)
+    got = x.copy()
+    round_mantissa(got, keep)
+    # the same rounding in exact arithmetic: the value's significand to keep + 1 bits (float64 holds them all)
+    _, exp = np.frexp(x.astype(np.float64))
+    quantum = np.ldexp(1.0, np.maximum(exp - (keep + 1), -149 + 23 - keep))  # subnormals: a fixed quantum
+    want = (np.round(x.astype(np.float64) / quantum) * quantum).astype(np.float32)
+    np.testing.assert_array_equal(got, want)
+    assert (np.abs(got.astype(np.float64) - x) <= np.abs(x.astype(np.float64)) * 2.0 ** -(keep + 1) + 2.0**-149).all()
+    assert not (got.view(np.uint32) & np.uint32((1 << (23 - keep)) - 1)).any()
+
+
+def test_round_mantissa_refuses_nonsense() -> None:
+    with pytest.raises(ValueError, match=r"keep_bits must be 1\.\.22, not 23"):
+        round_mantissa(np.ones(1, np.float32), 23)
 
 
 @settings(max_examples=40, deadline=None)
