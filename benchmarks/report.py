@@ -2,10 +2,13 @@
 
 The first table has one row per result (sources: none, gzip or lzf); the second the CPU of the build's
 process tree per stage (mean, in % of one core) and the fraction of each stage in which every core was busy.
+``python -m benchmarks.report --timeline RESULT.json [--bucket S]``: one build's CPU over time instead, a row per
+S seconds (default 10): the stage, the build tree's CPU in % of one core and the whole machine's busy %.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 from typing import Any
@@ -66,7 +69,40 @@ def cpu_table(results_dir: Path = Path("benchmarks/results")) -> str:
     return "\n".join(rows)
 
 
-if __name__ == "__main__":
-    print(table())
+def timeline(result: dict[str, Any], bucket: float = 10.0) -> str:
+    """Return the markdown table of one result's build CPU per ``bucket`` seconds (see the module docstring)."""
+    samples = result["build_cpu_samples"]  # [t, tree cores, tree rss, [machine % per core]]
+    starts = sorted(result.get("build_stage_starts", {}).items(), key=lambda kv: kv[1])
+    head = "| from s | stage | build tree CPU % of one core | machine busy % | |"
+    rows = [head, "|---|---|---|---|---|"]
+    end = float(samples[-1][0]) if samples else 0.0
+    lo = 0.0
+    while lo < end:
+        inside = [x for x in samples if lo < float(x[0]) <= lo + bucket]
+        if inside:
+            tree = 100 * sum(float(x[1]) for x in inside) / len(inside)
+            machine = sum(sum(x[3]) / max(1, len(x[3])) for x in inside) / len(inside)
+            stage = next((name for name, t in reversed(starts) if t <= lo + bucket / 2), "-")
+            bar = "#" * round(tree / 10)
+            rows.append(f"| {lo:.0f} | {stage} | {tree:.0f} | {machine:.0f} | `{bar}` |")
+        lo += bucket
+    return "\n".join(rows)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Command line: see the module docstring."""
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--results", type=Path, default=Path("benchmarks/results"))
+    ap.add_argument("--timeline", type=Path, help="one result JSON: its build's CPU over time")
+    ap.add_argument("--bucket", type=float, default=10.0)
+    args = ap.parse_args(argv)
+    if args.timeline:
+        print(timeline(json.loads(args.timeline.read_text()), args.bucket))
+        return
+    print(table(args.results))
     print()
-    print(cpu_table())
+    print(cpu_table(args.results))
+
+
+if __name__ == "__main__":
+    main()
