@@ -307,11 +307,13 @@ def _normalized_in_order(
     (the expected rows' sums of those values). False on any doubt: the caller then compares it sorted.
     """
     rows = key >> col_bits
+    if not part.smart.any():
+        want: npt.NDArray[np.float64] = np.divide(raw_values, denominators[rows], dtype=np.float64)
+        return normalized_sound(want, values, rows, part.n)
     want = np.array(raw_values, dtype=np.float64)
-    if part.smart.any():
-        by_length = np.flatnonzero(part.smart[rows])
-        lengths = part.task.ctx.col_length[key[by_length] & ((1 << col_bits) - 1)]
-        want[by_length] /= np.where(lengths > 0, lengths, np.nan)
+    by_length = np.flatnonzero(part.smart[rows])
+    lengths = part.task.ctx.col_length[key[by_length] & ((1 << col_bits) - 1)]
+    want[by_length] /= np.where(lengths > 0, lengths, np.nan)
     want /= denominators[rows]
     return normalized_sound(want, values, rows, part.n)
 
