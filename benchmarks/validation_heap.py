@@ -40,6 +40,8 @@ WRAPPED = {
         "_codes",
         "row_stats",
         "_check_source_values",
+        "multiset_sum",
+        "_normalized_in_order",
     ],
     obs: ["read_obs", "keep_rows"],
 }

@@ -14,6 +14,7 @@ whole tile of rows at a time, once instead of once per chunk.
 
 from __future__ import annotations
 
+import collections
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -31,7 +32,8 @@ from validation.checks.entries import (
     widened,
 )
 from validation.checks.fingerprint import entry_hashes, metadata_fingerprints, row_fingerprints
-from validation.checks.matrix import Where, compare_normalized, compare_raw
+from validation.checks.matrix import Where, compare_normalized, compare_raw, normalized_sound
+from validation.checks.multiset import multiset_sum
 from validation.contents.obs import compare_obs, metadata_columns, source_obs
 from validation.contents.tasks import CellExpectations, ChunkResult, ChunkTask, DatasetContext
 from validation.expected.counts import expected_entries
@@ -41,6 +43,9 @@ from validation.expected.statistics import RowStats, row_stats, row_sums
 from validation.inputs.release import obs_coords, read_x
 from validation.inputs.source import Coords, SourceFile
 from validation.report import Finding
+
+# Parts whose X["raw"] / X["normalized"] were proven right without a sort, in this process (for tests and profiles)
+ORDER_FREE: collections.Counter[str] = collections.Counter()
 
 
 def _codes(cols: npt.NDArray[np.int64], ctx: DatasetContext) -> npt.NDArray[np.int64]:
@@ -172,9 +177,12 @@ def _compare_x(
 ) -> Entries:
     """Compare X["raw"] and X["normalized"] over one part with its expected entries (``bounds``: their rows).
 
-    One layer at a time, each freed before the next is read: X["normalized"] is compared through X["raw"]'s
-    sort and alignment when both hold the same coordinates (the usual case). Returns the expected entries (in
-    wider keys if the release holds column codes beyond their width).
+    One layer at a time, each freed before the next is read. First without a sort (tasks of one joinid run):
+    X["raw"] is right when its entries and the expected ones are the same multiset (validation.checks.multiset),
+    and X["normalized"] read at raw's keys in raw's order is then checked in that order (``ORDER_FREE`` counts
+    both). Otherwise, and for any doubt, both sides are sorted and aligned, which names every difference;
+    X["normalized"] is compared through X["raw"]'s sort and alignment when both hold the same coordinates.
+    Returns the expected entries (in wider keys if the release holds column codes beyond their width).
     """
     task, joinids = part.task, part.joinids
     read_rows, local = obs_coords(joinids), RowIndex(joinids)
@@ -190,7 +198,9 @@ def _compare_x(
 
     col_map = task.ctx.col_map
     subset = task.joinids is not None and bool((joinids < 0).any())  # cells the release lacks, or not asked about
+    order_free = task.joinids is None and local.lo is not None  # the builder's numbering: one joinid run
     raw: _Raw | None = None
+    sound_raw: tuple[npt.NDArray[np.int64], npt.NDArray[Any]] | None = None  # X["raw"] as read, proven right
     for check, layer, uri in (("x_raw", "raw", task.uris.raw), ("x_normalized", "normalized", task.uris.normalized)):
         if uri is None:
             if layer not in load_spec(task.schema_version).x_layers:
@@ -213,6 +223,8 @@ def _compare_x(
             rows = local(rows)
         codes = _codes(cols, task.ctx)
         del cols
+        # only the dataset's genes and the part's rows can match the expected entries without a sort
+        in_range = layer == "raw" and order_free and _inside(rows, codes, lo, part.n, col_map.size)
         widest = int(codes.max(initial=0)).bit_length()
         if widest > expected_all.col_bits:  # a column far beyond the genes (a broken release): wider keys
             expected_all = widened(expected_all, widest)
@@ -229,6 +241,11 @@ def _compare_x(
             expected, cmp_bounds = only_rows(expected_all, bounds, joinids >= 0)
         if layer == "raw":
             res.raw_nnz += int(vals.size)
+            if in_range and multiset_sum(key, vals) == multiset_sum(expected.key, expected.values):
+                ORDER_FREE["raw"] += 1
+                sound_raw = (key, vals)
+                del key, vals
+                continue
             raw_entries, raw_order = sorted_entries(key, vals, part.n, col_bits, col_map)
             aligned = align(expected.key, raw_entries.key)
             compare_raw(res, where, expected, raw_entries, aligned)
@@ -236,14 +253,6 @@ def _compare_x(
             del key, vals, raw_entries
             continue
         res.normalized_nnz += int(vals.size)
-        if raw is not None and np.array_equal(key, raw.key):  # raw's coordinates: its order and its alignment
-            norm = Entries(raw.sorted.key, vals if raw.order is None else vals[raw.order], col_bits, col_map)
-            aligned = raw.aligned
-        else:
-            norm, _ = sorted_entries(key, vals, part.n, col_bits, col_map)
-            aligned = align(expected.key, norm.key)
-        raw = None
-        del key, vals
         divided, no_length = length_divided(expected, cmp_bounds, part.smart, task.ctx.col_length)
         if no_length.size:
             res.add(
@@ -253,10 +262,60 @@ def _compare_x(
                     **where(*entry_at(expected, int(no_length[0]))),
                 ),
             )
+        if (
+            sound_raw is not None
+            and np.array_equal(key, sound_raw[0])
+            and _normalized_in_order(part, key, vals, sound_raw[1], row_sums(cmp_bounds, divided), col_bits)
+        ):
+            ORDER_FREE["normalized"] += 1
+            continue
+        sound_raw = None
+        if raw is not None and np.array_equal(key, raw.key):  # raw's coordinates: its order and its alignment
+            norm = Entries(raw.sorted.key, vals if raw.order is None else vals[raw.order], col_bits, col_map)
+            aligned = raw.aligned
+        else:
+            norm, _ = sorted_entries(key, vals, part.n, col_bits, col_map)
+            aligned = align(expected.key, norm.key)
+        raw = None
+        del key, vals
         want = normalized(divided, cmp_bounds)
         del divided
         compare_normalized(res, where, expected, want, norm, aligned, part.n)
     return expected_all
+
+
+def _inside(rows: npt.NDArray[np.int64], codes: npt.NDArray[np.int64], lo: int, n_rows: int, n_codes: int) -> bool:
+    """Whether every entry read is in rows [lo, lo + n_rows) and one of the dataset's genes (codes < n_codes)."""
+    if not rows.size:
+        return True
+    return int(rows.min()) >= lo and int(rows.max()) < lo + n_rows and int(codes.max()) < n_codes
+
+
+def _normalized_in_order(
+    part: _Part,
+    key: npt.NDArray[np.int64],
+    values: npt.NDArray[Any],
+    raw_values: npt.NDArray[Any],
+    denominators: npt.NDArray[np.float64],
+    col_bits: int,
+) -> bool:
+    """Whether X["normalized"] read at X["raw"]'s keys (same order) is right, computed in the order read.
+
+    X["raw"] is proven equal to the expected counts (validation.checks.multiset), so the expected normalized
+    value of entry i is raw's value i, divided by its gene's feature_length in Smart-seq cells (NaN without a
+    positive one, as validation.expected.normalization.length_divided does), over its row's ``denominators``
+    (the expected rows' sums of those values). False on any doubt: the caller then compares it sorted.
+    """
+    rows = key >> col_bits
+    if not part.smart.any():
+        want: npt.NDArray[np.float64] = np.divide(raw_values, denominators[rows], dtype=np.float64)
+        return normalized_sound(want, values, rows, part.n)
+    want = np.array(raw_values, dtype=np.float64)
+    by_length = np.flatnonzero(part.smart[rows])
+    lengths = part.task.ctx.col_length[key[by_length] & ((1 << col_bits) - 1)]
+    want[by_length] /= np.where(lengths > 0, lengths, np.nan)
+    want /= denominators[rows]
+    return normalized_sound(want, values, rows, part.n)
 
 
 @dataclass(frozen=True)
