@@ -13,13 +13,14 @@ from typing import Any
 import pyarrow as pa
 import tiledbsoma as soma
 
-ZSTD = {"COMPRESSION_LEVEL": 9, "name": "ZSTD"}
 SHUFFLE = {"name": "BYTESHUFFLE"}
+DELTA = {"COMPRESSION_LEVEL": -1, "COMPRESSION_REINTERPRET_DATATYPE": 17, "name": "DELTA"}  # 17: none (as stored)
 X_DIMS = {
-    "soma_dim_0": {"filters": [ZSTD], "tile": "2048"},  # no DoubleDelta
-    "soma_dim_1": {"filters": [SHUFFLE, ZSTD], "tile": "2048"},
+    "soma_dim_0": {"filters": [{"COMPRESSION_LEVEL": 9, "name": "ZSTD"}], "tile": "2048"},  # no DoubleDelta
+    "soma_dim_1": {"filters": [DELTA, SHUFFLE, {"COMPRESSION_LEVEL": 11, "name": "ZSTD"}], "tile": "2048"},
 }
-X_DATA = {"raw": [SHUFFLE, ZSTD], "normalized": [ZSTD]}  # normalized without ByteShuffle
+ZSTD13 = {"COMPRESSION_LEVEL": 13, "name": "ZSTD"}
+X_DATA = {"raw": [SHUFFLE, ZSTD13], "normalized": [ZSTD13]}  # normalized without ByteShuffle
 
 
 def x_settings(uri: str) -> dict[str, Any]:
