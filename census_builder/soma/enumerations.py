@@ -44,11 +44,13 @@ def name_enumerations_like_columns(uri: str) -> list[str]:
         if array.nonempty_domain() is not None:
             raise StorageError(
                 f"{uri}: cannot rename the obs enumerations of a dataframe that already holds rows; "
-                "rebuild the release from an empty build directory (census_builder build)"
+                "build it from scratch (census_builder build --restart)"
             )
         enumerations = {a.name: array.enum(a.enum_label) for a in attrs[first:] if a.enum_label is not None}
     # everything is built before the first evolution, so that a failure leaves the array as it was
-    added = [tiledb.Enumeration(n, e.ordered, values=_strings(uri, n, e), dtype=np.str_) for n, e in enumerations.items()]
+    added = [
+        tiledb.Enumeration(n, e.ordered, values=_strings(uri, n, e), dtype=np.str_) for n, e in enumerations.items()
+    ]
     readded = [_same_attribute(tiledb, a, a.name if a.name in enumerations else None) for a in attrs[first:]]
     drop = tiledb.ArraySchemaEvolution()
     for a in attrs[first:]:
