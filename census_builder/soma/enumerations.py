@@ -46,19 +46,19 @@ def name_enumerations_like_columns(uri: str) -> list[str]:
                 f"{uri}: cannot rename the obs enumerations of a dataframe that already holds rows; "
                 "build it from scratch (census_builder build --restart)"
             )
-        enumerations = {a.name: array.enum(a.enum_label) for a in attrs[first:] if a.enum_label is not None}
+        enumerations = {a.name: array.enum(a.enum_label) for a in attrs[first:] if a.enum_label not in (None, a.name)}
     # everything is built before the first evolution, so that a failure leaves the array as it was
     added = [
         tiledb.Enumeration(n, e.ordered, values=_strings(uri, n, e), dtype=np.str_) for n, e in enumerations.items()
     ]
-    readded = [_same_attribute(tiledb, a, a.name if a.name in enumerations else None) for a in attrs[first:]]
+    readded = [_same_attribute(tiledb, a, None if a.enum_label is None else a.name) for a in attrs[first:]]
     drop = tiledb.ArraySchemaEvolution()
     for a in attrs[first:]:
         drop.drop_attribute(a.name)
     _evolve(drop, uri)  # TileDB refuses to drop an enumeration in the evolution that drops its attribute
     evolution = tiledb.ArraySchemaEvolution()
     for a in attrs[first:]:
-        if a.enum_label is not None:
+        if a.name in enumerations:  # one already named like its attribute stays
             evolution.drop_enumeration(a.enum_label)
     for enumeration in added:
         evolution.add_enumeration(enumeration)

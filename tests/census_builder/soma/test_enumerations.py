@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pytest
 import tiledb
@@ -108,3 +109,25 @@ def test_a_dataframe_with_rows_is_refused(obs: str) -> None:
         "build it from scratch (census_builder build --restart)"
     )
     assert _attributes(obs)[1][-1] == "tissue_U"
+
+
+def test_an_enumeration_already_named_like_its_column_is_kept(tmp_path: Path) -> None:
+    uri = str(tmp_path / "mixed")
+    enums = [
+        tiledb.Enumeration("sex", False, values=np.array(["female", "male"], dtype=np.str_), dtype=np.str_),
+        tiledb.Enumeration("assay_U", False, values=np.array(["10x"], dtype=np.str_), dtype=np.str_),
+    ]
+    dim = tiledb.Dim(name="soma_joinid", domain=(0, 9), tile=10, dtype=np.int64)
+    attrs = [
+        tiledb.Attr(name="sex", dtype=np.int8, enum_label="sex"),
+        tiledb.Attr(name="assay", dtype=np.int8, enum_label="assay_U"),
+    ]
+    schema = tiledb.ArraySchema(domain=tiledb.Domain(dim), attrs=attrs, sparse=True, enums=enums)
+    tiledb.Array.create(uri, schema)
+
+    assert name_enumerations_like_columns(uri) == ["assay"]
+
+    assert [a[-1] for a in _attributes(uri)] == ["sex", "assay"]
+    with tiledb.open(uri) as array:
+        assert array.enum("sex").values().tolist() == ["female", "male"]
+        assert array.enum("assay").values().tolist() == ["10x"]
