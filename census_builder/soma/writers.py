@@ -20,6 +20,7 @@ import tiledbsoma as soma
 from census_builder.census.schema import CensusSchema, Column
 from census_builder.errors import StorageError
 from census_builder.soma import layout as names
+from census_builder.soma.enumerations import name_enumerations_like_columns
 from census_builder.soma.layout import ReleaseLayout
 from census_builder.soma.platform import (
     DATAFRAME_PLATFORM_CONFIG,
@@ -94,13 +95,16 @@ def _add_experiment(
         domain=[(0, max(shape.n_obs, 1) - 1)],
         platform_config=DATAFRAME_PLATFORM_CONFIG,
     )
+    obs_df.close()  # its schema changes here: later handles must load the new one
+    name_enumerations_like_columns(obs_df.uri)  # for clients with tiledbsoma 1.15 (soma/enumerations.py)
     enumerations = {
         f.name: pa.array(sorted(set(obs_values[f.name])), type=pa.large_string())
         for f in obs_schema
         if pa.types.is_dictionary(f.type) and obs_values.get(f.name)
     }
     if enumerations:
-        obs_df.extend_enumeration_values(enumerations)
+        with soma.DataFrame.open(obs_df.uri, "w", context=context()) as reopened:
+            reopened.extend_enumeration_values(enumerations)
     ms = exp.add_new_collection(names.MS)
     rna = ms.add_new_collection(release_schema.measurement, soma.Measurement)
     rna.add_new_dataframe(

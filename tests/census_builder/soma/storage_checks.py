@@ -11,6 +11,7 @@ import json
 from typing import Any
 
 import pyarrow as pa
+import tiledb
 import tiledbsoma as soma
 
 SHUFFLE = {"name": "BYTESHUFFLE"}
@@ -49,7 +50,11 @@ def assert_x_settings(uri: str, layer: str) -> None:
 
 def assert_obs_enumerations(uri: str, string_columns: list[str]) -> None:
     """Every string obs column but observation_joinid is an enumeration of exactly its values, sorted, with
-    the smallest index type; observation_joinid is a plain string. Reads decode to the same strings."""
+    the smallest index type, named like the column (so that tiledbsoma 1.15 clients can filter it:
+    census_builder/soma/enumerations.py); observation_joinid is a plain string. Reads decode to the same
+    strings."""
+    tiledb_schema = tiledb.ArraySchema.load(uri)
+    labels = {tiledb_schema.attr(i).name: tiledb_schema.attr(i).enum_label for i in range(tiledb_schema.nattr)}
     with soma.DataFrame.open(uri) as df:
         schema = df.schema
         encoded = [c for c in string_columns if c != "observation_joinid"]
@@ -61,4 +66,6 @@ def assert_obs_enumerations(uri: str, string_columns: list[str]) -> None:
         values = sorted(set(table.column(name).combine_chunks().dictionary_decode().to_pylist()))
         assert enums[name].to_pylist() == values, name
         assert t == pa.dictionary(pa.int8(), pa.large_string()), (name, t)  # a few values each here
+    assert labels == {c: c if c in encoded else None for c in labels}, labels
+    assert set(encoded) <= set(labels)
     assert table.num_rows > 0
