@@ -26,4 +26,4 @@ def test_cellxgene_census_get_anndata_both_organisms(example_release: BuiltRelea
         )
         assert lung.n_obs > 0 and set(lung.obs.tissue_general) == {"lung"}
         sums = np.asarray(lung.X.sum(axis=1)).ravel()
-        np.testing.assert_allclose(sums[sums > 0], 1.0, rtol=1e-5)
+        np.testing.assert_allclose(sums[sums > 0], 1.0, rtol=1e-4)  # values of 15 mantissa bits: up to 2**-16 each
