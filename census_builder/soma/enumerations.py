@@ -7,10 +7,10 @@ attribute's name, so any obs ``value_filter`` on such a release fails there with
 enumerations are named exactly like their attributes (as tiledbsoma 1.15 wrote them) are filtered by both old
 and new tiledbsoma, and tiledbsoma 2.3 still reads, writes and extends them.
 
-:func:`name_enumerations_like_columns` renames them right after tiledbsoma created the (empty) obs array: one
-TileDB schema evolution drops every attribute from the first enumerated one on, with the enumerations, and
-re-adds them in the same order with the same type, nullability, fill value and filters, each enumerated one
-with an enumeration named like itself holding the same values. The SOMA metadata (array metadata) and the
+:func:`name_enumerations_like_columns` renames them right after tiledbsoma created the (empty) obs array, in
+two TileDB schema evolutions: the first drops every attribute from the first enumerated one on; the second drops
+their old enumerations and re-adds the attributes in the same order with the same type, nullability, fill value
+and filters, each enumerated one with an enumeration named like itself holding the same values. The SOMA metadata (array metadata) and the
 current domain are untouched.
 """
 
