@@ -11,21 +11,20 @@ _ZSTD = {"_type": "ZstdFilter", "level": 3}
 X_TILE = 2048  # space tile extent of both X dimensions (rows and genes)
 X_CAPACITY = 2**17  # cells per data tile of an X array
 DATAFRAME_CAPACITY = 2**16  # rows per data tile of a dataframe
-# X storage (issue 17, benchmarks/RESULTS.md "After the storage change" and "Release size, second round"):
+# X storage (issue 17, benchmarks/RESULTS.md "After the storage change" and "Release size and reads, second
+# round"):
 # - soma_dim_0 (rows): Zstd 9, no DoubleDelta (it saved ~10 % of a file that is 2 % of X, and cost
-#   coordinate-unfiltering time on every read);
-# - soma_dim_1 (genes): Delta, ByteShuffle, Zstd 11. In a data tile a row's columns ascend within the
-#   2048-gene space tile, so their deltas are small: -22 % of the file, which is nearly half of X;
-# - values: Zstd 13, X["raw"] after ByteShuffle. X["normalized"] without ByteShuffle: a cell's normalized
-#   values are a few distinct floats, which Zstd matches as whole 4-byte words and shuffling splits (-28 %);
+#   coordinate-unfiltering time on every read); soma_dim_1 (genes): ByteShuffle + Zstd 9. Delta on soma_dim_1
+#   saved 22 % of that file but made every read 15 to 25 % slower (TileDB's delta decoding): not used;
+# - values: Zstd 15 (X["raw"] after ByteShuffle): -10 % against Zstd 9 for ~20 % more write CPU; decompression
+#   costs the same at every level. X["normalized"] without ByteShuffle: a cell's normalized values are a few
+#   distinct floats, which Zstd matches as whole 4-byte words and shuffling splits (-28 %);
 # - ``allows_duplicates``: TileDB reads the arrays with its unordered-with-duplicates reader, which skips merging
 #   result slabs into global order; our writer stores unique coordinates (stats.chunk_counts), so there are
 #   never duplicates to keep, but reads come back in no particular order.
-# Decompression costs the same at every Zstd level; levels 11 to 13 cost ~10 % more CPU per write than 9.
-X_ZSTD_LEVEL = 9  # soma_dim_0
+X_ZSTD_LEVEL = 9  # both dimensions
 _X_ZSTD = {"_type": "ZstdFilter", "level": X_ZSTD_LEVEL}
-X_GENES_ZSTD_LEVEL = 11  # soma_dim_1, after Delta and ByteShuffle (11 compressed better than 9, 13, 15 and 19)
-X_VALUES_ZSTD_LEVEL = 13  # soma_data of every layer
+X_VALUES_ZSTD_LEVEL = 15  # soma_data of every layer
 UNSHUFFLED_X_LAYERS = frozenset({"normalized"})  # X layers whose values are stored without ByteShuffle
 # X["normalized"] values keep 15 of float32's 23 explicit mantissa bits, rounded half to even (what the
 # reference builder stores; the schema defines the value, not its precision): relative change <= 2**-16, far
@@ -37,7 +36,6 @@ def x_platform_config(layer: str) -> dict[str, Any]:
     """Return the creation settings of X layer ``layer`` (see the comment above :data:`X_ZSTD_LEVEL`)."""
     values_zstd = {"_type": "ZstdFilter", "level": X_VALUES_ZSTD_LEVEL}
     data_filters: list[Any] = [values_zstd] if layer in UNSHUFFLED_X_LAYERS else ["ByteShuffleFilter", values_zstd]
-    genes_filters = ["DeltaFilter", "ByteShuffleFilter", {"_type": "ZstdFilter", "level": X_GENES_ZSTD_LEVEL}]
     return {
         "tiledb": {
             "create": {
@@ -45,7 +43,7 @@ def x_platform_config(layer: str) -> dict[str, Any]:
                 "allows_duplicates": True,
                 "dims": {
                     "soma_dim_0": {"tile": X_TILE, "filters": [_X_ZSTD]},
-                    "soma_dim_1": {"tile": X_TILE, "filters": genes_filters},
+                    "soma_dim_1": {"tile": X_TILE, "filters": ["ByteShuffleFilter", _X_ZSTD]},
                 },
                 "attrs": {"soma_data": {"filters": data_filters}},
                 "cell_order": "row-major",

@@ -120,10 +120,10 @@ def test_storage_names_every_object_and_its_settings(copies: dict[str, str]) -> 
     assert merged["arrays"][raw]["fragments"] == 1
     assert built["arrays"][raw]["capacity"] == 2**17
     assert [d["tile"] for d in built["arrays"][raw]["dims"]] == ["2048", "2048"]
-    assert built["arrays"][raw]["attrs"][0]["filters"] == "ByteShuffle+Zstd(level=13)"
-    assert built["arrays"][raw]["dims"][1]["filters"] == "Delta(level=-1)+ByteShuffle+Zstd(level=11)"
+    assert built["arrays"][raw]["attrs"][0]["filters"] == "ByteShuffle+Zstd(level=15)"
+    assert built["arrays"][raw]["dims"][1]["filters"] == "ByteShuffle+Zstd(level=9)"
     assert built["arrays"][raw]["allows_duplicates"]
-    assert built["arrays"][f"{HUMAN}/ms/RNA/X/normalized"]["attrs"][0]["filters"] == "Zstd(level=13)"
+    assert built["arrays"][f"{HUMAN}/ms/RNA/X/normalized"]["attrs"][0]["filters"] == "Zstd(level=15)"
     obs_attrs = {a["name"]: a["enumeration"] for a in built["arrays"][f"{HUMAN}/obs"]["attrs"]}
     assert obs_attrs["dataset_id"] and obs_attrs["tissue_general"] and not obs_attrs["raw_sum"]  # issue 17
     assert not obs_attrs["observation_joinid"]

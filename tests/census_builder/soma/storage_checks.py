@@ -15,13 +15,13 @@ import tiledb
 import tiledbsoma as soma
 
 SHUFFLE = {"name": "BYTESHUFFLE"}
-DELTA = {"COMPRESSION_LEVEL": -1, "COMPRESSION_REINTERPRET_DATATYPE": 17, "name": "DELTA"}  # 17: none (as stored)
+ZSTD9 = {"COMPRESSION_LEVEL": 9, "name": "ZSTD"}
 X_DIMS = {
-    "soma_dim_0": {"filters": [{"COMPRESSION_LEVEL": 9, "name": "ZSTD"}], "tile": "2048"},  # no DoubleDelta
-    "soma_dim_1": {"filters": [DELTA, SHUFFLE, {"COMPRESSION_LEVEL": 11, "name": "ZSTD"}], "tile": "2048"},
+    "soma_dim_0": {"filters": [ZSTD9], "tile": "2048"},  # no DoubleDelta
+    "soma_dim_1": {"filters": [SHUFFLE, ZSTD9], "tile": "2048"},  # no Delta: it slows reads
 }
-ZSTD13 = {"COMPRESSION_LEVEL": 13, "name": "ZSTD"}
-X_DATA = {"raw": [SHUFFLE, ZSTD13], "normalized": [ZSTD13]}  # normalized without ByteShuffle
+ZSTD15 = {"COMPRESSION_LEVEL": 15, "name": "ZSTD"}
+X_DATA = {"raw": [SHUFFLE, ZSTD15], "normalized": [ZSTD15]}  # normalized without ByteShuffle
 
 
 def x_settings(uri: str) -> dict[str, Any]:
