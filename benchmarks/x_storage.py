@@ -1,7 +1,7 @@
 """X storage settings on a release's real rows: bytes of each file and write CPU per setting (issue 17, size).
 
     python -m benchmarks.x_storage SOMA_ROOT [--organism mus_musculus] [--rows 30000] [--out DIR]
-        [--json OUT] [SETTING ...]
+        [--json OUT] [--reads [--compare OTHER_SOMA_ROOT] [--repeats 5]] [SETTING ...]
 
 Reads the first ``--rows`` cells of X["raw"] and X["normalized"] of one organism, then for each setting of
 :data:`SETTINGS` (all by default) writes both layers into fresh SOMA sparse arrays (one write each: one
@@ -10,6 +10,11 @@ soma_dim_1 (``d1``) and the write's CPU seconds (process time: TileDB's threads 
 storage of main at the start of the second round, ``chosen`` is :func:`census_builder.soma.platform.
 x_platform_config`; the others change one thing. The values are written as read (a release built with
 rounding keeps its rounded normalized values).
+
+``--reads``: also times four reads of X["raw"] on each setting's array (and on OTHER_SOMA_ROOT's, e.g. the
+reference builder's release, as it is), the arrays taking turns within each repeat, median of ``--repeats``:
+50 genes evenly spaced over every row, 30 % of the rows as one range, 14 % of the rows scattered (a tissue's
+cells), and every row in 32,768-row blocks (a loader's scan). Use ``--rows`` of the whole organism for it.
 """
 
 from __future__ import annotations
@@ -68,7 +73,10 @@ SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
     "d1 Delta+ByteShuffle+Zstd 13": _setting(["DeltaFilter", "ByteShuffleFilter", _zstd(13)], (9, 9)),
     "d1 Delta+ByteShuffle+Zstd 19": _setting(["DeltaFilter", "ByteShuffleFilter", _zstd(19)], (9, 9)),
     "values Zstd 13": _setting(_SHUFFLE_9, (13, 13)),
+    "values Zstd 15": _setting(_SHUFFLE_9, (15, 15)),
+    "values Zstd 17": _setting(_SHUFFLE_9, (17, 17)),
     "values Zstd 19": _setting(_SHUFFLE_9, (19, 19)),
+    "d1 Delta+ByteShuffle+Zstd 11, values Zstd 13": _setting(["DeltaFilter", "ByteShuffleFilter", _zstd(11)], (13, 13)),
     "chosen": {layer: x_platform_config(layer) for layer in LAYERS},
 }
 
@@ -77,8 +85,11 @@ def _mib(uri: Path, name: str) -> float:
     return sum(f.stat().st_size for f in uri.rglob(name)) / 2**20
 
 
-def measure(root: str, organism: str, rows: int, out: Path, names: list[str]) -> list[dict[str, Any]]:
-    """Write the first ``rows`` cells of both layers with each named setting; one result row per setting."""
+def measure(
+    root: str, organism: str, rows: int, out: Path, names: list[str], keep: bool = False
+) -> list[dict[str, Any]]:
+    """Write the first ``rows`` cells of both layers with each named setting; one result row per setting.
+    ``keep``: leave each setting's X["raw"] at ``out/<i>-raw`` (for :func:`time_reads`)."""
     import resource
 
     import tiledbsoma as soma
@@ -110,10 +121,50 @@ def measure(root: str, organism: str, rows: int, out: Path, names: list[str]) ->
                 "write_cpu_s": round(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime, 2),
                 "write_s": round(time.perf_counter() - t0, 2),
             }
-            shutil.rmtree(uri)
+            if not (keep and layer == "raw"):
+                shutil.rmtree(uri)
         logger.info("%s: %s", name, row)
         results.append(row)
     return results
+
+
+def time_reads(arrays: dict[str, str], n_rows: int, repeats: int) -> dict[str, dict[str, float]]:
+    """Median seconds of each read (see the module docstring) on each X array of ``arrays`` (name -> URI)."""
+    import numpy as np
+    import tiledbsoma as soma
+
+    with soma.SparseNDArray.open(next(iter(arrays.values()))) as a:
+        n_cols = int(a.shape[1])
+    cols = np.linspace(0, n_cols - 1, 50).astype(np.int64)
+    points = np.sort(np.random.default_rng(1).choice(n_rows, int(n_rows * 0.14), replace=False)).astype(np.int64)
+    lo, hi = int(n_rows * 0.3), int(n_rows * 0.6) - 1
+    block = 32_768
+    reads: dict[str, Any] = {
+        "50 genes": lambda a: a.read(coords=(slice(None), cols)).tables(),
+        "row range": lambda a: a.read(coords=(slice(lo, hi),)).tables(),
+        "scattered rows": lambda a: a.read(coords=(points,)).tables(),
+        "scan": lambda a: (
+            t for r in range(0, n_rows, block) for t in a.read(coords=(slice(r, min(n_rows, r + block) - 1),)).tables()
+        ),
+    }
+    times: dict[str, dict[str, list[float]]] = {q: {name: [] for name in arrays} for q in reads}
+    for _ in range(repeats):
+        for q, read in reads.items():
+            for name, uri in arrays.items():
+                t0 = time.perf_counter()
+                with soma.SparseNDArray.open(uri) as a:
+                    for _t in read(a):
+                        pass
+                times[q][name].append(time.perf_counter() - t0)
+    return {q: {name: round(float(np.median(v)), 3) for name, v in per.items()} for q, per in times.items()}
+
+
+def reads_table(medians: dict[str, dict[str, float]]) -> str:
+    """Return the markdown table of :func:`time_reads`' medians, one column per array."""
+    names = list(next(iter(medians.values())))
+    lines = ["| read | " + " | ".join(f"{n} s" for n in names) + " |", "|---" * (len(names) + 1) + "|"]
+    lines += [f"| {q} | " + " | ".join(f"{per[n]:.2f}" for n in names) + " |" for q, per in medians.items()]
+    return "\n".join(lines)
 
 
 def table(results: list[dict[str, Any]]) -> str:
@@ -142,16 +193,29 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rows", type=int, default=30_000)
     ap.add_argument("--out", type=Path, help="scratch directory (default: a temporary one)")
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--reads", action="store_true", help="also time reads of each setting's X raw")
+    ap.add_argument("--compare", help="another release whose X raw is timed as it is (with --reads)")
+    ap.add_argument("--repeats", type=int, default=5)
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     unknown = [n for n in args.settings if n not in SETTINGS]
     if unknown:
         ap.error(f"unknown setting(s) {unknown}; known: {list(SETTINGS)}")
+    names = args.settings or list(SETTINGS)
+    medians: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory(dir=args.out) as tmp:
-        results = measure(args.root, args.organism, args.rows, Path(tmp), args.settings or list(SETTINGS))
+        results = measure(args.root, args.organism, args.rows, Path(tmp), names, keep=args.reads)
+        if args.reads:
+            x = f"census_data/{args.organism}/ms/RNA/X/raw"
+            arrays = {"other": f"{args.compare}/{x}"} if args.compare else {}
+            arrays.update({name: str(Path(tmp) / f"{i}-raw") for i, name in enumerate(names)})
+            medians = time_reads(arrays, args.rows, args.repeats)
     if args.json:
-        args.json.write_text(json.dumps(results, indent=2))
+        args.json.write_text(json.dumps({"settings": results, "reads": medians}, indent=2))
     print(table(results))
+    if medians:
+        print()
+        print(reads_table(medians))
     return 0
 
 
