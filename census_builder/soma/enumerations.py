@@ -10,8 +10,8 @@ and new tiledbsoma, and tiledbsoma 2.3 still reads, writes and extends them.
 :func:`name_enumerations_like_columns` renames them right after tiledbsoma created the (empty) obs array, in
 two TileDB schema evolutions: the first drops every attribute from the first enumerated one on; the second drops
 their old enumerations and re-adds the attributes in the same order with the same type, nullability, fill value
-and filters, each enumerated one with an enumeration named like itself holding the same values. The SOMA metadata (array metadata) and the
-current domain are untouched.
+and filters, each enumerated one with an enumeration named like itself holding the same values. The SOMA
+metadata (array metadata) and the current domain are untouched.
 """
 
 from __future__ import annotations
