@@ -16,9 +16,11 @@ DATAFRAME_CAPACITY = 2**16  # rows per data tile of a dataframe
 # - soma_dim_0 (rows): Zstd 9, no DoubleDelta (it saved ~10 % of a file that is 2 % of X, and cost
 #   coordinate-unfiltering time on every read); soma_dim_1 (genes): ByteShuffle + Zstd 9. Delta on soma_dim_1
 #   saved 22 % of that file but made every read 15 to 25 % slower (TileDB's delta decoding): not used;
-# - values: Zstd 15 (X["raw"] after ByteShuffle): -10 % against Zstd 9 for ~20 % more write CPU; decompression
-#   costs the same at every level. X["normalized"] without ByteShuffle: a cell's normalized values are a few
-#   distinct floats, which Zstd matches as whole 4-byte words and shuffling splits (-28 %);
+# - values: Zstd 15 (X["raw"] after ByteShuffle): value files 10 to 14 % smaller than at Zstd 9, which keeps the
+#   release no larger than the reference builder's; it costs ~0.27 us of CPU per value and layer more than Zstd 9,
+#   about half of a build's CPU (9 gives it back for a ~5 % larger release). Decompression costs the same.
+#   X["normalized"] without ByteShuffle: a cell's normalized values are a few distinct floats, which Zstd matches
+#   as whole 4-byte words and shuffling splits (-28 %);
 # - ``allows_duplicates``: TileDB reads the arrays with its unordered-with-duplicates reader, which skips merging
 #   result slabs into global order; our writer stores unique coordinates (stats.chunk_counts), so there are
 #   never duplicates to keep, but reads come back in no particular order.
