@@ -21,7 +21,8 @@ def table(results_dir: Path = Path("benchmarks/results")) -> str:
     runs = _runs(results_dir)
     head = (
         "| cells | sources | non-zeros | build s | stages s (inspect / matrices / tables / finalize) | cells/s | nnz/s "
-        "| peak RSS GiB | release GiB | floor s | build / floor | validation s | validation / build |"
+        "| peak RSS GiB | release GiB | floor s | build / floor | validation s | validation / build "
+        "| validation peak RSS GiB |"
     )
     rows = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in runs:
@@ -37,7 +38,8 @@ def table(results_dir: Path = Path("benchmarks/results")) -> str:
             f"| {r['release_bytes'] / GIB:.2f} | {f'{floor:.0f}' if floor else '-'} "
             f"| {r.get('build_over_floor', float('nan')):.2f} | {r['validation_seconds']:.0f} "
             f"({'passed' if r['validation_passed'] else 'FAILED'}) "
-            f"| {r['validation_seconds'] / r['build_seconds']:.2f} |"
+            f"| {r['validation_seconds'] / r['build_seconds']:.2f} "
+            f"| {r['validation_peak_rss_bytes'] / GIB:.2f} |"
         )
     return "\n".join(rows)
 
