@@ -115,9 +115,9 @@ def measure(
                 w.write(tables[layer])
             after = resource.getrusage(resource.RUSAGE_SELF)
             row[layer] = {
-                "a0_mib": round(_mib(uri, "a0.tdb"), 2),
-                "d0_mib": round(_mib(uri, "d0.tdb"), 2),
-                "d1_mib": round(_mib(uri, "d1.tdb"), 2),
+                "a0_mib": round(_mib(uri, "a0.tdb"), 4),
+                "d0_mib": round(_mib(uri, "d0.tdb"), 4),
+                "d1_mib": round(_mib(uri, "d1.tdb"), 4),
                 "write_cpu_s": round(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime, 2),
                 "write_s": round(time.perf_counter() - t0, 2),
             }

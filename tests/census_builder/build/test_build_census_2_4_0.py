@@ -193,7 +193,7 @@ def test_full_gene_assay_is_normalized_by_feature_length(built: Built) -> None:
     got_raw[[row_of[r] for r in raw["soma_dim_0"]], raw["soma_dim_1"]] = raw["soma_data"]
     got_norm[[row_of[r] for r in norm["soma_dim_0"]], norm["soma_dim_1"]] = norm["soma_data"]
     np.testing.assert_array_equal(got_raw, x)
-    np.testing.assert_allclose(got_norm, expected_norm, rtol=1e-6, atol=0)
+    np.testing.assert_allclose(got_norm, expected_norm, rtol=2.0**-16 + 2.0**-24, atol=0)  # 15 mantissa bits
 
 
 def test_census_info_datasets_and_summary(built: Built) -> None:
