@@ -33,6 +33,7 @@ def plan_datasets(run: Run) -> None:
     spatial: dict[str, DatasetPlan] = {}
 
     def on_result(task: PlanTask, plan: DatasetPlan) -> None:
+        plan.share_strings()
         (spatial if task.spatial else plans)[task.dataset_id] = plan
 
     def on_error(task: PlanTask, e: BaseException) -> None:

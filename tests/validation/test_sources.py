@@ -3,6 +3,7 @@ layout, the statistics equal numpy's per-row answer for any chunking, and the fi
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -137,3 +138,20 @@ def test_unknown_tissue_maps_to_itself() -> None:
     mapper = TissueGeneral()
     assert mapper.lookup("UBERON:0002082", "cardiac ventricle") == ("UBERON:0000948", "heart", True)
     assert mapper.lookup("UBERON:9999999", "made-up tissue") == ("UBERON:9999999", "made-up tissue", False)
+
+
+def test_plans_arriving_in_the_driver_share_their_gene_strings(tmp_path: Path) -> None:
+    """Two datasets of the same genes, each plan unpickled as the driver receives it: after share_strings the
+    gene ids and names are the same objects (the driver holds every plan; see DatasetPlan.share_strings)."""
+    plans = []
+    for name in ("a", "b"):
+        path = write_h5ad(tmp_path / f"{name}.h5ad", DatasetSpec(name, n_cells=30, n_genes=25, seed=1))
+        plans.append(pickle.loads(pickle.dumps(plan_dataset(PlanTask(name, str(path), "1.3.0", 1_000)))))
+    a, b = plans
+    assert a.gene_ids == b.gene_ids and len(a.gene_ids) > 0
+    assert not any(x is y for x, y in zip(a.gene_ids, b.gene_ids, strict=True))  # as unpickled: separate strings
+    a.share_strings()
+    b.share_strings()
+    assert all(x is y for x, y in zip(a.gene_ids, b.gene_ids, strict=True))
+    assert all(x is y for x, y in zip(a.gene_names, b.gene_names, strict=True))
+    assert a.gene_lengths.dtype == np.int64 and a.gene_lengths.shape == (len(a.gene_ids),)

@@ -119,7 +119,7 @@ def _union_var(datasets: list[DatasetPlan]) -> ExpectedVar:
     names: dict[str, str] = {}
     lengths: dict[str, int] = {}
     for p in datasets:
-        for fid, name, length in zip(p.gene_ids, p.gene_names, p.gene_lengths, strict=True):
+        for fid, name, length in zip(p.gene_ids, p.gene_names, p.gene_lengths.tolist(), strict=True):
             names.setdefault(fid, name)
             if length > 0:
                 lengths.setdefault(fid, length)
