@@ -31,12 +31,13 @@ def table(results_dir: Path = Path("benchmarks/results")) -> str:
             f"{st.get(k, 0):.0f}" for k in ("stage_and_inspect", "write_matrices", "write_tables", "finalize_release")
         )
         floor = r.get("floor", {}).get("seconds")
+        ratio = r.get("build_over_floor")
         rows.append(
             f"| {r['cells']:,} | {r.get('compression', 'none')} | {r['nnz']:,} | {r['build_seconds']:.0f} | {stages} "
             f"| {r['cells_per_second']:,.0f} "
             f"| {r['nnz_per_second'] / 1e6:.2f} M | {r['build_peak_rss_bytes'] / GIB:.2f} "
             f"| {r['release_bytes'] / GIB:.2f} | {f'{floor:.0f}' if floor else '-'} "
-            f"| {r.get('build_over_floor', float('nan')):.2f} | {r['validation_seconds']:.0f} "
+            f"| {f'{ratio:.2f}' if ratio else '-'} | {r['validation_seconds']:.0f} "
             f"({'passed' if r['validation_passed'] else 'FAILED'}) "
             f"| {r['validation_seconds'] / r['build_seconds']:.2f} "
             f"| {r['validation_peak_rss_bytes'] / GIB:.2f} |"
