@@ -23,10 +23,13 @@ from validation.inputs.manifest import Manifest
 from validation.inputs.release import ReleaseLayout
 from validation.report import Finding, Findings
 
-DEFAULT_CHUNK_ENTRIES = 4_000_000  # source entries per row chunk: bounds a worker's memory
+# Source entries per row chunk: bounds a worker's memory. A 4 M-entry chunk's comparison held ~550 MB at its
+# peak; at 2 M the 250 k-cell validation tree peaked at 1.38 instead of 1.71 GiB, in no more time (26 vs 28 s;
+# at 1 M: 1.21 GiB, 30 s), and the 5 M one at 1.76 instead of 2.06 GiB, 577 s (benchmarks/RESULTS.md, "Scale").
+DEFAULT_CHUNK_ENTRIES = 2_000_000
 # Source rows per phase-2 task (consecutive chunks of a dataset): obs is read once per task, and TileDB
-# decompresses whole tiles of obs rows (the builder's obs capacity is 65,536), so one read per 4 M-entry
-# chunk (~4,000 cells) decompressed the same tiles again and again.
+# decompresses whole tiles of obs rows (the builder's obs capacity is 65,536), so one read per 2 M-entry
+# chunk (~2,000 cells) decompressed the same tiles again and again.
 DEFAULT_TASK_ROWS = 16_384
 
 # n_measured_vars values found, per dataset: value -> (cells, first soma_joinid, its observation_joinid)

@@ -15,7 +15,7 @@ def test_read_buffer_bytes_fit_the_values_in_powers_of_two() -> None:
     assert read_buffer_bytes(None) == READ_BUFFER_BYTES
     assert read_buffer_bytes(0) == MIN_READ_BUFFER_BYTES
     assert read_buffer_bytes(1000) == MIN_READ_BUFFER_BYTES
-    assert read_buffer_bytes(4_000_000) == 32 * 2**20  # the default 4 M-entry chunk: 32,000,000 bytes
+    assert read_buffer_bytes(4_000_000) == 32 * 2**20  # a 4 M-entry chunk (the builder's default): 32,000,000 bytes
     assert read_buffer_bytes(4_194_304) == 32 * 2**20
     assert read_buffer_bytes(4_194_305) == 64 * 2**20
     assert read_buffer_bytes(10**9) == READ_BUFFER_BYTES
