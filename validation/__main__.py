@@ -66,10 +66,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="the Census schema version to validate against (default: the one the release records in "
         "census_info['summary'])",
     )
+    p.add_argument(
+        "--chunk-entries",
+        type=int,
+        default=None,
+        metavar="N",
+        help="source entries per row chunk, the unit a worker compares X in: bounds each worker's memory "
+        "(default: 2,000,000)",
+    )
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     args = p.parse_args(argv)
     if args.workers is not None and args.workers < 1:
         p.error("--workers must be at least 1")
+    if args.chunk_entries is not None and args.chunk_entries < 1:
+        p.error("--chunk-entries must be at least 1")
     return args
 
 
@@ -83,6 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     from validation.core import default_report_path, validate_release  # heavy imports after parsing
     from validation.errors import InputError
+    from validation.run import DEFAULT_CHUNK_ENTRIES
 
     if not args.verbose:  # the local scheduler runs in this process: keep its INFO chatter out of the output
         import distributed  # noqa: F401  (creates its loggers, with their own levels)
@@ -105,6 +116,7 @@ def main(argv: list[str] | None = None) -> int:
             report_path=args.report,
             client=client,
             schema_version=args.census_schema,
+            chunk_entries=args.chunk_entries or DEFAULT_CHUNK_ENTRIES,
         )
     except InputError as e:
         print(f"error: {e}", file=sys.stderr)

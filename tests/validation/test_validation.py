@@ -22,8 +22,10 @@ from hypothesis import strategies as st
 from tests.conftest import BuiltRelease
 from tests.validation import corruptions as c
 from validation import CHECKS, ValidationReport, validate_release
-from validation.__main__ import main
+from validation.__main__ import main, parse_args
 from validation.contents.step import task_groups
+from validation.inputs.manifest import ManifestError
+from validation.run import DEFAULT_CHUNK_ENTRIES
 
 VALIDATION_DIR = Path(__file__).resolve().parents[2] / "validation"
 
@@ -452,3 +454,28 @@ def test_task_groups_cover_the_chunks_in_order(spans: list[tuple[int, int]], max
     assert [c for g in groups for c in g] == chunks
     assert all(len(g) == 1 or g[-1][1] - g[0][0] <= max_rows for g in groups)
     assert all(nxt[0][1] - g[0][0] > max_rows for g, nxt in itertools.pairwise(groups))  # groups are full
+
+
+def test_chunk_entries_reaches_the_validation(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """``--chunk-entries`` is passed on (default: DEFAULT_CHUNK_ENTRIES, as the help says); below 1 is a usage
+    error."""
+    import validation.core
+
+    seen: list[int] = []
+
+    def stop(*args: object, chunk_entries: int, **kwargs: object) -> object:
+        seen.append(chunk_entries)
+        raise ManifestError("stopped by the test")
+
+    monkeypatch.setattr(validation.core, "validate_release", stop)
+    manifest = str(tmp_path / "m.csv")
+    assert main(["soma", "--manifest", manifest, "--chunk-entries", "1000"]) == 2
+    assert main(["soma", "--manifest", manifest]) == 2
+    assert seen == [1000, DEFAULT_CHUNK_ENTRIES]
+    for bad in (["--chunk-entries", "0"], ["--help"]):
+        with pytest.raises(SystemExit) as e:
+            parse_args(["soma", "--manifest", manifest, *bad])
+        assert e.value.code == (2 if bad[0] != "--help" else 0)
+    assert f"(default: {DEFAULT_CHUNK_ENTRIES:,})" in " ".join(capsys.readouterr().out.split())
